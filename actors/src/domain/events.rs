@@ -1,0 +1,498 @@
+//! Raw events as they enter the system, their wire format and their validation.
+//!
+//! Wire format (JSON, the same over HTTP ingest, replay files and Kafka `tt_raw_data`): an object
+//! tagged by `"type"`, e.g.
+//! `{"type":"trade","instrument":"ESZ6","price":"6850.25","qty":3,"aggressor":"buy"}`.
+//! `event_id` (`<source>:<sequence>`) and `ts` (exchange time, Unix micros) are optional on ingest
+//! and assigned when absent; `ingest_ts` is always set by the system when the event enters it.
+
+use std::fmt;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::Micros;
+use super::instruments::{InstrumentCatalog, on_tick};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+
+    /// +1 for buy, -1 for sell: the sign a fill of this side gives to a position.
+    pub fn sign(self) -> i64 {
+        match self {
+            Side::Buy => 1,
+            Side::Sell => -1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quote {
+    pub instrument: String,
+    pub bid: Decimal,
+    pub bid_qty: i64,
+    pub ask: Decimal,
+    pub ask_qty: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trade {
+    pub instrument: String,
+    pub price: Decimal,
+    pub qty: i64,
+    pub aggressor: Side,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fill {
+    pub account: String,
+    pub order_id: String,
+    pub fill_id: String,
+    pub instrument: String,
+    pub side: Side,
+    pub price: Decimal,
+    pub qty: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum EventBody {
+    Quote(Quote),
+    Trade(Trade),
+    Fill(Fill),
+}
+
+impl EventBody {
+    pub fn instrument(&self) -> &str {
+        match self {
+            EventBody::Quote(q) => &q.instrument,
+            EventBody::Trade(t) => &t.instrument,
+            EventBody::Fill(f) => &f.instrument,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventBody::Quote(_) => "quote",
+            EventBody::Trade(_) => "trade",
+            EventBody::Fill(_) => "fill",
+        }
+    }
+}
+
+/// An event as received: ids and timestamps may still be missing. Decode it with
+/// [`RawEvent::decode`] (or [`RawEvent::from_value`]), which names the field at fault.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RawEvent {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ts: Option<Micros>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest_ts: Option<Micros>,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+/// The stable identity of an event: which source produced it and its sequence there.
+/// Sequences of one source grow per instrument, which is what makes deduplication exact.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId {
+    pub source: String,
+    pub seq: u64,
+}
+
+impl EventId {
+    pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        let bad = || ValidationError::new("event_id", format!("`{text}` is not `<source>:<sequence>`"));
+        let (source, seq) = text.rsplit_once(':').ok_or_else(bad)?;
+        let valid_source = !source.is_empty()
+            && source.len() <= 64
+            && source
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b));
+        if !valid_source {
+            return Err(bad());
+        }
+        let seq = seq.parse::<u64>().map_err(|_| bad())?;
+        Ok(Self {
+            source: source.to_owned(),
+            seq,
+        })
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.source, self.seq)
+    }
+}
+
+/// An event that passed validation, with its id and both timestamps set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidEvent {
+    pub id: EventId,
+    /// Exchange time.
+    pub ts: Micros,
+    /// When the event entered ttpulse; end-to-end latency is measured from here.
+    pub ingest_ts: Micros,
+    pub body: EventBody,
+}
+
+impl ValidEvent {
+    pub fn to_raw(&self) -> RawEvent {
+        RawEvent {
+            event_id: Some(self.id.to_string()),
+            ts: Some(self.ts),
+            ingest_ts: Some(self.ingest_ts),
+            body: self.body.clone(),
+        }
+    }
+}
+
+/// Why an event was refused: the field at fault and a sentence for a person.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[error("{field}: {reason}")]
+pub struct ValidationError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl ValidationError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Hands out `<source>:<sequence>` ids for events that arrive without one. Sequences are the
+/// ingest time in micros, bumped to stay strictly increasing, so a restarted source never
+/// reuses an id that an earlier run already handed out (as long as the clock does not go back).
+#[derive(Debug, Clone)]
+pub struct EventIdAllocator {
+    source: String,
+    last: u64,
+}
+
+impl EventIdAllocator {
+    pub fn new(source: impl Into<String>) -> Self {
+        Self {
+            source: source.into(),
+            last: 0,
+        }
+    }
+
+    pub fn next(&mut self, now: Micros) -> EventId {
+        let candidate = u64::try_from(now).unwrap_or(0);
+        self.last = candidate.max(self.last + 1);
+        EventId {
+            source: self.source.clone(),
+            seq: self.last,
+        }
+    }
+}
+
+/// The envelope fields of a raw event, decoded apart from its body.
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    event_id: Option<String>,
+    #[serde(default)]
+    ts: Option<Micros>,
+    #[serde(default)]
+    ingest_ts: Option<Micros>,
+}
+
+impl RawEvent {
+    /// Decodes one event from JSON text.
+    pub fn decode(json: &[u8]) -> Result<Self, ValidationError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(json).map_err(|e| ValidationError::new("json", format!("malformed JSON: {e}")))?;
+        Self::from_value(value)
+    }
+
+    /// Decodes one event from a parsed JSON value. Unknown fields are ignored.
+    pub fn from_value(value: serde_json::Value) -> Result<Self, ValidationError> {
+        fn field<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, ValidationError> {
+            serde_path_to_error::deserialize(value).map_err(|e| {
+                let path = e.path().to_string();
+                let field = if path == "." { "event".to_owned() } else { path };
+                ValidationError::new(field, e.into_inner().to_string())
+            })
+        }
+        if !value.is_object() {
+            return Err(ValidationError::new("event", "must be a JSON object"));
+        }
+        let kind = match value.get("type") {
+            Some(serde_json::Value::String(kind)) => kind.as_str(),
+            Some(_) => return Err(ValidationError::new("type", "must be a string")),
+            None => return Err(ValidationError::new("type", "missing; one of `quote`, `trade`, `fill`")),
+        };
+        let body = match kind {
+            "quote" => EventBody::Quote(field(&value)?),
+            "trade" => EventBody::Trade(field(&value)?),
+            "fill" => EventBody::Fill(field(&value)?),
+            other => {
+                return Err(ValidationError::new(
+                    "type",
+                    format!("unknown event type `{other}`; one of `quote`, `trade`, `fill`"),
+                ));
+            }
+        };
+        let envelope: Envelope = field(&value)?;
+        Ok(Self {
+            event_id: envelope.event_id,
+            ts: envelope.ts,
+            ingest_ts: envelope.ingest_ts,
+            body,
+        })
+    }
+
+    /// Checks the event against the catalog and fills in what is missing. `allocate` is called
+    /// only when the event has no `event_id`.
+    pub fn validate(
+        self,
+        catalog: &InstrumentCatalog,
+        now: Micros,
+        allocate: &mut dyn FnMut() -> EventId,
+    ) -> Result<ValidEvent, ValidationError> {
+        let spec = catalog.get(self.body.instrument()).ok_or_else(|| {
+            ValidationError::new("instrument", format!("unknown instrument `{}`", self.body.instrument()))
+        })?;
+        let price_ok = |field: &str, price: Decimal| -> Result<(), ValidationError> {
+            if price <= Decimal::ZERO {
+                return Err(ValidationError::new(field, format!("must be positive, got {price}")));
+            }
+            if !on_tick(price, spec.tick_size) {
+                return Err(ValidationError::new(
+                    field,
+                    format!(
+                        "{price} is not a multiple of the tick size {} of {}",
+                        spec.tick_size, spec.symbol
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        let qty_positive = |field: &str, qty: i64| -> Result<(), ValidationError> {
+            if qty <= 0 {
+                return Err(ValidationError::new(
+                    field,
+                    format!("must be a positive number of contracts, got {qty}"),
+                ));
+            }
+            Ok(())
+        };
+        match &self.body {
+            EventBody::Quote(q) => {
+                price_ok("bid", q.bid)?;
+                price_ok("ask", q.ask)?;
+                if q.bid > q.ask {
+                    return Err(ValidationError::new(
+                        "bid",
+                        format!("crossed quote: bid {} above ask {}", q.bid, q.ask),
+                    ));
+                }
+                for (field, qty) in [("bid_qty", q.bid_qty), ("ask_qty", q.ask_qty)] {
+                    if qty < 0 {
+                        return Err(ValidationError::new(field, format!("must not be negative, got {qty}")));
+                    }
+                }
+            }
+            EventBody::Trade(t) => {
+                price_ok("price", t.price)?;
+                qty_positive("qty", t.qty)?;
+            }
+            EventBody::Fill(f) => {
+                price_ok("price", f.price)?;
+                qty_positive("qty", f.qty)?;
+                for (field, value) in [
+                    ("account", &f.account),
+                    ("order_id", &f.order_id),
+                    ("fill_id", &f.fill_id),
+                ] {
+                    if value.trim().is_empty() || value.len() > 128 {
+                        return Err(ValidationError::new(
+                            field,
+                            "must be a non-empty string of at most 128 bytes",
+                        ));
+                    }
+                }
+                if f.account.contains(':') {
+                    return Err(ValidationError::new("account", "must not contain `:`"));
+                }
+            }
+        }
+        if let Some(ts) = self.ts
+            && ts < 0
+        {
+            return Err(ValidationError::new(
+                "ts",
+                format!("must be Unix microseconds, got {ts}"),
+            ));
+        }
+        let id = match &self.event_id {
+            Some(text) => EventId::parse(text)?,
+            None => allocate(),
+        };
+        Ok(ValidEvent {
+            id,
+            ts: self.ts.unwrap_or(now),
+            ingest_ts: now,
+            body: self.body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> InstrumentCatalog {
+        InstrumentCatalog::default_futures()
+    }
+
+    fn check(json: &str) -> Result<ValidEvent, String> {
+        let raw = RawEvent::decode(json.as_bytes()).map_err(|e| e.to_string())?;
+        let mut alloc = EventIdAllocator::new("test");
+        raw.validate(&catalog(), 1_000, &mut || alloc.next(1_000))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn accepts_decimal_strings_and_numbers() {
+        let e = check(r#"{"type":"trade","instrument":"ESZ6","price":"6850.25","qty":3,"aggressor":"buy"}"#).unwrap();
+        let e2 = check(r#"{"type":"trade","instrument":"ESZ6","price":6850.25,"qty":3,"aggressor":"buy"}"#).unwrap();
+        assert_eq!(e.body, e2.body);
+        assert_eq!(
+            e.id,
+            EventId {
+                source: "test".into(),
+                seq: 1_000
+            }
+        );
+        assert_eq!(e.ts, 1_000);
+        assert_eq!(e.ingest_ts, 1_000);
+        // Prices go back out as decimal strings.
+        let wire = serde_json::to_value(e.to_raw()).unwrap();
+        assert_eq!(wire["price"], "6850.25");
+        assert_eq!(wire["type"], "trade");
+        assert_eq!(wire["event_id"], "test:1000");
+    }
+
+    #[test]
+    fn keeps_supplied_ids_and_times() {
+        let e = check(
+            r#"{"type":"quote","event_id":"feed-a:42","ts":77,"instrument":"CLF7","bid":"61.49","bid_qty":4,"ask":"61.50","ask_qty":0}"#,
+        )
+        .unwrap();
+        assert_eq!(e.id.to_string(), "feed-a:42");
+        assert_eq!(e.ts, 77);
+    }
+
+    #[test]
+    fn refuses_bad_events_with_a_reason() {
+        let cases = [
+            (
+                r#"{"type":"trade","instrument":"XXX","price":"1","qty":1,"aggressor":"buy"}"#,
+                "unknown instrument",
+            ),
+            (
+                r#"{"type":"trade","instrument":"ESZ6","price":"6850.25","qty":-1,"aggressor":"buy"}"#,
+                "qty",
+            ),
+            (
+                r#"{"type":"trade","instrument":"ESZ6","price":"6850.25","qty":0,"aggressor":"buy"}"#,
+                "qty",
+            ),
+            (
+                r#"{"type":"trade","instrument":"ESZ6","price":"6850.10","qty":1,"aggressor":"buy"}"#,
+                "tick size",
+            ),
+            (
+                r#"{"type":"trade","instrument":"ESZ6","price":"-1","qty":1,"aggressor":"buy"}"#,
+                "positive",
+            ),
+            (
+                r#"{"type":"trade","instrument":"ESZ6","qty":1,"aggressor":"buy"}"#,
+                "missing field `price`",
+            ),
+            (r#"{"instrument":"ESZ6"}"#, "type: missing"),
+            (r#"[1]"#, "JSON object"),
+            (r#"{"type":"trade""#, "malformed JSON"),
+            (
+                r#"{"type":"trade","instrument":"ESZ6","price":"1","qty":1,"aggressor":"up"}"#,
+                "aggressor: unknown variant",
+            ),
+            (r#"{"type":"order","instrument":"ESZ6"}"#, "unknown event type `order`"),
+            (
+                r#"{"type":"quote","instrument":"ESZ6","bid":"6851","bid_qty":1,"ask":"6850","ask_qty":1}"#,
+                "crossed",
+            ),
+            (
+                r#"{"type":"quote","instrument":"ESZ6","bid":"6850","bid_qty":-1,"ask":"6851","ask_qty":1}"#,
+                "bid_qty",
+            ),
+            (
+                r#"{"type":"fill","account":"","order_id":"o","fill_id":"f","instrument":"ESZ6","side":"buy","price":"6850","qty":1}"#,
+                "account",
+            ),
+            (
+                r#"{"type":"trade","event_id":"nocolon","instrument":"ESZ6","price":"6850","qty":1,"aggressor":"buy"}"#,
+                "event_id",
+            ),
+            (
+                r#"{"type":"trade","event_id":"a:b","instrument":"ESZ6","price":"6850","qty":1,"aggressor":"buy"}"#,
+                "event_id",
+            ),
+            (
+                r#"{"type":"trade","ts":-5,"instrument":"ESZ6","price":"6850","qty":1,"aggressor":"buy"}"#,
+                "ts",
+            ),
+            (
+                r#"{"type":"trade","instrument":"ESZ6","price":"abc","qty":1,"aggressor":"buy"}"#,
+                "price: invalid value",
+            ),
+            (
+                r#"{"type":"trade","instrument":"ESZ6","price":"1","qty":1.5,"aggressor":"buy"}"#,
+                "qty: invalid type",
+            ),
+        ];
+        for (json, expected) in cases {
+            let err = check(json).expect_err(json);
+            assert!(err.contains(expected), "{json}: `{err}` should mention `{expected}`");
+        }
+    }
+
+    #[test]
+    fn allocated_ids_strictly_increase() {
+        let mut alloc = EventIdAllocator::new("sim");
+        let a = alloc.next(500);
+        let b = alloc.next(500);
+        let c = alloc.next(100);
+        let d = alloc.next(900);
+        assert_eq!([a.seq, b.seq, c.seq, d.seq], [500, 501, 502, 900]);
+    }
+
+    #[test]
+    fn event_id_round_trip() {
+        let id = EventId::parse("replay/day1.jsonl:17").unwrap();
+        assert_eq!(id.source, "replay/day1.jsonl");
+        assert_eq!(id.seq, 17);
+        assert_eq!(id.to_string(), "replay/day1.jsonl:17");
+    }
+}
