@@ -5,16 +5,22 @@
 //! (`i64`). Nothing here uses binary floating point.
 
 pub mod candles;
+pub mod engine;
 pub mod events;
 pub mod instruments;
 pub mod market;
 pub mod positions;
+pub mod updates;
 
 pub use candles::{Candle, CandleBook, Interval};
-pub use events::{EventBody, EventId, Fill, Quote, RawEvent, Side, Trade, ValidEvent, ValidationError};
+pub use engine::{Changes, Engine, EngineSnapshot, Outcome};
+pub use events::{
+    EventBody, EventId, EventIdAllocator, Fill, Quote, RawEvent, Side, Trade, ValidEvent, ValidationError,
+};
 pub use instruments::{InstrumentCatalog, InstrumentSpec};
-pub use market::InstrumentState;
+pub use market::{InstrumentBook, InstrumentState};
 pub use positions::PositionState;
+pub use updates::{FillReport, Lane, Published, Topic, Update};
 
 /// Unix time in microseconds, the one time unit used across the system.
 pub type Micros = i64;

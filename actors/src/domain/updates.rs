@@ -1,0 +1,185 @@
+//! Processed updates: what the processor publishes and what sessions receive.
+//!
+//! On the wire (WebSocket, Kafka `tt_processed_data`, Redis Pub/Sub `tt_updates`) an update is
+//! `{"type":"update","v":1,"kind":"instrument","key":"inst:ESZ6","seq":42,"ingest_ts":...,"data":{...}}`.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::Micros;
+use super::candles::Candle;
+use super::events::Side;
+use super::market::InstrumentState;
+use super::positions::PositionState;
+
+/// Schema version of the update wire format.
+pub const WIRE_VERSION: u32 = 1;
+
+/// A fill as reported on an account's must-deliver lane, with the position it produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FillReport {
+    pub account: String,
+    /// Grows by one with every fill of this account: a gap means a lost fill.
+    pub seq: u64,
+    pub fill_id: String,
+    pub order_id: String,
+    pub symbol: String,
+    pub side: Side,
+    pub price: Decimal,
+    pub qty: i64,
+    pub ts: Micros,
+    pub position: PositionState,
+}
+
+/// One change of one key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "lowercase")]
+pub enum Update {
+    Instrument(InstrumentState),
+    Candle(Candle),
+    Position(PositionState),
+    Fill(FillReport),
+}
+
+/// The delivery lane of an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Latest value wins: each update carries the full state of its key, so a slow client
+    /// may be sent only the newest.
+    Market,
+    /// Must deliver, in order: never conflated, never dropped.
+    Account,
+}
+
+/// Who may want an update: the subscription topic it is routed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic<'a> {
+    Instrument(&'a str),
+    Account(&'a str),
+}
+
+impl Update {
+    pub fn key(&self) -> String {
+        match self {
+            Update::Instrument(s) => format!("inst:{}", s.symbol),
+            Update::Candle(c) => format!("candle:{}:{}", c.symbol, c.interval),
+            Update::Position(p) => format!("pos:{}:{}", p.account, p.symbol),
+            Update::Fill(f) => format!("fills:{}", f.account),
+        }
+    }
+
+    pub fn seq(&self) -> u64 {
+        match self {
+            Update::Instrument(s) => s.seq,
+            Update::Candle(c) => c.seq,
+            Update::Position(p) => p.seq,
+            Update::Fill(f) => f.seq,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Update::Instrument(_) => "instrument",
+            Update::Candle(_) => "candle",
+            Update::Position(_) => "position",
+            Update::Fill(_) => "fill",
+        }
+    }
+
+    pub fn lane(&self) -> Lane {
+        match self {
+            Update::Fill(_) => Lane::Account,
+            _ => Lane::Market,
+        }
+    }
+
+    pub fn topic(&self) -> Topic<'_> {
+        match self {
+            Update::Instrument(s) => Topic::Instrument(&s.symbol),
+            Update::Candle(c) => Topic::Instrument(&c.symbol),
+            Update::Position(p) => Topic::Account(&p.account),
+            Update::Fill(f) => Topic::Account(&f.account),
+        }
+    }
+}
+
+/// An update with its routing key and the ingest time of the raw event that caused it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    pub key: String,
+    pub ingest_ts: Micros,
+    pub update: Update,
+}
+
+impl Published {
+    pub fn new(update: Update, ingest_ts: Micros) -> Self {
+        Self {
+            key: update.key(),
+            ingest_ts,
+            update,
+        }
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.update.seq()
+    }
+
+    pub fn to_json(&self) -> String {
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "type")]
+            kind_of_message: &'static str,
+            v: u32,
+            key: &'a str,
+            seq: u64,
+            ingest_ts: Micros,
+            #[serde(flatten)]
+            update: &'a Update,
+        }
+        let wire = Wire {
+            kind_of_message: "update",
+            v: WIRE_VERSION,
+            key: &self.key,
+            seq: self.seq(),
+            ingest_ts: self.ingest_ts,
+            update: &self.update,
+        };
+        // Serializing plain data structs into a String cannot fail.
+        serde_json::to_string(&wire).unwrap_or_default()
+    }
+
+    pub fn from_json(text: &[u8]) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            ingest_ts: Micros,
+            #[serde(flatten)]
+            update: Update,
+        }
+        let wire: Wire = serde_json::from_slice(text)?;
+        Ok(Self::new(wire.update, wire.ingest_ts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_round_trip() {
+        let mut state = InstrumentState::empty("ESZ6");
+        state.seq = 7;
+        state.bid = Some("6850.25".parse().unwrap());
+        let published = Published::new(Update::Instrument(state), 123);
+        let json = published.to_json();
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["type"], "update");
+        assert_eq!(value["v"], 1);
+        assert_eq!(value["kind"], "instrument");
+        assert_eq!(value["key"], "inst:ESZ6");
+        assert_eq!(value["seq"], 7);
+        assert_eq!(value["ingest_ts"], 123);
+        assert_eq!(value["data"]["bid"], "6850.25");
+        assert_eq!(value["data"]["symbol"], "ESZ6");
+        assert_eq!(Published::from_json(json.as_bytes()).unwrap(), published);
+    }
+}
