@@ -5,4 +5,12 @@
 //! - one module per actor: [`ingest`], [`processor`], [`store`], [`cache`], [`session`].
 //! - [`health`] and [`metrics`]: what the admin endpoints report.
 
+pub mod cache;
 pub mod domain;
+pub mod health;
+pub mod ingest;
+pub mod messages;
+pub mod metrics;
+pub mod processor;
+pub mod session;
+pub mod store;

@@ -89,7 +89,8 @@ impl PositionState {
         true
     }
 
-    fn unrealized_at(&self, mark: Option<Decimal>, multiplier: Decimal) -> Decimal {
+    /// `(mark - average) x net qty x multiplier`, zero while flat or without a mark.
+    pub fn unrealized_at(&self, mark: Option<Decimal>, multiplier: Decimal) -> Decimal {
         match mark {
             Some(mid) if self.net_qty != 0 => {
                 ((mid - self.avg_price) * Decimal::from(self.net_qty) * multiplier).normalize()

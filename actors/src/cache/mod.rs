@@ -1,0 +1,249 @@
+//! The latest state of every key, and the `CacheActor` that keeps it and notifies the hub.
+//!
+//! Embedded mode keeps the state in a `StateStore` (a dashmap) that the HTTP snapshot and the
+//! hub read directly.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use dashmap::DashMap;
+use serde::Serialize;
+
+use crate::domain::{Candle, InstrumentState, PositionState, Published, Update};
+use crate::health::ActorHealth;
+use crate::messages::{Restart, UpdateBatch};
+use crate::metrics::Metrics;
+
+/// Which instruments or accounts a read covers: all of them, or a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    All,
+    Only(Vec<String>),
+}
+
+impl Filter {
+    /// `["*"]` (or an empty list when `empty_is_all`) means all.
+    pub fn from_list(items: &[String]) -> Self {
+        if items.iter().any(|i| i == "*") {
+            Filter::All
+        } else {
+            Filter::Only(items.to_vec())
+        }
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            Filter::All => true,
+            Filter::Only(names) => names.iter().any(|n| n == name),
+        }
+    }
+
+    pub fn none() -> Self {
+        Filter::Only(Vec::new())
+    }
+}
+
+/// The account lane position of an account: the seq of its last fill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountSeq {
+    pub account: String,
+    pub fill_seq: u64,
+}
+
+/// The current state of a set of keys, each with its seq, so that a stream can resume
+/// exactly after it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Snapshot {
+    pub instruments: Vec<InstrumentState>,
+    pub candles: Vec<Candle>,
+    pub positions: Vec<PositionState>,
+    pub accounts: Vec<AccountSeq>,
+}
+
+impl Snapshot {
+    /// Every key in the snapshot and its seq.
+    pub fn key_seqs(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        out.extend(self.instruments.iter().map(|s| (format!("inst:{}", s.symbol), s.seq)));
+        out.extend(
+            self.candles
+                .iter()
+                .map(|c| (format!("candle:{}:{}", c.symbol, c.interval), c.seq)),
+        );
+        out.extend(
+            self.positions
+                .iter()
+                .map(|p| (format!("pos:{}:{}", p.account, p.symbol), p.seq)),
+        );
+        out.extend(
+            self.accounts
+                .iter()
+                .map(|a| (format!("fills:{}", a.account), a.fill_seq)),
+        );
+        out
+    }
+}
+
+/// Latest published update per key.
+#[derive(Clone, Default)]
+pub struct StateStore {
+    entries: Arc<DashMap<String, Published>>,
+}
+
+impl StateStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps `update` if it is newer than what the key holds. Returns whether it was kept.
+    pub fn apply(&self, update: &Published) -> bool {
+        match self.entries.get_mut(&update.key) {
+            Some(mut current) => {
+                if update.seq() <= current.seq() {
+                    return false;
+                }
+                *current = update.clone();
+                true
+            }
+            None => {
+                self.entries.insert(update.key.clone(), update.clone());
+                true
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn clear(&self) {
+        self.entries.clear();
+    }
+
+    pub fn snapshot(&self, instruments: &Filter, accounts: &Filter) -> Snapshot {
+        let mut snap = Snapshot::default();
+        for entry in self.entries.iter() {
+            match &entry.update {
+                Update::Instrument(s) if instruments.matches(&s.symbol) => snap.instruments.push(s.clone()),
+                Update::Candle(c) if instruments.matches(&c.symbol) => snap.candles.push(c.clone()),
+                Update::Position(p) if accounts.matches(&p.account) => snap.positions.push(p.clone()),
+                Update::Fill(f) if accounts.matches(&f.account) => snap.accounts.push(AccountSeq {
+                    account: f.account.clone(),
+                    fill_seq: f.seq,
+                }),
+                _ => {}
+            }
+        }
+        snap.instruments.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+        snap.candles
+            .sort_by(|a, b| (&a.symbol, a.interval).cmp(&(&b.symbol, b.interval)));
+        snap.positions
+            .sort_by(|a, b| (&a.account, &a.symbol).cmp(&(&b.account, &b.symbol)));
+        snap.accounts.sort_by(|a, b| a.account.cmp(&b.account));
+        snap
+    }
+}
+
+/// Keeps the latest state and passes every change on to the notifier (hop 3), in order.
+pub struct CacheActor {
+    store: StateStore,
+    notifier: Recipient<UpdateBatch>,
+    metrics: Arc<Metrics>,
+    health: Arc<ActorHealth>,
+}
+
+impl CacheActor {
+    pub fn new(
+        store: StateStore,
+        notifier: Recipient<UpdateBatch>,
+        metrics: Arc<Metrics>,
+        health: Arc<ActorHealth>,
+    ) -> Self {
+        Self {
+            store,
+            notifier,
+            metrics,
+            health,
+        }
+    }
+}
+
+impl Actor for CacheActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(64);
+        self.health.set_running();
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.health.set_stopped();
+    }
+}
+
+impl Supervised for CacheActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.health.restarting();
+        self.metrics.actor_restarts.with_label_values(&["cache"]).inc();
+    }
+}
+
+impl Handler<Restart> for CacheActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
+        tracing::warn!("cache restart requested");
+        ctx.stop();
+    }
+}
+
+impl Handler<UpdateBatch> for CacheActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, batch: UpdateBatch, _: &mut Context<Self>) -> Self::Result {
+        let _span = tracing::debug_span!("cache", updates = batch.updates.len()).entered();
+        self.health.handled_n(batch.updates.len() as u64);
+        let fresh: Vec<Published> = batch.updates.iter().filter(|u| self.store.apply(u)).cloned().collect();
+        self.health.set_queue_depth(0);
+        let notifier = self.notifier.clone();
+        let notify = async move {
+            if !fresh.is_empty() && notifier.send(UpdateBatch { updates: fresh.into() }).await.is_err() {
+                tracing::error!("the notifier is gone; sessions miss this batch until they resubscribe");
+            }
+        };
+        AtomicResponse::new(Box::pin(notify.into_actor(self)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::InstrumentState;
+
+    fn inst(symbol: &str, seq: u64) -> Published {
+        let mut s = InstrumentState::empty(symbol);
+        s.seq = seq;
+        Published::new(Update::Instrument(s), 0)
+    }
+
+    #[test]
+    fn newer_seq_wins_and_filters_apply() {
+        let store = StateStore::new();
+        assert!(store.apply(&inst("ESZ6", 2)));
+        assert!(!store.apply(&inst("ESZ6", 1)));
+        assert!(!store.apply(&inst("ESZ6", 2)));
+        assert!(store.apply(&inst("ESZ6", 3)));
+        assert!(store.apply(&inst("CLF7", 1)));
+        let all = store.snapshot(&Filter::All, &Filter::none());
+        assert_eq!(
+            all.key_seqs(),
+            vec![("inst:CLF7".to_string(), 1), ("inst:ESZ6".to_string(), 3)]
+        );
+        let one = store.snapshot(&Filter::Only(vec!["ESZ6".into()]), &Filter::All);
+        assert_eq!(one.instruments.len(), 1);
+    }
+}

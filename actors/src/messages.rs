@@ -1,0 +1,193 @@
+//! Every message that crosses an actor boundary: the protocol of the system.
+//!
+//! The three hops of the pipeline are typed recipients, so the carrier behind each is chosen
+//! when the system is wired (an in-process actor, or Kafka / Redis adapters):
+//! - hop 1, raw events:      `Recipient<RawBatch>`    ingester  -> processor
+//! - hop 2, processed state: `Recipient<UpdateBatch>` processor -> cache
+//! - hop 3, notifications:   `Recipient<UpdateBatch>` cache     -> hub (sessions)
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::domain::{
+    Candle, Changes, EngineSnapshot, InstrumentSpec, Interval, Published, RawEvent, ValidEvent, ValidationError,
+};
+use crate::session::outbox::Outbox;
+use crate::store::StoreError;
+
+// ---- hop 1: raw events ------------------------------------------------------------------
+
+/// Validated raw events, in source order.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<BatchAck, HopError>")]
+pub struct RawBatch {
+    pub events: Vec<ValidEvent>,
+}
+
+/// The next hop took a batch (in order). `durable` resolves once its effects are stored.
+#[derive(Debug)]
+pub struct BatchAck {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub durable: Durable,
+}
+
+/// Resolves when a batch's effects are durable: committed to the database (embedded), or
+/// acknowledged by the broker (distributed).
+#[derive(Debug)]
+pub struct Durable(Option<oneshot::Receiver<Result<(), HopError>>>);
+
+impl Durable {
+    pub fn already() -> Self {
+        Self(None)
+    }
+
+    pub fn pending() -> (oneshot::Sender<Result<(), HopError>>, Self) {
+        let (tx, rx) = oneshot::channel();
+        (tx, Self(Some(rx)))
+    }
+
+    pub async fn wait(self) -> Result<(), HopError> {
+        match self.0 {
+            None => Ok(()),
+            Some(rx) => rx
+                .await
+                .unwrap_or_else(|_| Err(HopError::Unavailable("the writer stopped before committing".into()))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HopError {
+    #[error("next hop unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage failed: {0}")]
+    Storage(String),
+}
+
+impl From<MailboxError> for HopError {
+    fn from(e: MailboxError) -> Self {
+        HopError::Unavailable(e.to_string())
+    }
+}
+
+// ---- hops 2 and 3: processed updates ----------------------------------------------------
+
+/// Processed updates in publication order (per key, seq order).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct UpdateBatch {
+    pub updates: Arc<[Published]>,
+}
+
+// ---- ingest (HTTP push and other external sources) --------------------------------------
+
+/// Raw events pushed from outside (e.g. `POST /api/ingest`): all are validated first, and if
+/// any is invalid none is forwarded.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(IngestReceipt, Durable), IngestError>")]
+pub struct IngestEvents {
+    pub events: Vec<RawEvent>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestReceipt {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub event_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IngestError {
+    #[error("event {index}: {error}")]
+    Invalid { index: usize, error: ValidationError },
+    #[error(transparent)]
+    Hop(#[from] HopError),
+}
+
+// ---- database ---------------------------------------------------------------------------
+
+#[derive(Message, Debug)]
+#[rtype(result = "Result<usize, StoreError>")]
+pub struct WriteChanges {
+    pub changes: Changes,
+}
+
+#[derive(Message, Debug)]
+#[rtype(result = "Result<EngineSnapshot, StoreError>")]
+pub struct LoadSnapshot;
+
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Vec<Candle>, StoreError>")]
+pub struct QueryCandles {
+    pub symbol: String,
+    pub interval: Interval,
+    pub limit: i64,
+}
+
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct SyncInstruments {
+    pub specs: Vec<InstrumentSpec>,
+}
+
+// ---- sessions ---------------------------------------------------------------------------
+
+pub type SessionId = u64;
+
+/// A session registers its outbox with the hub, and how to wake it when the outbox fills.
+#[derive(Message)]
+#[rtype(result = "SessionId")]
+pub struct Connect {
+    pub outbox: Arc<Outbox>,
+    pub wake: Recipient<Wake>,
+}
+
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    pub id: SessionId,
+}
+
+/// Adds instruments (`"*"` for all) and accounts (`"*"` for all) to a session. The hub puts a
+/// snapshot of them in the session's outbox, then every later update.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), SubscribeError>")]
+pub struct Subscribe {
+    pub id: SessionId,
+    pub instruments: Vec<String>,
+    pub accounts: Vec<String>,
+}
+
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    pub id: SessionId,
+    pub instruments: Vec<String>,
+    pub accounts: Vec<String>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SubscribeError {
+    #[error("unknown instrument `{0}`")]
+    UnknownInstrument(String),
+    #[error("invalid account `{0}`")]
+    InvalidAccount(String),
+    #[error("session {0} is not connected")]
+    NotConnected(SessionId),
+}
+
+/// Tells a session that its outbox has something to send.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+// ---- control ----------------------------------------------------------------------------
+
+/// Stops an actor so that its supervisor restarts it (admin `POST /admin/actors/{name}/restart`).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Restart;

@@ -1,0 +1,143 @@
+//! Prometheus metrics, one registry per running system (tests run several in one process).
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub ws_connections: IntGauge,
+    pub ws_connections_total: IntCounter,
+    pub ws_slow_disconnects: IntCounterVec,
+    pub events_ingested: IntCounterVec,
+    pub events_rejected: IntCounterVec,
+    pub events_processed: IntCounterVec,
+    pub events_duplicate: IntCounter,
+    pub late_trades: IntCounter,
+    pub updates_published: IntCounter,
+    pub updates_conflated: IntCounterVec,
+    pub updates_sent: IntCounterVec,
+    pub end_to_end_seconds: Histogram,
+    pub db_write_seconds: Histogram,
+    pub db_rows_written: IntCounter,
+    pub db_write_errors: IntCounter,
+    pub actor_restarts: IntCounterVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(h.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    h
+}
+
+/// Latency buckets from 50 µs to 10 s.
+fn latency_buckets() -> Vec<f64> {
+    vec![
+        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ]
+}
+
+impl Metrics {
+    /// Builds the metric set. The names are fixed and distinct, so registration cannot fail;
+    /// a failure would be a programming error caught by the first test.
+    pub fn new() -> Self {
+        let r = Registry::new_custom(Some("ttpulse".into()), None).unwrap_or_default();
+        let ws_connections =
+            IntGauge::new("ws_connections", "Open WebSocket sessions").unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(ws_connections.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            ws_connections,
+            ws_connections_total: counter(&r, "ws_connections_total", "WebSocket sessions opened"),
+            ws_slow_disconnects: counter_vec(
+                &r,
+                "ws_slow_disconnects_total",
+                "Sessions closed for falling behind",
+                &["reason"],
+            ),
+            events_ingested: counter_vec(
+                &r,
+                "events_ingested_total",
+                "Raw events accepted by the ingester",
+                &["source"],
+            ),
+            events_rejected: counter_vec(
+                &r,
+                "events_rejected_total",
+                "Raw events refused as invalid",
+                &["source"],
+            ),
+            events_processed: counter_vec(
+                &r,
+                "events_processed_total",
+                "Raw events applied by the processor",
+                &["type"],
+            ),
+            events_duplicate: counter(&r, "events_duplicate_total", "Raw events skipped as already applied"),
+            late_trades: counter(&r, "late_trades_total", "Trades older than their current candle"),
+            updates_published: counter(&r, "updates_published_total", "Processed updates published"),
+            updates_conflated: counter_vec(
+                &r,
+                "updates_conflated_total",
+                "Updates replaced by a newer one before a slow session sent them",
+                &["lane"],
+            ),
+            updates_sent: counter_vec(
+                &r,
+                "updates_sent_total",
+                "Updates written to WebSocket sessions",
+                &["lane"],
+            ),
+            end_to_end_seconds: histogram(
+                &r,
+                "end_to_end_latency_seconds",
+                "From ingest of a raw event to its update being written to a WebSocket",
+                latency_buckets(),
+            ),
+            db_write_seconds: histogram(
+                &r,
+                "db_write_seconds",
+                "Duration of one database write transaction",
+                latency_buckets(),
+            ),
+            db_rows_written: counter(&r, "db_rows_written_total", "Rows written to the database"),
+            db_write_errors: counter(&r, "db_write_errors_total", "Failed database write transactions"),
+            actor_restarts: counter_vec(&r, "actor_restarts_total", "Actor restarts by supervisors", &["actor"]),
+            registry: r,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        use prometheus::Encoder;
+        let mut buf = Vec::new();
+        let encoder = prometheus::TextEncoder::new();
+        if encoder.encode(&self.registry.gather(), &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,256 @@
+//! `SessionActor`: one per WebSocket. It owns the connection (actix-web-actors, kept inside
+//! this module), forwards the client's requests to the hub, and drains its outbox into the
+//! socket when woken.
+//!
+//! Client messages: `{"op":"subscribe","instruments":[..],"positions":[..]}`, `{"op":"unsubscribe",..}`,
+//! `{"op":"ping"}`. Server messages: `snapshot`, `update`, `pong`, `error` (the session stays
+//! open after an error).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web_actors::ws;
+use serde::Deserialize;
+
+use super::hub::Hub;
+use super::outbox::{Outbox, OutboxLimits};
+use crate::domain::Lane;
+use crate::health::now_micros;
+use crate::messages::{Connect, Disconnect, SessionId, Subscribe, Unsubscribe, Wake};
+use crate::metrics::Metrics;
+
+/// How often the server pings.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// A client silent (no pong, no message) this long is dropped.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Frames written per wake before yielding to the actor's other work.
+const DRAIN_BATCH: usize = 512;
+/// Largest client frame accepted.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub outbox: OutboxLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum ClientMessage {
+    Subscribe {
+        #[serde(default)]
+        instruments: Vec<String>,
+        #[serde(default)]
+        positions: Vec<String>,
+    },
+    Unsubscribe {
+        #[serde(default)]
+        instruments: Vec<String>,
+        #[serde(default)]
+        positions: Vec<String>,
+    },
+    Ping,
+}
+
+pub struct SessionActor {
+    id: Option<SessionId>,
+    hub: Addr<Hub>,
+    outbox: Arc<Outbox>,
+    last_heard: Instant,
+    metrics: Arc<Metrics>,
+}
+
+/// Upgrades an HTTP request to a WebSocket served by a new `SessionActor`.
+pub fn start_session(
+    req: &HttpRequest,
+    stream: web::Payload,
+    hub: Addr<Hub>,
+    config: &SessionConfig,
+    metrics: Arc<Metrics>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let actor = SessionActor {
+        id: None,
+        hub,
+        outbox: Outbox::new(config.outbox),
+        last_heard: Instant::now(),
+        metrics,
+    };
+    ws::WsResponseBuilder::new(actor, req, stream)
+        .frame_size(MAX_FRAME_BYTES)
+        .start()
+}
+
+fn error_json(code: &str, message: &str) -> String {
+    serde_json::json!({"type": "error", "code": code, "message": message}).to_string()
+}
+
+impl SessionActor {
+    fn heartbeat(&self, ctx: &mut ws::WebsocketContext<Self>) {
+        ctx.run_interval(HEARTBEAT_INTERVAL, |act, ctx| {
+            if Instant::now().duration_since(act.last_heard) > CLIENT_TIMEOUT {
+                tracing::info!(session = ?act.id, "client heartbeat timed out; closing");
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Away,
+                    description: Some("heartbeat timeout".into()),
+                }));
+                ctx.stop();
+                return;
+            }
+            ctx.ping(b"");
+        });
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let message: ClientMessage = match serde_json::from_str(text) {
+            Ok(m) => m,
+            Err(e) => {
+                ctx.text(error_json("bad_request", &format!("cannot read the message: {e}")));
+                return;
+            }
+        };
+        let Some(id) = self.id else {
+            ctx.text(error_json("not_ready", "the session is still registering; retry"));
+            return;
+        };
+        match message {
+            ClientMessage::Ping => ctx.text(r#"{"type":"pong"}"#),
+            ClientMessage::Subscribe { instruments, positions } => {
+                if instruments.is_empty() && positions.is_empty() {
+                    ctx.text(error_json(
+                        "bad_request",
+                        "subscribe needs `instruments` or `positions`",
+                    ));
+                    return;
+                }
+                self.hub
+                    .send(Subscribe {
+                        id,
+                        instruments,
+                        accounts: positions,
+                    })
+                    .into_actor(self)
+                    .map(|result, _, ctx| match result {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => ctx.text(error_json("bad_subscription", &e.to_string())),
+                        Err(e) => ctx.text(error_json("unavailable", &format!("hub unavailable: {e}"))),
+                    })
+                    .wait(ctx);
+            }
+            ClientMessage::Unsubscribe { instruments, positions } => {
+                self.hub.do_send(Unsubscribe {
+                    id,
+                    instruments,
+                    accounts: positions,
+                });
+            }
+        }
+    }
+
+    fn drain(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let drained = self.outbox.drain(DRAIN_BATCH);
+        for text in drained.control {
+            ctx.text(text);
+        }
+        let now = now_micros();
+        for frame in &drained.updates {
+            let lane = match frame.lane {
+                Lane::Market => "market",
+                Lane::Account => "account",
+            };
+            self.metrics.updates_sent.with_label_values(&[lane]).inc();
+            self.metrics
+                .end_to_end_seconds
+                .observe((now - frame.ingest_ts).max(0) as f64 / 1e6);
+            ctx.text(frame.text.clone());
+        }
+        if let Some(reason) = drained.close {
+            ctx.close(Some(ws::CloseReason {
+                code: ws::CloseCode::Other(reason.code),
+                description: Some(reason.reason),
+            }));
+            ctx.stop();
+        } else if drained.more {
+            ctx.notify(Wake);
+        }
+    }
+}
+
+impl Actor for SessionActor {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.metrics.ws_connections.inc();
+        self.metrics.ws_connections_total.inc();
+        self.heartbeat(ctx);
+        // Wait for the id before reading client messages: they need it.
+        self.hub
+            .send(Connect {
+                outbox: self.outbox.clone(),
+                wake: ctx.address().recipient(),
+            })
+            .into_actor(self)
+            .map(|result, act, ctx| match result {
+                Ok(id) => act.id = Some(id),
+                Err(e) => {
+                    tracing::error!(error = %e, "hub unavailable; closing the session");
+                    ctx.close(Some(ws::CloseReason {
+                        code: ws::CloseCode::Again,
+                        description: Some("hub unavailable".into()),
+                    }));
+                    ctx.stop();
+                }
+            })
+            .wait(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.metrics.ws_connections.dec();
+        if let Some(id) = self.id {
+            self.hub.do_send(Disconnect { id });
+        }
+    }
+}
+
+impl Handler<Wake> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        self.drain(ctx);
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for SessionActor {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match msg {
+            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
+            Ok(ws::Message::Ping(bytes)) => ctx.pong(&bytes),
+            Ok(ws::Message::Pong(_)) => {}
+            Ok(ws::Message::Binary(_)) => ctx.text(error_json(
+                "bad_request",
+                "binary frames are not supported; send JSON text",
+            )),
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Ok(ws::Message::Continuation(_)) => {
+                ctx.text(error_json("bad_request", "fragmented frames are not supported"));
+            }
+            Ok(ws::Message::Nop) => {}
+            Err(e) => {
+                tracing::info!(session = ?self.id, error = %e, "WebSocket protocol error; closing");
+                let code = match e {
+                    ws::ProtocolError::Overflow => ws::CloseCode::Size,
+                    _ => ws::CloseCode::Protocol,
+                };
+                ctx.close(Some(ws::CloseReason {
+                    code,
+                    description: Some(e.to_string()),
+                }));
+                ctx.stop();
+            }
+        }
+    }
+}

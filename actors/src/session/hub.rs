@@ -1,0 +1,329 @@
+//! `Hub`: the session registry. It routes each update to the sessions subscribed to its
+//! instrument or account, serializing it once, and answers subscriptions with a snapshot.
+//! It never waits on a session: it pushes into each session's bounded outbox.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use serde::Serialize;
+
+use super::outbox::{Frame, Outbox, Pushed};
+use crate::cache::{Filter, Snapshot, StateStore};
+use crate::domain::{InstrumentCatalog, Lane, Topic};
+use crate::health::ActorHealth;
+use crate::messages::{
+    Connect, Disconnect, Restart, SessionId, Subscribe, SubscribeError, Unsubscribe, UpdateBatch, Wake,
+};
+use crate::metrics::Metrics;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum TopicKey {
+    Instrument(String),
+    AllInstruments,
+    Account(String),
+    AllAccounts,
+}
+
+struct Entry {
+    outbox: Arc<Outbox>,
+    wake: Recipient<Wake>,
+    topics: HashSet<TopicKey>,
+}
+
+impl Entry {
+    fn wants_key(&self, key: &str) -> bool {
+        let mut parts = key.split(':');
+        let (kind, name) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+        match kind {
+            "inst" | "candle" => {
+                self.topics.contains(&TopicKey::AllInstruments)
+                    || self.topics.contains(&TopicKey::Instrument(name.into()))
+            }
+            "pos" | "fills" => {
+                self.topics.contains(&TopicKey::AllAccounts) || self.topics.contains(&TopicKey::Account(name.into()))
+            }
+            _ => false,
+        }
+    }
+}
+
+pub struct Hub {
+    sessions: HashMap<SessionId, Entry>,
+    subscribers: HashMap<TopicKey, HashSet<SessionId>>,
+    next_id: SessionId,
+    store: StateStore,
+    catalog: Arc<InstrumentCatalog>,
+    metrics: Arc<Metrics>,
+    health: Arc<ActorHealth>,
+}
+
+#[derive(Serialize)]
+struct SnapshotMessage<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    v: u32,
+    #[serde(flatten)]
+    snapshot: &'a Snapshot,
+}
+
+impl Hub {
+    pub fn new(
+        store: StateStore,
+        catalog: Arc<InstrumentCatalog>,
+        metrics: Arc<Metrics>,
+        health: Arc<ActorHealth>,
+    ) -> Self {
+        Self {
+            sessions: HashMap::new(),
+            subscribers: HashMap::new(),
+            next_id: 1,
+            store,
+            catalog,
+            metrics,
+            health,
+        }
+    }
+
+    fn remove(&mut self, id: SessionId) {
+        if let Some(entry) = self.sessions.remove(&id) {
+            for topic in entry.topics {
+                if let Some(ids) = self.subscribers.get_mut(&topic) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.subscribers.remove(&topic);
+                    }
+                }
+            }
+        }
+        self.health.set_queue_depth(self.sessions.len() as i64);
+    }
+
+    fn targets(&self, topic: Topic<'_>) -> Vec<SessionId> {
+        let (one, all) = match topic {
+            Topic::Instrument(s) => (TopicKey::Instrument(s.to_owned()), TopicKey::AllInstruments),
+            Topic::Account(a) => (TopicKey::Account(a.to_owned()), TopicKey::AllAccounts),
+        };
+        let mut ids: Vec<SessionId> = Vec::new();
+        for key in [one, all] {
+            if let Some(set) = self.subscribers.get(&key) {
+                ids.extend(set.iter().copied());
+            }
+        }
+        ids
+    }
+
+    /// Acts on what a push into a session's outbox did; returns whether the session must go.
+    fn after_push(&self, entry: &Entry, pushed: Pushed, lane: Lane) -> bool {
+        match pushed {
+            Pushed::Wake => {
+                // A full mailbox already holds a Wake; a closed one means the session is gone.
+                matches!(entry.wake.try_send(Wake), Err(SendError::Closed(_)))
+            }
+            Pushed::Queued | Pushed::Stale => false,
+            Pushed::Conflated => {
+                self.metrics
+                    .updates_conflated
+                    .with_label_values(&[lane_name(lane)])
+                    .inc();
+                false
+            }
+            Pushed::Closed(reason) => {
+                tracing::warn!(code = reason.code, reason = %reason.reason, "closing a slow session");
+                self.metrics
+                    .ws_slow_disconnects
+                    .with_label_values(&[&reason.code.to_string()])
+                    .inc();
+                let _ = entry.wake.try_send(Wake);
+                true
+            }
+        }
+    }
+}
+
+fn lane_name(lane: Lane) -> &'static str {
+    match lane {
+        Lane::Market => "market",
+        Lane::Account => "account",
+    }
+}
+
+impl Actor for Hub {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(256);
+        self.health.set_running();
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.health.set_stopped();
+    }
+}
+
+impl Supervised for Hub {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.health.restarting();
+        self.metrics.actor_restarts.with_label_values(&["hub"]).inc();
+    }
+}
+
+impl Handler<Restart> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
+        tracing::warn!("hub restart requested");
+        ctx.stop();
+    }
+}
+
+impl Handler<Connect> for Hub {
+    type Result = SessionId;
+
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) -> SessionId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.sessions.insert(
+            id,
+            Entry {
+                outbox: msg.outbox,
+                wake: msg.wake,
+                topics: HashSet::new(),
+            },
+        );
+        self.health.set_queue_depth(self.sessions.len() as i64);
+        id
+    }
+}
+
+impl Handler<Disconnect> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
+        self.remove(msg.id);
+    }
+}
+
+/// Account names: non-empty, no `:` (it separates the parts of a key).
+fn valid_account(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 128 && !name.contains(':')
+}
+
+impl Handler<Subscribe> for Hub {
+    type Result = Result<(), SubscribeError>;
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
+        if !self.sessions.contains_key(&msg.id) {
+            return Err(SubscribeError::NotConnected(msg.id));
+        }
+        if let Some(unknown) = msg
+            .instruments
+            .iter()
+            .find(|s| *s != "*" && self.catalog.get(s).is_none())
+        {
+            return Err(SubscribeError::UnknownInstrument(unknown.clone()));
+        }
+        if let Some(bad) = msg.accounts.iter().find(|a| *a != "*" && !valid_account(a)) {
+            return Err(SubscribeError::InvalidAccount(bad.clone()));
+        }
+        let instruments = Filter::from_list(&msg.instruments);
+        let accounts = Filter::from_list(&msg.accounts);
+        let mut topics: Vec<TopicKey> = Vec::new();
+        match &instruments {
+            Filter::All => topics.push(TopicKey::AllInstruments),
+            Filter::Only(list) => topics.extend(list.iter().cloned().map(TopicKey::Instrument)),
+        }
+        match &accounts {
+            Filter::All => topics.push(TopicKey::AllAccounts),
+            Filter::Only(list) => topics.extend(list.iter().cloned().map(TopicKey::Account)),
+        }
+        for topic in &topics {
+            self.subscribers.entry(topic.clone()).or_default().insert(msg.id);
+        }
+        let Some(entry) = self.sessions.get_mut(&msg.id) else {
+            return Err(SubscribeError::NotConnected(msg.id));
+        };
+        entry.topics.extend(topics);
+        // The store already holds every update this hub has routed (the cache writes it before
+        // notifying), so the snapshot is never behind the stream; the outbox skips what the
+        // snapshot already covers.
+        let snapshot = self.store.snapshot(&instruments, &accounts);
+        let text = serde_json::to_string(&SnapshotMessage {
+            kind: "snapshot",
+            v: 1,
+            snapshot: &snapshot,
+        })
+        .unwrap_or_default();
+        let pushed = entry
+            .outbox
+            .push_snapshot(ByteString::from(text), &snapshot.key_seqs(), Instant::now());
+        let entry = &self.sessions[&msg.id];
+        if self.after_push(entry, pushed, Lane::Market) {
+            self.remove(msg.id);
+        }
+        Ok(())
+    }
+}
+
+impl Handler<Unsubscribe> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
+        let Some(entry) = self.sessions.get_mut(&msg.id) else {
+            return;
+        };
+        let mut dropped = Vec::new();
+        for name in &msg.instruments {
+            dropped.push(if name == "*" {
+                TopicKey::AllInstruments
+            } else {
+                TopicKey::Instrument(name.clone())
+            });
+        }
+        for name in &msg.accounts {
+            dropped.push(if name == "*" {
+                TopicKey::AllAccounts
+            } else {
+                TopicKey::Account(name.clone())
+            });
+        }
+        for topic in &dropped {
+            entry.topics.remove(topic);
+        }
+        entry.outbox.forget(|key| entry.wants_key(key));
+        for topic in dropped {
+            if let Some(ids) = self.subscribers.get_mut(&topic) {
+                ids.remove(&msg.id);
+            }
+        }
+    }
+}
+
+impl Handler<UpdateBatch> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, batch: UpdateBatch, _: &mut Context<Self>) {
+        let _span = tracing::debug_span!("fan_out", updates = batch.updates.len()).entered();
+        self.health.handled_n(batch.updates.len() as u64);
+        let now = Instant::now();
+        let mut gone: Vec<SessionId> = Vec::new();
+        for update in batch.updates.iter() {
+            let targets = self.targets(update.update.topic());
+            if targets.is_empty() {
+                continue;
+            }
+            let frame = Frame::new(update);
+            for id in targets {
+                let Some(entry) = self.sessions.get(&id) else { continue };
+                if self.after_push(entry, entry.outbox.push(&frame, now), frame.lane) {
+                    gone.push(id);
+                }
+            }
+        }
+        for id in gone {
+            self.remove(id);
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Sessions: the hub (registry and fan-out), one `SessionActor` per WebSocket, and the
+//! bounded, conflating outbox between them.
+
+pub mod actor;
+pub mod hub;
+pub mod outbox;
+
+pub use actor::{SessionConfig, start_session};
+pub use hub::Hub;
+pub use outbox::{Outbox, OutboxLimits};

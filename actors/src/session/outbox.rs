@@ -1,0 +1,388 @@
+//! A session's bounded outbound queue, shared between the hub (which pushes) and the session
+//! actor (which drains into the WebSocket).
+//!
+//! - Control frames (snapshots) go first, in order.
+//! - Account lane (fills): FIFO, never conflated or dropped; if it overflows, the session is
+//!   closed with [`CLOSE_ACCOUNT_OVERFLOW`] and the client resubscribes for a fresh snapshot.
+//! - Market lane (instrument states, candles, positions): one entry per key, a newer update
+//!   replaces the queued one (conflation), so its size is bounded by the subscribed keys.
+//! - Per key, an update at or below the seq already queued or sent is skipped, which makes a
+//!   snapshot and the stream after it join with no gap and no duplicate.
+//! - A session that stays behind (non-empty queue, not drained) longer than `max_behind` is
+//!   closed with [`CLOSE_TOO_SLOW`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+use indexmap::IndexMap;
+
+use crate::domain::{Lane, Micros, Published};
+
+/// Close code: the account lane overflowed (application range 4000-4999).
+pub const CLOSE_ACCOUNT_OVERFLOW: u16 = 4008;
+/// Close code: the session stayed behind too long.
+pub const CLOSE_TOO_SLOW: u16 = 4009;
+
+/// An update serialized once, shared by every session that sends it.
+#[derive(Debug)]
+pub struct Frame {
+    pub key: String,
+    pub seq: u64,
+    pub lane: Lane,
+    pub ingest_ts: Micros,
+    pub text: ByteString,
+}
+
+impl Frame {
+    pub fn new(update: &Published) -> Arc<Self> {
+        Arc::new(Self {
+            key: update.key.clone(),
+            seq: update.seq(),
+            lane: update.update.lane(),
+            ingest_ts: update.ingest_ts,
+            text: ByteString::from(update.to_json()),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxLimits {
+    pub account_capacity: usize,
+    pub max_behind: Duration,
+}
+
+impl Default for OutboxLimits {
+    fn default() -> Self {
+        Self {
+            account_capacity: 4096,
+            max_behind: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseReason {
+    pub code: u16,
+    pub reason: String,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued; wake the session (it was not already woken).
+    Wake,
+    /// Queued; the session is already due to drain.
+    Queued,
+    /// Replaced a queued update of the same key.
+    Conflated,
+    /// Already queued or sent at this seq or later.
+    Stale,
+    /// The session is (now) closed and takes nothing more.
+    Closed(CloseReason),
+}
+
+/// Frames taken out for sending, and whether to close after them.
+#[derive(Debug, Default)]
+pub struct Drained {
+    pub control: Vec<ByteString>,
+    pub updates: Vec<Arc<Frame>>,
+    pub close: Option<CloseReason>,
+    /// More is queued than was taken: drain again.
+    pub more: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    control: VecDeque<ByteString>,
+    account: VecDeque<Arc<Frame>>,
+    market: IndexMap<String, Arc<Frame>>,
+    last_seq: HashMap<String, u64>,
+    wake_pending: bool,
+    behind_since: Option<Instant>,
+    closed: Option<CloseReason>,
+}
+
+impl Inner {
+    fn is_empty(&self) -> bool {
+        self.control.is_empty() && self.account.is_empty() && self.market.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.control.len() + self.account.len() + self.market.len()
+    }
+}
+
+pub struct Outbox {
+    inner: Mutex<Inner>,
+    limits: OutboxLimits,
+}
+
+impl Outbox {
+    pub fn new(limits: OutboxLimits) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Mutex::new(Inner::default()),
+            limits,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock leaves plain data behind; keep using it.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn close(inner: &mut Inner, code: u16, reason: &str) -> CloseReason {
+        let reason = CloseReason {
+            code,
+            reason: reason.to_owned(),
+        };
+        inner.closed = Some(reason.clone());
+        inner.control.clear();
+        inner.account.clear();
+        inner.market.clear();
+        reason
+    }
+
+    fn mark_queued(&self, inner: &mut Inner, now: Instant) -> Result<bool, CloseReason> {
+        match inner.behind_since {
+            None => inner.behind_since = Some(now),
+            Some(since) if now.duration_since(since) > self.limits.max_behind => {
+                let seconds = self.limits.max_behind.as_secs();
+                return Err(Self::close(
+                    inner,
+                    CLOSE_TOO_SLOW,
+                    &format!("too slow: behind for more than {seconds} s"),
+                ));
+            }
+            Some(_) => {}
+        }
+        let wake = !inner.wake_pending;
+        inner.wake_pending = true;
+        Ok(wake)
+    }
+
+    /// Queues a snapshot (already serialized) and records the seq of each key it holds.
+    /// Queued market updates it supersedes are dropped.
+    pub fn push_snapshot(&self, text: ByteString, key_seqs: &[(String, u64)], now: Instant) -> Pushed {
+        let mut inner = self.lock();
+        if let Some(reason) = &inner.closed {
+            return Pushed::Closed(reason.clone());
+        }
+        for (key, seq) in key_seqs {
+            let last = inner.last_seq.entry(key.clone()).or_insert(0);
+            *last = (*last).max(*seq);
+            let last = *last;
+            if inner.market.get(key).is_some_and(|f| f.seq <= last) {
+                inner.market.shift_remove(key);
+            }
+        }
+        inner.control.push_back(text);
+        match self.mark_queued(&mut inner, now) {
+            Ok(true) => Pushed::Wake,
+            Ok(false) => Pushed::Queued,
+            Err(reason) => Pushed::Closed(reason),
+        }
+    }
+
+    pub fn push(&self, frame: &Arc<Frame>, now: Instant) -> Pushed {
+        let mut inner = self.lock();
+        if let Some(reason) = &inner.closed {
+            return Pushed::Closed(reason.clone());
+        }
+        if inner.last_seq.get(&frame.key).is_some_and(|&last| frame.seq <= last) {
+            return Pushed::Stale;
+        }
+        inner.last_seq.insert(frame.key.clone(), frame.seq);
+        let mut conflated = false;
+        match frame.lane {
+            Lane::Market => {
+                if let Some(queued) = inner.market.get_mut(&frame.key) {
+                    *queued = frame.clone();
+                    conflated = true;
+                } else {
+                    inner.market.insert(frame.key.clone(), frame.clone());
+                }
+            }
+            Lane::Account => {
+                if inner.account.len() >= self.limits.account_capacity {
+                    let capacity = self.limits.account_capacity;
+                    let reason = Self::close(
+                        &mut inner,
+                        CLOSE_ACCOUNT_OVERFLOW,
+                        &format!("too slow: more than {capacity} account events waiting"),
+                    );
+                    return Pushed::Closed(reason);
+                }
+                inner.account.push_back(frame.clone());
+            }
+        }
+        match self.mark_queued(&mut inner, now) {
+            Err(reason) => Pushed::Closed(reason),
+            Ok(_) if conflated => Pushed::Conflated,
+            Ok(true) => Pushed::Wake,
+            Ok(false) => Pushed::Queued,
+        }
+    }
+
+    /// Forgets the seq of keys that are no longer subscribed, and drops their queued updates.
+    pub fn forget(&self, keep: impl Fn(&str) -> bool) {
+        let mut inner = self.lock();
+        inner.last_seq.retain(|key, _| keep(key));
+        inner.market.retain(|key, _| keep(key));
+        inner.account.retain(|f| keep(&f.key));
+    }
+
+    /// Takes up to `max` frames: control first, then the account lane, then the market lane.
+    pub fn drain(&self, max: usize) -> Drained {
+        let mut inner = self.lock();
+        let mut out = Drained {
+            close: inner.closed.clone(),
+            ..Drained::default()
+        };
+        while out.control.len() < max {
+            let Some(text) = inner.control.pop_front() else { break };
+            out.control.push(text);
+        }
+        while out.control.len() + out.updates.len() < max {
+            let Some(frame) = inner.account.pop_front() else { break };
+            out.updates.push(frame);
+        }
+        while out.control.len() + out.updates.len() < max {
+            let Some((_, frame)) = inner.market.shift_remove_index(0) else {
+                break;
+            };
+            out.updates.push(frame);
+        }
+        out.more = !inner.is_empty();
+        if !out.more {
+            inner.behind_since = None;
+            inner.wake_pending = false;
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    pub fn closed(&self) -> Option<CloseReason> {
+        self.lock().closed.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{FillReport, InstrumentState, PositionState, Side, Update};
+
+    fn inst(symbol: &str, seq: u64) -> Arc<Frame> {
+        let mut s = InstrumentState::empty(symbol);
+        s.seq = seq;
+        Frame::new(&Published::new(Update::Instrument(s), 0))
+    }
+
+    fn fill(seq: u64) -> Arc<Frame> {
+        let report = FillReport {
+            account: "ACC1".into(),
+            seq,
+            fill_id: format!("f{seq}"),
+            order_id: "o".into(),
+            symbol: "ESZ6".into(),
+            side: Side::Buy,
+            price: 1.into(),
+            qty: 1,
+            ts: 0,
+            position: PositionState::flat("ACC1", "ESZ6"),
+        };
+        Frame::new(&Published::new(Update::Fill(report), 0))
+    }
+
+    fn limits(account_capacity: usize) -> OutboxLimits {
+        OutboxLimits {
+            account_capacity,
+            max_behind: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn market_lane_conflates_to_latest_per_key() {
+        let outbox = Outbox::new(limits(10));
+        let now = Instant::now();
+        assert_eq!(outbox.push(&inst("ESZ6", 1), now), Pushed::Wake);
+        assert_eq!(outbox.push(&inst("CLF7", 1), now), Pushed::Queued);
+        assert_eq!(outbox.push(&inst("ESZ6", 2), now), Pushed::Conflated);
+        assert_eq!(outbox.push(&inst("ESZ6", 2), now), Pushed::Stale);
+        let drained = outbox.drain(100);
+        let sent: Vec<_> = drained.updates.iter().map(|f| (f.key.as_str(), f.seq)).collect();
+        assert_eq!(sent, vec![("inst:ESZ6", 2), ("inst:CLF7", 1)]);
+        assert!(!drained.more);
+        // Drained: the next push wakes the session again.
+        assert_eq!(outbox.push(&inst("ESZ6", 3), now), Pushed::Wake);
+    }
+
+    #[test]
+    fn account_lane_keeps_every_event_then_closes_on_overflow() {
+        let outbox = Outbox::new(limits(3));
+        let now = Instant::now();
+        for seq in 1..=3 {
+            assert!(matches!(outbox.push(&fill(seq), now), Pushed::Wake | Pushed::Queued));
+        }
+        match outbox.push(&fill(4), now) {
+            Pushed::Closed(reason) => assert_eq!(reason.code, CLOSE_ACCOUNT_OVERFLOW),
+            other => panic!("expected a close, got {other:?}"),
+        }
+        let drained = outbox.drain(100);
+        assert!(drained.updates.is_empty(), "nothing half-delivered after the close");
+        assert_eq!(drained.close.map(|c| c.code), Some(CLOSE_ACCOUNT_OVERFLOW));
+    }
+
+    #[test]
+    fn account_events_go_before_market_and_in_order() {
+        let outbox = Outbox::new(limits(10));
+        let now = Instant::now();
+        outbox.push(&inst("ESZ6", 1), now);
+        outbox.push(&fill(1), now);
+        outbox.push(&fill(2), now);
+        let drained = outbox.drain(2);
+        let sent: Vec<_> = drained.updates.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(sent, vec!["fills:ACC1", "fills:ACC1"]);
+        assert!(drained.more);
+        assert_eq!(outbox.drain(10).updates.len(), 1);
+    }
+
+    #[test]
+    fn snapshot_joins_the_stream_without_gap_or_duplicate() {
+        let outbox = Outbox::new(limits(10));
+        let now = Instant::now();
+        outbox.push(&inst("ESZ6", 4), now);
+        // A snapshot taken at seq 5 supersedes the queued seq 4...
+        outbox.push_snapshot("snap".into(), &[("inst:ESZ6".into(), 5)], now);
+        // ...and the stream resumes after it.
+        assert_eq!(outbox.push(&inst("ESZ6", 5), now), Pushed::Stale);
+        outbox.push(&inst("ESZ6", 6), now);
+        let drained = outbox.drain(10);
+        assert_eq!(drained.control, vec![ByteString::from("snap")]);
+        let sent: Vec<_> = drained.updates.iter().map(|f| f.seq).collect();
+        assert_eq!(sent, vec![6]);
+    }
+
+    #[test]
+    fn a_session_behind_too_long_is_closed() {
+        let outbox = Outbox::new(OutboxLimits {
+            account_capacity: 10,
+            max_behind: Duration::from_millis(100),
+        });
+        let start = Instant::now();
+        outbox.push(&inst("ESZ6", 1), start);
+        outbox.push(&inst("ESZ6", 2), start + Duration::from_millis(50));
+        match outbox.push(&inst("ESZ6", 3), start + Duration::from_millis(150)) {
+            Pushed::Closed(reason) => assert_eq!(reason.code, CLOSE_TOO_SLOW),
+            other => panic!("expected a close, got {other:?}"),
+        }
+    }
+}

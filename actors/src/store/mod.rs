@@ -1,0 +1,117 @@
+//! The database: diesel on SQLite (embedded default) behind a `DbActor` on a `SyncArbiter`.
+//! Schema and queries are written once for every backend (see `queries.rs`).
+
+pub mod actor;
+pub mod models;
+pub mod queries;
+pub mod schema;
+
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+pub use actor::DbActor;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database {url}: {reason}")]
+    Open { url: String, reason: String },
+    #[error("database connection pool: {0}")]
+    Pool(String),
+    #[error("database query failed: {0}")]
+    Query(String),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("database holds an unreadable value: {0}")]
+    Corrupt(String),
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        StoreError::Query(e.to_string())
+    }
+}
+
+impl From<diesel::r2d2::PoolError> for StoreError {
+    fn from(e: diesel::r2d2::PoolError) -> Self {
+        StoreError::Pool(e.to_string())
+    }
+}
+
+/// A pool of connections to the configured database.
+#[derive(Clone)]
+pub enum DbPool {
+    Sqlite(Pool<ConnectionManager<SqliteConnection>>),
+}
+
+/// A connection checked out of a [`DbPool`].
+pub enum DbConn {
+    Sqlite(PooledConnection<ConnectionManager<SqliteConnection>>),
+}
+
+/// Runs the same diesel code on whichever backend a [`DbConn`] holds.
+#[macro_export]
+macro_rules! with_conn {
+    ($conn:expr, $module:ident :: $function:ident ( $($arg:expr),* )) => {
+        match $conn {
+            $crate::store::DbConn::Sqlite(c) => $crate::store::queries::sqlite::$function(&mut *c $(, $arg)*),
+        }
+    };
+}
+
+/// SQLite settings for a write-heavy single-writer workload: WAL lets readers run beside the
+/// writer, and `synchronous=NORMAL` is durable across process crashes (not power loss).
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        diesel::sql_query("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+            .execute(conn)
+            .map(|_| ())
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+impl DbPool {
+    /// Opens the SQLite database file at `path` (created if missing) and runs the migrations.
+    pub fn open_sqlite(path: &Path, max_connections: u32) -> Result<Self, StoreError> {
+        let url = path.to_string_lossy().into_owned();
+        let open_err = |reason: String| StoreError::Open {
+            url: url.clone(),
+            reason,
+        };
+        // A direct connection first: it gives a clear error where the pool would only time out.
+        let mut conn = SqliteConnection::establish(&url).map_err(|e| open_err(e.to_string()))?;
+        diesel::sql_query("PRAGMA journal_mode = WAL")
+            .execute(&mut conn)
+            .map_err(|e| open_err(e.to_string()))?;
+        conn.run_pending_migrations(SQLITE_MIGRATIONS)
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        let pool = Pool::builder()
+            .max_size(max_connections.max(1))
+            .connection_timeout(Duration::from_secs(10))
+            .connection_customizer(Box::new(SqlitePragmas))
+            .build(ConnectionManager::new(url.clone()))
+            .map_err(|e| open_err(e.to_string()))?;
+        Ok(DbPool::Sqlite(pool))
+    }
+
+    pub fn get(&self) -> Result<DbConn, StoreError> {
+        match self {
+            DbPool::Sqlite(pool) => Ok(DbConn::Sqlite(pool.get()?)),
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            DbPool::Sqlite(_) => "sqlite",
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The queries, written once and compiled for each database backend by `backend_queries!`:
+//! SQLite (embedded default) and PostgreSQL (distributed mode) run the same diesel code.
+
+/// Generates a module of query functions for one connection type.
+macro_rules! backend_queries {
+    ($module:ident, $conn:ty) => {
+        pub mod $module {
+            use std::collections::HashMap;
+
+            use diesel::prelude::*;
+            use diesel::upsert::excluded;
+
+            use crate::domain::{
+                Candle, Changes, EngineSnapshot, InstrumentBook, InstrumentCatalog, InstrumentSpec, Interval,
+            };
+            use crate::store::StoreError;
+            use crate::store::models::*;
+            use crate::store::schema::*;
+
+            /// Writes everything a batch changed in one transaction. Trades and fills already
+            /// stored are skipped; candles, states, positions and watermarks are upserted.
+            pub fn write_changes(conn: &mut $conn, changes: &Changes) -> Result<usize, StoreError> {
+                conn.transaction::<usize, diesel::result::Error, _>(|conn| {
+                    let mut rows = 0;
+                    for record in &changes.trades {
+                        rows += diesel::insert_into(trades::table)
+                            .values(TradeRow::from(record))
+                            .on_conflict_do_nothing()
+                            .execute(conn)?;
+                    }
+                    for record in &changes.fills {
+                        rows += diesel::insert_into(fills::table)
+                            .values(FillRow::from(record))
+                            .on_conflict_do_nothing()
+                            .execute(conn)?;
+                    }
+                    for candle in changes.candles.values() {
+                        let row = CandleRow::from(candle);
+                        rows += diesel::insert_into(candles::table)
+                            .values(&row)
+                            .on_conflict((candles::symbol, candles::period, candles::start_ts))
+                            .do_update()
+                            .set(&row)
+                            .execute(conn)?;
+                    }
+                    for book in changes.instruments.values() {
+                        let row = InstrumentStateRow::from(book);
+                        rows += diesel::insert_into(instrument_states::table)
+                            .values(&row)
+                            .on_conflict(instrument_states::symbol)
+                            .do_update()
+                            .set(&row)
+                            .execute(conn)?;
+                    }
+                    for position in changes.positions.values() {
+                        let row = PositionRow::from(position);
+                        rows += diesel::insert_into(positions::table)
+                            .values(&row)
+                            .on_conflict((positions::account, positions::symbol))
+                            .do_update()
+                            .set(&row)
+                            .execute(conn)?;
+                    }
+                    for ((source, instrument), seq) in &changes.watermarks {
+                        let row = WatermarkRow {
+                            source: source.clone(),
+                            instrument: instrument.clone(),
+                            last_seq: to_i64(*seq),
+                        };
+                        rows += diesel::insert_into(event_watermarks::table)
+                            .values(&row)
+                            .on_conflict((event_watermarks::source, event_watermarks::instrument))
+                            .do_update()
+                            .set(event_watermarks::last_seq.eq(excluded(event_watermarks::last_seq)))
+                            .execute(conn)?;
+                    }
+                    Ok(rows)
+                })
+                .map_err(StoreError::from)
+            }
+
+            /// Records the instrument catalog (reference data for SQL users).
+            pub fn sync_instruments(conn: &mut $conn, specs: &[InstrumentSpec]) -> Result<(), StoreError> {
+                conn.transaction::<(), diesel::result::Error, _>(|conn| {
+                    for spec in specs {
+                        let row = InstrumentRow::from(spec);
+                        diesel::insert_into(instruments::table)
+                            .values(&row)
+                            .on_conflict(instruments::symbol)
+                            .do_update()
+                            .set(&row)
+                            .execute(conn)?;
+                    }
+                    Ok(())
+                })
+                .map_err(StoreError::from)
+            }
+
+            /// Reads back what the engine needs to continue after a restart.
+            pub fn load_snapshot(conn: &mut $conn, catalog: &InstrumentCatalog) -> Result<EngineSnapshot, StoreError> {
+                let books = instrument_states::table
+                    .select(InstrumentStateRow::as_select())
+                    .load(conn)?
+                    .into_iter()
+                    .map(InstrumentBook::try_from)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mids: HashMap<String, _> = books
+                    .iter()
+                    .map(|b| (b.state.symbol.clone(), b.state.mid))
+                    .collect();
+
+                let mut latest_candles = Vec::new();
+                for spec in catalog.iter() {
+                    for interval in Interval::ALL {
+                        let row = candles::table
+                            .filter(candles::symbol.eq(&spec.symbol))
+                            .filter(candles::period.eq(interval.as_str()))
+                            .order(candles::start_ts.desc())
+                            .select(CandleRow::as_select())
+                            .first(conn)
+                            .optional()?;
+                        if let Some(row) = row {
+                            latest_candles.push(Candle::try_from(row)?);
+                        }
+                    }
+                }
+
+                let mut positions_out = Vec::new();
+                for row in positions::table.select(PositionRow::as_select()).load(conn)? {
+                    let multiplier = catalog.get(&row.symbol).map(|s| s.multiplier).ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "position in `{}`, which is not in the catalog",
+                            row.symbol
+                        ))
+                    })?;
+                    let mark = mids.get(&row.symbol).copied().flatten();
+                    positions_out.push(row.into_state(mark, multiplier)?);
+                }
+
+                let fill_seqs = fills::table
+                    .group_by(fills::account)
+                    .select((fills::account, diesel::dsl::max(fills::account_seq)))
+                    .load::<(String, Option<i64>)>(conn)?
+                    .into_iter()
+                    .map(|(account, seq)| (account, to_u64(seq.unwrap_or(0))))
+                    .collect();
+                let fill_ids = fills::table.select(fills::fill_id).load::<String>(conn)?;
+                let watermarks = event_watermarks::table
+                    .select(WatermarkRow::as_select())
+                    .load(conn)?
+                    .into_iter()
+                    .map(|w| (w.source, w.instrument, to_u64(w.last_seq)))
+                    .collect();
+                Ok(EngineSnapshot {
+                    books,
+                    candles: latest_candles,
+                    positions: positions_out,
+                    fill_seqs,
+                    fill_ids,
+                    watermarks,
+                })
+            }
+
+            /// The latest `limit` candles of a symbol, oldest first.
+            pub fn recent_candles(
+                conn: &mut $conn,
+                symbol: &str,
+                interval: Interval,
+                limit: i64,
+            ) -> Result<Vec<Candle>, StoreError> {
+                let mut rows = candles::table
+                    .filter(candles::symbol.eq(symbol))
+                    .filter(candles::period.eq(interval.as_str()))
+                    .order(candles::start_ts.desc())
+                    .limit(limit)
+                    .select(CandleRow::as_select())
+                    .load(conn)?;
+                rows.reverse();
+                rows.into_iter().map(Candle::try_from).collect()
+            }
+
+            /// Row counts per table, for operators and tests.
+            pub fn table_counts(conn: &mut $conn) -> Result<Vec<(&'static str, i64)>, StoreError> {
+                Ok(vec![
+                    ("trades", trades::table.count().get_result(conn)?),
+                    ("fills", fills::table.count().get_result(conn)?),
+                    ("candles", candles::table.count().get_result(conn)?),
+                    (
+                        "instrument_states",
+                        instrument_states::table.count().get_result(conn)?,
+                    ),
+                    ("positions", positions::table.count().get_result(conn)?),
+                    (
+                        "event_watermarks",
+                        event_watermarks::table.count().get_result(conn)?,
+                    ),
+                ])
+            }
+        }
+    };
+}
+
+backend_queries!(sqlite, diesel::sqlite::SqliteConnection);
