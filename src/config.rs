@@ -1,0 +1,102 @@
+//! Configuration: command-line flags, each with an environment variable (also read from
+//! `.env` through dotenvy). Every key is documented in `.env.example`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceKind {
+    /// The built-in market simulator.
+    Simulator,
+    /// Replay a JSON-lines file (TTPULSE_REPLAY_FILE).
+    Replay,
+    /// Only events pushed to POST /api/ingest.
+    None,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address the HTTP server (API, WebSocket, admin) listens on.
+    #[arg(long, env = "TTPULSE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Folder for the embedded database (created if missing).
+    #[arg(long, env = "TTPULSE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Where raw events come from besides POST /api/ingest.
+    #[arg(long, env = "TTPULSE_SOURCE", value_enum, default_value = "simulator")]
+    pub source: SourceKind,
+
+    /// Simulator events per second (1 to 100000); 0 turns the simulator off.
+    #[arg(long, env = "TTPULSE_SIM_RATE", default_value_t = 200, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub sim_rate: u32,
+
+    /// Simulator random seed (default: from the clock).
+    #[arg(long, env = "TTPULSE_SIM_SEED")]
+    pub sim_seed: Option<u64>,
+
+    /// JSON-lines file to replay when the source is `replay`.
+    #[arg(long, env = "TTPULSE_REPLAY_FILE")]
+    pub replay_file: Option<PathBuf>,
+
+    /// Replay speed in events per second; 0 for as fast as the pipeline takes them.
+    #[arg(long, env = "TTPULSE_REPLAY_RATE", default_value_t = 0)]
+    pub replay_rate: u32,
+
+    /// Longest wait before processed changes are written to the database, in milliseconds.
+    #[arg(long, env = "TTPULSE_DB_FLUSH_MS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub db_flush_ms: u64,
+
+    /// Rows that trigger a database write before the flush interval ends.
+    #[arg(long, env = "TTPULSE_DB_FLUSH_ROWS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub db_flush_rows: u64,
+
+    /// Account events (fills) a WebSocket session may have waiting before it is closed (4008).
+    #[arg(long, env = "TTPULSE_WS_ACCOUNT_QUEUE", default_value_t = 4_096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub ws_account_queue: u64,
+
+    /// Seconds a WebSocket session may stay behind before it is closed (4009).
+    #[arg(long, env = "TTPULSE_WS_MAX_BEHIND_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub ws_max_behind_secs: u64,
+
+    /// Largest POST /api/ingest body, in bytes.
+    #[arg(long, env = "TTPULSE_INGEST_MAX_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub ingest_max_bytes: usize,
+
+    /// Most events in one POST /api/ingest request.
+    #[arg(long, env = "TTPULSE_INGEST_MAX_EVENTS", default_value_t = 10_000)]
+    pub ingest_max_events: usize,
+}
+
+impl Config {
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("ttpulse.db")
+    }
+
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.db_flush_ms)
+    }
+
+    /// A configuration for tests: an own data folder, a free port, no simulator.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            source: SourceKind::None,
+            sim_rate: 0,
+            sim_seed: Some(1),
+            replay_file: None,
+            replay_rate: 0,
+            db_flush_ms: 2,
+            db_flush_rows: 5_000,
+            ws_account_queue: 4_096,
+            ws_max_behind_secs: 10,
+            ingest_max_bytes: 4 * 1024 * 1024,
+            ingest_max_events: 10_000,
+        }
+    }
+}

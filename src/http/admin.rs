@@ -1,0 +1,51 @@
+//! Operations endpoints: health, actor states, restart, Prometheus metrics.
+
+use actix_web::{HttpResponse, get, post, web};
+use serde_json::json;
+use ttpulse_actors::messages::Restart;
+
+use super::error::ApiError;
+use crate::wiring::Pipeline;
+
+/// `GET /admin/health`: 200 when every actor runs, 503 otherwise.
+#[get("/admin/health")]
+pub async fn health(pipeline: web::Data<Pipeline>) -> HttpResponse {
+    let ready = pipeline.health.ready();
+    let not_running: Vec<_> = pipeline
+        .health
+        .reports()
+        .into_iter()
+        .filter(|r| r.state != ttpulse_actors::health::ActorState::Running)
+        .map(|r| r.name)
+        .collect();
+    let body = json!({
+        "status": if ready { "ok" } else { "degraded" },
+        "database": pipeline.db_pool.backend(),
+        "not_running": not_running,
+    });
+    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+}
+
+/// `GET /admin/actors`: each actor's kind, state, restarts, messages handled, queue depth
+/// and last message time.
+#[get("/admin/actors")]
+pub async fn actors(pipeline: web::Data<Pipeline>) -> HttpResponse {
+    HttpResponse::Ok().json(pipeline.health.reports())
+}
+
+/// `POST /admin/actors/{name}/restart`: stops the actor; its supervisor starts it again.
+#[post("/admin/actors/{name}/restart")]
+pub async fn restart(pipeline: web::Data<Pipeline>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let Some(recipient) = pipeline.restartable.get(name.as_str()) else {
+        let known: Vec<_> = pipeline.restartable.keys().collect();
+        return Err(ApiError::NotFound(format!("no restartable actor `{name}`; one of {known:?}")));
+    };
+    recipient.do_send(Restart);
+    Ok(HttpResponse::Accepted().json(json!({ "restarting": name.as_str() })))
+}
+
+/// `GET /metrics`: Prometheus text format.
+#[get("/metrics")]
+pub async fn metrics(pipeline: web::Data<Pipeline>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(pipeline.metrics.render())
+}

@@ -1,0 +1,172 @@
+//! The public API: snapshot reads, candles, instruments, ingest, and the WebSocket upgrade.
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use serde::Deserialize;
+use serde_json::json;
+use ttpulse_actors::cache::Filter;
+use ttpulse_actors::domain::{Interval, RawEvent};
+use ttpulse_actors::messages::{IngestError, IngestEvents, QueryCandles};
+use ttpulse_actors::session::start_session;
+
+use super::error::ApiError;
+use crate::config::Config;
+use crate::wiring::Pipeline;
+
+/// `a,b,c` into a list; empty parts are ignored.
+fn split_list(text: &str) -> Vec<String> {
+    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+#[derive(Deserialize)]
+pub struct SnapshotQuery {
+    instruments: Option<String>,
+    positions: Option<String>,
+}
+
+/// `GET /api/snapshot[?instruments=A,B][&positions=ACC1]`: current state with each key's seq.
+#[get("/api/snapshot")]
+pub async fn snapshot(pipeline: web::Data<Pipeline>, query: web::Query<SnapshotQuery>) -> Result<HttpResponse, ApiError> {
+    let instrument_filter = match &query.instruments {
+        None => Filter::All,
+        Some(list) => {
+            let list = split_list(list);
+            if let Some(unknown) = list.iter().find(|s| *s != "*" && pipeline.catalog.get(s).is_none()) {
+                return Err(ApiError::bad_request("unknown_instrument", format!("unknown instrument `{unknown}`")));
+            }
+            Filter::from_list(&list)
+        }
+    };
+    let accounts = query.positions.as_deref().map_or(Filter::All, |list| Filter::from_list(&split_list(list)));
+    Ok(HttpResponse::Ok().json(pipeline.store.snapshot(&instrument_filter, &accounts)))
+}
+
+/// `GET /api/instruments`: the catalog.
+#[get("/api/instruments")]
+pub async fn instruments(pipeline: web::Data<Pipeline>) -> HttpResponse {
+    let list: Vec<_> = pipeline
+        .catalog
+        .iter()
+        .map(|s| {
+            json!({
+                "symbol": s.symbol,
+                "description": s.description,
+                "tick_size": s.tick_size.to_string(),
+                "multiplier": s.multiplier.to_string(),
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(list)
+}
+
+#[derive(Deserialize)]
+pub struct PositionsQuery {
+    account: Option<String>,
+}
+
+/// `GET /api/positions[?account=ACC1]`.
+#[get("/api/positions")]
+pub async fn positions(pipeline: web::Data<Pipeline>, query: web::Query<PositionsQuery>) -> HttpResponse {
+    let accounts = query.account.as_deref().map_or(Filter::All, |list| Filter::from_list(&split_list(list)));
+    HttpResponse::Ok().json(pipeline.store.snapshot(&Filter::none(), &accounts).positions)
+}
+
+#[derive(Deserialize)]
+pub struct CandlesQuery {
+    symbol: Option<String>,
+    interval: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/candles?symbol=ESZ6&interval=1s|1m&limit=100`: the latest candles, oldest first.
+#[get("/api/candles")]
+pub async fn candles(pipeline: web::Data<Pipeline>, query: web::Query<CandlesQuery>) -> Result<HttpResponse, ApiError> {
+    let Some(symbol) = query.symbol.clone() else {
+        return Err(ApiError::bad_request("bad_query", "`symbol` is required"));
+    };
+    if pipeline.catalog.get(&symbol).is_none() {
+        return Err(ApiError::bad_request("unknown_instrument", format!("unknown instrument `{symbol}`")));
+    }
+    let interval_text = query.interval.as_deref().unwrap_or("1m");
+    let Some(interval) = Interval::parse(interval_text) else {
+        return Err(ApiError::bad_request("bad_query", format!("`interval` must be `1s` or `1m`, got `{interval_text}`")));
+    };
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=5_000).contains(&limit) {
+        return Err(ApiError::bad_request("bad_query", format!("`limit` must be between 1 and 5000, got {limit}")));
+    }
+    let candles = pipeline
+        .db_reader
+        .send(QueryCandles { symbol, interval, limit })
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("database reader unavailable: {e}")))?
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(candles))
+}
+
+/// `POST /api/ingest`: a JSON array of raw events. All or nothing: one bad event refuses the
+/// whole request (400, naming the event and the field). Answers once the events are stored.
+#[post("/api/ingest")]
+pub async fn ingest(
+    pipeline: web::Data<Pipeline>,
+    config: web::Data<Config>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_limited(payload, config.ingest_max_bytes).await?;
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}")))?;
+    let serde_json::Value::Array(items) = value else {
+        return Err(ApiError::bad_request("bad_request", "the body must be a JSON array of events"));
+    };
+    if items.is_empty() {
+        return Err(ApiError::bad_request("bad_request", "the array holds no events"));
+    }
+    if items.len() > config.ingest_max_events {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "{} events in one request; at most {} (TTPULSE_INGEST_MAX_EVENTS)",
+            items.len(),
+            config.ingest_max_events
+        )));
+    }
+    let mut events = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        events.push(RawEvent::from_value(item).map_err(|e| invalid_event(index, &e.field, &e.reason))?);
+    }
+    let (receipt, durable) = match pipeline.ingester.send(IngestEvents { events }).await {
+        Err(e) => return Err(ApiError::Unavailable(format!("ingester unavailable: {e}"))),
+        Ok(Err(IngestError::Invalid { index, error })) => return Err(invalid_event(index, &error.field, &error.reason)),
+        Ok(Err(IngestError::Hop(e))) => return Err(ApiError::Unavailable(e.to_string())),
+        Ok(Ok(accepted)) => accepted,
+    };
+    durable.wait().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(receipt))
+}
+
+/// Reads a request body of at most `limit` bytes.
+async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+    use futures_util::StreamExt as _;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request("bad_request", format!("cannot read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the body is larger than {limit} bytes (TTPULSE_INGEST_MAX_BYTES)"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn invalid_event(index: usize, field: &str, reason: &str) -> ApiError {
+    ApiError::BadRequest {
+        code: "invalid_event",
+        message: format!("event {index}: {field}: {reason}"),
+        details: json!({ "index": index, "field": field }),
+    }
+}
+
+/// `GET /ws`: the live stream (see the session actor for the protocol).
+#[get("/ws")]
+pub async fn websocket(pipeline: web::Data<Pipeline>, req: HttpRequest, stream: web::Payload) -> Result<HttpResponse, actix_web::Error> {
+    start_session(&req, stream, pipeline.hub.clone(), &pipeline.session, pipeline.metrics.clone())
+}

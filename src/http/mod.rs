@@ -1,0 +1,64 @@
+//! The HTTP server: public API (`api`), operations (`admin`), and a small live status page.
+
+pub mod admin;
+pub mod api;
+pub mod error;
+
+use std::net::SocketAddr;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpResponse, HttpServer, get, web};
+use anyhow::Context as _;
+
+use crate::config::Config;
+use crate::wiring::{self, Pipeline};
+
+/// A started server: its bound address and the future that runs it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub server: Server,
+    pub handle: ServerHandle,
+    pub pipeline: Pipeline,
+}
+
+#[get("/")]
+async fn index() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(include_str!("index.html"))
+}
+
+/// Starts the embedded pipeline and binds the HTTP server. Must run inside an actix `System`.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let pipeline = wiring::start_embedded(&config).await?;
+    let data = web::Data::new(pipeline.clone());
+    let config_data = web::Data::new(config.clone());
+    let max_bytes = config.ingest_max_bytes;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(config_data.clone())
+            .app_data(web::QueryConfig::default().error_handler(error::query_error))
+            .app_data(web::PayloadConfig::new(max_bytes))
+            .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/metrics"))
+            .service(index)
+            .service(api::snapshot)
+            .service(api::instruments)
+            .service(api::positions)
+            .service(api::candles)
+            .service(api::ingest)
+            .service(api::websocket)
+            .service(admin::health)
+            .service(admin::actors)
+            .service(admin::restart)
+            .service(admin::metrics)
+    })
+    .workers(2)
+    .shutdown_timeout(5)
+    .bind(config.http_addr)
+    .with_context(|| {
+        format!("cannot listen on {} (is another server using it? set TTPULSE_HTTP_ADDR)", config.http_addr)
+    })?;
+    let addr = server.addrs().first().copied().context("the server bound no address")?;
+    let server = server.run();
+    let handle = server.handle();
+    Ok(Running { addr, server, handle, pipeline })
+}
