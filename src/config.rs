@@ -59,6 +59,11 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_WS_ACCOUNT_QUEUE", default_value_t = 4_096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub ws_account_queue: u64,
 
+    /// Market updates a WebSocket session may have waiting before they are conflated to the
+    /// latest state per key.
+    #[arg(long, env = "TTPULSE_WS_MARKET_QUEUE", default_value_t = 1_024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub ws_market_queue: u64,
+
     /// Seconds a WebSocket session may stay behind before it is closed (4009).
     #[arg(long, env = "TTPULSE_WS_MAX_BEHIND_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub ws_max_behind_secs: u64,
@@ -94,6 +99,7 @@ impl Config {
             db_flush_ms: 2,
             db_flush_rows: 5_000,
             ws_account_queue: 4_096,
+            ws_market_queue: 1_024,
             ws_max_behind_secs: 10,
             ingest_max_bytes: 4 * 1024 * 1024,
             ingest_max_events: 10_000,

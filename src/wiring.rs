@@ -84,8 +84,10 @@ pub async fn start_embedded(config: &Config) -> anyhow::Result<Pipeline> {
     tracing::info!(path = %config.database_path().display(), "database ready");
 
     // The writer has one thread so transactions commit in order; readers serve the API.
-    let db_writer = DbActor::start(1, pool.clone(), catalog.clone(), metrics.clone(), health.register("db-writer", "DbActor"));
-    let db_reader = DbActor::start(2, pool.clone(), catalog.clone(), metrics.clone(), health.register("db-reader", "DbActor"));
+    let db_writer =
+        DbActor::start(1, pool.clone(), catalog.clone(), metrics.clone(), health.register("db-writer", "DbActor"));
+    let db_reader =
+        DbActor::start(2, pool.clone(), catalog.clone(), metrics.clone(), health.register("db-reader", "DbActor"));
     db_writer
         .send(SyncInstruments { specs: catalog.iter().cloned().collect() })
         .await
@@ -93,7 +95,8 @@ pub async fn start_embedded(config: &Config) -> anyhow::Result<Pipeline> {
 
     let store = StateStore::new();
     let hub = {
-        let (store, catalog, metrics, h) = (store.clone(), catalog.clone(), metrics.clone(), health.register("hub", "Hub"));
+        let (store, catalog, metrics, h) =
+            (store.clone(), catalog.clone(), metrics.clone(), health.register("hub", "Hub"));
         Supervisor::start(move |_| Hub::new(store, catalog, metrics, h))
     };
     let cache = {
@@ -118,8 +121,12 @@ pub async fn start_embedded(config: &Config) -> anyhow::Result<Pipeline> {
         Supervisor::start(move |_| ProcessorActor::new(catalog, downstream, write, load, processor_config, metrics, h))
     };
     let ingester = {
-        let (catalog, hop, metrics, h) =
-            (catalog.clone(), processor.clone().recipient(), metrics.clone(), health.register("ingester", "IngesterActor"));
+        let (catalog, hop, metrics, h) = (
+            catalog.clone(),
+            processor.clone().recipient(),
+            metrics.clone(),
+            health.register("ingester", "IngesterActor"),
+        );
         Supervisor::start(move |_| IngesterActor::new(source, catalog, hop, metrics, h))
     };
 
@@ -132,6 +139,7 @@ pub async fn start_embedded(config: &Config) -> anyhow::Result<Pipeline> {
     let session = SessionConfig {
         outbox: OutboxLimits {
             account_capacity: config.ws_account_queue as usize,
+            market_capacity: config.ws_market_queue as usize,
             max_behind: Duration::from_secs(config.ws_max_behind_secs),
         },
     };

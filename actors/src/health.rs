@@ -11,10 +11,7 @@ use serde::Serialize;
 use crate::domain::Micros;
 
 pub fn now_micros() -> Micros {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as Micros)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as Micros).unwrap_or(0)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -146,10 +143,7 @@ impl HealthRegistry {
 
     /// The health record for `name`, created on first use (a restarted actor keeps its record).
     pub fn register(&self, name: &str, kind: &'static str) -> Arc<ActorHealth> {
-        self.actors
-            .entry(name.to_owned())
-            .or_insert_with(|| Arc::new(ActorHealth::new(name, kind)))
-            .clone()
+        self.actors.entry(name.to_owned()).or_insert_with(|| Arc::new(ActorHealth::new(name, kind))).clone()
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<ActorHealth>> {

@@ -53,9 +53,9 @@ impl Durable {
     pub async fn wait(self) -> Result<(), HopError> {
         match self.0 {
             None => Ok(()),
-            Some(rx) => rx
-                .await
-                .unwrap_or_else(|_| Err(HopError::Unavailable("the writer stopped before committing".into()))),
+            Some(rx) => {
+                rx.await.unwrap_or_else(|_| Err(HopError::Unavailable("the writer stopped before committing".into())))
+            }
         }
     }
 }

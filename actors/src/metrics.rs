@@ -24,34 +24,26 @@ pub struct Metrics {
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry
-        .register(Box::new(c.clone()))
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry.register(Box::new(c.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
     c
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry
-        .register(Box::new(c.clone()))
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry.register(Box::new(c.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
     c
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
     let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry
-        .register(Box::new(h.clone()))
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry.register(Box::new(h.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
     h
 }
 
 /// Latency buckets from 50 µs to 10 s.
 fn latency_buckets() -> Vec<f64> {
-    vec![
-        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-    ]
+    vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 }
 
 impl Metrics {
@@ -61,8 +53,7 @@ impl Metrics {
         let r = Registry::new_custom(Some("ttpulse".into()), None).unwrap_or_default();
         let ws_connections =
             IntGauge::new("ws_connections", "Open WebSocket sessions").unwrap_or_else(|e| panic!("{e}"));
-        r.register(Box::new(ws_connections.clone()))
-            .unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(ws_connections.clone())).unwrap_or_else(|e| panic!("{e}"));
         Self {
             ws_connections,
             ws_connections_total: counter(&r, "ws_connections_total", "WebSocket sessions opened"),
@@ -78,12 +69,7 @@ impl Metrics {
                 "Raw events accepted by the ingester",
                 &["source"],
             ),
-            events_rejected: counter_vec(
-                &r,
-                "events_rejected_total",
-                "Raw events refused as invalid",
-                &["source"],
-            ),
+            events_rejected: counter_vec(&r, "events_rejected_total", "Raw events refused as invalid", &["source"]),
             events_processed: counter_vec(
                 &r,
                 "events_processed_total",
@@ -99,12 +85,7 @@ impl Metrics {
                 "Updates replaced by a newer one before a slow session sent them",
                 &["lane"],
             ),
-            updates_sent: counter_vec(
-                &r,
-                "updates_sent_total",
-                "Updates written to WebSocket sessions",
-                &["lane"],
-            ),
+            updates_sent: counter_vec(&r, "updates_sent_total", "Updates written to WebSocket sessions", &["lane"]),
             end_to_end_seconds: histogram(
                 &r,
                 "end_to_end_latency_seconds",

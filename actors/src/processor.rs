@@ -30,11 +30,7 @@ pub struct ProcessorConfig {
 
 impl Default for ProcessorConfig {
     fn default() -> Self {
-        Self {
-            flush_interval: Duration::from_millis(5),
-            flush_rows: 5_000,
-            max_flushes_in_flight: 2,
-        }
+        Self { flush_interval: Duration::from_millis(5), flush_rows: 5_000, max_flushes_in_flight: 2 }
     }
 }
 
@@ -118,7 +114,14 @@ impl ProcessorActor {
                     positions = snapshot.positions.len(),
                     "processor state restored from the database"
                 );
-                self.engine = Some(Engine::restore(self.catalog.clone(), snapshot));
+                let engine = Engine::restore(self.catalog.clone(), snapshot);
+                // Hand the restored state downstream first, so a cache that started empty
+                // serves it again; a cache that has it already skips it by seq.
+                let current = engine.current_state();
+                if !current.is_empty() {
+                    self.downstream.do_send(UpdateBatch { updates: current.into() });
+                }
+                self.engine = Some(engine);
                 self.health.set_running();
                 self.health.set_detail(None);
             }
@@ -187,16 +190,9 @@ impl Handler<RawBatch> for ProcessorActor {
         let mut duplicates = 0;
         for event in &batch.events {
             match engine.apply(event, &mut updates, &mut changes) {
-                Outcome::Applied => self
-                    .metrics
-                    .events_processed
-                    .with_label_values(&[event.body.kind()])
-                    .inc(),
+                Outcome::Applied => self.metrics.events_processed.with_label_values(&[event.body.kind()]).inc(),
                 Outcome::AppliedLateForCandles => {
-                    self.metrics
-                        .events_processed
-                        .with_label_values(&[event.body.kind()])
-                        .inc();
+                    self.metrics.events_processed.with_label_values(&[event.body.kind()]).inc();
                     self.metrics.late_trades.inc();
                 }
                 Outcome::Duplicate => {
@@ -231,20 +227,12 @@ impl Handler<RawBatch> for ProcessorActor {
         let downstream = self.downstream.clone();
         let send = async move {
             if !updates.is_empty() {
-                downstream
-                    .send(UpdateBatch {
-                        updates: updates.into(),
-                    })
-                    .await?;
+                downstream.send(UpdateBatch { updates: updates.into() }).await?;
             }
             if let Some(slots) = slots {
                 drop(slots.acquire().await);
             }
-            Ok(BatchAck {
-                accepted,
-                duplicates,
-                durable,
-            })
+            Ok(BatchAck { accepted, duplicates, durable })
         }
         .into_actor(self)
         .map(move |result, act, ctx| {

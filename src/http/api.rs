@@ -25,7 +25,10 @@ pub struct SnapshotQuery {
 
 /// `GET /api/snapshot[?instruments=A,B][&positions=ACC1]`: current state with each key's seq.
 #[get("/api/snapshot")]
-pub async fn snapshot(pipeline: web::Data<Pipeline>, query: web::Query<SnapshotQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn snapshot(
+    pipeline: web::Data<Pipeline>,
+    query: web::Query<SnapshotQuery>,
+) -> Result<HttpResponse, ApiError> {
     let instrument_filter = match &query.instruments {
         None => Filter::All,
         Some(list) => {
@@ -88,7 +91,10 @@ pub async fn candles(pipeline: web::Data<Pipeline>, query: web::Query<CandlesQue
     }
     let interval_text = query.interval.as_deref().unwrap_or("1m");
     let Some(interval) = Interval::parse(interval_text) else {
-        return Err(ApiError::bad_request("bad_query", format!("`interval` must be `1s` or `1m`, got `{interval_text}`")));
+        return Err(ApiError::bad_request(
+            "bad_query",
+            format!("`interval` must be `1s` or `1m`, got `{interval_text}`"),
+        ));
     };
     let limit = query.limit.unwrap_or(100);
     if !(1..=5_000).contains(&limit) {
@@ -133,7 +139,9 @@ pub async fn ingest(
     }
     let (receipt, durable) = match pipeline.ingester.send(IngestEvents { events }).await {
         Err(e) => return Err(ApiError::Unavailable(format!("ingester unavailable: {e}"))),
-        Ok(Err(IngestError::Invalid { index, error })) => return Err(invalid_event(index, &error.field, &error.reason)),
+        Ok(Err(IngestError::Invalid { index, error })) => {
+            return Err(invalid_event(index, &error.field, &error.reason));
+        }
         Ok(Err(IngestError::Hop(e))) => return Err(ApiError::Unavailable(e.to_string())),
         Ok(Ok(accepted)) => accepted,
     };
@@ -167,6 +175,10 @@ fn invalid_event(index: usize, field: &str, reason: &str) -> ApiError {
 
 /// `GET /ws`: the live stream (see the session actor for the protocol).
 #[get("/ws")]
-pub async fn websocket(pipeline: web::Data<Pipeline>, req: HttpRequest, stream: web::Payload) -> Result<HttpResponse, actix_web::Error> {
+pub async fn websocket(
+    pipeline: web::Data<Pipeline>,
+    req: HttpRequest,
+    stream: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
     start_session(&req, stream, pipeline.hub.clone(), &pipeline.session, pipeline.metrics.clone())
 }

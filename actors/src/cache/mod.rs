@@ -24,11 +24,7 @@ pub enum Filter {
 impl Filter {
     /// `["*"]` (or an empty list when `empty_is_all`) means all.
     pub fn from_list(items: &[String]) -> Self {
-        if items.iter().any(|i| i == "*") {
-            Filter::All
-        } else {
-            Filter::Only(items.to_vec())
-        }
+        if items.iter().any(|i| i == "*") { Filter::All } else { Filter::Only(items.to_vec()) }
     }
 
     pub fn matches(&self, name: &str) -> bool {
@@ -65,21 +61,9 @@ impl Snapshot {
     pub fn key_seqs(&self) -> Vec<(String, u64)> {
         let mut out = Vec::new();
         out.extend(self.instruments.iter().map(|s| (format!("inst:{}", s.symbol), s.seq)));
-        out.extend(
-            self.candles
-                .iter()
-                .map(|c| (format!("candle:{}:{}", c.symbol, c.interval), c.seq)),
-        );
-        out.extend(
-            self.positions
-                .iter()
-                .map(|p| (format!("pos:{}:{}", p.account, p.symbol), p.seq)),
-        );
-        out.extend(
-            self.accounts
-                .iter()
-                .map(|a| (format!("fills:{}", a.account), a.fill_seq)),
-        );
+        out.extend(self.candles.iter().map(|c| (format!("candle:{}:{}", c.symbol, c.interval), c.seq)));
+        out.extend(self.positions.iter().map(|p| (format!("pos:{}:{}", p.account, p.symbol), p.seq)));
+        out.extend(self.accounts.iter().map(|a| (format!("fills:{}", a.account), a.fill_seq)));
         out
     }
 }
@@ -131,18 +115,15 @@ impl StateStore {
                 Update::Instrument(s) if instruments.matches(&s.symbol) => snap.instruments.push(s.clone()),
                 Update::Candle(c) if instruments.matches(&c.symbol) => snap.candles.push(c.clone()),
                 Update::Position(p) if accounts.matches(&p.account) => snap.positions.push(p.clone()),
-                Update::Fill(f) if accounts.matches(&f.account) => snap.accounts.push(AccountSeq {
-                    account: f.account.clone(),
-                    fill_seq: f.seq,
-                }),
+                Update::Fill(f) if accounts.matches(&f.account) => {
+                    snap.accounts.push(AccountSeq { account: f.account.clone(), fill_seq: f.seq })
+                }
                 _ => {}
             }
         }
         snap.instruments.sort_by(|a, b| a.symbol.cmp(&b.symbol));
-        snap.candles
-            .sort_by(|a, b| (&a.symbol, a.interval).cmp(&(&b.symbol, b.interval)));
-        snap.positions
-            .sort_by(|a, b| (&a.account, &a.symbol).cmp(&(&b.account, &b.symbol)));
+        snap.candles.sort_by(|a, b| (&a.symbol, a.interval).cmp(&(&b.symbol, b.interval)));
+        snap.positions.sort_by(|a, b| (&a.account, &a.symbol).cmp(&(&b.account, &b.symbol)));
         snap.accounts.sort_by(|a, b| a.account.cmp(&b.account));
         snap
     }
@@ -163,12 +144,7 @@ impl CacheActor {
         metrics: Arc<Metrics>,
         health: Arc<ActorHealth>,
     ) -> Self {
-        Self {
-            store,
-            notifier,
-            metrics,
-            health,
-        }
+        Self { store, notifier, metrics, health }
     }
 }
 
@@ -239,10 +215,7 @@ mod tests {
         assert!(store.apply(&inst("ESZ6", 3)));
         assert!(store.apply(&inst("CLF7", 1)));
         let all = store.snapshot(&Filter::All, &Filter::none());
-        assert_eq!(
-            all.key_seqs(),
-            vec![("inst:CLF7".to_string(), 1), ("inst:ESZ6".to_string(), 3)]
-        );
+        assert_eq!(all.key_seqs(), vec![("inst:CLF7".to_string(), 1), ("inst:ESZ6".to_string(), 3)]);
         let one = store.snapshot(&Filter::Only(vec!["ESZ6".into()]), &Filter::All);
         assert_eq!(one.instruments.len(), 1);
     }

@@ -159,18 +159,12 @@ mod tests {
     fn ohlcv_within_and_across_buckets() {
         let mut book = CandleBook::new();
         let s = Interval::OneSecond;
-        assert_eq!(
-            book.apply_trade("ESZ6", s, d("100"), 1, 1_000_100),
-            CandleOutcome::Updated
-        );
+        assert_eq!(book.apply_trade("ESZ6", s, d("100"), 1, 1_000_100), CandleOutcome::Updated);
         book.apply_trade("ESZ6", s, d("102"), 2, 1_200_000);
         book.apply_trade("ESZ6", s, d("99"), 3, 1_500_000);
         book.apply_trade("ESZ6", s, d("101"), 1, 1_999_999);
         let c = book.current.clone().unwrap();
-        assert_eq!(
-            (c.start, c.open, c.high, c.low, c.close),
-            (1_000_000, d("100"), d("102"), d("99"), d("101"))
-        );
+        assert_eq!((c.start, c.open, c.high, c.low, c.close), (1_000_000, d("100"), d("102"), d("99"), d("101")));
         assert_eq!((c.volume, c.trades, c.seq, c.updated_at), (7, 4, 4, 1_999_999));
 
         book.apply_trade("ESZ6", s, d("103"), 5, 2_000_000);

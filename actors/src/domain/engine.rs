@@ -91,6 +91,8 @@ pub struct EngineSnapshot {
     pub positions: Vec<PositionState>,
     /// Number of fills per account so far (the account lane's seq).
     pub fill_seqs: Vec<(String, u64)>,
+    /// The latest fill of each account (what the account lane last published).
+    pub last_fills: Vec<FillReport>,
     pub fill_ids: Vec<String>,
     /// (source, instrument, last applied sequence)
     pub watermarks: Vec<(String, String, u64)>,
@@ -104,6 +106,7 @@ pub struct Engine {
     /// Accounts with a position in each symbol: who to re-mark when its mid moves.
     holders: HashMap<String, BTreeSet<String>>,
     fill_seqs: HashMap<String, u64>,
+    last_fills: HashMap<String, FillReport>,
     fill_ids: HashSet<String>,
     watermarks: HashMap<(String, String), u64>,
 }
@@ -117,6 +120,7 @@ impl Engine {
             positions: HashMap::new(),
             holders: HashMap::new(),
             fill_seqs: HashMap::new(),
+            last_fills: HashMap::new(),
             fill_ids: HashSet::new(),
             watermarks: HashMap::new(),
         }
@@ -129,34 +133,34 @@ impl Engine {
         }
         for candle in snapshot.candles {
             let seq = candle.seq;
-            engine.candles.insert(
-                (candle.symbol.clone(), candle.interval),
-                CandleBook {
-                    current: Some(candle),
-                    seq,
-                },
-            );
+            engine.candles.insert((candle.symbol.clone(), candle.interval), CandleBook { current: Some(candle), seq });
         }
         for position in snapshot.positions {
-            engine
-                .holders
-                .entry(position.symbol.clone())
-                .or_default()
-                .insert(position.account.clone());
-            engine
-                .positions
-                .insert((position.account.clone(), position.symbol.clone()), position);
+            engine.holders.entry(position.symbol.clone()).or_default().insert(position.account.clone());
+            engine.positions.insert((position.account.clone(), position.symbol.clone()), position);
         }
         engine.fill_seqs.extend(snapshot.fill_seqs);
+        engine.last_fills.extend(snapshot.last_fills.into_iter().map(|f| (f.account.clone(), f)));
         engine.fill_ids.extend(snapshot.fill_ids);
-        engine
-            .watermarks
-            .extend(snapshot.watermarks.into_iter().map(|(s, i, seq)| ((s, i), seq)));
+        engine.watermarks.extend(snapshot.watermarks.into_iter().map(|(s, i, seq)| ((s, i), seq)));
         engine
     }
 
     pub fn catalog(&self) -> &Arc<InstrumentCatalog> {
         &self.catalog
+    }
+
+    /// The current state of every key, as updates (after a restore: what a cache needs to
+    /// serve snapshots again). Their `ingest_ts` is 0: they were not caused by a new event.
+    pub fn current_state(&self) -> Vec<Published> {
+        let mut out = Vec::new();
+        out.extend(self.books.values().map(|b| Published::new(Update::Instrument(b.state.clone()), 0)));
+        out.extend(
+            self.candles.values().filter_map(|c| c.current.clone()).map(|c| Published::new(Update::Candle(c), 0)),
+        );
+        out.extend(self.positions.values().map(|p| Published::new(Update::Position(p.clone()), 0)));
+        out.extend(self.last_fills.values().map(|f| Published::new(Update::Fill(f.clone()), 0)));
+        out
     }
 
     /// Applies one event: appends what to publish to `out` and what to store to `changes`.
@@ -200,19 +204,14 @@ impl Engine {
                 let report = self.apply_fill(&spec, fill, event.ts, changes);
                 publish(out, Update::Position(report.position.clone()));
                 publish(out, Update::Fill(report.clone()));
-                changes.fills.push(FillRecord {
-                    event_id: event.id.to_string(),
-                    report,
-                });
+                changes.fills.push(FillRecord { event_id: event.id.to_string(), report });
                 Outcome::Applied
             }
         }
     }
 
     fn book(&mut self, symbol: &str) -> &mut InstrumentBook {
-        self.books
-            .entry(symbol.to_owned())
-            .or_insert_with(|| InstrumentBook::new(symbol))
+        self.books.entry(symbol.to_owned()).or_insert_with(|| InstrumentBook::new(symbol))
     }
 
     fn apply_quote(
@@ -261,9 +260,7 @@ impl Engine {
                 CandleOutcome::Updated => {
                     if let Some(candle) = &series.current {
                         publish(Update::Candle(candle.clone()));
-                        changes
-                            .candles
-                            .insert((candle.symbol.clone(), interval, candle.start), candle.clone());
+                        changes.candles.insert((candle.symbol.clone(), interval, candle.start), candle.clone());
                     }
                 }
                 CandleOutcome::Late => outcome = Outcome::AppliedLateForCandles,
@@ -275,21 +272,16 @@ impl Engine {
     fn apply_fill(&mut self, spec: &InstrumentSpec, fill: &Fill, ts: Micros, changes: &mut Changes) -> FillReport {
         let mark = self.books.get(&fill.instrument).and_then(|b| b.state.mid);
         let key = (fill.account.clone(), fill.instrument.clone());
-        let position = self
-            .positions
-            .entry(key.clone())
-            .or_insert_with(|| PositionState::flat(&fill.account, &fill.instrument));
+        let position =
+            self.positions.entry(key.clone()).or_insert_with(|| PositionState::flat(&fill.account, &fill.instrument));
         position.apply_fill(fill.side, fill.price, fill.qty, spec.multiplier, mark, ts);
         let position = position.clone();
         changes.positions.insert(key, position.clone());
-        self.holders
-            .entry(fill.instrument.clone())
-            .or_default()
-            .insert(fill.account.clone());
+        self.holders.entry(fill.instrument.clone()).or_default().insert(fill.account.clone());
         self.fill_ids.insert(fill.fill_id.clone());
         let seq = self.fill_seqs.entry(fill.account.clone()).or_default();
         *seq += 1;
-        FillReport {
+        let report = FillReport {
             account: fill.account.clone(),
             seq: *seq,
             fill_id: fill.fill_id.clone(),
@@ -300,7 +292,9 @@ impl Engine {
             qty: fill.qty,
             ts,
             position,
-        }
+        };
+        self.last_fills.insert(fill.account.clone(), report.clone());
+        report
     }
 }
 
@@ -315,15 +309,11 @@ mod tests {
 
     fn event(source: &str, seq: u64, ts: Micros, json: &str) -> ValidEvent {
         let raw = RawEvent::decode(json.as_bytes()).unwrap();
-        let id = EventId {
-            source: source.into(),
-            seq,
-        };
+        let id = EventId { source: source.into(), seq };
         let mut raw = raw;
         raw.event_id = Some(id.to_string());
         raw.ts = Some(ts);
-        raw.validate(&InstrumentCatalog::default_futures(), ts + 5, &mut || unreachable!())
-            .unwrap()
+        raw.validate(&InstrumentCatalog::default_futures(), ts + 5, &mut || unreachable!()).unwrap()
     }
 
     fn stream() -> Vec<ValidEvent> {
@@ -379,24 +369,15 @@ mod tests {
                 expect("pos:ACC1:ESZ6", 2),
             ]
         );
-        let Update::Position(p) = &out[7].update else {
-            panic!("position expected")
-        };
+        let Update::Position(p) = &out[7].update else { panic!("position expected") };
         // (6851.25 - 6850) * 2 * 50 = 125
         assert_eq!(p.unrealized_pnl.to_string(), "125");
-        let Update::Position(p) = &out[4].update else {
-            panic!("position expected")
-        };
+        let Update::Position(p) = &out[4].update else { panic!("position expected") };
         // Marked at the fill to mid 6850.25: 0.25 * 2 * 50 = 25
         assert_eq!(p.unrealized_pnl.to_string(), "25");
         // Each update carries the ingest time of the event that caused it.
         let ingest: Vec<Micros> = out.iter().map(|p| p.ingest_ts).collect();
-        assert_eq!(
-            ingest,
-            [
-                1_000_005, 1_100_005, 1_100_005, 1_100_005, 1_200_005, 1_200_005, 2_300_005, 2_300_005
-            ]
-        );
+        assert_eq!(ingest, [1_000_005, 1_100_005, 1_100_005, 1_100_005, 1_200_005, 1_200_005, 2_300_005, 2_300_005]);
         assert_eq!(changes.trades.len(), 1);
         assert_eq!(changes.fills.len(), 1);
         assert_eq!(changes.candles.len(), 2);
@@ -426,14 +407,8 @@ mod tests {
         let mut engine = engine();
         let (mut out, mut changes) = (Vec::new(), Changes::default());
         let fill = r#"{"type":"fill","account":"ACC1","order_id":"o1","fill_id":"f1","instrument":"ESZ6","side":"buy","price":"6850","qty":2}"#;
-        assert_eq!(
-            engine.apply(&event("a", 1, 1, fill), &mut out, &mut changes),
-            Outcome::Applied
-        );
-        assert_eq!(
-            engine.apply(&event("b", 1, 1, fill), &mut out, &mut changes),
-            Outcome::Duplicate
-        );
+        assert_eq!(engine.apply(&event("a", 1, 1, fill), &mut out, &mut changes), Outcome::Applied);
+        assert_eq!(engine.apply(&event("b", 1, 1, fill), &mut out, &mut changes), Outcome::Duplicate);
         assert_eq!(out.len(), 2, "one position and one fill report");
     }
 
@@ -457,14 +432,25 @@ mod tests {
             candles: changes.candles.values().cloned().collect(),
             positions: changes.positions.values().cloned().collect(),
             fill_seqs: vec![("ACC1".into(), 1)],
+            last_fills: changes.fills.iter().map(|f| f.report.clone()).collect(),
             fill_ids: vec!["f1".into()],
-            watermarks: changes
-                .watermarks
-                .iter()
-                .map(|((s, i), q)| (s.clone(), i.clone(), *q))
-                .collect(),
+            watermarks: changes.watermarks.iter().map(|((s, i), q)| (s.clone(), i.clone(), *q)).collect(),
         };
         let mut restored = Engine::restore(Arc::new(InstrumentCatalog::default_futures()), snapshot);
+        // The restored state is the state the first run published last.
+        let mut current: Vec<(String, u64)> =
+            restored.current_state().iter().map(|p| (p.key.clone(), p.seq())).collect();
+        current.sort();
+        assert_eq!(
+            current,
+            vec![
+                ("candle:ESZ6:1m".to_string(), 1),
+                ("candle:ESZ6:1s".to_string(), 1),
+                ("fills:ACC1".to_string(), 1),
+                ("inst:ESZ6".to_string(), 2),
+                ("pos:ACC1:ESZ6".to_string(), 1),
+            ]
+        );
         // Replaying the already-applied prefix is a no-op, the rest continues the seqs.
         for e in &events[..3] {
             assert_eq!(restored.apply(e, &mut out, &mut changes), Outcome::Duplicate);

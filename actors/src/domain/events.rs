@@ -120,17 +120,12 @@ impl EventId {
         let (source, seq) = text.rsplit_once(':').ok_or_else(bad)?;
         let valid_source = !source.is_empty()
             && source.len() <= 64
-            && source
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b));
+            && source.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b));
         if !valid_source {
             return Err(bad());
         }
         let seq = seq.parse::<u64>().map_err(|_| bad())?;
-        Ok(Self {
-            source: source.to_owned(),
-            seq,
-        })
+        Ok(Self { source: source.to_owned(), seq })
     }
 }
 
@@ -172,10 +167,7 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Self { field: field.into(), reason: reason.into() }
     }
 }
 
@@ -190,19 +182,13 @@ pub struct EventIdAllocator {
 
 impl EventIdAllocator {
     pub fn new(source: impl Into<String>) -> Self {
-        Self {
-            source: source.into(),
-            last: 0,
-        }
+        Self { source: source.into(), last: 0 }
     }
 
     pub fn next(&mut self, now: Micros) -> EventId {
         let candidate = u64::try_from(now).unwrap_or(0);
         self.last = candidate.max(self.last + 1);
-        EventId {
-            source: self.source.clone(),
-            seq: self.last,
-        }
+        EventId { source: self.source.clone(), seq: self.last }
     }
 }
 
@@ -230,8 +216,16 @@ impl RawEvent {
         fn field<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, ValidationError> {
             serde_path_to_error::deserialize(value).map_err(|e| {
                 let path = e.path().to_string();
-                let field = if path == "." { "event".to_owned() } else { path };
-                ValidationError::new(field, e.into_inner().to_string())
+                let reason = e.into_inner().to_string();
+                // A missing field is reported at its parent: name the field itself.
+                let missing = reason.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
+                let field = match (missing, path.as_str()) {
+                    (Some(name), ".") => name.to_owned(),
+                    (Some(name), parent) => format!("{parent}.{name}"),
+                    (None, ".") => "event".to_owned(),
+                    (None, path) => path.to_owned(),
+                };
+                ValidationError::new(field, reason)
             })
         }
         if !value.is_object() {
@@ -254,12 +248,7 @@ impl RawEvent {
             }
         };
         let envelope: Envelope = field(&value)?;
-        Ok(Self {
-            event_id: envelope.event_id,
-            ts: envelope.ts,
-            ingest_ts: envelope.ingest_ts,
-            body,
-        })
+        Ok(Self { event_id: envelope.event_id, ts: envelope.ts, ingest_ts: envelope.ingest_ts, body })
     }
 
     /// Checks the event against the catalog and fills in what is missing. `allocate` is called
@@ -280,20 +269,14 @@ impl RawEvent {
             if !on_tick(price, spec.tick_size) {
                 return Err(ValidationError::new(
                     field,
-                    format!(
-                        "{price} is not a multiple of the tick size {} of {}",
-                        spec.tick_size, spec.symbol
-                    ),
+                    format!("{price} is not a multiple of the tick size {} of {}", spec.tick_size, spec.symbol),
                 ));
             }
             Ok(())
         };
         let qty_positive = |field: &str, qty: i64| -> Result<(), ValidationError> {
             if qty <= 0 {
-                return Err(ValidationError::new(
-                    field,
-                    format!("must be a positive number of contracts, got {qty}"),
-                ));
+                return Err(ValidationError::new(field, format!("must be a positive number of contracts, got {qty}")));
             }
             Ok(())
         };
@@ -320,16 +303,9 @@ impl RawEvent {
             EventBody::Fill(f) => {
                 price_ok("price", f.price)?;
                 qty_positive("qty", f.qty)?;
-                for (field, value) in [
-                    ("account", &f.account),
-                    ("order_id", &f.order_id),
-                    ("fill_id", &f.fill_id),
-                ] {
+                for (field, value) in [("account", &f.account), ("order_id", &f.order_id), ("fill_id", &f.fill_id)] {
                     if value.trim().is_empty() || value.len() > 128 {
-                        return Err(ValidationError::new(
-                            field,
-                            "must be a non-empty string of at most 128 bytes",
-                        ));
+                        return Err(ValidationError::new(field, "must be a non-empty string of at most 128 bytes"));
                     }
                 }
                 if f.account.contains(':') {
@@ -340,21 +316,13 @@ impl RawEvent {
         if let Some(ts) = self.ts
             && ts < 0
         {
-            return Err(ValidationError::new(
-                "ts",
-                format!("must be Unix microseconds, got {ts}"),
-            ));
+            return Err(ValidationError::new("ts", format!("must be Unix microseconds, got {ts}")));
         }
         let id = match &self.event_id {
             Some(text) => EventId::parse(text)?,
             None => allocate(),
         };
-        Ok(ValidEvent {
-            id,
-            ts: self.ts.unwrap_or(now),
-            ingest_ts: now,
-            body: self.body,
-        })
+        Ok(ValidEvent { id, ts: self.ts.unwrap_or(now), ingest_ts: now, body: self.body })
     }
 }
 
@@ -369,8 +337,7 @@ mod tests {
     fn check(json: &str) -> Result<ValidEvent, String> {
         let raw = RawEvent::decode(json.as_bytes()).map_err(|e| e.to_string())?;
         let mut alloc = EventIdAllocator::new("test");
-        raw.validate(&catalog(), 1_000, &mut || alloc.next(1_000))
-            .map_err(|e| e.to_string())
+        raw.validate(&catalog(), 1_000, &mut || alloc.next(1_000)).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -378,13 +345,7 @@ mod tests {
         let e = check(r#"{"type":"trade","instrument":"ESZ6","price":"6850.25","qty":3,"aggressor":"buy"}"#).unwrap();
         let e2 = check(r#"{"type":"trade","instrument":"ESZ6","price":6850.25,"qty":3,"aggressor":"buy"}"#).unwrap();
         assert_eq!(e.body, e2.body);
-        assert_eq!(
-            e.id,
-            EventId {
-                source: "test".into(),
-                seq: 1_000
-            }
-        );
+        assert_eq!(e.id, EventId { source: "test".into(), seq: 1_000 });
         assert_eq!(e.ts, 1_000);
         assert_eq!(e.ingest_ts, 1_000);
         // Prices go back out as decimal strings.
@@ -407,30 +368,12 @@ mod tests {
     #[test]
     fn refuses_bad_events_with_a_reason() {
         let cases = [
-            (
-                r#"{"type":"trade","instrument":"XXX","price":"1","qty":1,"aggressor":"buy"}"#,
-                "unknown instrument",
-            ),
-            (
-                r#"{"type":"trade","instrument":"ESZ6","price":"6850.25","qty":-1,"aggressor":"buy"}"#,
-                "qty",
-            ),
-            (
-                r#"{"type":"trade","instrument":"ESZ6","price":"6850.25","qty":0,"aggressor":"buy"}"#,
-                "qty",
-            ),
-            (
-                r#"{"type":"trade","instrument":"ESZ6","price":"6850.10","qty":1,"aggressor":"buy"}"#,
-                "tick size",
-            ),
-            (
-                r#"{"type":"trade","instrument":"ESZ6","price":"-1","qty":1,"aggressor":"buy"}"#,
-                "positive",
-            ),
-            (
-                r#"{"type":"trade","instrument":"ESZ6","qty":1,"aggressor":"buy"}"#,
-                "missing field `price`",
-            ),
+            (r#"{"type":"trade","instrument":"XXX","price":"1","qty":1,"aggressor":"buy"}"#, "unknown instrument"),
+            (r#"{"type":"trade","instrument":"ESZ6","price":"6850.25","qty":-1,"aggressor":"buy"}"#, "qty"),
+            (r#"{"type":"trade","instrument":"ESZ6","price":"6850.25","qty":0,"aggressor":"buy"}"#, "qty"),
+            (r#"{"type":"trade","instrument":"ESZ6","price":"6850.10","qty":1,"aggressor":"buy"}"#, "tick size"),
+            (r#"{"type":"trade","instrument":"ESZ6","price":"-1","qty":1,"aggressor":"buy"}"#, "positive"),
+            (r#"{"type":"trade","instrument":"ESZ6","qty":1,"aggressor":"buy"}"#, "missing field `price`"),
             (r#"{"instrument":"ESZ6"}"#, "type: missing"),
             (r#"[1]"#, "JSON object"),
             (r#"{"type":"trade""#, "malformed JSON"),
@@ -439,14 +382,8 @@ mod tests {
                 "aggressor: unknown variant",
             ),
             (r#"{"type":"order","instrument":"ESZ6"}"#, "unknown event type `order`"),
-            (
-                r#"{"type":"quote","instrument":"ESZ6","bid":"6851","bid_qty":1,"ask":"6850","ask_qty":1}"#,
-                "crossed",
-            ),
-            (
-                r#"{"type":"quote","instrument":"ESZ6","bid":"6850","bid_qty":-1,"ask":"6851","ask_qty":1}"#,
-                "bid_qty",
-            ),
+            (r#"{"type":"quote","instrument":"ESZ6","bid":"6851","bid_qty":1,"ask":"6850","ask_qty":1}"#, "crossed"),
+            (r#"{"type":"quote","instrument":"ESZ6","bid":"6850","bid_qty":-1,"ask":"6851","ask_qty":1}"#, "bid_qty"),
             (
                 r#"{"type":"fill","account":"","order_id":"o","fill_id":"f","instrument":"ESZ6","side":"buy","price":"6850","qty":1}"#,
                 "account",
@@ -459,18 +396,9 @@ mod tests {
                 r#"{"type":"trade","event_id":"a:b","instrument":"ESZ6","price":"6850","qty":1,"aggressor":"buy"}"#,
                 "event_id",
             ),
-            (
-                r#"{"type":"trade","ts":-5,"instrument":"ESZ6","price":"6850","qty":1,"aggressor":"buy"}"#,
-                "ts",
-            ),
-            (
-                r#"{"type":"trade","instrument":"ESZ6","price":"abc","qty":1,"aggressor":"buy"}"#,
-                "price: invalid value",
-            ),
-            (
-                r#"{"type":"trade","instrument":"ESZ6","price":"1","qty":1.5,"aggressor":"buy"}"#,
-                "qty: invalid type",
-            ),
+            (r#"{"type":"trade","ts":-5,"instrument":"ESZ6","price":"6850","qty":1,"aggressor":"buy"}"#, "ts"),
+            (r#"{"type":"trade","instrument":"ESZ6","price":"abc","qty":1,"aggressor":"buy"}"#, "price: invalid value"),
+            (r#"{"type":"trade","instrument":"ESZ6","price":"1","qty":1.5,"aggressor":"buy"}"#, "qty: invalid type"),
         ];
         for (json, expected) in cases {
             let err = check(json).expect_err(json);

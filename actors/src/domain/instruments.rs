@@ -26,9 +26,7 @@ pub struct InstrumentCatalog {
 
 impl InstrumentCatalog {
     pub fn new(specs: impl IntoIterator<Item = InstrumentSpec>) -> Self {
-        Self {
-            by_symbol: specs.into_iter().map(|s| (s.symbol.clone(), s)).collect(),
-        }
+        Self { by_symbol: specs.into_iter().map(|s| (s.symbol.clone(), s)).collect() }
     }
 
     /// A dozen futures-like contracts (CME-style December 2026 symbols) with their real tick

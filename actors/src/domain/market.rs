@@ -68,10 +68,7 @@ pub struct InstrumentBook {
 
 impl InstrumentBook {
     pub fn new(symbol: &str) -> Self {
-        Self {
-            state: InstrumentState::empty(symbol),
-            notional: Decimal::ZERO,
-        }
+        Self { state: InstrumentState::empty(symbol), notional: Decimal::ZERO }
     }
 
     pub fn apply_quote(&mut self, quote: &Quote, ts: Micros) {
@@ -92,11 +89,7 @@ impl InstrumentBook {
         s.high = Some(s.high.map_or(price, |h| h.max(price)));
         s.low = Some(s.low.map_or(price, |l| l.min(price)));
         s.change = Some(price - open);
-        s.change_pct = Some(
-            ((price - open) * Decimal::ONE_HUNDRED / open)
-                .round_dp(CHANGE_PCT_DP)
-                .normalize(),
-        );
+        s.change_pct = Some(((price - open) * Decimal::ONE_HUNDRED / open).round_dp(CHANGE_PCT_DP).normalize());
         s.volume += trade.qty;
         s.trades += 1;
         self.notional += price * Decimal::from(trade.qty);
@@ -116,24 +109,13 @@ mod tests {
     }
 
     fn trade(price: &str, qty: i64) -> Trade {
-        Trade {
-            instrument: "ESZ6".into(),
-            price: d(price),
-            qty,
-            aggressor: Side::Buy,
-        }
+        Trade { instrument: "ESZ6".into(), price: d(price), qty, aggressor: Side::Buy }
     }
 
     #[test]
     fn quote_sets_mid_and_spread() {
         let mut book = InstrumentBook::new("ESZ6");
-        let quote = Quote {
-            instrument: "ESZ6".into(),
-            bid: d("6850.00"),
-            bid_qty: 5,
-            ask: d("6850.25"),
-            ask_qty: 7,
-        };
+        let quote = Quote { instrument: "ESZ6".into(), bid: d("6850.00"), bid_qty: 5, ask: d("6850.25"), ask_qty: 7 };
         book.apply_quote(&quote, 10);
         let s = &book.state;
         assert_eq!(s.mid, Some(d("6850.125")));

@@ -115,10 +115,7 @@ mod tests {
         let m = Decimal::from(ES_MULT);
         let mut p = PositionState::flat("ACC1", "ESZ6");
         p.apply_fill(Side::Buy, d("6850"), 2, m, None, 1);
-        assert_eq!(
-            (p.net_qty, p.avg_price, p.realized_pnl, p.unrealized_pnl),
-            (2, d("6850"), d("0"), d("0"))
-        );
+        assert_eq!((p.net_qty, p.avg_price, p.realized_pnl, p.unrealized_pnl), (2, d("6850"), d("0"), d("0")));
 
         // Adding moves the average: (6850*2 + 6853) / 3 = 6851.
         p.apply_fill(Side::Buy, d("6853"), 1, m, Some(d("6852.5")), 2);
@@ -139,10 +136,7 @@ mod tests {
 
         // Covering the short at a loss: (6851 - 6849) * 2 * 50 * -1 = -200, flat.
         p.apply_fill(Side::Buy, d("6851"), 2, m, Some(d("6851")), 5);
-        assert_eq!(
-            (p.net_qty, p.avg_price, p.realized_pnl, p.unrealized_pnl),
-            (0, d("0"), d("100"), d("0"))
-        );
+        assert_eq!((p.net_qty, p.avg_price, p.realized_pnl, p.unrealized_pnl), (0, d("0"), d("100"), d("0")));
         assert_eq!((p.seq, p.updated_at), (5, 5));
     }
 

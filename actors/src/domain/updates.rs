@@ -113,11 +113,7 @@ pub struct Published {
 
 impl Published {
     pub fn new(update: Update, ingest_ts: Micros) -> Self {
-        Self {
-            key: update.key(),
-            ingest_ts,
-            update,
-        }
+        Self { key: update.key(), ingest_ts, update }
     }
 
     pub fn seq(&self) -> u64 {

@@ -46,15 +46,8 @@ pub enum SourceConfig {
 
 enum Source {
     None,
-    Simulator {
-        sim: Simulator,
-        rate: u32,
-    },
-    Replay {
-        replay: Option<Replay>,
-        path: PathBuf,
-        rate: u32,
-    },
+    Simulator { sim: Simulator, rate: u32 },
+    Replay { replay: Option<Replay>, path: PathBuf, rate: u32 },
 }
 
 pub struct IngesterActor {
@@ -99,29 +92,17 @@ impl IngesterActor {
             SourceConfig::None => Source::None,
             SourceConfig::Simulator { rate, seed } => {
                 tracing::info!(rate, "market simulator started");
-                Source::Simulator {
-                    sim: Simulator::new(&self.catalog, *seed),
-                    rate: *rate,
-                }
+                Source::Simulator { sim: Simulator::new(&self.catalog, *seed), rate: *rate }
             }
             SourceConfig::Replay { path, rate } => match Replay::open(path) {
                 Ok(replay) => {
                     tracing::info!(path = %path.display(), rate, "replay started");
-                    Source::Replay {
-                        replay: Some(replay),
-                        path: path.clone(),
-                        rate: *rate,
-                    }
+                    Source::Replay { replay: Some(replay), path: path.clone(), rate: *rate }
                 }
                 Err(e) => {
                     tracing::error!(path = %path.display(), error = %e, "cannot open the replay file");
-                    self.health
-                        .set_detail(Some(format!("cannot open {}: {e}", path.display())));
-                    Source::Replay {
-                        replay: None,
-                        path: path.clone(),
-                        rate: *rate,
-                    }
+                    self.health.set_detail(Some(format!("cannot open {}: {e}", path.display())));
+                    Source::Replay { replay: None, path: path.clone(), rate: *rate }
                 }
             },
         };
@@ -159,38 +140,33 @@ impl IngesterActor {
                 let events = sim.generate(owed, now);
                 self.forward("simulator", events, ctx);
             }
-            Source::Replay {
-                replay: Some(replay),
-                path,
-                ..
-            } if !replay.finished => match replay.next_chunk(owed.min(REPLAY_CHUNK), &self.catalog, now) {
-                Ok(chunk) => {
-                    for (line, error) in &chunk.rejected {
-                        tracing::warn!(path = %path.display(), line, %error, "replay line rejected");
+            Source::Replay { replay: Some(replay), path, .. } if !replay.finished => {
+                match replay.next_chunk(owed.min(REPLAY_CHUNK), &self.catalog, now) {
+                    Ok(chunk) => {
+                        for (line, error) in &chunk.rejected {
+                            tracing::warn!(path = %path.display(), line, %error, "replay line rejected");
+                        }
+                        self.metrics.events_rejected.with_label_values(&["replay"]).inc_by(chunk.rejected.len() as u64);
+                        let (accepted, rejected, finished) = (replay.accepted, replay.rejected, replay.finished);
+                        self.health.set_detail(Some(format!(
+                            "replay {}: {accepted} events read, {rejected} rejected{}",
+                            path.display(),
+                            if finished { ", finished" } else { "" }
+                        )));
+                        if finished {
+                            tracing::info!(path = %path.display(), accepted, rejected, "replay finished");
+                        }
+                        if !chunk.events.is_empty() {
+                            self.forward("replay", chunk.events, ctx);
+                        }
                     }
-                    self.metrics
-                        .events_rejected
-                        .with_label_values(&["replay"])
-                        .inc_by(chunk.rejected.len() as u64);
-                    let (accepted, rejected, finished) = (replay.accepted, replay.rejected, replay.finished);
-                    self.health.set_detail(Some(format!(
-                        "replay {}: {accepted} events read, {rejected} rejected{}",
-                        path.display(),
-                        if finished { ", finished" } else { "" }
-                    )));
-                    if finished {
-                        tracing::info!(path = %path.display(), accepted, rejected, "replay finished");
-                    }
-                    if !chunk.events.is_empty() {
-                        self.forward("replay", chunk.events, ctx);
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), error = %e, "replay read failed; stopping the replay");
+                        self.health.set_detail(Some(format!("replay read failed: {e}")));
+                        replay.finished = true;
                     }
                 }
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "replay read failed; stopping the replay");
-                    self.health.set_detail(Some(format!("replay read failed: {e}")));
-                    replay.finished = true;
-                }
-            },
+            }
             Source::Replay { .. } => {}
         }
     }
@@ -214,12 +190,7 @@ impl IngesterActor {
     }
 
     fn keep_unsent(&mut self, source: &'static str, events: Vec<ValidEvent>, error: &str) {
-        tracing::warn!(
-            source,
-            events = events.len(),
-            error,
-            "next hop did not take the batch; retrying"
-        );
+        tracing::warn!(source, events = events.len(), error, "next hop did not take the batch; retrying");
         self.health.set_queue_depth(events.len() as i64);
         self.unsent = Some((source, events));
     }
@@ -278,14 +249,7 @@ impl Handler<IngestEvents> for IngesterActor {
         let request = self.hop.send(RawBatch { events });
         let forward = async move {
             let ack = request.await.map_err(crate::messages::HopError::from)??;
-            Ok((
-                IngestReceipt {
-                    accepted: ack.accepted,
-                    duplicates: ack.duplicates,
-                    event_ids,
-                },
-                ack.durable,
-            ))
+            Ok((IngestReceipt { accepted: ack.accepted, duplicates: ack.duplicates, event_ids }, ack.durable))
         }
         .into_actor(self)
         .map(move |result, act, _| {

@@ -28,19 +28,10 @@ pub struct Chunk {
 impl Replay {
     pub fn open(path: &Path) -> std::io::Result<Self> {
         let file = File::open(path)?;
-        let stem = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let stem = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let clean: String = stem
             .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
+            .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
             .take(48)
             .collect();
         Ok(Self {
@@ -60,10 +51,7 @@ impl Replay {
 
     /// Reads up to `max` non-empty lines.
     pub fn next_chunk(&mut self, max: usize, catalog: &InstrumentCatalog, now: Micros) -> std::io::Result<Chunk> {
-        let mut chunk = Chunk {
-            events: Vec::new(),
-            rejected: Vec::new(),
-        };
+        let mut chunk = Chunk { events: Vec::new(), rejected: Vec::new() };
         let mut line = String::new();
         while chunk.events.len() + chunk.rejected.len() < max {
             line.clear();
@@ -78,12 +66,8 @@ impl Replay {
             }
             let line_no = self.line_no;
             let source = &self.source;
-            let decoded = RawEvent::decode(text.as_bytes()).and_then(|raw| {
-                raw.validate(catalog, now, &mut || EventId {
-                    source: source.clone(),
-                    seq: line_no,
-                })
-            });
+            let decoded = RawEvent::decode(text.as_bytes())
+                .and_then(|raw| raw.validate(catalog, now, &mut || EventId { source: source.clone(), seq: line_no }));
             match decoded {
                 Ok(event) => chunk.events.push(event),
                 Err(e) => chunk.rejected.push((line_no, e)),
@@ -107,17 +91,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("day 1.jsonl");
         let mut f = File::create(&path).unwrap();
-        writeln!(
-            f,
-            r#"{{"type":"trade","instrument":"ESZ6","price":"6850","qty":1,"aggressor":"buy"}}"#
-        )
-        .unwrap();
+        writeln!(f, r#"{{"type":"trade","instrument":"ESZ6","price":"6850","qty":1,"aggressor":"buy"}}"#).unwrap();
         writeln!(f).unwrap();
-        writeln!(
-            f,
-            r#"{{"type":"trade","instrument":"NOPE","price":"1","qty":1,"aggressor":"buy"}}"#
-        )
-        .unwrap();
+        writeln!(f, r#"{{"type":"trade","instrument":"NOPE","price":"1","qty":1,"aggressor":"buy"}}"#).unwrap();
         writeln!(f, r#"{{"type":"quote","event_id":"feed:9","instrument":"ESZ6","bid":"6850","bid_qty":1,"ask":"6850.25","ask_qty":1}}"#).unwrap();
         writeln!(f, "not json").unwrap();
         drop(f);

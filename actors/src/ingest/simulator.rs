@@ -46,23 +46,11 @@ impl Simulator {
             .iter()
             .map(|spec| {
                 let ticks = (spec.reference_price / spec.tick_size).trunc();
-                let ticks = i64::try_from(ticks.mantissa() / 10i128.pow(ticks.scale()))
-                    .unwrap_or(1)
-                    .max(1);
-                SimInstrument {
-                    spec: spec.clone(),
-                    bid_ticks: ticks,
-                    reference_ticks: ticks,
-                    spread_ticks: 1,
-                }
+                let ticks = i64::try_from(ticks.mantissa() / 10i128.pow(ticks.scale())).unwrap_or(1).max(1);
+                SimInstrument { spec: spec.clone(), bid_ticks: ticks, reference_ticks: ticks, spread_ticks: 1 }
             })
             .collect();
-        Self {
-            instruments,
-            ids: EventIdAllocator::new("sim"),
-            rng: SmallRng::seed_from_u64(seed),
-            next_order: 1,
-        }
+        Self { instruments, ids: EventIdAllocator::new("sim"), rng: SmallRng::seed_from_u64(seed), next_order: 1 }
     }
 
     /// The next `n` events, all stamped `now`.
@@ -82,12 +70,7 @@ impl Simulator {
                 self.fill(index, now)
             };
             let id = self.ids.next(now);
-            events.push(ValidEvent {
-                id,
-                ts: now,
-                ingest_ts: now,
-                body,
-            });
+            events.push(ValidEvent { id, ts: now, ingest_ts: now, body });
         }
         events
     }
@@ -116,29 +99,16 @@ impl Simulator {
     }
 
     fn trade(&mut self, index: usize) -> EventBody {
-        let aggressor = if self.rng.random_bool(0.5) {
-            Side::Buy
-        } else {
-            Side::Sell
-        };
+        let aggressor = if self.rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
         let qty = 1 + (self.rng.random::<f64>().powi(3) * 25.0) as i64;
         let inst = &self.instruments[index];
         let price = if aggressor == Side::Buy { inst.ask() } else { inst.bid() };
-        EventBody::Trade(Trade {
-            instrument: inst.spec.symbol.clone(),
-            price,
-            qty,
-            aggressor,
-        })
+        EventBody::Trade(Trade { instrument: inst.spec.symbol.clone(), price, qty, aggressor })
     }
 
     fn fill(&mut self, index: usize, now: Micros) -> EventBody {
         let account = SIM_ACCOUNTS[self.rng.random_range(0..SIM_ACCOUNTS.len())];
-        let side = if self.rng.random_bool(0.5) {
-            Side::Buy
-        } else {
-            Side::Sell
-        };
+        let side = if self.rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
         let qty = self.rng.random_range(1..=5);
         let order = self.next_order;
         self.next_order += 1;
@@ -173,10 +143,7 @@ mod tests {
             let again = raw.validate(&catalog, 0, &mut || unreachable!());
             assert!(again.is_ok(), "{:?}: {:?}", e, again);
         }
-        assert!(
-            kinds["quote"] > 2_500 && kinds["trade"] > 1_000 && kinds["fill"] > 50,
-            "{kinds:?}"
-        );
+        assert!(kinds["quote"] > 2_500 && kinds["trade"] > 1_000 && kinds["fill"] > 50, "{kinds:?}");
         // Strictly increasing ids even with one timestamp.
         assert!(events.windows(2).all(|w| w[0].id.seq < w[1].id.seq));
     }

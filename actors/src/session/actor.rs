@@ -69,16 +69,8 @@ pub fn start_session(
     config: &SessionConfig,
     metrics: Arc<Metrics>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let actor = SessionActor {
-        id: None,
-        hub,
-        outbox: Outbox::new(config.outbox),
-        last_heard: Instant::now(),
-        metrics,
-    };
-    ws::WsResponseBuilder::new(actor, req, stream)
-        .frame_size(MAX_FRAME_BYTES)
-        .start()
+    let actor = SessionActor { id: None, hub, outbox: Outbox::new(config.outbox), last_heard: Instant::now(), metrics };
+    ws::WsResponseBuilder::new(actor, req, stream).frame_size(MAX_FRAME_BYTES).start()
 }
 
 fn error_json(code: &str, message: &str) -> String {
@@ -117,18 +109,11 @@ impl SessionActor {
             ClientMessage::Ping => ctx.text(r#"{"type":"pong"}"#),
             ClientMessage::Subscribe { instruments, positions } => {
                 if instruments.is_empty() && positions.is_empty() {
-                    ctx.text(error_json(
-                        "bad_request",
-                        "subscribe needs `instruments` or `positions`",
-                    ));
+                    ctx.text(error_json("bad_request", "subscribe needs `instruments` or `positions`"));
                     return;
                 }
                 self.hub
-                    .send(Subscribe {
-                        id,
-                        instruments,
-                        accounts: positions,
-                    })
+                    .send(Subscribe { id, instruments, accounts: positions })
                     .into_actor(self)
                     .map(|result, _, ctx| match result {
                         Ok(Ok(())) => {}
@@ -138,11 +123,7 @@ impl SessionActor {
                     .wait(ctx);
             }
             ClientMessage::Unsubscribe { instruments, positions } => {
-                self.hub.do_send(Unsubscribe {
-                    id,
-                    instruments,
-                    accounts: positions,
-                });
+                self.hub.do_send(Unsubscribe { id, instruments, accounts: positions });
             }
         }
     }
@@ -159,9 +140,7 @@ impl SessionActor {
                 Lane::Account => "account",
             };
             self.metrics.updates_sent.with_label_values(&[lane]).inc();
-            self.metrics
-                .end_to_end_seconds
-                .observe((now - frame.ingest_ts).max(0) as f64 / 1e6);
+            self.metrics.end_to_end_seconds.observe((now - frame.ingest_ts).max(0) as f64 / 1e6);
             ctx.text(frame.text.clone());
         }
         if let Some(reason) = drained.close {
@@ -185,10 +164,7 @@ impl Actor for SessionActor {
         self.heartbeat(ctx);
         // Wait for the id before reading client messages: they need it.
         self.hub
-            .send(Connect {
-                outbox: self.outbox.clone(),
-                wake: ctx.address().recipient(),
-            })
+            .send(Connect { outbox: self.outbox.clone(), wake: ctx.address().recipient() })
             .into_actor(self)
             .map(|result, act, ctx| match result {
                 Ok(id) => act.id = Some(id),
@@ -227,10 +203,9 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for SessionActor {
             Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
             Ok(ws::Message::Ping(bytes)) => ctx.pong(&bytes),
             Ok(ws::Message::Pong(_)) => {}
-            Ok(ws::Message::Binary(_)) => ctx.text(error_json(
-                "bad_request",
-                "binary frames are not supported; send JSON text",
-            )),
+            Ok(ws::Message::Binary(_)) => {
+                ctx.text(error_json("bad_request", "binary frames are not supported; send JSON text"))
+            }
             Ok(ws::Message::Close(reason)) => {
                 ctx.close(reason);
                 ctx.stop();
@@ -245,10 +220,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for SessionActor {
                     ws::ProtocolError::Overflow => ws::CloseCode::Size,
                     _ => ws::CloseCode::Protocol,
                 };
-                ctx.close(Some(ws::CloseReason {
-                    code,
-                    description: Some(e.to_string()),
-                }));
+                ctx.close(Some(ws::CloseReason { code, description: Some(e.to_string()) }));
                 ctx.stop();
             }
         }

@@ -76,15 +76,7 @@ impl Hub {
         metrics: Arc<Metrics>,
         health: Arc<ActorHealth>,
     ) -> Self {
-        Self {
-            sessions: HashMap::new(),
-            subscribers: HashMap::new(),
-            next_id: 1,
-            store,
-            catalog,
-            metrics,
-            health,
-        }
+        Self { sessions: HashMap::new(), subscribers: HashMap::new(), next_id: 1, store, catalog, metrics, health }
     }
 
     fn remove(&mut self, id: SessionId) {
@@ -123,19 +115,13 @@ impl Hub {
                 matches!(entry.wake.try_send(Wake), Err(SendError::Closed(_)))
             }
             Pushed::Queued | Pushed::Stale => false,
-            Pushed::Conflated => {
-                self.metrics
-                    .updates_conflated
-                    .with_label_values(&[lane_name(lane)])
-                    .inc();
+            Pushed::Conflated(dropped) => {
+                self.metrics.updates_conflated.with_label_values(&[lane_name(lane)]).inc_by(dropped as u64);
                 false
             }
             Pushed::Closed(reason) => {
                 tracing::warn!(code = reason.code, reason = %reason.reason, "closing a slow session");
-                self.metrics
-                    .ws_slow_disconnects
-                    .with_label_values(&[&reason.code.to_string()])
-                    .inc();
+                self.metrics.ws_slow_disconnects.with_label_values(&[&reason.code.to_string()]).inc();
                 let _ = entry.wake.try_send(Wake);
                 true
             }
@@ -185,14 +171,7 @@ impl Handler<Connect> for Hub {
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) -> SessionId {
         let id = self.next_id;
         self.next_id += 1;
-        self.sessions.insert(
-            id,
-            Entry {
-                outbox: msg.outbox,
-                wake: msg.wake,
-                topics: HashSet::new(),
-            },
-        );
+        self.sessions.insert(id, Entry { outbox: msg.outbox, wake: msg.wake, topics: HashSet::new() });
         self.health.set_queue_depth(self.sessions.len() as i64);
         id
     }
@@ -218,11 +197,7 @@ impl Handler<Subscribe> for Hub {
         if !self.sessions.contains_key(&msg.id) {
             return Err(SubscribeError::NotConnected(msg.id));
         }
-        if let Some(unknown) = msg
-            .instruments
-            .iter()
-            .find(|s| *s != "*" && self.catalog.get(s).is_none())
-        {
+        if let Some(unknown) = msg.instruments.iter().find(|s| *s != "*" && self.catalog.get(s).is_none()) {
             return Err(SubscribeError::UnknownInstrument(unknown.clone()));
         }
         if let Some(bad) = msg.accounts.iter().find(|a| *a != "*" && !valid_account(a)) {
@@ -250,15 +225,9 @@ impl Handler<Subscribe> for Hub {
         // notifying), so the snapshot is never behind the stream; the outbox skips what the
         // snapshot already covers.
         let snapshot = self.store.snapshot(&instruments, &accounts);
-        let text = serde_json::to_string(&SnapshotMessage {
-            kind: "snapshot",
-            v: 1,
-            snapshot: &snapshot,
-        })
-        .unwrap_or_default();
-        let pushed = entry
-            .outbox
-            .push_snapshot(ByteString::from(text), &snapshot.key_seqs(), Instant::now());
+        let text =
+            serde_json::to_string(&SnapshotMessage { kind: "snapshot", v: 1, snapshot: &snapshot }).unwrap_or_default();
+        let pushed = entry.outbox.push_snapshot(ByteString::from(text), &snapshot.key_seqs(), Instant::now());
         let entry = &self.sessions[&msg.id];
         if self.after_push(entry, pushed, Lane::Market) {
             self.remove(msg.id);
@@ -276,18 +245,10 @@ impl Handler<Unsubscribe> for Hub {
         };
         let mut dropped = Vec::new();
         for name in &msg.instruments {
-            dropped.push(if name == "*" {
-                TopicKey::AllInstruments
-            } else {
-                TopicKey::Instrument(name.clone())
-            });
+            dropped.push(if name == "*" { TopicKey::AllInstruments } else { TopicKey::Instrument(name.clone()) });
         }
         for name in &msg.accounts {
-            dropped.push(if name == "*" {
-                TopicKey::AllAccounts
-            } else {
-                TopicKey::Account(name.clone())
-            });
+            dropped.push(if name == "*" { TopicKey::AllAccounts } else { TopicKey::Account(name.clone()) });
         }
         for topic in &dropped {
             entry.topics.remove(topic);

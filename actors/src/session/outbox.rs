@@ -4,8 +4,11 @@
 //! - Control frames (snapshots) go first, in order.
 //! - Account lane (fills): FIFO, never conflated or dropped; if it overflows, the session is
 //!   closed with [`CLOSE_ACCOUNT_OVERFLOW`] and the client resubscribes for a fresh snapshot.
-//! - Market lane (instrument states, candles, positions): one entry per key, a newer update
-//!   replaces the queued one (conflation), so its size is bounded by the subscribed keys.
+//! - Market lane (instrument states, candles, positions): FIFO while the session keeps up;
+//!   once more than `market_capacity` frames wait, the lane is conflated to the latest frame
+//!   per key (each carries the full state of its key), so its size stays bounded by the
+//!   larger of the capacity and the number of subscribed keys. A fast client sees every
+//!   update; a slow one sees seq jumps on market keys, never stale values.
 //! - Per key, an update at or below the seq already queued or sent is skipped, which makes a
 //!   snapshot and the stream after it join with no gap and no duplicate.
 //! - A session that stays behind (non-empty queue, not drained) longer than `max_behind` is
@@ -16,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
-use indexmap::IndexMap;
+use std::collections::HashSet;
 
 use crate::domain::{Lane, Micros, Published};
 
@@ -50,15 +53,13 @@ impl Frame {
 #[derive(Debug, Clone, Copy)]
 pub struct OutboxLimits {
     pub account_capacity: usize,
+    pub market_capacity: usize,
     pub max_behind: Duration,
 }
 
 impl Default for OutboxLimits {
     fn default() -> Self {
-        Self {
-            account_capacity: 4096,
-            max_behind: Duration::from_secs(10),
-        }
+        Self { account_capacity: 4096, market_capacity: 1024, max_behind: Duration::from_secs(10) }
     }
 }
 
@@ -75,8 +76,9 @@ pub enum Pushed {
     Wake,
     /// Queued; the session is already due to drain.
     Queued,
-    /// Replaced a queued update of the same key.
-    Conflated,
+    /// Queued, and the market lane was conflated: this many older frames were dropped in
+    /// favour of newer frames of the same keys.
+    Conflated(usize),
     /// Already queued or sent at this seq or later.
     Stale,
     /// The session is (now) closed and takes nothing more.
@@ -97,7 +99,7 @@ pub struct Drained {
 struct Inner {
     control: VecDeque<ByteString>,
     account: VecDeque<Arc<Frame>>,
-    market: IndexMap<String, Arc<Frame>>,
+    market: VecDeque<Arc<Frame>>,
     last_seq: HashMap<String, u64>,
     wake_pending: bool,
     behind_since: Option<Instant>,
@@ -121,10 +123,7 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn new(limits: OutboxLimits) -> Arc<Self> {
-        Arc::new(Self {
-            inner: Mutex::new(Inner::default()),
-            limits,
-        })
+        Arc::new(Self { inner: Mutex::new(Inner::default()), limits })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -133,10 +132,7 @@ impl Outbox {
     }
 
     fn close(inner: &mut Inner, code: u16, reason: &str) -> CloseReason {
-        let reason = CloseReason {
-            code,
-            reason: reason.to_owned(),
-        };
+        let reason = CloseReason { code, reason: reason.to_owned() };
         inner.closed = Some(reason.clone());
         inner.control.clear();
         inner.account.clear();
@@ -149,11 +145,7 @@ impl Outbox {
             None => inner.behind_since = Some(now),
             Some(since) if now.duration_since(since) > self.limits.max_behind => {
                 let seconds = self.limits.max_behind.as_secs();
-                return Err(Self::close(
-                    inner,
-                    CLOSE_TOO_SLOW,
-                    &format!("too slow: behind for more than {seconds} s"),
-                ));
+                return Err(Self::close(inner, CLOSE_TOO_SLOW, &format!("too slow: behind for more than {seconds} s")));
             }
             Some(_) => {}
         }
@@ -169,14 +161,12 @@ impl Outbox {
         if let Some(reason) = &inner.closed {
             return Pushed::Closed(reason.clone());
         }
+        let covered: HashMap<&str, u64> = key_seqs.iter().map(|(k, s)| (k.as_str(), *s)).collect();
         for (key, seq) in key_seqs {
             let last = inner.last_seq.entry(key.clone()).or_insert(0);
             *last = (*last).max(*seq);
-            let last = *last;
-            if inner.market.get(key).is_some_and(|f| f.seq <= last) {
-                inner.market.shift_remove(key);
-            }
         }
+        inner.market.retain(|f| covered.get(f.key.as_str()).is_none_or(|&seq| f.seq > seq));
         inner.control.push_back(text);
         match self.mark_queued(&mut inner, now) {
             Ok(true) => Pushed::Wake,
@@ -194,14 +184,12 @@ impl Outbox {
             return Pushed::Stale;
         }
         inner.last_seq.insert(frame.key.clone(), frame.seq);
-        let mut conflated = false;
+        let mut conflated = 0;
         match frame.lane {
             Lane::Market => {
-                if let Some(queued) = inner.market.get_mut(&frame.key) {
-                    *queued = frame.clone();
-                    conflated = true;
-                } else {
-                    inner.market.insert(frame.key.clone(), frame.clone());
+                inner.market.push_back(frame.clone());
+                if inner.market.len() > self.limits.market_capacity {
+                    conflated = Self::conflate(&mut inner.market);
                 }
             }
             Lane::Account => {
@@ -219,27 +207,39 @@ impl Outbox {
         }
         match self.mark_queued(&mut inner, now) {
             Err(reason) => Pushed::Closed(reason),
-            Ok(_) if conflated => Pushed::Conflated,
+            Ok(_) if conflated > 0 => Pushed::Conflated(conflated),
             Ok(true) => Pushed::Wake,
             Ok(false) => Pushed::Queued,
         }
+    }
+
+    /// Keeps only the newest frame of each key, in the order of those newest frames.
+    /// Returns how many frames were dropped.
+    fn conflate(market: &mut VecDeque<Arc<Frame>>) -> usize {
+        let before = market.len();
+        let mut seen: HashSet<String> = HashSet::with_capacity(before);
+        let mut kept: VecDeque<Arc<Frame>> = VecDeque::with_capacity(before);
+        for frame in market.drain(..).rev() {
+            if seen.insert(frame.key.clone()) {
+                kept.push_front(frame);
+            }
+        }
+        *market = kept;
+        before - market.len()
     }
 
     /// Forgets the seq of keys that are no longer subscribed, and drops their queued updates.
     pub fn forget(&self, keep: impl Fn(&str) -> bool) {
         let mut inner = self.lock();
         inner.last_seq.retain(|key, _| keep(key));
-        inner.market.retain(|key, _| keep(key));
+        inner.market.retain(|f| keep(&f.key));
         inner.account.retain(|f| keep(&f.key));
     }
 
     /// Takes up to `max` frames: control first, then the account lane, then the market lane.
     pub fn drain(&self, max: usize) -> Drained {
         let mut inner = self.lock();
-        let mut out = Drained {
-            close: inner.closed.clone(),
-            ..Drained::default()
-        };
+        let mut out = Drained { close: inner.closed.clone(), ..Drained::default() };
         while out.control.len() < max {
             let Some(text) = inner.control.pop_front() else { break };
             out.control.push(text);
@@ -249,9 +249,7 @@ impl Outbox {
             out.updates.push(frame);
         }
         while out.control.len() + out.updates.len() < max {
-            let Some((_, frame)) = inner.market.shift_remove_index(0) else {
-                break;
-            };
+            let Some(frame) = inner.market.pop_front() else { break };
             out.updates.push(frame);
         }
         out.more = !inner.is_empty();
@@ -303,10 +301,7 @@ mod tests {
     }
 
     fn limits(account_capacity: usize) -> OutboxLimits {
-        OutboxLimits {
-            account_capacity,
-            max_behind: Duration::from_secs(10),
-        }
+        OutboxLimits { account_capacity, max_behind: Duration::from_secs(10) }
     }
 
     #[test]
@@ -360,6 +355,7 @@ mod tests {
         let outbox = Outbox::new(limits(10));
         let now = Instant::now();
         outbox.push(&inst("ESZ6", 4), now);
+        outbox.push(&inst("CLF7", 8), now);
         // A snapshot taken at seq 5 supersedes the queued seq 4...
         outbox.push_snapshot("snap".into(), &[("inst:ESZ6".into(), 5)], now);
         // ...and the stream resumes after it.
@@ -367,16 +363,12 @@ mod tests {
         outbox.push(&inst("ESZ6", 6), now);
         let drained = outbox.drain(10);
         assert_eq!(drained.control, vec![ByteString::from("snap")]);
-        let sent: Vec<_> = drained.updates.iter().map(|f| f.seq).collect();
-        assert_eq!(sent, vec![6]);
+        assert_eq!(sent(&drained), vec![("inst:CLF7", 8), ("inst:ESZ6", 6)]);
     }
 
     #[test]
     fn a_session_behind_too_long_is_closed() {
-        let outbox = Outbox::new(OutboxLimits {
-            account_capacity: 10,
-            max_behind: Duration::from_millis(100),
-        });
+        let outbox = Outbox::new(OutboxLimits { account_capacity: 10, max_behind: Duration::from_millis(100) });
         let start = Instant::now();
         outbox.push(&inst("ESZ6", 1), start);
         outbox.push(&inst("ESZ6", 2), start + Duration::from_millis(50));

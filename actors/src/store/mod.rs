@@ -83,17 +83,11 @@ impl DbPool {
     /// Opens the SQLite database file at `path` (created if missing) and runs the migrations.
     pub fn open_sqlite(path: &Path, max_connections: u32) -> Result<Self, StoreError> {
         let url = path.to_string_lossy().into_owned();
-        let open_err = |reason: String| StoreError::Open {
-            url: url.clone(),
-            reason,
-        };
+        let open_err = |reason: String| StoreError::Open { url: url.clone(), reason };
         // A direct connection first: it gives a clear error where the pool would only time out.
         let mut conn = SqliteConnection::establish(&url).map_err(|e| open_err(e.to_string()))?;
-        diesel::sql_query("PRAGMA journal_mode = WAL")
-            .execute(&mut conn)
-            .map_err(|e| open_err(e.to_string()))?;
-        conn.run_pending_migrations(SQLITE_MIGRATIONS)
-            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        diesel::sql_query("PRAGMA journal_mode = WAL").execute(&mut conn).map_err(|e| open_err(e.to_string()))?;
+        conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(|e| StoreError::Migration(e.to_string()))?;
         let pool = Pool::builder()
             .max_size(max_connections.max(1))
             .connection_timeout(Duration::from_secs(10))

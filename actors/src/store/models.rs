@@ -6,7 +6,9 @@ use rust_decimal::Decimal;
 use super::StoreError;
 use super::schema::{candles, event_watermarks, fills, instrument_states, instruments, positions, trades};
 use crate::domain::engine::{FillRecord, TradeRecord};
-use crate::domain::{Candle, InstrumentBook, InstrumentSpec, InstrumentState, Interval, PositionState};
+use crate::domain::{
+    Candle, FillReport, InstrumentBook, InstrumentSpec, InstrumentState, Interval, PositionState, Side,
+};
 
 pub(crate) fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -17,8 +19,7 @@ pub(crate) fn to_u64(value: i64) -> u64 {
 }
 
 pub(crate) fn decimal(column: &str, text: &str) -> Result<Decimal, StoreError> {
-    text.parse()
-        .map_err(|_| StoreError::Corrupt(format!("{column} holds `{text}`, not a decimal")))
+    text.parse().map_err(|_| StoreError::Corrupt(format!("{column} holds `{text}`, not a decimal")))
 }
 
 fn opt_decimal(column: &str, text: Option<&str>) -> Result<Option<Decimal>, StoreError> {
@@ -101,6 +102,43 @@ impl<'a> From<&'a FillRecord> for FillRow<'a> {
             qty: f.qty,
             ts: f.ts,
         }
+    }
+}
+
+/// A stored fill, read back (for the account lane's last event after a restart).
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = fills)]
+pub struct FillReadRow {
+    pub fill_id: String,
+    pub account: String,
+    pub account_seq: i64,
+    pub order_id: String,
+    pub symbol: String,
+    pub side: String,
+    pub price: String,
+    pub qty: i64,
+    pub ts: i64,
+}
+
+impl FillReadRow {
+    pub fn into_report(self, position: PositionState) -> Result<FillReport, StoreError> {
+        let side = match self.side.as_str() {
+            "buy" => Side::Buy,
+            "sell" => Side::Sell,
+            other => return Err(StoreError::Corrupt(format!("fills.side holds `{other}`"))),
+        };
+        Ok(FillReport {
+            account: self.account,
+            seq: to_u64(self.account_seq),
+            fill_id: self.fill_id,
+            order_id: self.order_id,
+            symbol: self.symbol,
+            side,
+            price: decimal("fills.price", &self.price)?,
+            qty: self.qty,
+            ts: self.ts,
+            position,
+        })
     }
 }
 
@@ -221,11 +259,7 @@ impl TryFrom<InstrumentStateRow> for InstrumentBook {
         }
         if let (Some(last), Some(open)) = (state.last, state.open) {
             state.change = Some(last - open);
-            state.change_pct = Some(
-                ((last - open) * Decimal::ONE_HUNDRED / open)
-                    .round_dp(CHANGE_PCT_DP)
-                    .normalize(),
-            );
+            state.change_pct = Some(((last - open) * Decimal::ONE_HUNDRED / open).round_dp(CHANGE_PCT_DP).normalize());
         }
         if state.volume > 0 {
             state.vwap = Some((notional / Decimal::from(state.volume)).round_dp(VWAP_DP).normalize());

@@ -104,10 +104,7 @@ macro_rules! backend_queries {
                     .into_iter()
                     .map(InstrumentBook::try_from)
                     .collect::<Result<Vec<_>, _>>()?;
-                let mids: HashMap<String, _> = books
-                    .iter()
-                    .map(|b| (b.state.symbol.clone(), b.state.mid))
-                    .collect();
+                let mids: HashMap<String, _> = books.iter().map(|b| (b.state.symbol.clone(), b.state.mid)).collect();
 
                 let mut latest_candles = Vec::new();
                 for spec in catalog.iter() {
@@ -128,10 +125,7 @@ macro_rules! backend_queries {
                 let mut positions_out = Vec::new();
                 for row in positions::table.select(PositionRow::as_select()).load(conn)? {
                     let multiplier = catalog.get(&row.symbol).map(|s| s.multiplier).ok_or_else(|| {
-                        StoreError::Corrupt(format!(
-                            "position in `{}`, which is not in the catalog",
-                            row.symbol
-                        ))
+                        StoreError::Corrupt(format!("position in `{}`, which is not in the catalog", row.symbol))
                     })?;
                     let mark = mids.get(&row.symbol).copied().flatten();
                     positions_out.push(row.into_state(mark, multiplier)?);
@@ -143,8 +137,25 @@ macro_rules! backend_queries {
                     .load::<(String, Option<i64>)>(conn)?
                     .into_iter()
                     .map(|(account, seq)| (account, to_u64(seq.unwrap_or(0))))
-                    .collect();
+                    .collect::<Vec<_>>();
                 let fill_ids = fills::table.select(fills::fill_id).load::<String>(conn)?;
+                let mut last_fills = Vec::new();
+                for (account, seq) in &fill_seqs {
+                    let row = fills::table
+                        .filter(fills::account.eq(account))
+                        .filter(fills::account_seq.eq(to_i64(*seq)))
+                        .select(FillReadRow::as_select())
+                        .first(conn)
+                        .optional()?;
+                    if let Some(row) = row {
+                        let position = positions_out
+                            .iter()
+                            .find(|p| p.account == row.account && p.symbol == row.symbol)
+                            .cloned()
+                            .unwrap_or_else(|| crate::domain::PositionState::flat(&row.account, &row.symbol));
+                        last_fills.push(row.into_report(position)?);
+                    }
+                }
                 let watermarks = event_watermarks::table
                     .select(WatermarkRow::as_select())
                     .load(conn)?
@@ -156,6 +167,7 @@ macro_rules! backend_queries {
                     candles: latest_candles,
                     positions: positions_out,
                     fill_seqs,
+                    last_fills,
                     fill_ids,
                     watermarks,
                 })
@@ -185,15 +197,9 @@ macro_rules! backend_queries {
                     ("trades", trades::table.count().get_result(conn)?),
                     ("fills", fills::table.count().get_result(conn)?),
                     ("candles", candles::table.count().get_result(conn)?),
-                    (
-                        "instrument_states",
-                        instrument_states::table.count().get_result(conn)?,
-                    ),
+                    ("instrument_states", instrument_states::table.count().get_result(conn)?),
                     ("positions", positions::table.count().get_result(conn)?),
-                    (
-                        "event_watermarks",
-                        event_watermarks::table.count().get_result(conn)?,
-                    ),
+                    ("event_watermarks", event_watermarks::table.count().get_result(conn)?),
                 ])
             }
         }

@@ -1,0 +1,197 @@
+//! Test harness: a real ttpulse server on a free port with its own data folder, an HTTP client
+//! and a WebSocket client.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use awc::ws;
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use ttpulse::config::Config;
+use ttpulse::http;
+use ttpulse::wiring::Pipeline;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub pipeline: Pipeline,
+    pub handle: actix_web::dev::ServerHandle,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(data_dir, adjust).await
+    }
+
+    /// Starts a server on an existing data folder (e.g. to test a restart).
+    pub async fn start_in(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::for_tests(data_dir.path().to_owned());
+        adjust(&mut config);
+        let running = http::start(config).await.expect("server starts");
+        let handle = running.handle.clone();
+        actix_rt::spawn(running.server);
+        let server = Self { addr: running.addr, pipeline: running.pipeline, handle, data_dir };
+        // Ready when every actor runs (the processor has restored its state).
+        let ready =
+            Self::eventually(Duration::from_secs(10), async || server.get_json("/admin/health").await.0 == 200).await;
+        assert!(ready, "server not ready: {:?}", server.get_json("/admin/health").await);
+        server
+    }
+
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.handle.stop(true).await;
+        self.data_dir
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let mut resp = awc::Client::new().get(self.url(path)).send().await.expect("GET");
+        let status = resp.status().as_u16();
+        let body = resp.body().limit(16 * 1024 * 1024).await.expect("body");
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let mut resp = awc::Client::new().get(self.url(path)).send().await.expect("GET");
+        let status = resp.status().as_u16();
+        let body = resp.body().limit(16 * 1024 * 1024).await.expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<String>) -> (u16, Value) {
+        let body: String = body.into();
+        let mut resp = awc::Client::new()
+            .post(self.url(path))
+            .insert_header(("content-type", "application/json"))
+            .send_body(body)
+            .await
+            .expect("POST");
+        let status = resp.status().as_u16();
+        let body = resp.body().limit(16 * 1024 * 1024).await.expect("body");
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    pub async fn ingest(&self, events: &Value) -> (u16, Value) {
+        self.post_raw("/api/ingest", events.to_string()).await
+    }
+
+    /// Row counts per table, read straight from the database.
+    pub fn table_counts(&self) -> HashMap<&'static str, i64> {
+        let mut conn = self.pipeline.db_pool.get().expect("connection");
+        let counts = ttpulse_actors::with_conn!(&mut conn, queries::table_counts()).expect("counts");
+        counts.into_iter().collect()
+    }
+
+    pub async fn ws(&self) -> WsClient {
+        let (_, framed) = awc::Client::new().ws(format!("ws://{}/ws", self.addr)).connect().await.expect("ws connect");
+        WsClient { framed }
+    }
+
+    /// Waits until `check` holds, polling every 20 ms, for at most `timeout`.
+    pub async fn eventually<F: AsyncFnMut() -> bool>(timeout: Duration, mut check: F) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if check().await {
+                return true;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+}
+
+pub struct WsClient {
+    framed: actix_codec::Framed<awc::BoxedSocket, ws::Codec>,
+}
+
+impl WsClient {
+    pub async fn send(&mut self, message: Value) {
+        self.framed.send(ws::Message::Text(message.to_string().into())).await.expect("ws send");
+    }
+
+    pub async fn subscribe(&mut self, instruments: &[&str], positions: &[&str]) -> Value {
+        self.send(json!({"op": "subscribe", "instruments": instruments, "positions": positions})).await;
+        self.next_of_type("snapshot", Duration::from_secs(5)).await.expect("snapshot")
+    }
+
+    /// The next JSON text message, answering pings; None on timeout or close.
+    pub async fn next_json(&mut self, timeout: Duration) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let frame = actix_rt::time::timeout(left, self.framed.next()).await.ok()??.ok()?;
+            match frame {
+                ws::Frame::Text(bytes) => return serde_json::from_slice(&bytes).ok(),
+                ws::Frame::Ping(p) => {
+                    let _ = self.framed.send(ws::Message::Pong(p)).await;
+                }
+                ws::Frame::Close(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// The close frame's code, if the server closes within `timeout`.
+    pub async fn close_code(&mut self, timeout: Duration) -> Option<u16> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let frame = actix_rt::time::timeout(left, self.framed.next()).await.ok()??.ok()?;
+            if let ws::Frame::Close(reason) = frame {
+                return reason.map(|r| u16::from(r.code));
+            }
+        }
+    }
+
+    pub async fn next_of_type(&mut self, kind: &str, timeout: Duration) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let message = self.next_json(left).await?;
+            if message["type"] == kind {
+                return Some(message);
+            }
+        }
+    }
+
+    /// Collects updates until `done` says so (or the timeout passes).
+    pub async fn updates_until(&mut self, timeout: Duration, mut done: impl FnMut(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        while !done(&got) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            match self.next_json(left).await {
+                Some(m) if m["type"] == "update" => got.push(m),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        got
+    }
+}
+
+pub fn quote(id: &str, symbol: &str, bid: &str, ask: &str) -> Value {
+    json!({"type": "quote", "event_id": id, "instrument": symbol, "bid": bid, "bid_qty": 5, "ask": ask, "ask_qty": 7})
+}
+
+pub fn trade(id: &str, symbol: &str, price: &str, qty: i64, aggressor: &str) -> Value {
+    json!({"type": "trade", "event_id": id, "instrument": symbol, "price": price, "qty": qty, "aggressor": aggressor})
+}
+
+pub fn fill(id: &str, account: &str, fill_id: &str, symbol: &str, side: &str, price: &str, qty: i64) -> Value {
+    json!({"type": "fill", "event_id": id, "account": account, "order_id": format!("o-{fill_id}"), "fill_id": fill_id,
+           "instrument": symbol, "side": side, "price": price, "qty": qty})
+}

@@ -1,0 +1,332 @@
+//! The whole embedded pipeline through its public surface: HTTP ingest in, WebSocket and HTTP
+//! snapshot out, rows in the database, admin endpoints, supervision.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{TestServer, fill, quote, trade};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Per key, the seqs seen must grow by exactly one.
+fn assert_gapless(updates: &[Value]) {
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for u in updates {
+        let key = u["key"].as_str().expect("key").to_owned();
+        let seq = u["seq"].as_u64().expect("seq");
+        assert_eq!(u["data"]["seq"].as_u64(), Some(seq), "update seq matches its state: {u}");
+        if let Some(prev) = last.insert(key.clone(), seq) {
+            assert_eq!(seq, prev + 1, "gap or reorder on {key}: {prev} then {seq}");
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn events_flow_to_websocket_snapshot_and_database() {
+    let server = TestServer::start().await;
+    let mut ws = server.ws().await;
+    let snapshot = ws.subscribe(&["ESZ6"], &["ACC1"]).await;
+    assert_eq!(snapshot["instruments"], json!([]), "nothing ingested yet");
+
+    let events = json!([
+        quote("t:1", "ESZ6", "6850.00", "6850.25"),
+        trade("t:2", "ESZ6", "6850.25", 2, "buy"),
+        trade("t:3", "ESZ6", "6850.00", 2, "sell"),
+        fill("t:4", "ACC1", "F-1", "ESZ6", "buy", "6850.25", 3),
+        quote("t:5", "ESZ6", "6851.00", "6851.25"),
+        // Another instrument and another account: not subscribed, must not arrive.
+        quote("t:6", "CLF7", "61.50", "61.51"),
+        fill("t:7", "ACC2", "F-2", "ESZ6", "sell", "6851.00", 1),
+    ]);
+    let (status, receipt) = server.ingest(&events).await;
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(receipt["accepted"], 7);
+    assert_eq!(receipt["duplicates"], 0);
+    assert_eq!(receipt["event_ids"][0], "t:1");
+
+    // Every update of the subscribed keys, in order, with no gap.
+    let updates = ws.updates_until(WAIT, |got| got.iter().any(|u| u["key"] == "pos:ACC1:ESZ6" && u["seq"] == 2)).await;
+    assert_gapless(&updates);
+    let keys: Vec<&str> = updates.iter().map(|u| u["key"].as_str().unwrap_or_default()).collect();
+    assert!(keys.iter().all(|k| !k.contains("CLF7") && !k.contains("ACC2")), "{keys:?}");
+    let instrument: Vec<&Value> = updates.iter().filter(|u| u["kind"] == "instrument").collect();
+    assert_eq!(instrument.iter().map(|u| u["seq"].as_u64().unwrap_or(0)).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    for u in &updates {
+        assert!(u["ingest_ts"].as_i64().unwrap_or(0) > 1_700_000_000_000_000, "ingest_ts in Unix micros: {u}");
+        assert_eq!(u["v"], 1);
+    }
+
+    let last = &instrument[3]["data"];
+    assert_eq!(last["bid"], "6851.00");
+    assert_eq!(last["mid"], "6851.125");
+    assert_eq!(last["spread"], "0.25");
+    assert_eq!(last["last"], "6850.00");
+    assert_eq!(last["open"], "6850.25");
+    assert_eq!(last["high"], "6850.25");
+    assert_eq!(last["low"], "6850.00");
+    assert_eq!(last["change"], "-0.25");
+    assert_eq!(last["volume"], 4);
+    assert_eq!(last["trades"], 2);
+    // (6850.25*2 + 6850*2) / 4
+    assert_eq!(last["vwap"], "6850.125");
+
+    let fill_update = updates.iter().find(|u| u["kind"] == "fill").expect("fill on the account lane");
+    assert_eq!(fill_update["key"], "fills:ACC1");
+    assert_eq!(fill_update["seq"], 1);
+    assert_eq!(fill_update["data"]["fill_id"], "F-1");
+    let position = &updates.iter().rfind(|u| u["kind"] == "position").expect("position")["data"];
+    assert_eq!(position["net_qty"], 3);
+    assert_eq!(position["avg_price"], "6850.25");
+    // Marked to mid 6851.125: (6851.125 - 6850.25) * 3 * 50
+    assert_eq!(position["unrealized_pnl"], "131.25");
+    assert_eq!(position["realized_pnl"], "0");
+
+    let candles: Vec<&Value> = updates.iter().filter(|u| u["kind"] == "candle").collect();
+    assert_eq!(candles.len(), 4, "two trades, two intervals");
+
+    // The HTTP snapshot holds the same state, with its seq.
+    let (status, snap) = server.get_json("/api/snapshot?instruments=ESZ6&positions=ACC1").await;
+    assert_eq!(status, 200);
+    assert_eq!(snap["instruments"][0], *last);
+    assert_eq!(snap["positions"][0], *position);
+    assert_eq!(snap["accounts"], json!([{"account": "ACC1", "fill_seq": 1}]));
+    let (_, all) = server.get_json("/api/snapshot").await;
+    assert_eq!(all["instruments"].as_array().map(Vec::len), Some(2));
+    assert_eq!(all["positions"].as_array().map(Vec::len), Some(2));
+
+    // The database holds the trades, fills, candles, states and positions.
+    let counts = server.table_counts();
+    assert_eq!(counts["trades"], 2);
+    assert_eq!(counts["fills"], 2);
+    assert_eq!(counts["candles"], 2);
+    assert_eq!(counts["instrument_states"], 2);
+    assert_eq!(counts["positions"], 2);
+    let (status, candles) = server.get_json("/api/candles?symbol=ESZ6&interval=1m&limit=10").await;
+    assert_eq!(status, 200);
+    assert_eq!(candles[0]["volume"], 4);
+    assert_eq!(candles[0]["open"], "6850.25");
+    assert_eq!(candles[0]["close"], "6850.00");
+
+    let (_, positions) = server.get_json("/api/positions?account=ACC2").await;
+    assert_eq!(positions[0]["net_qty"], -1);
+    let (_, instruments) = server.get_json("/api/instruments").await;
+    let es = instruments.as_array().and_then(|l| l.iter().find(|i| i["symbol"] == "ESZ6")).cloned();
+    assert_eq!(es.map(|i| (i["tick_size"].clone(), i["multiplier"].clone())), Some((json!("0.25"), json!("50"))));
+}
+
+#[actix_rt::test]
+async fn processing_the_same_events_twice_changes_nothing() {
+    let server = TestServer::start().await;
+    let events = json!([
+        quote("feed:1", "GCG7", "4050.0", "4050.1"),
+        trade("feed:2", "GCG7", "4050.1", 3, "buy"),
+        fill("feed:3", "ACC1", "F-9", "GCG7", "buy", "4050.1", 2),
+    ]);
+    let (status, first) = server.ingest(&events).await;
+    assert_eq!((status, first["accepted"].clone()), (200, json!(3)));
+    let (_, before) = server.get_json("/api/snapshot").await;
+    let counts_before = server.table_counts();
+
+    let (status, second) = server.ingest(&events).await;
+    assert_eq!(status, 200);
+    assert_eq!((second["accepted"].clone(), second["duplicates"].clone()), (json!(0), json!(3)));
+    assert_eq!(counts_before, server.table_counts());
+
+    // The same fill under a new event id is refused by its fill_id (only the new source's
+    // stream position is recorded).
+    let (_, third) = server.ingest(&json!([fill("other:1", "ACC1", "F-9", "GCG7", "buy", "4050.1", 2)])).await;
+    assert_eq!(third["duplicates"], 1);
+    let mut counts_after = server.table_counts();
+    assert_eq!(counts_after.remove("event_watermarks"), Some(counts_before["event_watermarks"] + 1));
+    counts_after.insert("event_watermarks", counts_before["event_watermarks"]);
+    assert_eq!(counts_before, counts_after);
+
+    let (_, after) = server.get_json("/api/snapshot").await;
+    assert_eq!(before, after);
+}
+
+#[actix_rt::test]
+async fn bad_input_is_refused_with_a_reason_and_nothing_is_written() {
+    let server = TestServer::start_with(|c| c.ingest_max_bytes = 64 * 1024).await;
+    let good = quote("x:1", "ESZ6", "6850.00", "6850.25");
+    let cases: Vec<(String, &str, &str)> = vec![
+        ("{not json".into(), "malformed_json", ""),
+        (json!({"type": "quote"}).to_string(), "bad_request", ""),
+        ("[]".into(), "bad_request", ""),
+        (json!([good, trade("x:2", "NOPE", "1", 1, "buy")]).to_string(), "invalid_event", "instrument"),
+        (json!([good, trade("x:2", "ESZ6", "6850.25", -3, "buy")]).to_string(), "invalid_event", "qty"),
+        (
+            json!([good, {"type": "trade", "instrument": "ESZ6", "qty": 1, "aggressor": "buy"}]).to_string(),
+            "invalid_event",
+            "price",
+        ),
+        (
+            json!([good, {"type": "trade", "instrument": "ESZ6", "price": "6850.10", "qty": 1, "aggressor": "buy"}])
+                .to_string(),
+            "invalid_event",
+            "price",
+        ),
+        (json!([good, {"type": "swap", "instrument": "ESZ6"}]).to_string(), "invalid_event", "type"),
+    ];
+    for (body, code, field) in cases {
+        let (status, error) = server.post_raw("/api/ingest", body.clone()).await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert_eq!(error["error"], code, "{body}: {error}");
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{error}");
+        if !field.is_empty() {
+            assert_eq!(error["field"], field, "{body}: {error}");
+            assert_eq!(error["index"], 1, "{body}: {error}");
+        }
+    }
+    let huge = json!(vec![good.clone(); 1_000]).to_string();
+    let (status, error) = server.post_raw("/api/ingest", huge).await;
+    assert_eq!((status, error["error"].clone()), (413, json!("payload_too_large")));
+
+    // All or nothing: the valid first events of the refused requests were not applied.
+    let (_, snap) = server.get_json("/api/snapshot").await;
+    assert_eq!(snap["instruments"], json!([]));
+    assert_eq!(server.table_counts()["instrument_states"], 0);
+
+    let (status, error) = server.get_json("/api/candles?symbol=ESZ6&interval=5m").await;
+    assert_eq!((status, error["error"].clone()), (400, json!("bad_query")));
+    let (status, error) = server.get_json("/api/candles?symbol=NOPE").await;
+    assert_eq!((status, error["error"].clone()), (400, json!("unknown_instrument")));
+    let (status, error) = server.get_json("/api/candles?symbol=ESZ6&limit=abc").await;
+    assert_eq!((status, error["error"].clone()), (400, json!("bad_query")));
+    let (status, _) = server.get_json("/api/snapshot?instruments=NOPE").await;
+    assert_eq!(status, 400);
+}
+
+#[actix_rt::test]
+async fn bad_websocket_messages_get_an_error_and_the_session_stays_open() {
+    let server = TestServer::start().await;
+    let mut ws = server.ws().await;
+    for (message, code) in [
+        (json!("not an object"), "bad_request"),
+        (json!({"op": "dance"}), "bad_request"),
+        (json!({"op": "subscribe"}), "bad_request"),
+        (json!({"op": "subscribe", "instruments": ["NOPE"]}), "bad_subscription"),
+        (json!({"op": "subscribe", "positions": ["A:B"]}), "bad_subscription"),
+    ] {
+        ws.send(message.clone()).await;
+        let reply = ws.next_of_type("error", WAIT).await.unwrap_or_else(|| panic!("no error for {message}"));
+        assert_eq!(reply["code"], code, "{message}: {reply}");
+    }
+    ws.send(json!({"op": "ping"})).await;
+    assert!(ws.next_of_type("pong", WAIT).await.is_some());
+    // Still subscribes and streams after all that.
+    ws.subscribe(&["*"], &[]).await;
+    server.ingest(&json!([quote("w:1", "ZCH7", "445.00", "445.25")])).await;
+    let updates = ws.updates_until(WAIT, |got| !got.is_empty()).await;
+    assert_eq!(updates[0]["key"], "inst:ZCH7");
+}
+
+#[actix_rt::test]
+async fn a_snapshot_joins_the_stream_without_gap_or_duplicate() {
+    let server = TestServer::start().await;
+    let batch = |from: usize| {
+        json!(
+            (from..from + 50)
+                .map(|i| quote(&format!("s:{i}"), "NQZ6", &format!("{}.00", 24_000 + i), &format!("{}.25", 24_000 + i)))
+                .collect::<Vec<_>>()
+        )
+    };
+    server.ingest(&batch(1)).await;
+    let mut ws = server.ws().await;
+    let snapshot = ws.subscribe(&["NQZ6"], &[]).await;
+    let base = snapshot["instruments"][0]["seq"].as_u64().expect("snapshot seq");
+    assert_eq!(base, 50);
+    server.ingest(&batch(51)).await;
+    let updates = ws.updates_until(WAIT, |got| got.last().is_some_and(|u| u["seq"] == 100)).await;
+    let seqs: Vec<u64> = updates.iter().filter_map(|u| u["seq"].as_u64()).collect();
+    assert_eq!(seqs, (51..=100).collect::<Vec<_>>());
+}
+
+#[actix_rt::test]
+async fn a_stopped_actor_is_restarted_by_its_supervisor_and_the_pipeline_goes_on() {
+    let server = TestServer::start().await;
+    let mut ws = server.ws().await;
+    ws.subscribe(&["CLF7"], &["ACC3"]).await;
+    server
+        .ingest(&json!([
+            quote("r:1", "CLF7", "61.50", "61.51"),
+            fill("r:2", "ACC3", "F-r", "CLF7", "sell", "61.50", 1)
+        ]))
+        .await;
+
+    for actor in ["processor", "cache", "ingester", "hub"] {
+        let (status, _) = server.post_raw(&format!("/admin/actors/{actor}/restart"), "").await;
+        assert_eq!(status, 202, "{actor}");
+        let restarted = TestServer::eventually(WAIT, async || {
+            let (_, actors) = server.get_json("/admin/actors").await;
+            actors.as_array().is_some_and(|list| {
+                list.iter().any(|a| a["name"] == actor && a["restarts"] == 1 && a["state"] == "running")
+            })
+        })
+        .await;
+        assert!(restarted, "{actor} was not restarted");
+    }
+    let (status, _) = server.post_raw("/admin/actors/nobody/restart", "").await;
+    assert_eq!(status, 404);
+
+    // The processor rebuilt its state from the database: seqs and positions continue.
+    server
+        .ingest(&json!([
+            quote("r:3", "CLF7", "61.52", "61.53"),
+            fill("r:4", "ACC3", "F-s", "CLF7", "sell", "61.52", 1)
+        ]))
+        .await;
+    let updates = ws.updates_until(WAIT, |got| got.iter().any(|u| u["key"] == "fills:ACC3" && u["seq"] == 2)).await;
+    assert_gapless(&updates);
+    let inst = updates.iter().rfind(|u| u["key"] == "inst:CLF7").expect("instrument update");
+    assert_eq!(inst["seq"], 2);
+    let position = &updates.iter().rfind(|u| u["kind"] == "position").expect("position")["data"];
+    assert_eq!(position["net_qty"], -2);
+    // (61.50 + 61.52) / 2
+    assert_eq!(position["avg_price"], "61.51");
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert!(metrics.contains(r#"ttpulse_actor_restarts_total{actor="processor"} 1"#), "{metrics}");
+}
+
+#[actix_rt::test]
+async fn admin_endpoints_report_health_actors_and_metrics() {
+    let server = TestServer::start().await;
+    let (status, health) = server.get_json("/admin/health").await;
+    assert_eq!((status, health["status"].clone()), (200, json!("ok")));
+    assert_eq!(health["database"], "sqlite");
+
+    let mut ws = server.ws().await;
+    ws.subscribe(&["ESZ6"], &[]).await;
+    server.ingest(&json!([quote("m:1", "ESZ6", "6850.00", "6850.25")])).await;
+    ws.updates_until(WAIT, |got| !got.is_empty()).await;
+
+    let (_, actors) = server.get_json("/admin/actors").await;
+    let list = actors.as_array().expect("list");
+    let names: Vec<&str> = list.iter().filter_map(|a| a["name"].as_str()).collect();
+    assert_eq!(names, vec!["cache", "db-reader", "db-writer", "hub", "ingester", "processor"]);
+    for actor in list {
+        for field in ["kind", "state", "restarts", "messages_handled", "queue_depth", "last_message_at"] {
+            assert!(actor.get(field).is_some(), "{field} missing in {actor}");
+        }
+    }
+    let processor = list.iter().find(|a| a["name"] == "processor").expect("processor");
+    assert_eq!(processor["messages_handled"], 1);
+    assert!(processor["last_message_at"].as_i64().is_some());
+    let hub = list.iter().find(|a| a["name"] == "hub").expect("hub");
+    assert_eq!(hub["queue_depth"], 1, "one connected session");
+
+    let (status, metrics) = server.get_text("/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "ttpulse_ws_connections 1",
+        r#"ttpulse_events_ingested_total{source="api"} 1"#,
+        r#"ttpulse_events_processed_total{type="quote"} 1"#,
+        "ttpulse_end_to_end_latency_seconds_count 1",
+    ] {
+        assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
+    }
+    assert!(metrics.contains("ttpulse_db_write_seconds_count"), "{metrics}");
+}
