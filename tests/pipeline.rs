@@ -279,11 +279,19 @@ async fn a_stopped_actor_is_restarted_by_its_supervisor_and_the_pipeline_goes_on
             fill("r:4", "ACC3", "F-s", "CLF7", "sell", "61.52", 1)
         ]))
         .await;
-    let updates = ws.updates_until(WAIT, |got| got.iter().any(|u| u["key"] == "fills:ACC3" && u["seq"] == 2)).await;
+    // The account lane is drained before the market lane: wait for both.
+    let updates = ws
+        .updates_until(WAIT, |got| {
+            got.iter().any(|u| u["key"] == "fills:ACC3" && u["seq"] == 2)
+                && got.iter().any(|u| u["key"] == "inst:CLF7" && u["seq"] == 2)
+                && got.iter().any(|u| u["key"] == "pos:ACC3:CLF7" && u["seq"] == 3)
+        })
+        .await;
     assert_gapless(&updates);
     let inst = updates.iter().rfind(|u| u["key"] == "inst:CLF7").expect("instrument update");
     assert_eq!(inst["seq"], 2);
     let position = &updates.iter().rfind(|u| u["kind"] == "position").expect("position")["data"];
+    assert_eq!(position["seq"], 3, "fill, re-mark by the new quote, fill");
     assert_eq!(position["net_qty"], -2);
     // (61.50 + 61.52) / 2
     assert_eq!(position["avg_price"], "61.51");
