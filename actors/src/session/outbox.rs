@@ -301,23 +301,39 @@ mod tests {
     }
 
     fn limits(account_capacity: usize) -> OutboxLimits {
-        OutboxLimits { account_capacity, max_behind: Duration::from_secs(10) }
+        OutboxLimits { account_capacity, market_capacity: 3, max_behind: Duration::from_secs(10) }
+    }
+
+    fn sent(drained: &Drained) -> Vec<(&str, u64)> {
+        drained.updates.iter().map(|f| (f.key.as_str(), f.seq)).collect()
     }
 
     #[test]
-    fn market_lane_conflates_to_latest_per_key() {
+    fn market_lane_keeps_every_update_while_the_session_keeps_up() {
         let outbox = Outbox::new(limits(10));
         let now = Instant::now();
         assert_eq!(outbox.push(&inst("ESZ6", 1), now), Pushed::Wake);
-        assert_eq!(outbox.push(&inst("CLF7", 1), now), Pushed::Queued);
-        assert_eq!(outbox.push(&inst("ESZ6", 2), now), Pushed::Conflated);
+        assert_eq!(outbox.push(&inst("ESZ6", 2), now), Pushed::Queued);
         assert_eq!(outbox.push(&inst("ESZ6", 2), now), Pushed::Stale);
         let drained = outbox.drain(100);
-        let sent: Vec<_> = drained.updates.iter().map(|f| (f.key.as_str(), f.seq)).collect();
-        assert_eq!(sent, vec![("inst:ESZ6", 2), ("inst:CLF7", 1)]);
+        assert_eq!(sent(&drained), vec![("inst:ESZ6", 1), ("inst:ESZ6", 2)]);
         assert!(!drained.more);
         // Drained: the next push wakes the session again.
         assert_eq!(outbox.push(&inst("ESZ6", 3), now), Pushed::Wake);
+    }
+
+    #[test]
+    fn market_lane_conflates_to_latest_per_key_when_behind() {
+        let outbox = Outbox::new(limits(10));
+        let now = Instant::now();
+        outbox.push(&inst("ESZ6", 1), now);
+        outbox.push(&inst("CLF7", 1), now);
+        outbox.push(&inst("ESZ6", 2), now);
+        // Over the capacity of 3: conflated to the newest frame per key.
+        assert_eq!(outbox.push(&inst("ESZ6", 3), now), Pushed::Conflated(2));
+        assert_eq!(outbox.len(), 2);
+        let drained = outbox.drain(100);
+        assert_eq!(sent(&drained), vec![("inst:CLF7", 1), ("inst:ESZ6", 3)]);
     }
 
     #[test]
@@ -368,7 +384,7 @@ mod tests {
 
     #[test]
     fn a_session_behind_too_long_is_closed() {
-        let outbox = Outbox::new(OutboxLimits { account_capacity: 10, max_behind: Duration::from_millis(100) });
+        let outbox = Outbox::new(OutboxLimits { max_behind: Duration::from_millis(100), ..limits(10) });
         let start = Instant::now();
         outbox.push(&inst("ESZ6", 1), start);
         outbox.push(&inst("ESZ6", 2), start + Duration::from_millis(50));
