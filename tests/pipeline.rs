@@ -338,3 +338,107 @@ async fn admin_endpoints_report_health_actors_and_metrics() {
     }
     assert!(metrics.contains("ttpulse_db_write_seconds_count"), "{metrics}");
 }
+
+#[actix_rt::test]
+async fn state_survives_a_restart_of_the_whole_server() {
+    let server = TestServer::start().await;
+    let events = json!([
+        quote("k:1", "ESZ6", "6850.00", "6850.25"),
+        trade("k:2", "ESZ6", "6850.25", 4, "buy"),
+        fill("k:3", "ACC1", "F-k", "ESZ6", "buy", "6850.25", 2),
+    ]);
+    server.ingest(&events).await;
+    let (_, before) = server.get_json("/api/snapshot").await;
+    let data_dir = server.stop().await;
+
+    let server = TestServer::start_in(data_dir, |_| {}).await;
+    // The cache was rebuilt from the database: the same state, the same seqs.
+    let (_, after) = server.get_json("/api/snapshot").await;
+    assert_eq!(before, after);
+    assert_eq!(after["accounts"], json!([{"account": "ACC1", "fill_seq": 1}]));
+    // Old events are still recognised; new ones continue the seqs.
+    let (_, again) = server.ingest(&events).await;
+    assert_eq!(again["duplicates"], 3);
+    let mut ws = server.ws().await;
+    ws.subscribe(&["ESZ6"], &["ACC1"]).await;
+    server.ingest(&json!([fill("k:4", "ACC1", "F-l", "ESZ6", "sell", "6850.00", 1)])).await;
+    let updates = ws
+        .updates_until(WAIT, |got| {
+            got.iter().any(|u| u["key"] == "pos:ACC1:ESZ6") && got.iter().any(|u| u["key"] == "fills:ACC1")
+        })
+        .await;
+    let fill_update = updates.iter().find(|u| u["key"] == "fills:ACC1").expect("fill");
+    assert_eq!(fill_update["seq"], 2);
+    let position = &updates.iter().find(|u| u["key"] == "pos:ACC1:ESZ6").expect("position")["data"];
+    assert_eq!(position["net_qty"], 1);
+    // Sold 1 at 6850.00 against an average of 6850.25: -0.25 * 50
+    assert_eq!(position["realized_pnl"], "-12.5");
+}
+
+#[actix_rt::test]
+async fn a_slow_client_is_conflated_and_never_holds_up_the_others() {
+    let server = TestServer::start_with(|c| c.ws_max_behind_secs = 120).await;
+    let mut slow = server.ws().await;
+    slow.subscribe(&["ESZ6"], &[]).await;
+    let mut fast = server.ws().await;
+    fast.subscribe(&["ESZ6"], &[]).await;
+
+    // Far more updates than the slow client's socket buffers hold; it reads nothing meanwhile.
+    const TOTAL: usize = 60_000;
+    for chunk in 0..TOTAL / 5_000 {
+        let events: Vec<Value> = (0..5_000)
+            .map(|i| {
+                let n = chunk * 5_000 + i + 1;
+                let bid = 6_000 + (n % 400);
+                quote(&format!("slow:{n}"), "ESZ6", &format!("{bid}.00"), &format!("{bid}.25"))
+            })
+            .collect();
+        let (status, _) = server.ingest(&json!(events)).await;
+        assert_eq!(status, 200);
+        // The fast client keeps up meanwhile.
+        let want = (chunk + 1) * 5_000;
+        let got = fast.updates_until(Duration::from_secs(20), |got| got.last().is_some_and(|u| u["seq"] == want)).await;
+        assert_eq!(got.last().map(|u| u["seq"].clone()), Some(json!(want)), "the fast client fell behind");
+    }
+
+    // The slow client ends on the latest state, having skipped intermediate ones.
+    let got = slow.updates_until(Duration::from_secs(30), |got| got.last().is_some_and(|u| u["seq"] == TOTAL)).await;
+    assert_eq!(got.last().map(|u| u["seq"].clone()), Some(json!(TOTAL)));
+    assert!(got.len() < TOTAL, "the slow client was sent every update ({}), nothing conflated", got.len());
+    let seqs: Vec<u64> = got.iter().filter_map(|u| u["seq"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seqs only grow");
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert!(metrics.contains(r#"ttpulse_updates_conflated_total{lane="market"}"#), "{metrics}");
+}
+
+#[actix_rt::test]
+async fn a_replay_file_is_ingested_and_bad_lines_are_reported() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("session.jsonl");
+    let lines = [
+        quote("", "RTYZ6", "2450.0", "2450.1").to_string(),
+        "not json".to_owned(),
+        trade("", "RTYZ6", "2450.1", 7, "buy").to_string(),
+    ];
+    // Events without ids get `replay-<file>:<line>`.
+    std::fs::write(&path, lines.join("\n").replace(r#""event_id":"","#, "")).expect("write");
+    let server = TestServer::start_with(|c| {
+        c.source = ttpulse::config::SourceKind::Replay;
+        c.replay_file = Some(path.clone());
+    })
+    .await;
+    let done = TestServer::eventually(WAIT, async || {
+        let (_, snap) = server.get_json("/api/snapshot?instruments=RTYZ6").await;
+        snap["instruments"][0]["volume"] == 7
+    })
+    .await;
+    assert!(done, "replayed trade not applied");
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert!(metrics.contains(r#"ttpulse_events_rejected_total{source="replay"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"ttpulse_events_ingested_total{source="replay"} 2"#), "{metrics}");
+    let (_, actors) = server.get_json("/admin/actors").await;
+    let ingester =
+        actors.as_array().and_then(|l| l.iter().find(|a| a["name"] == "ingester")).cloned().expect("ingester");
+    let detail = ingester["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("2 events read, 1 rejected, finished"), "{detail}");
+}

@@ -1,0 +1,149 @@
+//! The binary as an operator runs it: clear one-line errors for a taken port, an unusable data
+//! folder or a bad setting, `migrate`, and `run` serving the simulator's live stream.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ttpulse");
+
+fn ttpulse(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("RUST_LOG").env("TTPULSE_LOG", "warn");
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    cmd
+}
+
+fn output(args: &[&str], env: &[(&str, &str)]) -> Output {
+    ttpulse(args, env).output().expect("run ttpulse")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_taken_port_is_a_clear_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let dir = tempfile::tempdir().expect("dir");
+    let dir = dir.path().to_string_lossy().into_owned();
+    let out = output(&["run"], &[("TTPULSE_HTTP_ADDR", &addr), ("TTPULSE_DATA_DIR", &dir), ("TTPULSE_SOURCE", "none")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(err.to_lowercase().contains("address already in use"), "{err}");
+}
+
+#[test]
+fn an_unusable_data_folder_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").expect("write");
+    let data = file.join("data").to_string_lossy().into_owned();
+    let out = output(&["migrate"], &[("TTPULSE_DATA_DIR", &data)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&format!("cannot create the data folder {data}")), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_settings_are_refused_before_anything_starts() {
+    let out = output(&["run"], &[("TTPULSE_SIM_RATE", "200000")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("TTPULSE_SIM_RATE") || stderr(&out).contains("--sim-rate"), "{}", stderr(&out));
+
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().to_string_lossy().into_owned();
+    let out = output(
+        &["run"],
+        &[("TTPULSE_DATA_DIR", &data), ("TTPULSE_SOURCE", "replay"), ("TTPULSE_REPLAY_FILE", "/nonexistent/day.jsonl")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("the replay file /nonexistent/day.jsonl does not exist"), "{}", stderr(&out));
+}
+
+#[test]
+fn migrate_creates_the_database() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("nested").to_string_lossy().into_owned();
+    let out = output(&["migrate"], &[("TTPULSE_DATA_DIR", &data)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is up to date"));
+    assert!(dir.path().join("nested/ttpulse.db").is_file());
+    // Running it again is harmless.
+    assert!(output(&["migrate"], &[("TTPULSE_DATA_DIR", &data)]).status.success());
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What `make run` does: start with the simulator and serve a live stream at the printed URL.
+#[test]
+fn run_prints_the_url_and_streams_simulated_updates() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().to_string_lossy().into_owned();
+    let mut child = ttpulse(
+        &["run"],
+        &[("TTPULSE_HTTP_ADDR", "127.0.0.1:0"), ("TTPULSE_DATA_DIR", &data), ("TTPULSE_SIM_RATE", "2000")],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let child = Killed(child);
+    let url = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| line.split("open ").nth(1).map(|u| u.trim().trim_end_matches('/').to_owned()))
+        .expect("the URL is printed");
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+    actix_rt::System::new().block_on(async move {
+        use futures_util::{SinkExt as _, StreamExt as _};
+        let ws_url = url.replacen("http", "ws", 1) + "/ws";
+        let (_, mut ws) = awc::Client::new().ws(ws_url).connect().await.expect("ws");
+        let subscribe = r#"{"op":"subscribe","instruments":["*"],"positions":["*"]}"#;
+        ws.send(awc::ws::Message::Text(subscribe.into())).await.expect("send");
+        let mut kinds = std::collections::HashSet::new();
+        let mut symbols = std::collections::HashSet::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while (kinds.len() < 5 || symbols.len() < 12) && std::time::Instant::now() < deadline {
+            let Ok(Some(Ok(awc::ws::Frame::Text(text)))) =
+                actix_rt::time::timeout(Duration::from_secs(5), ws.next()).await
+            else {
+                continue;
+            };
+            let message: serde_json::Value = serde_json::from_slice(&text).expect("json");
+            kinds.insert(format!("{}/{}", message["type"], message["kind"]));
+            if message["kind"] == "instrument" {
+                symbols.insert(message["data"]["symbol"].to_string());
+                let (bid, ask) = (&message["data"]["bid"], &message["data"]["ask"]);
+                if let (Some(bid), Some(ask)) = (bid.as_str(), ask.as_str()) {
+                    let (bid, ask): (f64, f64) = (bid.parse().expect("bid"), ask.parse().expect("ask"));
+                    assert!(bid > 0.0 && bid < ask, "{message}");
+                }
+            }
+        }
+        for kind in [
+            r#""snapshot"/null"#,
+            r#""update"/"instrument""#,
+            r#""update"/"candle""#,
+            r#""update"/"position""#,
+            r#""update"/"fill""#,
+        ] {
+            assert!(kinds.contains(kind), "no {kind} in {kinds:?}");
+        }
+        assert_eq!(symbols.len(), 12, "{symbols:?}");
+    });
+    drop(child);
+}
