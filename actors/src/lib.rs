@@ -9,6 +9,7 @@ pub mod cache;
 pub mod domain;
 pub mod health;
 pub mod ingest;
+pub mod kafka;
 pub mod messages;
 pub mod metrics;
 pub mod processor;

@@ -76,9 +76,10 @@ impl From<MailboxError> for HopError {
 
 // ---- hops 2 and 3: processed updates ----------------------------------------------------
 
-/// Processed updates in publication order (per key, seq order).
+/// Processed updates in publication order (per key, seq order). `Ok` once the receiver has
+/// taken them (stored them, for a cache; produced them, for a Kafka hop).
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), HopError>")]
 pub struct UpdateBatch {
     pub updates: Arc<[Published]>,
 }
@@ -179,6 +180,12 @@ pub enum SubscribeError {
     #[error("session {0} is not connected")]
     NotConnected(SessionId),
 }
+
+/// Puts a fresh snapshot of its subscriptions in every session's outbox (after the state was
+/// reloaded, e.g. when Redis came back).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Resnapshot;
 
 /// Tells a session that its outbox has something to send.
 #[derive(Message, Debug)]

@@ -1,6 +1,6 @@
 //! Prometheus metrics, one registry per running system (tests run several in one process).
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -20,6 +20,14 @@ pub struct Metrics {
     pub db_rows_written: IntCounter,
     pub db_write_errors: IntCounter,
     pub actor_restarts: IntCounterVec,
+    pub kafka_produced: IntCounterVec,
+    pub kafka_consumed: IntCounterVec,
+    pub kafka_errors: IntCounterVec,
+    pub kafka_consumer_lag: IntGaugeVec,
+    pub dead_letters: IntCounter,
+    pub redis_used_memory_bytes: IntGauge,
+    pub redis_reconnects: IntCounter,
+    pub redis_errors: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -32,6 +40,18 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
     let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
     registry.register(Box::new(c.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
     c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry.register(Box::new(g.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    g
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry.register(Box::new(g.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    g
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
@@ -101,6 +121,29 @@ impl Metrics {
             db_rows_written: counter(&r, "db_rows_written_total", "Rows written to the database"),
             db_write_errors: counter(&r, "db_write_errors_total", "Failed database write transactions"),
             actor_restarts: counter_vec(&r, "actor_restarts_total", "Actor restarts by supervisors", &["actor"]),
+            kafka_produced: counter_vec(
+                &r,
+                "kafka_produced_total",
+                "Messages acknowledged by the Kafka broker",
+                &["topic"],
+            ),
+            kafka_consumed: counter_vec(&r, "kafka_consumed_total", "Messages read from Kafka", &["topic"]),
+            kafka_errors: counter_vec(
+                &r,
+                "kafka_errors_total",
+                "Kafka produce, receive and delivery errors",
+                &["topic"],
+            ),
+            kafka_consumer_lag: gauge_vec(
+                &r,
+                "kafka_consumer_lag",
+                "Messages behind the partition's high watermark",
+                &["topic", "partition"],
+            ),
+            dead_letters: counter(&r, "dead_letters_total", "Messages sent to tt_dead_letter"),
+            redis_used_memory_bytes: gauge(&r, "redis_used_memory_bytes", "Redis used_memory, read every 5 s"),
+            redis_reconnects: counter(&r, "redis_reconnects_total", "Redis connections lost and made again"),
+            redis_errors: counter(&r, "redis_errors_total", "Failed Redis commands"),
             registry: r,
         }
     }

@@ -227,7 +227,7 @@ impl Handler<RawBatch> for ProcessorActor {
         let downstream = self.downstream.clone();
         let send = async move {
             if !updates.is_empty() {
-                downstream.send(UpdateBatch { updates: updates.into() }).await?;
+                downstream.send(UpdateBatch { updates: updates.into() }).await??;
             }
             if let Some(slots) = slots {
                 drop(slots.acquire().await);

@@ -3,6 +3,8 @@
 //! Embedded mode keeps the state in a `StateStore` (a dashmap) that the HTTP snapshot and the
 //! hub read directly.
 
+pub mod redis;
+
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -11,7 +13,7 @@ use serde::Serialize;
 
 use crate::domain::{Candle, InstrumentState, PositionState, Published, Update};
 use crate::health::ActorHealth;
-use crate::messages::{Restart, UpdateBatch};
+use crate::messages::{HopError, Restart, UpdateBatch};
 use crate::metrics::Metrics;
 
 /// Which instruments or accounts a read covers: all of them, or a list.
@@ -178,7 +180,7 @@ impl Handler<Restart> for CacheActor {
 }
 
 impl Handler<UpdateBatch> for CacheActor {
-    type Result = AtomicResponse<Self, ()>;
+    type Result = AtomicResponse<Self, Result<(), HopError>>;
 
     fn handle(&mut self, batch: UpdateBatch, _: &mut Context<Self>) -> Self::Result {
         let _span = tracing::debug_span!("cache", updates = batch.updates.len()).entered();
@@ -187,9 +189,16 @@ impl Handler<UpdateBatch> for CacheActor {
         self.health.set_queue_depth(0);
         let notifier = self.notifier.clone();
         let notify = async move {
-            if !fresh.is_empty() && notifier.send(UpdateBatch { updates: fresh.into() }).await.is_err() {
-                tracing::error!("the notifier is gone; sessions miss this batch until they resubscribe");
+            if !fresh.is_empty() {
+                // The state is stored: a notifier that is gone costs the sessions this batch
+                // (they resubscribe for a snapshot), not the cache.
+                match notifier.send(UpdateBatch { updates: fresh.into() }).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "the notifier refused a batch"),
+                    Err(e) => tracing::error!(error = %e, "the notifier is gone"),
+                }
             }
+            Ok(())
         };
         AtomicResponse::new(Box::pin(notify.into_actor(self)))
     }

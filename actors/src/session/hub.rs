@@ -15,7 +15,8 @@ use crate::cache::{Filter, Snapshot, StateStore};
 use crate::domain::{InstrumentCatalog, Lane, Topic};
 use crate::health::ActorHealth;
 use crate::messages::{
-    Connect, Disconnect, Restart, SessionId, Subscribe, SubscribeError, Unsubscribe, UpdateBatch, Wake,
+    Connect, Disconnect, HopError, Resnapshot, Restart, SessionId, Subscribe, SubscribeError, Unsubscribe, UpdateBatch,
+    Wake,
 };
 use crate::metrics::Metrics;
 
@@ -224,15 +225,61 @@ impl Handler<Subscribe> for Hub {
         // The store already holds every update this hub has routed (the cache writes it before
         // notifying), so the snapshot is never behind the stream; the outbox skips what the
         // snapshot already covers.
-        let snapshot = self.store.snapshot(&instruments, &accounts);
-        let text =
-            serde_json::to_string(&SnapshotMessage { kind: "snapshot", v: 1, snapshot: &snapshot }).unwrap_or_default();
-        let pushed = entry.outbox.push_snapshot(ByteString::from(text), &snapshot.key_seqs(), Instant::now());
-        let entry = &self.sessions[&msg.id];
+        let (text, key_seqs) = self.snapshot_for(&instruments, &accounts);
+        let Some(entry) = self.sessions.get(&msg.id) else {
+            return Err(SubscribeError::NotConnected(msg.id));
+        };
+        let pushed = entry.outbox.push_snapshot(text, &key_seqs, Instant::now());
         if self.after_push(entry, pushed, Lane::Market) {
             self.remove(msg.id);
         }
         Ok(())
+    }
+}
+
+impl Hub {
+    /// The current state of what a session subscribed to, serialized, with its key seqs.
+    fn snapshot_for(&self, instruments: &Filter, accounts: &Filter) -> (ByteString, Vec<(String, u64)>) {
+        let snapshot = self.store.snapshot(instruments, accounts);
+        let text =
+            serde_json::to_string(&SnapshotMessage { kind: "snapshot", v: 1, snapshot: &snapshot }).unwrap_or_default();
+        (ByteString::from(text), snapshot.key_seqs())
+    }
+}
+
+impl Handler<Resnapshot> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, _: Resnapshot, _: &mut Context<Self>) {
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        for (id, entry) in &self.sessions {
+            if entry.topics.is_empty() {
+                continue;
+            }
+            let filter = |all: TopicKey, one: fn(&TopicKey) -> Option<&String>| {
+                if entry.topics.contains(&all) {
+                    Filter::All
+                } else {
+                    Filter::Only(entry.topics.iter().filter_map(one).cloned().collect())
+                }
+            };
+            let instruments = filter(TopicKey::AllInstruments, |t| match t {
+                TopicKey::Instrument(s) => Some(s),
+                _ => None,
+            });
+            let accounts = filter(TopicKey::AllAccounts, |t| match t {
+                TopicKey::Account(a) => Some(a),
+                _ => None,
+            });
+            let (text, key_seqs) = self.snapshot_for(&instruments, &accounts);
+            if self.after_push(entry, entry.outbox.push_snapshot(text, &key_seqs, now), Lane::Market) {
+                gone.push(*id);
+            }
+        }
+        for id in gone {
+            self.remove(id);
+        }
     }
 }
 
@@ -263,9 +310,9 @@ impl Handler<Unsubscribe> for Hub {
 }
 
 impl Handler<UpdateBatch> for Hub {
-    type Result = ();
+    type Result = Result<(), HopError>;
 
-    fn handle(&mut self, batch: UpdateBatch, _: &mut Context<Self>) {
+    fn handle(&mut self, batch: UpdateBatch, _: &mut Context<Self>) -> Self::Result {
         let _span = tracing::debug_span!("fan_out", updates = batch.updates.len()).entered();
         self.health.handled_n(batch.updates.len() as u64);
         let now = Instant::now();
@@ -286,5 +333,6 @@ impl Handler<UpdateBatch> for Hub {
         for id in gone {
             self.remove(id);
         }
+        Ok(())
     }
 }

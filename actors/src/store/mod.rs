@@ -1,4 +1,5 @@
-//! The database: diesel on SQLite (embedded default) behind a `DbActor` on a `SyncArbiter`.
+//! The database: diesel on SQLite (embedded default) or PostgreSQL (distributed mode), behind
+//! a `DbActor` on a `SyncArbiter`.
 //! Schema and queries are written once for every backend (see `queries.rs`).
 
 pub mod actor;
@@ -9,6 +10,7 @@ pub mod schema;
 use std::path::Path;
 use std::time::Duration;
 
+use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, RunQueryDsl};
@@ -17,6 +19,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 pub use actor::DbActor;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -48,11 +51,13 @@ impl From<diesel::r2d2::PoolError> for StoreError {
 #[derive(Clone)]
 pub enum DbPool {
     Sqlite(Pool<ConnectionManager<SqliteConnection>>),
+    Postgres(Pool<ConnectionManager<PgConnection>>),
 }
 
 /// A connection checked out of a [`DbPool`].
 pub enum DbConn {
     Sqlite(PooledConnection<ConnectionManager<SqliteConnection>>),
+    Postgres(PooledConnection<ConnectionManager<PgConnection>>),
 }
 
 /// Runs the same diesel code on whichever backend a [`DbConn`] holds.
@@ -61,6 +66,7 @@ macro_rules! with_conn {
     ($conn:expr, $module:ident :: $function:ident ( $($arg:expr),* )) => {
         match $conn {
             $crate::store::DbConn::Sqlite(c) => $crate::store::queries::sqlite::$function(&mut *c $(, $arg)*),
+            $crate::store::DbConn::Postgres(c) => $crate::store::queries::postgres::$function(&mut *c $(, $arg)*),
         }
     };
 }
@@ -97,15 +103,63 @@ impl DbPool {
         Ok(DbPool::Sqlite(pool))
     }
 
+    /// Opens the PostgreSQL database at `url` and runs the migrations.
+    pub fn open_postgres(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let shown = redact_url(url);
+        let open_err = |reason: String| StoreError::Open { url: shown.clone(), reason };
+        let mut conn = PgConnection::establish(url).map_err(|e| open_err(e.to_string()))?;
+        conn.run_pending_migrations(POSTGRES_MIGRATIONS).map_err(|e| StoreError::Migration(e.to_string()))?;
+        let pool = Pool::builder()
+            .max_size(max_connections.max(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(ConnectionManager::new(url))
+            .map_err(|e| open_err(e.to_string()))?;
+        Ok(DbPool::Postgres(pool))
+    }
+
+    /// `postgres://` or `postgresql://` URLs open PostgreSQL; anything else is a SQLite file.
+    pub fn open(url_or_path: &str, max_connections: u32) -> Result<Self, StoreError> {
+        if url_or_path.starts_with("postgres://") || url_or_path.starts_with("postgresql://") {
+            Self::open_postgres(url_or_path, max_connections)
+        } else {
+            let path = url_or_path.strip_prefix("sqlite://").unwrap_or(url_or_path);
+            Self::open_sqlite(Path::new(path), max_connections)
+        }
+    }
+
     pub fn get(&self) -> Result<DbConn, StoreError> {
         match self {
             DbPool::Sqlite(pool) => Ok(DbConn::Sqlite(pool.get()?)),
+            DbPool::Postgres(pool) => Ok(DbConn::Postgres(pool.get()?)),
         }
     }
 
     pub fn backend(&self) -> &'static str {
         match self {
             DbPool::Sqlite(_) => "sqlite",
+            DbPool::Postgres(_) => "postgres",
         }
+    }
+}
+
+/// A URL with its password replaced, fit for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_owned() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://app:s3cret@db:5432/tt"), "postgres://app:***@db:5432/tt");
+        assert_eq!(redact_url("rediss://:pw@cache:6380"), "rediss://:***@cache:6380");
+        assert_eq!(redact_url("postgres://db/tt"), "postgres://db/tt");
     }
 }

@@ -207,3 +207,4 @@ macro_rules! backend_queries {
 }
 
 backend_queries!(sqlite, diesel::sqlite::SqliteConnection);
+backend_queries!(postgres, diesel::pg::PgConnection);

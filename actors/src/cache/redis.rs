@@ -1,0 +1,381 @@
+//! Redis adapters of the distributed mode.
+//!
+//! - [`RedisCacheActor`] (cache role): keeps the latest state of every key in Redis, one hash
+//!   per key (`tt:inst:{symbol}`, `tt:pos:{account}:{symbol}`, `tt:candle:{symbol}:{interval}`,
+//!   `tt:fills:{account}`, fields `seq` and `json`), the set `tt:keys` of them, and publishes
+//!   each change on `tt_updates`. A Lua script applies a batch atomically and only where the
+//!   seq is newer, so replays and rebuilds never move a key backwards. When Redis comes back
+//!   empty (no marker key `tt:epoch`), the state is rebuilt from the database and a `resync`
+//!   notice is published.
+//! - [`RedisFeedActor`] (api role): subscribes to `tt_updates`, loads every key from Redis
+//!   after each (re)connect into the local state the API serves, forwards each change to the
+//!   hub, and asks the hub for fresh snapshots for every session after a reconnect or resync.
+//!
+//! `rediss://` URLs use TLS; a password in the URL is sent with AUTH.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures_util::StreamExt as _;
+use redis::aio::ConnectionManager;
+
+use crate::domain::{Engine, InstrumentCatalog, Published};
+use crate::health::ActorHealth;
+use crate::messages::{HopError, LoadSnapshot, Resnapshot, Restart, UpdateBatch};
+use crate::metrics::Metrics;
+
+pub const UPDATES_CHANNEL: &str = "tt_updates";
+const KEYS_SET: &str = "tt:keys";
+const EPOCH_KEY: &str = "tt:epoch";
+const RESYNC: &str = r#"{"type":"resync","v":1}"#;
+
+/// ARGV: key, seq, json, key, seq, json, ... Applies each where seq is newer; returns how many.
+const APPLY_LUA: &str = r#"
+local applied = 0
+for i = 1, #ARGV, 3 do
+  local key = 'tt:' .. ARGV[i]
+  local seq = tonumber(ARGV[i + 1])
+  local current = tonumber(redis.call('HGET', key, 'seq') or '0')
+  if seq > current then
+    redis.call('HSET', key, 'seq', ARGV[i + 1], 'json', ARGV[i + 2])
+    redis.call('SADD', 'tt:keys', key)
+    redis.call('PUBLISH', 'tt_updates', ARGV[i + 2])
+    applied = applied + 1
+  end
+end
+return applied
+"#;
+
+async fn apply(conn: &mut ConnectionManager, script: &redis::Script, updates: &[Published]) -> redis::RedisResult<i64> {
+    let mut applied = 0;
+    for chunk in updates.chunks(500) {
+        let mut invocation = script.prepare_invoke();
+        for update in chunk {
+            invocation.arg(&update.key).arg(update.seq()).arg(update.to_json());
+        }
+        applied += invocation.invoke_async::<i64>(conn).await?;
+    }
+    Ok(applied)
+}
+
+/// Reads Redis' `used_memory` into the metrics.
+async fn record_memory(conn: &mut ConnectionManager, metrics: &Metrics) {
+    let info: redis::RedisResult<String> = redis::cmd("INFO").arg("memory").query_async(conn).await;
+    if let Ok(info) = info
+        && let Some(bytes) =
+            info.lines().find_map(|l| l.strip_prefix("used_memory:")).and_then(|v| v.trim().parse().ok())
+    {
+        metrics.redis_used_memory_bytes.set(bytes);
+    }
+}
+
+pub struct RedisCacheActor {
+    client: redis::Client,
+    conn: Option<ConnectionManager>,
+    script: redis::Script,
+    catalog: Arc<InstrumentCatalog>,
+    db_load: Recipient<LoadSnapshot>,
+    rebuilding: bool,
+    metrics: Arc<Metrics>,
+    health: Arc<ActorHealth>,
+}
+
+impl RedisCacheActor {
+    pub fn new(
+        client: redis::Client,
+        catalog: Arc<InstrumentCatalog>,
+        db_load: Recipient<LoadSnapshot>,
+        metrics: Arc<Metrics>,
+        health: Arc<ActorHealth>,
+    ) -> Self {
+        Self {
+            client,
+            conn: None,
+            script: redis::Script::new(APPLY_LUA),
+            catalog,
+            db_load,
+            rebuilding: false,
+            metrics,
+            health,
+        }
+    }
+
+    fn connect(&mut self, ctx: &mut Context<Self>) {
+        let client = self.client.clone();
+        async move { ConnectionManager::new(client).await }
+            .into_actor(self)
+            .map(|result, act, ctx| match result {
+                Ok(conn) => {
+                    tracing::info!("connected to Redis");
+                    act.conn = Some(conn);
+                    act.health.set_running();
+                    act.health.set_detail(Some("connected".into()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reach Redis; retrying in 1 s");
+                    act.health.set_detail(Some(format!("cannot reach Redis: {e}")));
+                    act.metrics.redis_errors.inc();
+                    ctx.run_later(Duration::from_secs(1), |act, ctx| act.connect(ctx));
+                }
+            })
+            .wait(ctx);
+    }
+
+    /// Rebuilds Redis from the database when its marker is gone (Redis restarted empty).
+    fn check_epoch(&mut self, ctx: &mut Context<Self>) {
+        let Some(mut conn) = self.conn.clone() else { return };
+        if self.rebuilding {
+            return;
+        }
+        self.rebuilding = true;
+        let (db_load, catalog, script, metrics) =
+            (self.db_load.clone(), self.catalog.clone(), self.script.clone(), self.metrics.clone());
+        let check = async move {
+            record_memory(&mut conn, &metrics).await;
+            let present: bool =
+                redis::cmd("EXISTS").arg(EPOCH_KEY).query_async(&mut conn).await.map_err(|e| e.to_string())?;
+            if present {
+                return Ok(None);
+            }
+            let snapshot = db_load.send(LoadSnapshot).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+            let state = Engine::restore(catalog, snapshot).current_state();
+            let applied = apply(&mut conn, &script, &state).await.map_err(|e| e.to_string())?;
+            let _: () = redis::cmd("SET")
+                .arg(EPOCH_KEY)
+                .arg(crate::health::now_micros())
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            let _: () = redis::cmd("PUBLISH")
+                .arg(UPDATES_CHANNEL)
+                .arg(RESYNC)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(Some((state.len(), applied)))
+        };
+        check
+            .into_actor(self)
+            .map(|result, act, _| {
+                act.rebuilding = false;
+                match result {
+                    Ok(Some((keys, applied))) => {
+                        tracing::warn!(keys, applied, "Redis had no state: rebuilt it from the database");
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        act.metrics.redis_errors.inc();
+                        tracing::warn!(error = %e, "Redis state check failed");
+                    }
+                }
+            })
+            .spawn(ctx);
+    }
+}
+
+impl Actor for RedisCacheActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(64);
+        self.connect(ctx);
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.check_epoch(ctx));
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.health.set_stopped();
+    }
+}
+
+impl Supervised for RedisCacheActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.health.restarting();
+        self.metrics.actor_restarts.with_label_values(&["redis-cache"]).inc();
+        self.conn = None;
+        self.rebuilding = false;
+    }
+}
+
+impl Handler<Restart> for RedisCacheActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<UpdateBatch> for RedisCacheActor {
+    type Result = AtomicResponse<Self, Result<(), HopError>>;
+
+    fn handle(&mut self, batch: UpdateBatch, _: &mut Context<Self>) -> Self::Result {
+        let Some(mut conn) = self.conn.clone() else {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(HopError::Unavailable(
+                "not connected to Redis".into(),
+            )))));
+        };
+        let script = self.script.clone();
+        let count = batch.updates.len() as u64;
+        let write = async move { apply(&mut conn, &script, &batch.updates).await }.into_actor(self).map(
+            move |result, act, _| match result {
+                Ok(_) => {
+                    act.health.handled_n(count);
+                    act.health.set_detail(Some("connected".into()));
+                    Ok(())
+                }
+                Err(e) => {
+                    act.metrics.redis_errors.inc();
+                    act.health.set_detail(Some(format!("Redis write failed: {e}")));
+                    Err(HopError::Unavailable(format!("Redis write failed: {e}")))
+                }
+            },
+        );
+        AtomicResponse::new(Box::pin(write))
+    }
+}
+
+/// Loads every key from Redis and hands it to the local cache.
+async fn load_all(
+    conn: &mut redis::aio::MultiplexedConnection,
+    cache: &Recipient<UpdateBatch>,
+) -> Result<usize, String> {
+    let keys: Vec<String> = redis::cmd("SMEMBERS").arg(KEYS_SET).query_async(conn).await.map_err(|e| e.to_string())?;
+    let mut loaded = 0;
+    for chunk in keys.chunks(500) {
+        let mut pipe = redis::pipe();
+        for key in chunk {
+            pipe.cmd("HGET").arg(key).arg("json");
+        }
+        let values: Vec<Option<Vec<u8>>> = pipe.query_async(conn).await.map_err(|e| e.to_string())?;
+        let updates: Vec<Published> = values.iter().flatten().filter_map(|v| Published::from_json(v).ok()).collect();
+        loaded += updates.len();
+        if !updates.is_empty() {
+            cache
+                .send(UpdateBatch { updates: updates.into() })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(loaded)
+}
+
+pub struct RedisFeedActor {
+    client: redis::Client,
+    cache: Recipient<UpdateBatch>,
+    hub: Recipient<Resnapshot>,
+    metrics: Arc<Metrics>,
+    health: Arc<ActorHealth>,
+}
+
+impl RedisFeedActor {
+    pub fn new(
+        client: redis::Client,
+        cache: Recipient<UpdateBatch>,
+        hub: Recipient<Resnapshot>,
+        metrics: Arc<Metrics>,
+        health: Arc<ActorHealth>,
+    ) -> Self {
+        Self { client, cache, hub, metrics, health }
+    }
+}
+
+/// One subscription: subscribe, load everything, then stream changes until the connection ends.
+async fn follow(
+    client: redis::Client,
+    cache: Recipient<UpdateBatch>,
+    hub: Recipient<Resnapshot>,
+    health: Arc<ActorHealth>,
+) -> String {
+    let mut pubsub = match client.get_async_pubsub().await {
+        Ok(p) => p,
+        Err(e) => return format!("cannot reach Redis: {e}"),
+    };
+    if let Err(e) = pubsub.subscribe(UPDATES_CHANNEL).await {
+        return format!("cannot subscribe to {UPDATES_CHANNEL}: {e}");
+    }
+    let mut conn = match client.get_multiplexed_async_connection().await {
+        Ok(c) => c,
+        Err(e) => return format!("cannot reach Redis: {e}"),
+    };
+    // Subscribed first, loaded second: nothing published in between is missed.
+    match load_all(&mut conn, &cache).await {
+        Ok(keys) => tracing::info!(keys, "loaded the state from Redis"),
+        Err(e) => return format!("cannot load the state from Redis: {e}"),
+    }
+    hub.do_send(Resnapshot);
+    health.set_running();
+    health.set_detail(Some("subscribed".into()));
+    let mut messages = pubsub.into_on_message().ready_chunks(512);
+    while let Some(chunk) = messages.next().await {
+        let mut updates = Vec::with_capacity(chunk.len());
+        let mut resync = false;
+        for message in &chunk {
+            let payload = message.get_payload_bytes();
+            if payload == RESYNC.as_bytes() {
+                resync = true;
+            } else {
+                match Published::from_json(payload) {
+                    Ok(update) => updates.push(update),
+                    Err(e) => tracing::warn!(error = %e, "unreadable message on tt_updates; skipped"),
+                }
+            }
+        }
+        health.handled_n(chunk.len() as u64);
+        if !updates.is_empty() {
+            match cache.send(UpdateBatch { updates: updates.into() }).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return format!("the local cache refused updates: {e}"),
+                Err(e) => return format!("the local cache is unavailable: {e}"),
+            }
+        }
+        if resync {
+            if let Err(e) = load_all(&mut conn, &cache).await {
+                return format!("cannot reload the state from Redis: {e}");
+            }
+            tracing::info!("Redis was rebuilt: state reloaded, sessions get fresh snapshots");
+            hub.do_send(Resnapshot);
+        }
+    }
+    "the Redis subscription ended".to_owned()
+}
+
+impl Actor for RedisFeedActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let (client, cache, hub, metrics, health) =
+            (self.client.clone(), self.cache.clone(), self.hub.clone(), self.metrics.clone(), self.health.clone());
+        let run = async move {
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                let reason = follow(client.clone(), cache.clone(), hub.clone(), health.clone()).await;
+                tracing::warn!(reason, "Redis feed interrupted; reconnecting");
+                health.set_detail(Some(format!("reconnecting: {reason}")));
+                metrics.redis_reconnects.inc();
+                actix_rt::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        };
+        ctx.spawn(run.into_actor(self));
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.health.set_stopped();
+    }
+}
+
+impl Supervised for RedisFeedActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.health.restarting();
+        self.metrics.actor_restarts.with_label_values(&["redis-feed"]).inc();
+    }
+}
+
+impl Handler<Restart> for RedisFeedActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

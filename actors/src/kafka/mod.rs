@@ -1,0 +1,174 @@
+//! Kafka adapters (rdkafka): the producer and consumer actors that carry hop 1 (`tt_raw_data`)
+//! and hop 2 (`tt_processed_data`) between processes, topic creation, and the dead-letter topic.
+//!
+//! Every librdkafka setting can be passed through (`TTPULSE_KAFKA_security.protocol=SASL_SSL`,
+//! ...), so SASL and TLS are configuration, not code.
+
+pub mod consumer;
+pub mod producer;
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+pub use consumer::{Feed, KafkaConsumerActor};
+pub use producer::KafkaProducerActor;
+
+pub const RAW_TOPIC: &str = "tt_raw_data";
+pub const PROCESSED_TOPIC: &str = "tt_processed_data";
+pub const DEAD_LETTER_TOPIC: &str = "tt_dead_letter";
+/// Header of a dead letter that says why it could not be used.
+pub const REASON_HEADER: &str = "ttpulse-error";
+
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `host:port[,host:port...]`
+    pub brokers: String,
+    /// librdkafka settings passed through as they are (SASL, TLS, timeouts...).
+    pub extra: Vec<(String, String)>,
+    pub partitions: i32,
+    pub replication: i32,
+    /// Consumer group prefix: processors join `<group>-processor`, cache updaters `<group>-cache`.
+    pub group: String,
+}
+
+impl KafkaSettings {
+    fn base(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in &self.extra {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// Idempotent producer, `acks=all`: no duplicates or reordering from retries, and an
+    /// acknowledged message is on every in-sync replica.
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            // How long librdkafka keeps retrying a message (e.g. while the broker restarts).
+            .set("message.timeout.ms", "60000");
+        for (key, value) in &self.extra {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// Manual commits only, after the effects of a batch are stored.
+    pub fn consumer_config(&self, group_suffix: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", format!("{}-{group_suffix}", self.group))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "5")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000");
+        for (key, value) in &self.extra {
+            config.set(key, value);
+        }
+        config
+    }
+
+    pub fn admin_config(&self) -> ClientConfig {
+        self.base()
+    }
+}
+
+/// Creates the three topics when missing. An existing topic is left as it is.
+pub async fn ensure_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = settings.admin_config().create()?;
+    let replication = || TopicReplication::Fixed(settings.replication);
+    let topics = [
+        NewTopic::new(RAW_TOPIC, settings.partitions, replication()),
+        NewTopic::new(PROCESSED_TOPIC, settings.partitions, replication()),
+        NewTopic::new(DEAD_LETTER_TOPIC, 1, replication()),
+    ];
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&topics, &options).await? {
+        match result {
+            Ok(topic) => tracing::info!(topic, "Kafka topic created"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::AdminOp(code)).inspect_err(|_| tracing::error!(topic, %code, "cannot create"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads librdkafka settings from environment variables named `<prefix><setting>`: either the
+/// setting verbatim (`TTPULSE_KAFKA_security.protocol`) or upper case with `_` for `.`
+/// (`TTPULSE_KAFKA_SECURITY_PROTOCOL`). `reserved` names are ttpulse's own keys.
+pub fn settings_from_env(
+    vars: impl IntoIterator<Item = (String, String)>,
+    prefix: &str,
+    reserved: &[&str],
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = vars
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let name = key.strip_prefix(prefix)?;
+            if name.is_empty() || reserved.contains(&name) {
+                return None;
+            }
+            let setting = if name.chars().any(|c| c.is_ascii_lowercase()) {
+                name.to_owned()
+            } else {
+                name.to_ascii_lowercase().replace('_', ".")
+            };
+            Some((setting, value))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// For logs: settings whose name suggests a secret are shown as `***`.
+pub fn redacted(settings: &[(String, String)]) -> Vec<(String, String)> {
+    settings
+        .iter()
+        .map(|(k, v)| {
+            let secret = ["password", "secret", "key", "token"].iter().any(|s| k.contains(s));
+            (k.clone(), if secret { "***".to_owned() } else { v.clone() })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passthrough_settings_from_env() {
+        let vars = [
+            ("TTPULSE_KAFKA_BROKERS", "b:9092"),
+            ("TTPULSE_KAFKA_security.protocol", "SASL_SSL"),
+            ("TTPULSE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            ("TTPULSE_KAFKA_sasl.password", "hunter2"),
+            ("OTHER", "x"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let settings = settings_from_env(vars, "TTPULSE_KAFKA_", &["BROKERS"]);
+        assert_eq!(
+            settings,
+            vec![
+                ("sasl.mechanism".to_owned(), "SCRAM-SHA-512".to_owned()),
+                ("sasl.password".to_owned(), "hunter2".to_owned()),
+                ("security.protocol".to_owned(), "SASL_SSL".to_owned()),
+            ]
+        );
+        assert_eq!(redacted(&settings)[1].1, "***");
+    }
+}
