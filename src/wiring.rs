@@ -105,11 +105,8 @@ pub async fn start_embedded(config: &Config) -> anyhow::Result<Pipeline> {
         Supervisor::start(move |_| CacheActor::new(store, notifier, metrics, h))
     };
     let processor = {
-        let processor_config = ProcessorConfig {
-            flush_interval: config.flush_interval(),
-            flush_rows: config.db_flush_rows as usize,
-            max_flushes_in_flight: 2,
-        };
+        let processor_config =
+            ProcessorConfig { flush_interval: config.flush_interval(), flush_rows: config.db_flush_rows as usize };
         let (catalog, downstream, write, load, metrics, h) = (
             catalog.clone(),
             cache.clone().recipient(),

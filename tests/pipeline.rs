@@ -198,6 +198,13 @@ async fn bad_input_is_refused_with_a_reason_and_nothing_is_written() {
     assert_eq!((status, error["error"].clone()), (400, json!("bad_query")));
     let (status, _) = server.get_json("/api/snapshot?instruments=NOPE").await;
     assert_eq!(status, 400);
+    let (status, error) = server.get_json("/api/snapshot?positions=A:B").await;
+    assert_eq!((status, error["error"].clone()), (400, json!("invalid_account")));
+    let (status, error) = server.get_json("/api/nothing-here").await;
+    assert_eq!((status, error["error"].clone()), (404, json!("not_found")));
+    let (_, metrics) = server.get_text("/metrics").await;
+    // Every refused ingest request above counted its event: 5 invalid, 1 malformed.
+    assert!(metrics.contains(r#"ttpulse_events_rejected_total{source="api"} 6"#), "{metrics}");
 }
 
 #[actix_rt::test]

@@ -114,7 +114,8 @@ pub enum IngestError {
 #[derive(Message, Debug)]
 #[rtype(result = "Result<usize, StoreError>")]
 pub struct WriteChanges {
-    pub changes: Changes,
+    /// Shared so that a failed write can be retried without copying.
+    pub changes: Arc<Changes>,
 }
 
 #[derive(Message, Debug)]

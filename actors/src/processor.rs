@@ -4,10 +4,10 @@
 //! Order and back-pressure: a batch is handled atomically, and the handler waits until the
 //! downstream hop has taken its updates, so updates leave in the order events arrived and a
 //! slow downstream slows the ingest instead of growing a queue. Database writes are batched
-//! (every `flush_interval` or `flush_rows`) with at most `max_flushes_in_flight` transactions
-//! queued at the single writer thread; each batch's `Durable` resolves when its transaction
-//! commits. If a write fails, the processor restarts and rebuilds its state from the database,
-//! so memory never runs ahead of what is stored.
+//! (every `flush_interval` or `flush_rows`), one transaction in flight at a time; each batch's
+//! `Durable` resolves when the transaction holding it commits. A failed transaction is retried
+//! as it is until it commits (a database outage stalls the pipeline; it loses nothing, and no
+//! later write can overtake an earlier one), so the database never falls behind memory for good.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,12 +25,11 @@ use crate::store::StoreError;
 pub struct ProcessorConfig {
     pub flush_interval: Duration,
     pub flush_rows: usize,
-    pub max_flushes_in_flight: usize,
 }
 
 impl Default for ProcessorConfig {
     fn default() -> Self {
-        Self { flush_interval: Duration::from_millis(5), flush_rows: 5_000, max_flushes_in_flight: 2 }
+        Self { flush_interval: Duration::from_millis(5), flush_rows: 5_000 }
     }
 }
 
@@ -44,7 +43,8 @@ pub struct ProcessorActor {
     db_load: Recipient<LoadSnapshot>,
     pending: Changes,
     waiters: Vec<Waiter>,
-    flush_slots: Arc<Semaphore>,
+    /// One write in flight at a time: transactions commit in the order they were made.
+    flush_slot: Arc<Semaphore>,
     config: ProcessorConfig,
     metrics: Arc<Metrics>,
     health: Arc<ActorHealth>,
@@ -68,40 +68,31 @@ impl ProcessorActor {
             db_load,
             pending: Changes::default(),
             waiters: Vec::new(),
-            flush_slots: Arc::new(Semaphore::new(config.max_flushes_in_flight.max(1))),
+            flush_slot: Arc::new(Semaphore::new(1)),
             config,
             metrics,
             health,
         }
     }
 
-    /// Sends the pending changes to the writer if a slot is free (else they wait for the next
-    /// tick). The send is enqueued here, in actor order, so transactions commit in order.
-    fn flush(&mut self, ctx: &mut Context<Self>) {
+    /// Sends the pending changes to the writer if no write is in flight (else they wait for
+    /// the next tick). Batches waiting on them are told when they are stored.
+    fn flush(&mut self, _: &mut Context<Self>) {
         if self.pending.is_empty() && self.waiters.is_empty() {
             return;
         }
-        let Ok(permit) = self.flush_slots.clone().try_acquire_owned() else {
+        let Ok(permit) = self.flush_slot.clone().try_acquire_owned() else {
             return;
         };
-        let changes = std::mem::take(&mut self.pending);
+        let changes = Arc::new(std::mem::take(&mut self.pending));
         let waiters = std::mem::take(&mut self.waiters);
         self.health.set_queue_depth(0);
-        let write = self.db_write.send(WriteChanges { changes });
-        let me = ctx.address();
+        let (db_write, health) = (self.db_write.clone(), self.health.clone());
         actix::spawn(async move {
-            let result = match write.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(HopError::Storage(e.to_string())),
-                Err(e) => Err(HopError::Storage(format!("database writer unavailable: {e}"))),
-            };
+            write_until_stored(&db_write, changes, &health).await;
             drop(permit);
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "batch not stored; restarting the processor to rebuild from the database");
-                me.do_send(Restart);
-            }
             for waiter in waiters {
-                let _ = waiter.send(result.clone());
+                let _ = waiter.send(Ok(()));
             }
         });
     }
@@ -134,17 +125,52 @@ impl ProcessorActor {
     }
 }
 
+/// Writes `changes` until the transaction commits, backing off between attempts.
+async fn write_until_stored(db_write: &Recipient<WriteChanges>, changes: Arc<Changes>, health: &ActorHealth) {
+    if changes.is_empty() {
+        return;
+    }
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let error = match db_write.send(WriteChanges { changes: changes.clone() }).await {
+            Ok(Ok(_)) => {
+                if backoff > Duration::from_millis(100) {
+                    tracing::info!("database writes go through again");
+                    health.set_detail(None);
+                }
+                return;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("database writer unavailable: {e}"),
+        };
+        tracing::error!(error, retry_in = ?backoff, "database write failed; retrying the same transaction");
+        health.set_detail(Some(format!("database write failing: {error}")));
+        actix_rt::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
 impl Actor for ProcessorActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(64);
-        // Changes kept from before a restart go first; the writer is one thread, so the load
-        // below reads after they commit.
-        self.flush(ctx);
-        let load = self.db_load.send(LoadSnapshot);
+        // Changes kept from before a restart are stored first, after any write in flight, and
+        // only then is the state read back: the restored state includes everything computed.
+        let pending = Arc::new(std::mem::take(&mut self.pending));
+        let waiters = std::mem::take(&mut self.waiters);
+        let (slot, db_write, db_load, health) =
+            (self.flush_slot.clone(), self.db_write.clone(), self.db_load.clone(), self.health.clone());
         async move {
-            load.await
+            let permit = slot.acquire_owned().await;
+            write_until_stored(&db_write, pending, &health).await;
+            for waiter in waiters {
+                let _ = waiter.send(Ok(()));
+            }
+            drop(permit);
+            db_load
+                .send(LoadSnapshot)
+                .await
                 .unwrap_or_else(|e| Err(StoreError::Pool(format!("database reader unavailable: {e}"))))
         }
         .into_actor(self)
@@ -209,28 +235,25 @@ impl Handler<RawBatch> for ProcessorActor {
         self.metrics.updates_published.inc_by(updates.len() as u64);
         self.pending.merge(changes);
         self.health.set_queue_depth(self.pending.rows() as i64);
-        let durable = if self.pending.is_empty() && self.waiters.is_empty() {
-            Durable::already()
-        } else {
-            let (waiter, durable) = Durable::pending();
-            self.waiters.push(waiter);
-            durable
-        };
+        // Even a batch of duplicates waits for the next write to commit: the originals may
+        // still be pending or in flight.
+        let (waiter, durable) = Durable::pending();
+        self.waiters.push(waiter);
         let flush_rows = self.config.flush_rows;
         if self.pending.rows() >= flush_rows {
             self.flush(ctx);
         }
-        // Still over the limit: every write slot is busy, so the database is behind. Wait for a
+        // Still over the limit: a write is in flight, so the database is behind. Wait for a
         // slot before taking more (the caller waits too), which bounds the pending changes.
-        let slots = (self.pending.rows() >= flush_rows).then(|| self.flush_slots.clone());
+        let slot = (self.pending.rows() >= flush_rows).then(|| self.flush_slot.clone());
         let accepted = batch.events.len() - duplicates;
         let downstream = self.downstream.clone();
         let send = async move {
             if !updates.is_empty() {
                 downstream.send(UpdateBatch { updates: updates.into() }).await??;
             }
-            if let Some(slots) = slots {
-                drop(slots.acquire().await);
+            if let Some(slot) = slot {
+                drop(slot.acquire().await);
             }
             Ok(BatchAck { accepted, duplicates, durable })
         }

@@ -12,6 +12,9 @@ use super::error::ApiError;
 use crate::config::Config;
 use crate::wiring::Pipeline;
 
+/// How long an ingest request waits for its events to be stored.
+const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// `a,b,c` into a list; empty parts are ignored.
 fn split_list(text: &str) -> Vec<String> {
     text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
@@ -39,7 +42,16 @@ pub async fn snapshot(
             Filter::from_list(&list)
         }
     };
-    let accounts = query.positions.as_deref().map_or(Filter::All, |list| Filter::from_list(&split_list(list)));
+    let accounts = match &query.positions {
+        None => Filter::All,
+        Some(list) => {
+            let list = split_list(list);
+            if let Some(bad) = list.iter().find(|a| a.contains(':') || a.len() > 128) {
+                return Err(ApiError::bad_request("invalid_account", format!("invalid account `{bad}`")));
+            }
+            Filter::from_list(&list)
+        }
+    };
     Ok(HttpResponse::Ok().json(pipeline.store.snapshot(&instrument_filter, &accounts)))
 }
 
@@ -118,8 +130,11 @@ pub async fn ingest(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_limited(payload, config.ingest_max_bytes).await?;
-    let value: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}")))?;
+    let rejected = || pipeline.metrics.events_rejected.with_label_values(&["api"]).inc();
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        rejected();
+        ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+    })?;
     let serde_json::Value::Array(items) = value else {
         return Err(ApiError::bad_request("bad_request", "the body must be a JSON array of events"));
     };
@@ -135,7 +150,10 @@ pub async fn ingest(
     }
     let mut events = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
-        events.push(RawEvent::from_value(item).map_err(|e| invalid_event(index, &e.field, &e.reason))?);
+        events.push(RawEvent::from_value(item).map_err(|e| {
+            rejected();
+            invalid_event(index, &e.field, &e.reason)
+        })?);
     }
     let (receipt, durable) = match pipeline.ingester.send(IngestEvents { events }).await {
         Err(e) => return Err(ApiError::Unavailable(format!("ingester unavailable: {e}"))),
@@ -145,7 +163,17 @@ pub async fn ingest(
         Ok(Err(IngestError::Hop(e))) => return Err(ApiError::Unavailable(e.to_string())),
         Ok(Ok(accepted)) => accepted,
     };
-    durable.wait().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    // Stored, or a clear answer: resending is safe, the event ids make it idempotent.
+    match actix_rt::time::timeout(STORE_TIMEOUT, durable.wait()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(ApiError::Unavailable(e.to_string())),
+        Err(_) => {
+            return Err(ApiError::Unavailable(format!(
+                "accepted but not confirmed stored within {} s (is the database reachable?); resend with the same event ids",
+                STORE_TIMEOUT.as_secs()
+            )));
+        }
+    }
     Ok(HttpResponse::Ok().json(receipt))
 }
 

@@ -26,18 +26,21 @@ async fn index() -> HttpResponse {
     HttpResponse::Ok().content_type("text/html; charset=utf-8").body(include_str!("index.html"))
 }
 
+/// Unknown paths get the same JSON error shape as the API.
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, error::ApiError> {
+    Err(error::ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())))
+}
+
 /// Starts the embedded pipeline and binds the HTTP server. Must run inside an actix `System`.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let pipeline = wiring::start_embedded(&config).await?;
     let data = web::Data::new(pipeline.clone());
     let config_data = web::Data::new(config.clone());
-    let max_bytes = config.ingest_max_bytes;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .app_data(config_data.clone())
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
-            .app_data(web::PayloadConfig::new(max_bytes))
             .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/metrics"))
             .service(index)
             .service(api::snapshot)
@@ -50,6 +53,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .service(admin::actors)
             .service(admin::restart)
             .service(admin::metrics)
+            .default_service(web::to(not_found))
     })
     .workers(2)
     .shutdown_timeout(5)

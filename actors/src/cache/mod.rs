@@ -24,7 +24,7 @@ pub enum Filter {
 }
 
 impl Filter {
-    /// `["*"]` (or an empty list when `empty_is_all`) means all.
+    /// A list holding `"*"` means all.
     pub fn from_list(items: &[String]) -> Self {
         if items.iter().any(|i| i == "*") { Filter::All } else { Filter::Only(items.to_vec()) }
     }

@@ -87,7 +87,12 @@ impl IngesterActor {
         }
     }
 
+    /// Opens the configured source. A restart keeps the source it had (the simulator's
+    /// prices, the replay's position).
     fn open_source(&mut self) {
+        if !matches!(self.source, Source::None) {
+            return;
+        }
         self.source = match &self.config {
             SourceConfig::None => Source::None,
             SourceConfig::Simulator { rate, seed } => {

@@ -140,7 +140,10 @@ impl SessionActor {
                 Lane::Account => "account",
             };
             self.metrics.updates_sent.with_label_values(&[lane]).inc();
-            self.metrics.end_to_end_seconds.observe((now - frame.ingest_ts).max(0) as f64 / 1e6);
+            // State restored after a restart has no ingest time (0): it measures nothing.
+            if frame.ingest_ts > 0 {
+                self.metrics.end_to_end_seconds.observe((now - frame.ingest_ts).max(0) as f64 / 1e6);
+            }
             ctx.text(frame.text.clone());
         }
         if let Some(reason) = drained.close {

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytestring::ByteString;
@@ -130,6 +130,27 @@ impl Hub {
     }
 }
 
+impl Hub {
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        let stalled: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter_map(|(id, entry)| {
+                let reason = entry.outbox.check_progress(now)?;
+                Some((id, entry, reason))
+            })
+            .map(|(id, entry, reason)| {
+                self.after_push(entry, Pushed::Closed(reason), Lane::Market);
+                *id
+            })
+            .collect();
+        for id in stalled {
+            self.remove(id);
+        }
+    }
+}
+
 fn lane_name(lane: Lane) -> &'static str {
     match lane {
         Lane::Market => "market",
@@ -143,6 +164,8 @@ impl Actor for Hub {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(256);
         self.health.set_running();
+        // Sessions that get no more updates are checked here, not only when pushed to.
+        ctx.run_interval(Duration::from_secs(1), |act, _| act.sweep());
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -304,6 +327,9 @@ impl Handler<Unsubscribe> for Hub {
         for topic in dropped {
             if let Some(ids) = self.subscribers.get_mut(&topic) {
                 ids.remove(&msg.id);
+                if ids.is_empty() {
+                    self.subscribers.remove(&topic);
+                }
             }
         }
     }

@@ -11,8 +11,9 @@
 //!   update; a slow one sees seq jumps on market keys, never stale values.
 //! - Per key, an update at or below the seq already queued or sent is skipped, which makes a
 //!   snapshot and the stream after it join with no gap and no duplicate.
-//! - A session that stays behind (non-empty queue, not drained) longer than `max_behind` is
-//!   closed with [`CLOSE_TOO_SLOW`].
+//! - A session that makes no progress (a non-empty queue it does not drain) for longer than
+//!   `max_behind` is closed with [`CLOSE_TOO_SLOW`]; the hub checks on every push and sweeps
+//!   all sessions every second.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -145,7 +146,11 @@ impl Outbox {
             None => inner.behind_since = Some(now),
             Some(since) if now.duration_since(since) > self.limits.max_behind => {
                 let seconds = self.limits.max_behind.as_secs();
-                return Err(Self::close(inner, CLOSE_TOO_SLOW, &format!("too slow: behind for more than {seconds} s")));
+                return Err(Self::close(
+                    inner,
+                    CLOSE_TOO_SLOW,
+                    &format!("too slow: no progress for more than {seconds} s"),
+                ));
             }
             Some(_) => {}
         }
@@ -253,8 +258,9 @@ impl Outbox {
             out.updates.push(frame);
         }
         out.more = !inner.is_empty();
+        // Progress restarts the clock; an empty queue stops it.
+        inner.behind_since = if out.more { Some(Instant::now()) } else { None };
         if !out.more {
-            inner.behind_since = None;
             inner.wake_pending = false;
         }
         out
@@ -262,6 +268,20 @@ impl Outbox {
 
     pub fn len(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Closes the session if it made no progress for longer than `max_behind`.
+    pub fn check_progress(&self, now: Instant) -> Option<CloseReason> {
+        let mut inner = self.lock();
+        if inner.closed.is_some() {
+            return None;
+        }
+        let since = inner.behind_since?;
+        if now.duration_since(since) <= self.limits.max_behind {
+            return None;
+        }
+        let seconds = self.limits.max_behind.as_secs();
+        Some(Self::close(&mut inner, CLOSE_TOO_SLOW, &format!("too slow: no progress for more than {seconds} s")))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -380,6 +400,26 @@ mod tests {
         let drained = outbox.drain(10);
         assert_eq!(drained.control, vec![ByteString::from("snap")]);
         assert_eq!(sent(&drained), vec![("inst:CLF7", 8), ("inst:ESZ6", 6)]);
+    }
+
+    #[test]
+    fn a_session_that_makes_no_progress_is_closed_by_the_sweep() {
+        let outbox = Outbox::new(OutboxLimits { max_behind: Duration::from_millis(100), ..limits(10) });
+        let start = Instant::now();
+        outbox.push(&inst("ESZ6", 1), start);
+        assert_eq!(outbox.check_progress(start + Duration::from_millis(50)), None);
+        let closed = outbox.check_progress(start + Duration::from_millis(150)).map(|r| r.code);
+        assert_eq!(closed, Some(CLOSE_TOO_SLOW));
+        assert_eq!(outbox.drain(10).close.map(|r| r.code), Some(CLOSE_TOO_SLOW));
+    }
+
+    #[test]
+    fn an_empty_outbox_is_never_behind() {
+        let outbox = Outbox::new(OutboxLimits { max_behind: Duration::from_millis(1), ..limits(10) });
+        let start = Instant::now();
+        outbox.push(&inst("ESZ6", 1), start);
+        outbox.drain(10);
+        assert_eq!(outbox.check_progress(start + Duration::from_secs(60)), None);
     }
 
     #[test]
