@@ -17,8 +17,72 @@ pub enum SourceKind {
     None,
 }
 
+/// A part of the pipeline a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
+pub enum Role {
+    /// Sources and `POST /api/ingest`, producing to `tt_raw_data`.
+    Ingester,
+    /// Calculations and database writes, `tt_raw_data` to `tt_processed_data`.
+    Processor,
+    /// Redis keys and `tt_updates`, from `tt_processed_data`.
+    Cache,
+    /// `/api` reads and `/ws`, fed by `tt_updates`.
+    Api,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Ingester, Role::Processor, Role::Cache, Role::Api];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Ingester => "ingester",
+            Role::Processor => "processor",
+            Role::Cache => "cache",
+            Role::Api => "api",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct Config {
+    /// Roles this process runs, comma-separated. A subset needs the distributed carriers
+    /// (TTPULSE_KAFKA_BROKERS, and TTPULSE_REDIS_URL for cache and api).
+    #[arg(
+        long,
+        env = "TTPULSE_ROLES",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "ingester,processor,cache,api"
+    )]
+    pub roles: Vec<Role>,
+
+    /// Kafka bootstrap servers (`host:port,...`). Set: hops 1 and 2 go through Kafka (distributed
+    /// mode). Other librdkafka settings: TTPULSE_KAFKA_<setting>, e.g. TTPULSE_KAFKA_security.protocol.
+    #[arg(long, env = "TTPULSE_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+
+    /// Partitions of tt_raw_data and tt_processed_data when ttpulse creates them.
+    #[arg(long, env = "TTPULSE_KAFKA_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=1_000))]
+    pub kafka_partitions: i32,
+
+    /// Replication factor of the topics when ttpulse creates them (3 on a production cluster).
+    #[arg(long, env = "TTPULSE_KAFKA_REPLICATION", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=16))]
+    pub kafka_replication: i32,
+
+    /// Consumer group prefix (processors join `<group>-processor`, cache updaters `<group>-cache`).
+    #[arg(long, env = "TTPULSE_KAFKA_GROUP", default_value = "ttpulse")]
+    pub kafka_group: String,
+
+    /// Redis URL (`redis://[:password@]host:port/db`, `rediss://` for TLS). Needed by the cache
+    /// and api roles in distributed mode.
+    #[arg(long, env = "TTPULSE_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Database URL: `postgres://user:password@host/db` for PostgreSQL; unset for the SQLite
+    /// file in TTPULSE_DATA_DIR.
+    #[arg(long, env = "TTPULSE_DATABASE_URL")]
+    pub database_url: Option<String>,
+
     /// Address the HTTP server (API, WebSocket, admin) listens on.
     #[arg(long, env = "TTPULSE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
@@ -82,6 +146,14 @@ impl Config {
         self.data_dir.join("ttpulse.db")
     }
 
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    pub fn runs_all_roles(&self) -> bool {
+        Role::ALL.iter().all(|r| self.has(*r))
+    }
+
     pub fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.db_flush_ms)
     }
@@ -89,6 +161,13 @@ impl Config {
     /// A configuration for tests: an own data folder, a free port, no simulator.
     pub fn for_tests(data_dir: PathBuf) -> Self {
         Self {
+            roles: Role::ALL.to_vec(),
+            kafka_brokers: None,
+            kafka_partitions: 6,
+            kafka_replication: 1,
+            kafka_group: "ttpulse".into(),
+            redis_url: None,
+            database_url: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
             source: SourceKind::None,

@@ -1,5 +1,12 @@
-//! Wiring: starts the actors and connects each hop to its carrier. In the embedded default
-//! every hop is an in-process actor message.
+//! Wiring: starts the actors a process runs and connects each hop to its carrier.
+//!
+//! | hop | embedded (no TTPULSE_KAFKA_BROKERS) | distributed |
+//! |---|---|---|
+//! | 1 raw events | ingester -> processor (actor message) | KafkaProducerActor -> `tt_raw_data` -> KafkaConsumerActor -> processor |
+//! | 2 processed | processor -> cache (actor message) | KafkaProducerActor -> `tt_processed_data` -> KafkaConsumerActor -> RedisCacheActor |
+//! | 3 notify | cache -> hub (actor message) | Redis `tt_updates` -> RedisFeedActor -> local cache -> hub |
+//!
+//! The actors do not know which carrier they have: each hop is a `Recipient`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,32 +14,38 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use anyhow::{Context as _, bail};
+use ttpulse_actors::cache::redis::{RedisCacheActor, RedisFeedActor};
 use ttpulse_actors::cache::{CacheActor, StateStore};
 use ttpulse_actors::domain::InstrumentCatalog;
 use ttpulse_actors::health::HealthRegistry;
 use ttpulse_actors::ingest::{IngesterActor, SourceConfig};
-use ttpulse_actors::messages::{Restart, SyncInstruments};
+use ttpulse_actors::kafka::{self, Feed, KafkaConsumerActor, KafkaProducerActor, KafkaSettings};
+use ttpulse_actors::messages::{RawBatch, Restart, SyncInstruments, UpdateBatch};
 use ttpulse_actors::metrics::Metrics;
 use ttpulse_actors::processor::{ProcessorActor, ProcessorConfig};
 use ttpulse_actors::session::{Hub, OutboxLimits, SessionConfig};
-use ttpulse_actors::store::{DbActor, DbPool};
+use ttpulse_actors::store::{DbActor, DbPool, redact_url};
 
-use crate::config::{Config, SourceKind};
+use crate::config::{Config, Role, SourceKind};
 
-/// Handles on a running pipeline, shared by the HTTP routes.
+/// Handles on a running process's actors, shared by the HTTP routes. What a role does not run
+/// is `None`, and its routes are not mounted.
 #[derive(Clone)]
 pub struct Pipeline {
     pub catalog: Arc<InstrumentCatalog>,
+    /// The latest state this process serves (api role).
     pub store: StateStore,
-    pub hub: Addr<Hub>,
-    pub ingester: Addr<IngesterActor>,
-    pub db_reader: Addr<DbActor>,
-    pub db_pool: DbPool,
+    pub hub: Option<Addr<Hub>>,
+    pub ingester: Option<Addr<IngesterActor>>,
+    pub db_reader: Option<Addr<DbActor>>,
+    pub db_pool: Option<DbPool>,
     pub health: Arc<HealthRegistry>,
     pub metrics: Arc<Metrics>,
     /// Actors the admin endpoint may restart, by name.
     pub restartable: BTreeMap<&'static str, Recipient<Restart>>,
     pub session: SessionConfig,
+    pub roles: Vec<Role>,
+    pub distributed: bool,
 }
 
 /// Makes sure the data folder exists and can be written, with an error that says which.
@@ -47,9 +60,36 @@ pub fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens the configured database (PostgreSQL when TTPULSE_DATABASE_URL is set, else the SQLite
+/// file) and runs the migrations.
 pub fn open_database(config: &Config) -> anyhow::Result<DbPool> {
-    prepare_data_dir(config)?;
-    Ok(DbPool::open_sqlite(&config.database_path(), 4)?)
+    match &config.database_url {
+        Some(url) => Ok(DbPool::open(url, 8)?),
+        None => {
+            prepare_data_dir(config)?;
+            Ok(DbPool::open_sqlite(&config.database_path(), 4)?)
+        }
+    }
+}
+
+/// Opens the database, retrying while it is unreachable (a service starting beside us).
+async fn open_database_retrying(config: &Config) -> anyhow::Result<DbPool> {
+    if config.database_url.is_none() {
+        return open_database(config);
+    }
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let attempt = config.clone();
+        match actix_rt::task::spawn_blocking(move || open_database(&attempt)).await? {
+            Ok(pool) => return Ok(pool),
+            Err(e) => {
+                let shown = config.database_url.as_deref().map(redact_url).unwrap_or_default();
+                tracing::error!(database = shown, error = %format!("{e:#}"), retry_in = ?backoff, "cannot open the database");
+                actix_rt::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
 }
 
 fn source_config(config: &Config) -> anyhow::Result<SourceConfig> {
@@ -74,71 +114,292 @@ fn source_config(config: &Config) -> anyhow::Result<SourceConfig> {
     })
 }
 
-/// Starts every actor of the embedded pipeline. Must run inside an actix `System`.
-pub async fn start_embedded(config: &Config) -> anyhow::Result<Pipeline> {
-    let source = source_config(config)?;
-    let catalog = Arc::new(InstrumentCatalog::default_futures());
-    let health = HealthRegistry::new();
-    let metrics = Arc::new(Metrics::new());
-    let pool = open_database(config)?;
-    tracing::info!(path = %config.database_path().display(), "database ready");
+/// Checks that the roles and carriers fit together, before anything starts.
+pub fn validate(config: &Config) -> anyhow::Result<()> {
+    if config.roles.is_empty() {
+        bail!("TTPULSE_ROLES names no role; use some of ingester,processor,cache,api");
+    }
+    if config.kafka_brokers.is_none() {
+        if !config.runs_all_roles() {
+            bail!(
+                "running only some roles ({}) needs the distributed carriers: set TTPULSE_KAFKA_BROKERS \
+                 (and TTPULSE_REDIS_URL for the cache and api roles)",
+                config.roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(",")
+            );
+        }
+        return Ok(());
+    }
+    if (config.has(Role::Cache) || config.has(Role::Api)) && config.redis_url.is_none() {
+        bail!("the cache and api roles need TTPULSE_REDIS_URL in distributed mode (TTPULSE_KAFKA_BROKERS is set)");
+    }
+    if let Some(url) = &config.redis_url {
+        redis::Client::open(url.as_str())
+            .with_context(|| format!("TTPULSE_REDIS_URL {} is not a Redis URL", redact_url(url)))?;
+    }
+    source_config(config)?;
+    Ok(())
+}
 
-    // The writer has one thread so transactions commit in order; readers serve the API.
-    let db_writer =
-        DbActor::start(1, pool.clone(), catalog.clone(), metrics.clone(), health.register("db-writer", "DbActor"));
-    let db_reader =
-        DbActor::start(2, pool.clone(), catalog.clone(), metrics.clone(), health.register("db-reader", "DbActor"));
-    db_writer
-        .send(SyncInstruments { specs: catalog.iter().cloned().collect() })
-        .await
-        .context("database writer did not start")??;
+fn session_config(config: &Config) -> SessionConfig {
+    SessionConfig {
+        outbox: OutboxLimits {
+            account_capacity: config.ws_account_queue as usize,
+            market_capacity: config.ws_market_queue as usize,
+            max_behind: Duration::from_secs(config.ws_max_behind_secs),
+        },
+    }
+}
 
-    let store = StateStore::new();
-    let hub = {
-        let (store, catalog, metrics, h) =
-            (store.clone(), catalog.clone(), metrics.clone(), health.register("hub", "Hub"));
-        Supervisor::start(move |_| Hub::new(store, catalog, metrics, h))
-    };
-    let cache = {
-        let (store, notifier, metrics, h) =
-            (store.clone(), hub.clone().recipient(), metrics.clone(), health.register("cache", "CacheActor"));
-        Supervisor::start(move |_| CacheActor::new(store, notifier, metrics, h))
-    };
-    let processor = {
-        let processor_config =
-            ProcessorConfig { flush_interval: config.flush_interval(), flush_rows: config.db_flush_rows as usize };
-        let (catalog, downstream, write, load, metrics, h) = (
+fn processor_config(config: &Config) -> ProcessorConfig {
+    ProcessorConfig { flush_interval: config.flush_interval(), flush_rows: config.db_flush_rows as usize }
+}
+
+/// Starts what the configuration asks for. Must run inside an actix `System`.
+pub async fn start(config: &Config) -> anyhow::Result<Pipeline> {
+    validate(config)?;
+    match &config.kafka_brokers {
+        None => start_embedded(config).await,
+        Some(brokers) => start_distributed(config, brokers).await,
+    }
+}
+
+struct Parts {
+    catalog: Arc<InstrumentCatalog>,
+    health: Arc<HealthRegistry>,
+    metrics: Arc<Metrics>,
+    store: StateStore,
+}
+
+impl Parts {
+    fn new() -> Self {
+        Self {
+            catalog: Arc::new(InstrumentCatalog::default_futures()),
+            health: HealthRegistry::new(),
+            metrics: Arc::new(Metrics::new()),
+            store: StateStore::new(),
+        }
+    }
+
+    /// The writer (one thread, so transactions commit in order) and the readers (the API).
+    async fn databases(&self, pool: &DbPool) -> anyhow::Result<(Addr<DbActor>, Addr<DbActor>)> {
+        let (catalog, metrics) = (self.catalog.clone(), self.metrics.clone());
+        let writer = DbActor::start(
+            1,
+            pool.clone(),
             catalog.clone(),
-            cache.clone().recipient(),
-            db_writer.clone().recipient(),
-            db_writer.clone().recipient(),
             metrics.clone(),
-            health.register("processor", "ProcessorActor"),
+            self.health.register("db-writer", "DbActor"),
+        );
+        let reader =
+            DbActor::start(2, pool.clone(), catalog.clone(), metrics, self.health.register("db-reader", "DbActor"));
+        writer
+            .send(SyncInstruments { specs: catalog.iter().cloned().collect() })
+            .await
+            .context("database writer did not start")??;
+        Ok((writer, reader))
+    }
+
+    fn hub(&self) -> Addr<Hub> {
+        let (store, catalog, metrics, h) =
+            (self.store.clone(), self.catalog.clone(), self.metrics.clone(), self.health.register("hub", "Hub"));
+        Supervisor::start(move |_| Hub::new(store, catalog, metrics, h))
+    }
+
+    fn local_cache(&self, notifier: Recipient<UpdateBatch>) -> Addr<CacheActor> {
+        let (store, metrics, h) =
+            (self.store.clone(), self.metrics.clone(), self.health.register("cache", "CacheActor"));
+        Supervisor::start(move |_| CacheActor::new(store, notifier, metrics, h))
+    }
+
+    fn processor(
+        &self,
+        config: &Config,
+        downstream: Recipient<UpdateBatch>,
+        writer: &Addr<DbActor>,
+    ) -> Addr<ProcessorActor> {
+        let processor_config = processor_config(config);
+        let (catalog, write, load, metrics, h) = (
+            self.catalog.clone(),
+            writer.clone().recipient(),
+            writer.clone().recipient(),
+            self.metrics.clone(),
+            self.health.register("processor", "ProcessorActor"),
         );
         Supervisor::start(move |_| ProcessorActor::new(catalog, downstream, write, load, processor_config, metrics, h))
-    };
-    let ingester = {
-        let (catalog, hop, metrics, h) = (
-            catalog.clone(),
-            processor.clone().recipient(),
-            metrics.clone(),
-            health.register("ingester", "IngesterActor"),
-        );
-        Supervisor::start(move |_| IngesterActor::new(source, catalog, hop, metrics, h))
-    };
+    }
 
+    fn ingester(&self, config: &Config, hop: Recipient<RawBatch>) -> anyhow::Result<Addr<IngesterActor>> {
+        let source = source_config(config)?;
+        let (catalog, metrics, h) =
+            (self.catalog.clone(), self.metrics.clone(), self.health.register("ingester", "IngesterActor"));
+        Ok(Supervisor::start(move |_| IngesterActor::new(source, catalog, hop, metrics, h)))
+    }
+}
+
+/// Every role in one process, every hop an actor message, SQLite (or TTPULSE_DATABASE_URL).
+async fn start_embedded(config: &Config) -> anyhow::Result<Pipeline> {
+    let parts = Parts::new();
+    let pool = open_database(config)?;
+    tracing::info!(database = pool.backend(), "database ready");
+    let (writer, reader) = parts.databases(&pool).await?;
+    let hub = parts.hub();
+    let cache = parts.local_cache(hub.clone().recipient());
+    let processor = parts.processor(config, cache.clone().recipient(), &writer);
+    let ingester = parts.ingester(config, processor.clone().recipient())?;
     let restartable = BTreeMap::from([
         ("ingester", ingester.clone().recipient()),
         ("processor", processor.clone().recipient()),
         ("cache", cache.clone().recipient()),
         ("hub", hub.clone().recipient()),
     ]);
-    let session = SessionConfig {
-        outbox: OutboxLimits {
-            account_capacity: config.ws_account_queue as usize,
-            market_capacity: config.ws_market_queue as usize,
-            max_behind: Duration::from_secs(config.ws_max_behind_secs),
-        },
+    Ok(Pipeline {
+        catalog: parts.catalog,
+        store: parts.store,
+        hub: Some(hub),
+        ingester: Some(ingester),
+        db_reader: Some(reader),
+        db_pool: Some(pool),
+        health: parts.health,
+        metrics: parts.metrics,
+        restartable,
+        session: session_config(config),
+        roles: Role::ALL.to_vec(),
+        distributed: false,
+    })
+}
+
+/// Creates the topics, retrying until the broker answers (in the background: the process and
+/// its admin endpoints are up meanwhile, and the Kafka actors retry on their own).
+fn ensure_topics_in_background(settings: KafkaSettings) {
+    actix_rt::spawn(async move {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match kafka::ensure_topics(&settings).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!(brokers = settings.brokers, error = %e, retry_in = ?backoff, "cannot create the Kafka topics");
+                    actix_rt::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    });
+}
+
+/// The roles this process runs, with Kafka, Redis and the database as carriers.
+async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pipeline> {
+    let parts = Parts::new();
+    let extra = kafka::settings_from_env(
+        std::env::vars(),
+        "TTPULSE_KAFKA_",
+        &["BROKERS", "PARTITIONS", "REPLICATION", "GROUP"],
+    );
+    tracing::info!(brokers, settings = ?kafka::redacted(&extra), roles = ?config.roles, "distributed mode");
+    let settings = KafkaSettings {
+        brokers: brokers.to_owned(),
+        extra,
+        partitions: config.kafka_partitions,
+        replication: config.kafka_replication,
+        group: config.kafka_group.clone(),
     };
-    Ok(Pipeline { catalog, store, hub, ingester, db_reader, db_pool: pool, health, metrics, restartable, session })
+    ensure_topics_in_background(settings.clone());
+    let redis = match &config.redis_url {
+        Some(url) => Some(redis::Client::open(url.as_str()).context("TTPULSE_REDIS_URL")?),
+        None => None,
+    };
+
+    let needs_db = config.has(Role::Processor) || config.has(Role::Cache) || config.has(Role::Api);
+    let (pool, writer, reader) = if needs_db {
+        let pool = open_database_retrying(config).await?;
+        tracing::info!(database = pool.backend(), "database ready");
+        let (writer, reader) = parts.databases(&pool).await?;
+        (Some(pool), Some(writer), Some(reader))
+    } else {
+        (None, None, None)
+    };
+
+    let mut restartable: BTreeMap<&'static str, Recipient<Restart>> = BTreeMap::new();
+    let producer = |topic: &'static str, name: &str| {
+        let (settings, metrics, h) =
+            (settings.clone(), parts.metrics.clone(), parts.health.register(name, "KafkaProducerActor"));
+        Supervisor::start(move |_| KafkaProducerActor::new(settings, topic, metrics, h))
+    };
+    let consumer = |topic: &'static str, group: &'static str, feed: Feed, name: &str| {
+        let (settings, metrics, h) =
+            (settings.clone(), parts.metrics.clone(), parts.health.register(name, "KafkaConsumerActor"));
+        Supervisor::start(move |_| KafkaConsumerActor::new(settings, topic, group, feed, metrics, h))
+    };
+
+    let mut ingester = None;
+    if config.has(Role::Ingester) {
+        let raw_out = producer(kafka::RAW_TOPIC, "kafka-producer-raw");
+        let actor = parts.ingester(config, raw_out.clone().recipient())?;
+        restartable.insert("ingester", actor.clone().recipient());
+        restartable.insert("kafka-producer-raw", raw_out.recipient());
+        ingester = Some(actor);
+    }
+    if config.has(Role::Processor)
+        && let Some(writer) = &writer
+    {
+        let processed_out = producer(kafka::PROCESSED_TOPIC, "kafka-producer-processed");
+        let processor = parts.processor(config, processed_out.clone().recipient(), writer);
+        let feed = Feed::Raw {
+            target: processor.clone().recipient(),
+            reload: processor.clone().recipient(),
+            catalog: parts.catalog.clone(),
+        };
+        let raw_in = consumer(kafka::RAW_TOPIC, "processor", feed, "kafka-consumer-raw");
+        restartable.insert("processor", processor.recipient());
+        restartable.insert("kafka-producer-processed", processed_out.recipient());
+        restartable.insert("kafka-consumer-raw", raw_in.recipient());
+    }
+    if config.has(Role::Cache)
+        && let (Some(client), Some(reader)) = (&redis, &reader)
+    {
+        let (client, catalog, load, metrics, h) = (
+            client.clone(),
+            parts.catalog.clone(),
+            reader.clone().recipient(),
+            parts.metrics.clone(),
+            parts.health.register("redis-cache", "RedisCacheActor"),
+        );
+        let redis_cache = Supervisor::start(move |_| RedisCacheActor::new(client, catalog, load, metrics, h));
+        let feed = Feed::Processed { target: redis_cache.clone().recipient() };
+        let processed_in = consumer(kafka::PROCESSED_TOPIC, "cache", feed, "kafka-consumer-processed");
+        restartable.insert("redis-cache", redis_cache.recipient());
+        restartable.insert("kafka-consumer-processed", processed_in.recipient());
+    }
+    let mut hub = None;
+    if config.has(Role::Api)
+        && let Some(client) = &redis
+    {
+        let api_hub = parts.hub();
+        let cache = parts.local_cache(api_hub.clone().recipient());
+        let (client, cache_in, hub_in, metrics, h) = (
+            client.clone(),
+            cache.clone().recipient(),
+            api_hub.clone().recipient(),
+            parts.metrics.clone(),
+            parts.health.register("redis-feed", "RedisFeedActor"),
+        );
+        let feed = Supervisor::start(move |_| RedisFeedActor::new(client, cache_in, hub_in, metrics, h));
+        restartable.insert("hub", api_hub.clone().recipient());
+        restartable.insert("cache", cache.recipient());
+        restartable.insert("redis-feed", feed.recipient());
+        hub = Some(api_hub);
+    }
+    Ok(Pipeline {
+        catalog: parts.catalog,
+        store: parts.store,
+        hub,
+        ingester,
+        db_reader: reader,
+        db_pool: pool,
+        health: parts.health,
+        metrics: parts.metrics,
+        restartable,
+        session: session_config(config),
+        roles: config.roles.clone(),
+        distributed: true,
+    })
 }

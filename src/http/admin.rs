@@ -20,7 +20,9 @@ pub async fn health(pipeline: web::Data<Pipeline>) -> HttpResponse {
         .collect();
     let body = json!({
         "status": if ready { "ok" } else { "degraded" },
-        "database": pipeline.db_pool.backend(),
+        "mode": if pipeline.distributed { "distributed" } else { "embedded" },
+        "roles": pipeline.roles.iter().map(|r| r.name()).collect::<Vec<_>>(),
+        "database": pipeline.db_pool.as_ref().map(|p| p.backend()),
         "not_running": not_running,
     });
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }

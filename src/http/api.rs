@@ -112,8 +112,10 @@ pub async fn candles(pipeline: web::Data<Pipeline>, query: web::Query<CandlesQue
     if !(1..=5_000).contains(&limit) {
         return Err(ApiError::bad_request("bad_query", format!("`limit` must be between 1 and 5000, got {limit}")));
     }
-    let candles = pipeline
-        .db_reader
+    let Some(db_reader) = &pipeline.db_reader else {
+        return Err(ApiError::Unavailable("this process has no database".into()));
+    };
+    let candles = db_reader
         .send(QueryCandles { symbol, interval, limit })
         .await
         .map_err(|e| ApiError::Unavailable(format!("database reader unavailable: {e}")))?
@@ -155,7 +157,10 @@ pub async fn ingest(
             invalid_event(index, &e.field, &e.reason)
         })?);
     }
-    let (receipt, durable) = match pipeline.ingester.send(IngestEvents { events }).await {
+    let Some(ingester) = &pipeline.ingester else {
+        return Err(ApiError::Unavailable("this process does not run the ingester role".into()));
+    };
+    let (receipt, durable) = match ingester.send(IngestEvents { events }).await {
         Err(e) => return Err(ApiError::Unavailable(format!("ingester unavailable: {e}"))),
         Ok(Err(IngestError::Invalid { index, error })) => {
             return Err(invalid_event(index, &error.field, &error.reason));
@@ -208,5 +213,8 @@ pub async fn websocket(
     req: HttpRequest,
     stream: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
-    start_session(&req, stream, pipeline.hub.clone(), &pipeline.session, pipeline.metrics.clone())
+    let Some(hub) = &pipeline.hub else {
+        return Err(ApiError::Unavailable("this process does not run the api role".into()).into());
+    };
+    start_session(&req, stream, hub.clone(), &pipeline.session, pipeline.metrics.clone())
 }

@@ -31,25 +31,33 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, error::A
     Err(error::ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())))
 }
 
-/// Starts the embedded pipeline and binds the HTTP server. Must run inside an actix `System`.
+/// Starts what the configuration asks for and binds the HTTP server: admin and metrics in every
+/// process, ingest where the ingester runs, reads and `/ws` where the api runs. Must run inside
+/// an actix `System`.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let pipeline = wiring::start_embedded(&config).await?;
+    let pipeline = wiring::start(&config).await?;
+    let (serves_api, serves_ingest) = (pipeline.hub.is_some(), pipeline.ingester.is_some());
     let data = web::Data::new(pipeline.clone());
     let config_data = web::Data::new(config.clone());
     let server = HttpServer::new(move || {
-        App::new()
+        let mut app = App::new()
             .app_data(data.clone())
             .app_data(config_data.clone())
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/metrics"))
-            .service(index)
-            .service(api::snapshot)
-            .service(api::instruments)
-            .service(api::positions)
-            .service(api::candles)
-            .service(api::ingest)
-            .service(api::websocket)
-            .service(admin::health)
+            .service(api::instruments);
+        if serves_api {
+            app = app
+                .service(index)
+                .service(api::snapshot)
+                .service(api::positions)
+                .service(api::candles)
+                .service(api::websocket);
+        }
+        if serves_ingest {
+            app = app.service(api::ingest);
+        }
+        app.service(admin::health)
             .service(admin::actors)
             .service(admin::restart)
             .service(admin::metrics)

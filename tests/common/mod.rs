@@ -88,7 +88,7 @@ impl TestServer {
 
     /// Row counts per table, read straight from the database.
     pub fn table_counts(&self) -> HashMap<&'static str, i64> {
-        let mut conn = self.pipeline.db_pool.get().expect("connection");
+        let mut conn = self.pipeline.db_pool.as_ref().expect("a database").get().expect("connection");
         let counts = ttpulse_actors::with_conn!(&mut conn, queries::table_counts()).expect("counts");
         counts.into_iter().collect()
     }
