@@ -1,7 +1,7 @@
 # ttpulse: the two commands are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run build test test-unit test-integration fmt lint migrate clean
+.PHONY: run build test test-unit test-integration fmt lint migrate clean up down status
 
 ## run: build (release) and start every role in one process on the embedded default; prints the URL
 run:
@@ -35,3 +35,14 @@ lint:
 
 clean:
 	$(CARGO) clean
+
+## up: the distributed stack on this machine (broker, Redis, PostgreSQL database, one process per role)
+up:
+	scripts/stack.sh up
+
+## down: stop what `make up` started
+down:
+	scripts/stack.sh down
+
+status:
+	scripts/stack.sh status

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_from_env("TTPULSE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
 
     let cli = Cli::parse();
     let result = actix_web::rt::System::new().block_on(async move {

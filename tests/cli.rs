@@ -104,7 +104,12 @@ fn run_prints_the_url_and_streams_simulated_updates() {
     let url = BufReader::new(stdout)
         .lines()
         .map_while(Result::ok)
-        .find_map(|line| line.split("open ").nth(1).map(|u| u.trim().trim_end_matches('/').to_owned()))
+        .find_map(|line| {
+            line.split("open ")
+                .nth(1)
+                .and_then(|u| u.split_whitespace().next())
+                .map(|u| u.trim_end_matches('/').to_owned())
+        })
         .expect("the URL is printed");
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 

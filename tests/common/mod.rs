@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod stack;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -56,30 +58,15 @@ impl TestServer {
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let mut resp = awc::Client::new().get(self.url(path)).send().await.expect("GET");
-        let status = resp.status().as_u16();
-        let body = resp.body().limit(16 * 1024 * 1024).await.expect("body");
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+        get_json(&self.url(path)).await
     }
 
     pub async fn get_text(&self, path: &str) -> (u16, String) {
-        let mut resp = awc::Client::new().get(self.url(path)).send().await.expect("GET");
-        let status = resp.status().as_u16();
-        let body = resp.body().limit(16 * 1024 * 1024).await.expect("body");
-        (status, String::from_utf8_lossy(&body).into_owned())
+        get_text(&self.url(path)).await
     }
 
     pub async fn post_raw(&self, path: &str, body: impl Into<String>) -> (u16, Value) {
-        let body: String = body.into();
-        let mut resp = awc::Client::new()
-            .post(self.url(path))
-            .insert_header(("content-type", "application/json"))
-            .send_body(body)
-            .await
-            .expect("POST");
-        let status = resp.status().as_u16();
-        let body = resp.body().limit(16 * 1024 * 1024).await.expect("body");
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+        post(&self.url(path), body).await
     }
 
     pub async fn ingest(&self, events: &Value) -> (u16, Value) {
@@ -94,21 +81,53 @@ impl TestServer {
     }
 
     pub async fn ws(&self) -> WsClient {
-        let (_, framed) = awc::Client::new().ws(format!("ws://{}/ws", self.addr)).connect().await.expect("ws connect");
-        WsClient { framed }
+        WsClient::connect(&format!("ws://{}/ws", self.addr)).await
     }
 
-    /// Waits until `check` holds, polling every 20 ms, for at most `timeout`.
-    pub async fn eventually<F: AsyncFnMut() -> bool>(timeout: Duration, mut check: F) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if check().await {
-                return true;
-            }
-            actix_rt::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
+    pub async fn eventually<F: AsyncFnMut() -> bool>(timeout: Duration, check: F) -> bool {
+        eventually(timeout, check).await
     }
+}
+
+/// Waits until `check` holds, polling every 20 ms, for at most `timeout`.
+pub async fn eventually<F: AsyncFnMut() -> bool>(timeout: Duration, mut check: F) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+fn client() -> awc::Client {
+    awc::Client::builder().timeout(Duration::from_secs(90)).finish()
+}
+
+pub async fn get_json(url: &str) -> (u16, Value) {
+    let (status, text) = get_text(url).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+pub async fn get_text(url: &str) -> (u16, String) {
+    match client().get(url).send().await {
+        Ok(mut resp) => {
+            let status = resp.status().as_u16();
+            let body = resp.body().limit(64 * 1024 * 1024).await.unwrap_or_default();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+pub async fn post(url: &str, body: impl Into<String>) -> (u16, Value) {
+    let body: String = body.into();
+    let mut resp =
+        client().post(url).insert_header(("content-type", "application/json")).send_body(body).await.expect("POST");
+    let status = resp.status().as_u16();
+    let body = resp.body().limit(16 * 1024 * 1024).await.expect("body");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
 pub struct WsClient {
@@ -116,6 +135,11 @@ pub struct WsClient {
 }
 
 impl WsClient {
+    pub async fn connect(url: &str) -> Self {
+        let (_, framed) = awc::Client::new().ws(url).connect().await.expect("ws connect");
+        WsClient { framed }
+    }
+
     pub async fn send(&mut self, message: Value) {
         self.framed.send(ws::Message::Text(message.to_string().into())).await.expect("ws send");
     }

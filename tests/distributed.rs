@@ -1,0 +1,346 @@
+//! Distributed mode against real services: a Kafka-protocol broker (nisshi), Redis and
+//! PostgreSQL, each ttpulse role its own process. Needs `nisshi` (scripts/ensure-nisshi.sh),
+//! `redis-server` and a local PostgreSQL; .ci/run provides all three.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::stack::{Role, Services};
+use common::{WsClient, eventually, fill, get_json, get_text, post, quote, trade};
+use serde_json::{Value, json};
+use ttpulse_actors::domain::{Changes, Engine, InstrumentCatalog, Update};
+use ttpulse_actors::ingest::simulator::Simulator;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn healthy(role: &Role) -> bool {
+    eventually(WAIT, async || get_json(&format!("{}/admin/health", role.url)).await.0 == 200).await
+}
+
+async fn ingest(ingester: &Role, events: &[Value]) -> Value {
+    let (status, receipt) = post(&format!("{}/api/ingest", ingester.url), json!(events).to_string()).await;
+    assert_eq!(status, 200, "{receipt}");
+    receipt
+}
+
+fn assert_gapless(updates: &[Value]) {
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for u in updates {
+        let key = u["key"].as_str().unwrap_or_default().to_owned();
+        let seq = u["seq"].as_u64().unwrap_or_default();
+        if let Some(prev) = last.insert(key.clone(), seq) {
+            assert_eq!(seq, prev + 1, "gap or reorder on {key}: {prev} then {seq}");
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn events_cross_the_broker_redis_and_postgres_to_two_api_processes() {
+    let services = Services::start(false);
+    let processor = services.role("processor", &[]);
+    let cache = services.role("cache", &[]);
+    let api = [services.role("api", &[]), services.role("api", &[])];
+    let ingester = services.role("ingester", &[]);
+    for role in [&processor, &cache, &api[0], &api[1], &ingester] {
+        assert!(healthy(role).await, "not healthy: {}\n{}", role.url, role.log_text());
+    }
+    let mut clients = Vec::new();
+    for a in &api {
+        let mut ws = WsClient::connect(&a.ws_url()).await;
+        ws.subscribe(&["ESZ6"], &["ACC1"]).await;
+        clients.push(ws);
+    }
+    let receipt = ingest(
+        &ingester,
+        &[
+            quote("d:1", "ESZ6", "6850.00", "6850.25"),
+            trade("d:2", "ESZ6", "6850.25", 2, "buy"),
+            trade("d:3", "ESZ6", "6850.00", 2, "sell"),
+            fill("d:4", "ACC1", "F-1", "ESZ6", "buy", "6850.25", 3),
+            quote("d:5", "ESZ6", "6851.00", "6851.25"),
+        ],
+    )
+    .await;
+    assert_eq!(receipt["accepted"], 5);
+
+    for ws in &mut clients {
+        let updates = ws
+            .updates_until(WAIT, |got| {
+                got.iter().any(|u| u["key"] == "pos:ACC1:ESZ6" && u["seq"] == 2)
+                    && got.iter().any(|u| u["key"] == "inst:ESZ6" && u["seq"] == 4)
+                    && got.iter().any(|u| u["key"] == "fills:ACC1" && u["seq"] == 1)
+            })
+            .await;
+        assert_gapless(&updates);
+        let last = &updates.iter().rfind(|u| u["key"] == "inst:ESZ6").expect("instrument")["data"];
+        assert_eq!(
+            (last["seq"].clone(), last["mid"].clone(), last["vwap"].clone()),
+            (json!(4), json!("6851.125"), json!("6850.125"))
+        );
+        assert_eq!(last["volume"], 4);
+        let position = &updates.iter().rfind(|u| u["key"] == "pos:ACC1:ESZ6").expect("position")["data"];
+        assert_eq!((position["net_qty"].clone(), position["unrealized_pnl"].clone()), (json!(3), json!("131.25")));
+        let candles = updates.iter().filter(|u| u["kind"] == "candle").count();
+        assert_eq!(candles, 4);
+    }
+
+    // Redis holds the latest state of each key; PostgreSQL the rows.
+    assert_eq!(services.redis_cli(&["HGET", "tt:inst:ESZ6", "seq"]), "4");
+    assert_eq!(services.redis_cli(&["HGET", "tt:pos:ACC1:ESZ6", "seq"]), "2");
+    assert_eq!(services.sql("SELECT count(*) FROM trades"), "2");
+    assert_eq!(services.sql("SELECT count(*) FROM fills"), "1");
+    assert_eq!(services.sql("SELECT volume || ' ' || seq FROM instrument_states WHERE symbol = 'ESZ6'"), "4 4");
+    let (_, snapshot) = get_json(&format!("{}/api/snapshot?instruments=ESZ6", api[1].url)).await;
+    assert_eq!(snapshot["instruments"][0]["seq"], 4);
+    let (_, candles) = get_json(&format!("{}/api/candles?symbol=ESZ6&interval=1m", api[0].url)).await;
+    assert_eq!(candles[0]["volume"], 4);
+
+    // Each process reports its Kafka and Redis actors, and the metrics of its hops.
+    let (_, actors) = get_json(&format!("{}/admin/actors", processor.url)).await;
+    let names: Vec<&str> =
+        actors.as_array().map(|l| l.iter().filter_map(|a| a["name"].as_str()).collect()).unwrap_or_default();
+    assert!(names.contains(&"kafka-consumer-raw") && names.contains(&"kafka-producer-processed"), "{names:?}");
+    let (_, metrics) = get_text(&format!("{}/metrics", processor.url)).await;
+    assert!(metrics.contains(r#"ttpulse_kafka_consumed_total{topic="tt_raw_data"} 5"#), "{metrics}");
+    let (_, metrics) = get_text(&format!("{}/metrics", cache.url)).await;
+    assert!(metrics.contains("ttpulse_redis_used_memory_bytes"), "{metrics}");
+    let (_, health) = get_json(&format!("{}/admin/health", api[0].url)).await;
+    assert_eq!((health["mode"].clone(), health["roles"].clone()), (json!("distributed"), json!(["api"])));
+    // The api role serves no ingest, the ingester no reads.
+    assert_eq!(post(&format!("{}/api/ingest", api[0].url), "[]").await.0, 404);
+    assert_eq!(get_json(&format!("{}/api/snapshot", ingester.url)).await.0, 404);
+}
+
+/// The instrument states and positions an engine reaches on `events`, by key.
+fn recompute(
+    catalog: &Arc<InstrumentCatalog>,
+    events: &[ttpulse_actors::domain::ValidEvent],
+) -> BTreeMap<String, Update> {
+    let mut engine = Engine::new(catalog.clone());
+    let (mut out, mut changes) = (Vec::new(), Changes::default());
+    for event in events {
+        engine.apply(event, &mut out, &mut changes);
+    }
+    engine.current_state().into_iter().map(|p| (p.key, p.update)).collect()
+}
+
+#[actix_rt::test]
+async fn a_processor_killed_mid_stream_loses_nothing_and_counts_nothing_twice() {
+    let services = Services::start(false);
+    let mut processor = services.role("processor", &[]);
+    let cache = services.role("cache", &[]);
+    let api = services.role("api", &[]);
+    let ingester = services.role("ingester", &[]);
+    for role in [&processor, &cache, &api, &ingester] {
+        assert!(healthy(role).await, "{}", role.log_text());
+    }
+    let catalog = Arc::new(InstrumentCatalog::default_futures());
+    const TOTAL: usize = 100_000;
+    let events = Simulator::new(&catalog, 42).generate(TOTAL, 1_795_000_000_000_000);
+    let wire: Vec<Value> = events.iter().map(|e| serde_json::to_value(e.to_raw()).expect("json")).collect();
+    let trades = events.iter().filter(|e| e.body.kind() == "trade").count();
+    let fills = events.iter().filter(|e| e.body.kind() == "fill").count();
+
+    for (i, chunk) in wire.chunks(5_000).enumerate() {
+        if i == 8 {
+            // In the middle of the stream, with batches in flight.
+            processor.proc.kill9();
+        }
+        ingest(&ingester, chunk).await;
+    }
+    let processor = services.role("processor", &[]);
+    let done = eventually(Duration::from_secs(240), async || {
+        services.sql("SELECT count(*) FROM trades") == trades.to_string()
+    })
+    .await;
+    assert!(
+        done,
+        "trades stored: {} of {trades}\n{}",
+        services.sql("SELECT count(*) FROM trades"),
+        processor.log_text()
+    );
+    assert_eq!(services.sql("SELECT count(*) FROM fills"), fills.to_string());
+
+    // Every instrument and position equals a recomputation from the raw events, seqs included:
+    // an event applied twice would show as a higher seq, volume or position.
+    let expected = recompute(&catalog, &events);
+    let mut checked = 0;
+    for (key, update) in &expected {
+        match update {
+            Update::Instrument(s) => {
+                let row = services.sql(&format!(
+                    "SELECT seq || ' ' || volume || ' ' || trades FROM instrument_states WHERE symbol = '{}'",
+                    s.symbol
+                ));
+                assert_eq!(row, format!("{} {} {}", s.seq, s.volume, s.trades), "{key}");
+                checked += 1;
+            }
+            Update::Position(p) => {
+                let row = services.sql(&format!(
+                    "SELECT seq || ' ' || net_qty || ' ' || avg_price || ' ' || realized_pnl FROM positions WHERE account = '{}' AND symbol = '{}'",
+                    p.account, p.symbol
+                ));
+                assert_eq!(row, format!("{} {} {} {}", p.seq, p.net_qty, p.avg_price, p.realized_pnl), "{key}");
+                checked += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(checked > 20, "checked {checked} keys");
+    // The cache and the api converge on the same state through Kafka and Redis.
+    let converged = eventually(Duration::from_secs(60), async || {
+        let (_, snapshot) = get_json(&format!("{}/api/snapshot", api.url)).await;
+        expected.values().all(|update| match update {
+            Update::Instrument(s) => snapshot["instruments"].as_array().is_some_and(|l| {
+                l.iter().any(|i| i["symbol"] == s.symbol.as_str() && i["seq"] == s.seq && i["volume"] == s.volume)
+            }),
+            _ => true,
+        })
+    })
+    .await;
+    assert!(converged, "the api's snapshot did not converge");
+}
+
+#[actix_rt::test]
+async fn redis_restarted_empty_is_rebuilt_and_clients_get_a_fresh_snapshot() {
+    let mut services = Services::start(false);
+    let all = services.role("ingester,processor,cache,api", &[]);
+    assert!(healthy(&all).await, "{}", all.log_text());
+    let mut ws = WsClient::connect(&all.ws_url()).await;
+    ws.subscribe(&["*"], &["*"]).await;
+    ingest(&all, &[quote("r:1", "GCG7", "4050.0", "4050.1"), fill("r:2", "ACC2", "F-r", "GCG7", "buy", "4050.1", 2)])
+        .await;
+    assert!(eventually(WAIT, async || services.redis_cli(&["HGET", "tt:pos:ACC2:GCG7", "seq"]) == "1").await);
+    let keys_before = services.redis_cli(&["SCARD", "tt:keys"]);
+
+    services.stop_redis();
+    services.start_redis();
+    assert_eq!(services.redis_cli(&["SCARD", "tt:keys"]), "0", "a new, empty Redis");
+    // The cache updater rebuilds it from the database...
+    let rebuilt = eventually(WAIT, async || services.redis_cli(&["SCARD", "tt:keys"]) == keys_before).await;
+    assert!(rebuilt, "Redis not rebuilt; log:\n{}", all.log_text());
+    assert_eq!(services.redis_cli(&["HGET", "tt:inst:GCG7", "seq"]), "1");
+    // ...and the client gets a fresh snapshot holding the state.
+    let snapshot = ws.next_of_type("snapshot", WAIT).await.expect("a fresh snapshot after the Redis restart");
+    assert_eq!(snapshot["positions"][0]["net_qty"], 2);
+    // The stream goes on over the new connections.
+    ingest(&all, &[quote("r:3", "GCG7", "4050.1", "4050.2")]).await;
+    let updates = ws.updates_until(WAIT, |got| got.iter().any(|u| u["key"] == "inst:GCG7" && u["seq"] == 2)).await;
+    assert!(updates.iter().any(|u| u["key"] == "inst:GCG7" && u["seq"] == 2), "{updates:?}");
+    let (_, metrics) = get_text(&format!("{}/metrics", all.url)).await;
+    assert!(!metrics.contains("ttpulse_redis_reconnects_total 0"), "{metrics}");
+}
+
+#[actix_rt::test]
+async fn a_broker_outage_delays_events_and_loses_none() {
+    let mut services = Services::start(true);
+    let all = services.role("ingester,processor,cache,api", &[]);
+    assert!(healthy(&all).await, "{}", all.log_text());
+    let batch = |from: usize| -> Vec<Value> {
+        (from..from + 200)
+            .map(|i| trade(&format!("b:{i}"), "CLF7", "61.50", 1, if i % 2 == 0 { "buy" } else { "sell" }))
+            .collect()
+    };
+    ingest(&all, &batch(1)).await;
+    assert!(eventually(WAIT, async || services.sql("SELECT count(*) FROM trades") == "200").await);
+
+    services.stop_broker();
+    let url = format!("{}/api/ingest", all.url);
+    let during = actix_rt::spawn(async move { post(&url, json!(batch(201)).to_string()).await });
+    actix_rt::time::sleep(Duration::from_secs(3)).await;
+    services.start_broker();
+    let (status, receipt) = during.await.expect("task");
+    assert_eq!(status, 200, "the ingest waited for the broker: {receipt}");
+    let all_stored =
+        eventually(Duration::from_secs(90), async || services.sql("SELECT count(*) FROM trades") == "400").await;
+    assert!(all_stored, "stored {} of 400\n{}", services.sql("SELECT count(*) FROM trades"), all.log_text());
+    assert_eq!(services.sql("SELECT volume FROM instrument_states WHERE symbol = 'CLF7'"), "400");
+}
+
+#[actix_rt::test]
+async fn poison_messages_go_to_the_dead_letter_topic_and_the_stream_goes_on() {
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let services = Services::start(false);
+    let all = services.role("ingester,processor,cache,api", &[]);
+    assert!(healthy(&all).await, "{}", all.log_text());
+    // Topics exist once the first event went through.
+    ingest(&all, &[quote("p:1", "ESZ6", "6850.00", "6850.25")]).await;
+    assert!(eventually(WAIT, async || services.sql("SELECT count(*) FROM instrument_states") == "1").await);
+
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", services.brokers()).create().expect("producer");
+    let valid = json!({"type":"quote","event_id":"p:2","instrument":"ESZ6","bid":"6851.00","bid_qty":1,"ask":"6851.25","ask_qty":1});
+    let poison = [
+        ("ESZ6", "{not json".to_owned()),
+        (
+            "NOPE",
+            json!({"type":"trade","event_id":"p:9","instrument":"NOPE","price":"1","qty":1,"aggressor":"buy"})
+                .to_string(),
+        ),
+        ("ESZ6", valid.to_string()),
+    ];
+    for (key, payload) in &poison {
+        producer
+            .send(FutureRecord::to("tt_raw_data").key(*key).payload(payload), Duration::from_secs(10))
+            .await
+            .expect("produce");
+    }
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", services.brokers())
+        .set("group.id", format!("{}-dlq-reader", services.group))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["tt_dead_letter"]).expect("subscribe");
+    let mut reasons = Vec::new();
+    while reasons.len() < 2 {
+        let message =
+            actix_rt::time::timeout(WAIT, consumer.recv()).await.expect("dead letters within 30 s").expect("recv");
+        let headers = message.headers().expect("headers");
+        let reason = headers.iter().find(|h| h.key == "ttpulse-error").and_then(|h| h.value).expect("reason header");
+        reasons.push(String::from_utf8_lossy(reason).into_owned());
+    }
+    assert!(reasons[0].contains("malformed JSON"), "{reasons:?}");
+    assert!(reasons[1].contains("unknown instrument `NOPE`"), "{reasons:?}");
+    // The valid event after the poison ones was applied.
+    assert!(
+        eventually(WAIT, async || services.sql("SELECT seq FROM instrument_states WHERE symbol = 'ESZ6'") == "2").await
+    );
+    let (_, metrics) = get_text(&format!("{}/metrics", all.url)).await;
+    assert!(metrics.contains("ttpulse_dead_letters_total 2"), "{metrics}");
+}
+
+#[actix_rt::test]
+async fn unreachable_broker_and_redis_at_start_are_retried_not_fatal() {
+    let mut services = Services::start(false);
+    services.stop_broker();
+    services.stop_redis();
+    let mut all = services.role("ingester,processor,cache,api", &[]);
+    actix_rt::time::sleep(Duration::from_secs(3)).await;
+    assert!(all.proc.alive(), "the process gave up:\n{}", all.log_text());
+    let (status, health) = get_json(&format!("{}/admin/health", all.url)).await;
+    assert_eq!(status, 503, "{health}");
+    let log = all.log_text();
+    assert!(log.contains("cannot create the Kafka topics"), "{log}");
+    assert!(log.contains("cannot reach Redis"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+
+    services.start_broker();
+    services.start_redis();
+    assert!(healthy(&all).await, "did not recover:\n{}", all.log_text());
+    ingest(&all, &[quote("u:1", "ZNH7", "112.5", "112.515625")]).await;
+    let flowed = eventually(WAIT, async || {
+        let (_, snapshot) = get_json(&format!("{}/api/snapshot?instruments=ZNH7", all.url)).await;
+        snapshot["instruments"][0]["seq"] == 1
+    })
+    .await;
+    assert!(flowed, "{}", all.log_text());
+}
