@@ -121,6 +121,7 @@ impl Actor for KafkaConsumerActor {
         self.health.set_running();
         let pump = Pump {
             consumer: consumer.clone(),
+            last_warning: std::sync::Mutex::new(None),
             dead_letters,
             topic: self.topic,
             feed: self.feed.clone(),
@@ -176,6 +177,7 @@ fn record_lag(consumer: &TtConsumer, topic: &str, metrics: &Metrics) {
 
 struct Pump {
     consumer: Arc<TtConsumer>,
+    last_warning: std::sync::Mutex<Option<std::time::Instant>>,
     dead_letters: Option<FutureProducer>,
     topic: &'static str,
     feed: Feed,
@@ -200,10 +202,16 @@ impl Pump {
         let first = match self.consumer.recv().await {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(topic = self.topic, error = %e, "Kafka receive failed; retrying");
+                // librdkafka reconnects by itself; these errors report what it saw (and queue
+                // up while the broker is away), so they are counted and logged, not waited on.
                 self.metrics.kafka_errors.with_label_values(&[self.topic]).inc();
                 self.health.set_detail(Some(format!("receive failed: {e}")));
-                actix_rt::time::sleep(Duration::from_millis(500)).await;
+                let now = std::time::Instant::now();
+                let mut last = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
+                if last.is_none_or(|at| now.duration_since(at) > Duration::from_secs(5)) {
+                    tracing::warn!(topic = self.topic, error = %e, "Kafka receive failed; librdkafka keeps retrying");
+                    *last = Some(now);
+                }
                 return batch;
             }
         };

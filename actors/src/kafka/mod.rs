@@ -74,6 +74,9 @@ impl KafkaSettings {
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "5")
             .set("session.timeout.ms", "10000")
+            // Notice a subscribed topic created after the consumer started (e.g. the broker was
+            // down at start) within seconds, not the 5-minute default.
+            .set("topic.metadata.refresh.interval.ms", "2000")
             .set("heartbeat.interval.ms", "1000");
         for (key, value) in &self.extra {
             config.set(key, value);
@@ -95,7 +98,9 @@ pub async fn ensure_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
         NewTopic::new(PROCESSED_TOPIC, settings.partitions, replication()),
         NewTopic::new(DEAD_LETTER_TOPIC, 1, replication()),
     ];
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let options = AdminOptions::new()
+        .request_timeout(Some(Duration::from_secs(5)))
+        .operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&topics, &options).await? {
         match result {
             Ok(topic) => tracing::info!(topic, "Kafka topic created"),
