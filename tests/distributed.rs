@@ -130,11 +130,13 @@ fn recompute(
 #[actix_rt::test]
 async fn a_processor_killed_mid_stream_loses_nothing_and_counts_nothing_twice() {
     let services = Services::start(false);
+    // Two processors share the partitions of tt_raw_data through their consumer group.
     let mut processor = services.role("processor", &[]);
+    let other = services.role("processor", &[]);
     let cache = services.role("cache", &[]);
     let api = services.role("api", &[]);
     let ingester = services.role("ingester", &[]);
-    for role in [&processor, &cache, &api, &ingester] {
+    for role in [&processor, &other, &cache, &api, &ingester] {
         assert!(healthy(role).await, "{}", role.log_text());
     }
     let catalog = Arc::new(InstrumentCatalog::default_futures());
@@ -144,8 +146,19 @@ async fn a_processor_killed_mid_stream_loses_nothing_and_counts_nothing_twice() 
     let trades = events.iter().filter(|e| e.body.kind() == "trade").count();
     let fills = events.iter().filter(|e| e.body.kind() == "fill").count();
 
+    let consumed = async |role: &Role| -> u64 {
+        let (_, metrics) = get_text(&format!("{}/metrics", role.url)).await;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(r#"ttpulse_kafka_consumed_total{topic="tt_raw_data"} "#))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
     for (i, chunk) in wire.chunks(5_000).enumerate() {
         if i == 8 {
+            // Both processors had a share of the stream so far.
+            let (a, b) = (consumed(&processor).await, consumed(&other).await);
+            assert!(a > 0 && b > 0, "partitions not shared: {a} and {b} messages");
             // In the middle of the stream, with batches in flight.
             processor.proc.kill9();
         }
