@@ -1,10 +1,11 @@
 # ttpulse: the two commands are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run build test test-unit test-integration fmt lint migrate clean up down status
+.PHONY: run build test deps test-unit test-embedded test-distributed fmt lint migrate clean up down status
 
 ## run: build (release) and start every role in one process on the embedded default; prints the URL
 run:
+	scripts/ensure-build-deps.sh
 	$(CARGO) build --release --locked --bin ttpulse
 	./target/release/ttpulse run
 
@@ -12,15 +13,24 @@ run:
 build:
 	$(CARGO) build --workspace --all-targets --locked
 
-## test: every test (unit tests of the pure domain code, integration tests against a real server)
-test:
+## test: every test: unit tests of the pure domain code, integration tests against a real
+## server, and the distributed tests against a real broker, Redis and PostgreSQL
+test: deps
 	$(CARGO) test --workspace --locked
+
+## deps: install or start what the tests need (packages, PostgreSQL, the nisshi broker)
+deps:
+	scripts/ensure-test-deps.sh
 
 test-unit:
 	$(CARGO) test --workspace --locked --lib
 
-test-integration:
-	$(CARGO) test --workspace --locked --tests
+## test-embedded: everything but the distributed tests (needs no services)
+test-embedded:
+	$(CARGO) test --workspace --locked --lib --test pipeline --test cli
+
+test-distributed: deps
+	$(CARGO) test --workspace --locked --test distributed
 
 ## migrate: create or upgrade the database schema, then exit
 migrate:
