@@ -87,10 +87,11 @@ async fn events_cross_the_broker_redis_and_postgres_to_two_api_processes() {
         assert_eq!(candles, 4);
     }
 
-    // Redis holds the latest state of each key; PostgreSQL the rows.
+    // Redis holds the latest state of each key; PostgreSQL the rows (the processor publishes
+    // before its batched write commits, so the rows may land a few milliseconds later).
     assert_eq!(services.redis_cli(&["HGET", "tt:inst:ESZ6", "seq"]), "4");
     assert_eq!(services.redis_cli(&["HGET", "tt:pos:ACC1:ESZ6", "seq"]), "2");
-    assert_eq!(services.sql("SELECT count(*) FROM trades"), "2");
+    assert!(eventually(WAIT, async || services.sql("SELECT count(*) FROM trades") == "2").await);
     assert_eq!(services.sql("SELECT count(*) FROM fills"), "1");
     assert_eq!(services.sql("SELECT volume || ' ' || seq FROM instrument_states WHERE symbol = 'ESZ6'"), "4 4");
     let (_, snapshot) = get_json(&format!("{}/api/snapshot?instruments=ESZ6", api[1].url)).await;
