@@ -1,0 +1,400 @@
+//! `make bench`: ttpulse beside the raw limits of the parts it uses, measured side by side in
+//! one run on this machine. See BENCHMARKS.md for how to read the output.
+
+mod fanout;
+mod measure;
+mod procs;
+mod report;
+
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+use measure::Latency;
+use procs::Proc;
+
+#[derive(Parser)]
+#[command(name = "ttpulse-bench", about = "ttpulse beside the raw limits of Kafka, Redis and a plain WebSocket broadcast")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the benchmarks and write bench/results/ (results.json, latency.svg, summary.md).
+    Run {
+        /// A few minutes instead of a quarter of an hour: fewer rates, shorter windows.
+        #[arg(long)]
+        quick: bool,
+        /// The ttpulse binary to measure (build it with --release).
+        #[arg(long, default_value = "target/release/ttpulse")]
+        bin: PathBuf,
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+    },
+    /// Load generator: many WebSocket sessions (run by `run` in its own process).
+    FanoutClient {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        sessions: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// The minimal WebSocket broadcast server ttpulse's fan-out is compared with.
+    BroadcastServer {
+        #[arg(long)]
+        addr: String,
+        #[arg(long)]
+        rate: u32,
+    },
+}
+
+/// CPU and memory of one process over a measurement window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cost {
+    pub process: String,
+    pub cpu_percent: f64,
+    pub rss_mib: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RateRow {
+    pub rate: u32,
+    pub latency: Latency,
+    pub warmup: Latency,
+    pub cost: Vec<Cost>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThroughputStep {
+    pub target: u32,
+    pub achieved: f64,
+    pub p99_ms: f64,
+    pub lag: f64,
+    pub sustained: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FanoutRow {
+    pub sessions: usize,
+    pub ours: fanout::FanoutResult,
+    pub ours_bytes_per_session: f64,
+    pub broadcast: fanout::FanoutResult,
+    pub broadcast_bytes_per_session: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub setup: serde_json::Value,
+    pub embedded: Vec<RateRow>,
+    pub distributed: Vec<RateRow>,
+    pub kafka_raw: Vec<RateRow>,
+    pub redis_raw: Vec<RateRow>,
+    pub polling_1s: Option<Latency>,
+    pub throughput_embedded: Vec<ThroughputStep>,
+    pub throughput_distributed: Vec<ThroughputStep>,
+    pub broker_max_rate: f64,
+    pub fanout: Vec<FanoutRow>,
+}
+
+struct Plan {
+    rates: Vec<u32>,
+    warmup: Duration,
+    window: Duration,
+    embedded_steps: Vec<u32>,
+    distributed_steps: Vec<u32>,
+    sessions: Vec<usize>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    match cli.command {
+        Cmd::FanoutClient { url, sessions, seconds } => {
+            let result = runtime.block_on(fanout::client(&url, sessions, Duration::from_secs(seconds)))?;
+            println!("{}", serde_json::to_string(&result)?);
+            Ok(())
+        }
+        Cmd::BroadcastServer { addr, rate } => runtime.block_on(fanout::broadcast_server(&addr, rate)),
+        Cmd::Run { quick, bin, out } => runtime.block_on(run(quick, &bin, &out)),
+    }
+}
+
+fn log(message: impl AsRef<str>) {
+    eprintln!("[bench] {}", message.as_ref());
+}
+
+/// Runs `f` while sampling the CPU and memory of `procs` around it.
+async fn with_cost<T>(procs: &[&Proc], f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<(T, Vec<Cost>)> {
+    let before: Vec<(f64, u64)> = procs.iter().map(|p| p.usage()).collect();
+    let start = Instant::now();
+    let value = f.await?;
+    let seconds = start.elapsed().as_secs_f64();
+    let cost = procs
+        .iter()
+        .zip(before)
+        .map(|(p, (cpu0, _))| {
+            let (cpu1, rss) = p.usage();
+            Cost { process: p.name.clone(), cpu_percent: (cpu1 - cpu0) / seconds * 100.0, rss_mib: rss as f64 / 1048576.0 }
+        })
+        .collect();
+    Ok((value, cost))
+}
+
+fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+}
+
+async fn run(quick: bool, bin: &Path, out: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(bin.is_file(), "{} is missing: build it with `cargo build --release --bin ttpulse`", bin.display());
+    std::fs::create_dir_all(out)?;
+    let work = std::env::temp_dir().join(format!("ttpulse-bench-{}", std::process::id()));
+    let logs = work.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let plan = if quick {
+        Plan {
+            rates: vec![1_000, 10_000],
+            warmup: Duration::from_secs(2),
+            window: Duration::from_secs(4),
+            embedded_steps: vec![20_000, 50_000],
+            distributed_steps: vec![5_000, 20_000],
+            sessions: vec![1_000],
+        }
+    } else {
+        Plan {
+            rates: vec![1_000, 10_000, 50_000],
+            warmup: Duration::from_secs(3),
+            window: Duration::from_secs(10),
+            embedded_steps: vec![20_000, 50_000, 100_000],
+            distributed_steps: vec![5_000, 10_000, 20_000, 50_000],
+            sessions: vec![1_000, 5_000, 10_000],
+        }
+    };
+    let mut report = Report {
+        setup: serde_json::json!({
+            "mode": if quick { "quick" } else { "full" },
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+            "broker": "nisshi 0.8.1 (memory storage), single broker, no replication",
+            "warmup_seconds": plan.warmup.as_secs(),
+            "window_seconds": plan.window.as_secs(),
+            "started_at_unix": measure::now_micros() / 1_000_000,
+        }),
+        ..Report::default()
+    };
+
+    for &rate in &plan.rates {
+        log(format!("embedded end-to-end at {rate} events/s"));
+        let data = work.join(format!("embedded-{rate}"));
+        let (server, url) = procs::ttpulse(
+            bin,
+            "embedded",
+            &env(&[("TTPULSE_SIM_RATE", rate.to_string()), ("TTPULSE_DATA_DIR", data.display().to_string()), ("TTPULSE_SIM_SEED", "7".into())]),
+            &logs,
+        )?;
+        let ws = url.replacen("http", "ws", 1) + "/ws";
+        let measure = async {
+            if rate == plan.rates[0] {
+                let (ws_result, polling) =
+                    tokio::join!(measure::ws_latency(&ws, plan.warmup, plan.window), measure::polling_baseline(&url, plan.warmup + plan.window));
+                report.polling_1s = Some(polling?);
+                ws_result
+            } else {
+                measure::ws_latency(&ws, plan.warmup, plan.window).await
+            }
+        };
+        let ((latency, warmup), cost) = with_cost(&[&server], measure).await?;
+        report.embedded.push(RateRow { rate, latency, warmup, cost });
+    }
+
+    for &rate in &plan.rates {
+        log(format!("distributed end-to-end at {rate} events/s, then the raw broker and Redis trips"));
+        let stack = Stack::start(bin, &work, &logs, &format!("bench_{}_{rate}", std::process::id()), rate)?;
+        let ws = stack.api_url.replacen("http", "ws", 1) + "/ws";
+        let role_refs: Vec<&Proc> = stack.roles.iter().collect();
+        let ((latency, warmup), cost) = with_cost(&role_refs, measure::ws_latency(&ws, plan.warmup, plan.window)).await?;
+        report.distributed.push(RateRow { rate, latency, warmup, cost });
+        let brokers = stack.brokers.clone();
+        let ((latency, warmup), cost) =
+            with_cost(&[&stack.broker], measure::kafka_round_trip(&brokers, rate, plan.warmup, plan.window)).await?;
+        report.kafka_raw.push(RateRow { rate, latency, warmup, cost });
+        let ((latency, warmup), cost) =
+            with_cost(&[&stack.redis], measure::redis_round_trip(&stack.redis_url, rate, plan.warmup, plan.window)).await?;
+        report.redis_raw.push(RateRow { rate, latency, warmup, cost });
+    }
+
+    log("throughput, embedded");
+    for &target in &plan.embedded_steps {
+        let data = work.join(format!("tp-{target}"));
+        let (server, url) = procs::ttpulse(
+            bin,
+            "embedded",
+            &env(&[("TTPULSE_SIM_RATE", target.to_string()), ("TTPULSE_DATA_DIR", data.display().to_string())]),
+            &logs,
+        )?;
+        let step = throughput_step(&url, &url, target, &plan).await?;
+        log(format!("  {target}/s: achieved {:.0}/s, p99 {:.1} ms", step.achieved, step.p99_ms));
+        report.throughput_embedded.push(step);
+        drop(server);
+    }
+    log("throughput, distributed");
+    for &target in &plan.distributed_steps {
+        let stack = Stack::start(bin, &work, &logs, &format!("bench_tp_{}_{target}", std::process::id()), target)?;
+        let step = throughput_step(&stack.api_url, &stack.processor_url, target, &plan).await?;
+        log(format!("  {target}/s: achieved {:.0}/s, p99 {:.1} ms, lag {:.0}", step.achieved, step.p99_ms, step.lag));
+        report.throughput_distributed.push(step);
+        if target == plan.distributed_steps[0] {
+            report.broker_max_rate = measure::kafka_max_rate(&stack.brokers, if quick { 4 } else { 10 }).await?;
+            log(format!("  broker raw produce->consume: {:.0} msg/s", report.broker_max_rate));
+        }
+    }
+
+    for &sessions in &plan.sessions {
+        log(format!("fan-out to {sessions} sessions"));
+        report.fanout.push(fanout_row(bin, &work, &logs, sessions, &plan).await?);
+    }
+
+    report::write(&report, out)?;
+    let _ = std::fs::remove_dir_all(&work);
+    log(format!("wrote {}", out.display()));
+    Ok(())
+}
+
+/// Runs at `target` events/s: the achieved processing rate, the p99 seen by a client, and the
+/// consumer lag left at the end (distributed).
+async fn throughput_step(api: &str, processor: &str, target: u32, plan: &Plan) -> anyhow::Result<ThroughputStep> {
+    let processed = |url: &str| procs::metric(&procs::http_get(&format!("{url}/metrics")).unwrap_or_default(), "ttpulse_events_processed_total");
+    tokio::time::sleep(plan.warmup).await;
+    let before = processed(processor);
+    let start = Instant::now();
+    let ws = api.replacen("http", "ws", 1) + "/ws";
+    let (latency, _) = measure::ws_latency(&ws, Duration::ZERO, plan.window).await?;
+    let achieved = (processed(processor) - before) / start.elapsed().as_secs_f64();
+    let lag = procs::metric(&procs::http_get(&format!("{processor}/metrics")).unwrap_or_default(), "ttpulse_kafka_consumer_lag");
+    let sustained = achieved >= 0.95 * target as f64 && latency.p99_ms < 100.0 && lag < target as f64 * 0.5;
+    Ok(ThroughputStep { target, achieved, p99_ms: latency.p99_ms, lag, sustained })
+}
+
+/// Broker, Redis, a database and one ttpulse process per role, the ingester's simulator at `rate`.
+struct Stack {
+    roles: Vec<Proc>,
+    api_url: String,
+    processor_url: String,
+    brokers: String,
+    redis_url: String,
+    broker: Proc,
+    redis: Proc,
+    db: String,
+}
+
+impl Stack {
+    fn start(bin: &Path, work: &Path, logs: &Path, db: &str, rate: u32) -> anyhow::Result<Self> {
+        let (broker, brokers) = procs::broker(logs)?;
+        let redis_dir = work.join(format!("redis-{db}"));
+        std::fs::create_dir_all(&redis_dir)?;
+        let (redis, redis_url) = procs::redis(&redis_dir)?;
+        let database = procs::database(db)?;
+        let common = |role: &str, sim: u32| {
+            env(&[
+                ("TTPULSE_ROLES", role.to_owned()),
+                ("TTPULSE_KAFKA_BROKERS", brokers.clone()),
+                ("TTPULSE_KAFKA_GROUP", db.to_owned()),
+                ("TTPULSE_REDIS_URL", redis_url.clone()),
+                ("TTPULSE_DATABASE_URL", database.clone()),
+                ("TTPULSE_DATA_DIR", work.join(format!("data-{db}")).display().to_string()),
+                ("TTPULSE_SIM_RATE", sim.to_string()),
+                ("TTPULSE_SIM_SEED", "7".into()),
+            ])
+        };
+        let (processor, processor_url) = procs::ttpulse(bin, "processor", &common("processor", 0), logs)?;
+        let (cache, _) = procs::ttpulse(bin, "cache", &common("cache", 0), logs)?;
+        let (api, api_url) = procs::ttpulse(bin, "api", &common("api", 0), logs)?;
+        // Let the consumer groups settle before the first event.
+        std::thread::sleep(Duration::from_secs(2));
+        let (ingester, _) = procs::ttpulse(bin, "ingester", &common("ingester", rate), logs)?;
+        Ok(Self { roles: vec![ingester, processor, cache, api], api_url, processor_url, brokers, redis_url, broker, redis, db: db.to_owned() })
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.roles.clear();
+        procs::drop_database(&self.db);
+    }
+}
+
+/// Runs the fan-out client (its own process) against `url`; returns its result and the server's
+/// resident memory once every session is connected.
+fn fanout_client(url: &str, sessions: usize, seconds: u64, server_pid: u32) -> anyhow::Result<(fanout::FanoutResult, u64)> {
+    let me = std::env::current_exe()?;
+    let mut child = Command::new(me)
+        .args(["fanout-client", "--url", url, "--sessions", &sessions.to_string(), "--seconds", &seconds.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    // The client settles 1 s after connecting everything; sample the server's memory inside the
+    // measurement window.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let line = std::io::BufReader::new(stdout).lines().map_while(Result::ok).last();
+        let _ = tx.send(line);
+    });
+    let mut rss = 0;
+    let deadline = Instant::now() + Duration::from_secs(180 + seconds);
+    let line = loop {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            break line;
+        }
+        rss = rss.max(procs::usage(server_pid).1);
+        anyhow::ensure!(Instant::now() < deadline, "the fan-out client did not finish");
+    };
+    let _ = child.wait();
+    let result: fanout::FanoutResult = serde_json::from_str(&line.context("no result from the fan-out client")?)?;
+    Ok((result, rss))
+}
+
+async fn fanout_row(bin: &Path, work: &Path, logs: &Path, sessions: usize, plan: &Plan) -> anyhow::Result<FanoutRow> {
+    let seconds = plan.window.as_secs();
+    let data = work.join(format!("fanout-{sessions}"));
+    let (server, url) = procs::ttpulse(
+        bin,
+        "fanout",
+        &env(&[("TTPULSE_SIM_RATE", "1000".into()), ("TTPULSE_DATA_DIR", data.display().to_string()), ("TTPULSE_SIM_SEED", "7".into())]),
+        logs,
+    )?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = server.usage().1;
+    let ws = url.replacen("http", "ws", 1) + "/ws";
+    let pid = server.pid();
+    let (ours, ours_peak) = tokio::task::spawn_blocking(move || fanout_client(&ws, sessions, seconds, pid)).await??;
+    drop(server);
+
+    // The same sessions on a plain broadcast server, sending each session the rate ttpulse did.
+    let per_session = (ours.messages_per_second / ours.sessions_connected.max(1) as f64).max(1.0).round() as u32;
+    let addr = format!("127.0.0.1:{}", procs::free_port());
+    let me = std::env::current_exe()?;
+    let child = Command::new(me).args(["broadcast-server", "--addr", &addr, "--rate", &per_session.to_string()]).spawn()?;
+    let broadcast_server = procs::adopt("broadcast", child);
+    std::thread::sleep(Duration::from_millis(500));
+    let base = broadcast_server.usage().1;
+    let ws = format!("ws://{addr}/");
+    let pid = broadcast_server.pid();
+    let (broadcast, broadcast_peak) = tokio::task::spawn_blocking(move || fanout_client(&ws, sessions, seconds, pid)).await??;
+    drop(broadcast_server);
+    let per = |peak: u64, base: u64, n: usize| peak.saturating_sub(base) as f64 / n.max(1) as f64;
+    Ok(FanoutRow {
+        sessions,
+        ours_bytes_per_session: per(ours_peak, idle, ours.sessions_connected),
+        broadcast_bytes_per_session: per(broadcast_peak, base, broadcast.sessions_connected),
+        ours,
+        broadcast,
+    })
+}

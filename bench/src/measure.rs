@@ -1,0 +1,252 @@
+//! The measurements: end-to-end latency seen by a WebSocket client, the raw round trips of the
+//! broker and of Redis Pub/Sub at a fixed rate, and a legacy-style 1 s polling baseline.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use futures_util::{SinkExt as _, StreamExt as _};
+use hdrhistogram::Histogram;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use serde::{Deserialize, Serialize};
+use tokio_tungstenite::tungstenite::Message;
+
+pub fn now_micros() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+pub fn histogram() -> Histogram<u64> {
+    // 1 µs to 100 s, 3 significant figures.
+    Histogram::new_with_bounds(1, 100_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+}
+
+/// Latency percentiles in milliseconds, and what they were measured over.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Latency {
+    pub samples: u64,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    pub fn from(hist: &Histogram<u64>, seconds: f64) -> Self {
+        let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+        Self {
+            samples: hist.len(),
+            seconds,
+            per_second: if seconds > 0.0 { hist.len() as f64 / seconds } else { 0.0 },
+            p50_ms: ms(0.5),
+            p99_ms: ms(0.99),
+            p999_ms: ms(0.999),
+            max_ms: hist.max() as f64 / 1000.0,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Frame {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    ingest_ts: i64,
+}
+
+/// Subscribes to everything and records `now - ingest_ts` of every update after `warmup`.
+/// Returns the measured window and what the warm-up saw (reported apart).
+pub async fn ws_latency(url: &str, warmup: Duration, duration: Duration) -> anyhow::Result<(Latency, Latency)> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.with_context(|| format!("connect {url}"))?;
+    ws.send(Message::text(r#"{"op":"subscribe","instruments":["*"],"positions":["*"]}"#)).await?;
+    let (mut warm, mut hist) = (histogram(), histogram());
+    let start = Instant::now();
+    let end = start + warmup + duration;
+    while let Ok(Some(frame)) = tokio::time::timeout_at(end.into(), ws.next()).await {
+        let Message::Text(text) = frame? else { continue };
+        let Ok(frame) = serde_json::from_str::<Frame>(&text) else { continue };
+        if frame.kind != "update" || frame.ingest_ts <= 0 {
+            continue;
+        }
+        let latency = (now_micros() - frame.ingest_ts).max(1) as u64;
+        let target = if start.elapsed() < warmup { &mut warm } else { &mut hist };
+        target.saturating_record(latency);
+    }
+    Ok((Latency::from(&hist, duration.as_secs_f64()), Latency::from(&warm, warmup.as_secs_f64())))
+}
+
+/// Sends `rate` messages per second for `warmup + duration`, each carrying its send time, and
+/// hands every message to `send`. Pacing is per millisecond.
+async fn paced(rate: u32, total: Duration, mut send: impl FnMut(i64)) {
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let start = Instant::now();
+    let mut sent: u64 = 0;
+    while start.elapsed() < total {
+        tick.tick().await;
+        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+        while sent < due {
+            send(now_micros());
+            sent += 1;
+        }
+    }
+}
+
+/// rdkafka produce -> consume through the broker alone, at `rate`, with the producer and
+/// consumer settings ttpulse uses (idempotent, acks=all, fetch.wait.max.ms=5).
+pub async fn kafka_round_trip(brokers: &str, rate: u32, warmup: Duration, duration: Duration) -> anyhow::Result<(Latency, Latency)> {
+    let topic = format!("bench_rt_{}", now_micros());
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .create()?;
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-g"))
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "5")
+        .set("enable.auto.commit", "true")
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        .create()?;
+    // Create the topic (and let the group join) before timing.
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let new = rdkafka::admin::NewTopic::new(&topic, 1, rdkafka::admin::TopicReplication::Fixed(1));
+    admin.create_topics(&[new], &rdkafka::admin::AdminOptions::new()).await?;
+    consumer.subscribe(&[&topic])?;
+    let _ = producer.send(FutureRecord::to(&topic).key("k").payload("0"), Duration::from_secs(10)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(15), consumer.recv()).await;
+
+    let total = warmup + duration;
+    let reader = tokio::spawn(async move {
+        let (mut warm, mut hist) = (histogram(), histogram());
+        let start = Instant::now();
+        let end = start + total + Duration::from_secs(2);
+        while let Ok(Ok(message)) = tokio::time::timeout_at(end.into(), consumer.recv()).await {
+            let sent: i64 = message.payload().and_then(|p| std::str::from_utf8(p).ok()).and_then(|p| p.parse().ok()).unwrap_or(0);
+            if sent == 0 {
+                continue;
+            }
+            let target = if start.elapsed() < warmup { &mut warm } else { &mut hist };
+            target.saturating_record((now_micros() - sent).max(1) as u64);
+        }
+        (hist, warm)
+    });
+    let topic_for_send = topic.clone();
+    paced(rate, total, |ts| {
+        let payload = ts.to_string();
+        let _ = producer.send_result(FutureRecord::to(&topic_for_send).key("k").payload(&payload));
+    })
+    .await;
+    let _ = producer.flush(Duration::from_secs(10));
+    let (hist, warm) = reader.await?;
+    Ok((Latency::from(&hist, duration.as_secs_f64()), Latency::from(&warm, warmup.as_secs_f64())))
+}
+
+/// The broker's raw produce -> consume rate: as fast as one producer and one consumer go.
+pub async fn kafka_max_rate(brokers: &str, seconds: u64) -> anyhow::Result<f64> {
+    let topic = format!("bench_max_{}", now_micros());
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()?;
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let new = rdkafka::admin::NewTopic::new(&topic, 1, rdkafka::admin::TopicReplication::Fixed(1));
+    admin.create_topics(&[new], &rdkafka::admin::AdminOptions::new()).await?;
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-g"))
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "5")
+        .create()?;
+    consumer.subscribe(&[&topic])?;
+    let payload = "x".repeat(200);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let reader = tokio::spawn(async move {
+        let mut count = 0u64;
+        let mut first: Option<Instant> = None;
+        let mut last = Instant::now();
+        while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(3), consumer.recv()).await {
+            first.get_or_insert_with(Instant::now);
+            count += 1;
+            last = Instant::now();
+        }
+        let seconds = first.map_or(1.0, |f| last.duration_since(f).as_secs_f64().max(0.001));
+        count as f64 / seconds
+    });
+    while Instant::now() < deadline {
+        match producer.send_result(FutureRecord::to(&topic).key("k").payload(&payload)) {
+            Ok(_) => {}
+            Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+    let _ = producer.flush(Duration::from_secs(30));
+    Ok(reader.await?)
+}
+
+/// PUBLISH -> subscriber through Redis alone, at `rate`.
+pub async fn redis_round_trip(url: &str, rate: u32, warmup: Duration, duration: Duration) -> anyhow::Result<(Latency, Latency)> {
+    let client = redis::Client::open(url)?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe("bench_rt").await?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let total = warmup + duration;
+    let reader = tokio::spawn(async move {
+        let (mut warm, mut hist) = (histogram(), histogram());
+        let mut messages = pubsub.into_on_message();
+        let start = Instant::now();
+        let end = start + total + Duration::from_secs(1);
+        while let Ok(Some(message)) = tokio::time::timeout_at(end.into(), messages.next()).await {
+            let sent: i64 = std::str::from_utf8(message.get_payload_bytes()).ok().and_then(|p| p.parse().ok()).unwrap_or(0);
+            let target = if start.elapsed() < warmup { &mut warm } else { &mut hist };
+            target.saturating_record((now_micros() - sent).max(1) as u64);
+        }
+        (hist, warm)
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
+    let publisher = tokio::spawn(async move {
+        while let Some(ts) = rx.recv().await {
+            let _: redis::RedisResult<()> = redis::cmd("PUBLISH").arg("bench_rt").arg(ts).query_async(&mut conn).await;
+        }
+    });
+    paced(rate, total, |ts| {
+        let _ = tx.send(ts);
+    })
+    .await;
+    drop(tx);
+    publisher.await?;
+    let (hist, warm) = reader.await?;
+    Ok((Latency::from(&hist, duration.as_secs_f64()), Latency::from(&warm, warmup.as_secs_f64())))
+}
+
+/// The legacy way: poll the snapshot every second. An instrument change becomes visible at
+/// the next poll: latency = poll time - the change's time.
+pub async fn polling_baseline(api: &str, duration: Duration) -> anyhow::Result<Latency> {
+    let mut hist = histogram();
+    let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let url = format!("{api}/api/snapshot");
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    while start.elapsed() < duration {
+        tick.tick().await;
+        let url = url.clone();
+        let body = tokio::task::spawn_blocking(move || crate::procs::http_get(&url)).await??;
+        let now = now_micros();
+        let snapshot: serde_json::Value = serde_json::from_str(&body)?;
+        for inst in snapshot["instruments"].as_array().into_iter().flatten() {
+            let (symbol, seq, at) = (inst["symbol"].to_string(), inst["seq"].as_u64().unwrap_or(0), inst["updated_at"].as_i64().unwrap_or(0));
+            let changed = seen.insert(symbol, seq).is_some_and(|prev| prev != seq);
+            if changed && at > 0 {
+                hist.saturating_record((now - at).max(1) as u64);
+            }
+        }
+    }
+    Ok(Latency::from(&hist, duration.as_secs_f64()))
+}

@@ -1,0 +1,177 @@
+//! Writes a run's figures: results.json (raw), latency.svg (percentiles against rate) and
+//! summary.md (the tables BENCHMARKS.md quotes, with the ratios to the raw limits).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::{RateRow, Report};
+
+pub fn write(report: &Report, out: &Path) -> anyhow::Result<()> {
+    std::fs::write(out.join("results.json"), serde_json::to_string_pretty(report)?)?;
+    plot(report, &out.join("latency.svg"))?;
+    let summary = summary(report);
+    std::fs::write(out.join("summary.md"), &summary)?;
+    println!("{summary}");
+    Ok(())
+}
+
+fn plot(report: &Report, path: &Path) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let series: [(&str, &[RateRow], RGBColor); 4] = [
+        ("ttpulse embedded", &report.embedded, RGBColor(31, 119, 180)),
+        ("ttpulse distributed", &report.distributed, RGBColor(214, 39, 40)),
+        ("raw broker trip", &report.kafka_raw, RGBColor(44, 160, 44)),
+        ("raw Redis Pub/Sub trip", &report.redis_raw, RGBColor(148, 103, 189)),
+    ];
+    let max_rate = series.iter().flat_map(|(_, rows, _)| rows.iter().map(|r| r.rate)).max().unwrap_or(10_000) as f64;
+    let max_ms = series.iter().flat_map(|(_, rows, _)| rows.iter().map(|r| r.latency.p99_ms)).fold(1.0, f64::max);
+    let mut chart = ChartBuilder::on(&root)
+        .caption("end-to-end latency against rate (solid p99, dashed p50)", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d((500f64..max_rate * 2.0).log_scale(), (0.05f64..max_ms * 3.0).log_scale())?;
+    chart.configure_mesh().x_desc("events per second").y_desc("milliseconds").draw()?;
+    for (name, rows, color) in series {
+        if rows.is_empty() {
+            continue;
+        }
+        let p99: Vec<(f64, f64)> = rows.iter().map(|r| (r.rate as f64, r.latency.p99_ms.max(0.05))).collect();
+        let p50: Vec<(f64, f64)> = rows.iter().map(|r| (r.rate as f64, r.latency.p50_ms.max(0.05))).collect();
+        chart
+            .draw_series(LineSeries::new(p99.clone(), color.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(p99.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
+        chart.draw_series(DashedLineSeries::new(p50, 4, 4, color.stroke_width(1)))?;
+    }
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn ms(v: f64) -> String {
+    if v < 1.0 { format!("{v:.2}") } else { format!("{v:.1}") }
+}
+
+fn row(rate: u32, rows: &[RateRow]) -> Option<&RateRow> {
+    rows.iter().find(|r| r.rate == rate)
+}
+
+pub fn summary(report: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "Setup: {}\n", report.setup);
+    let _ = writeln!(s, "### End-to-end latency, ingest -> WebSocket client (ms, after warm-up)\n");
+    let _ = writeln!(s, "| rate /s | path | p50 | p99 | p99.9 | max | samples/s | ratio p99 / raw limit |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    for r in &report.embedded {
+        let _ = writeln!(
+            s,
+            "| {} | ttpulse embedded | {} | {} | {} | {} | {:.0} | target p99 < 1 ms at 10k: {} |",
+            r.rate,
+            ms(r.latency.p50_ms),
+            ms(r.latency.p99_ms),
+            ms(r.latency.p999_ms),
+            ms(r.latency.max_ms),
+            r.latency.per_second,
+            if r.rate == 10_000 { if r.latency.p99_ms < 1.0 { "met" } else { "missed" } } else { "-" }
+        );
+    }
+    for r in &report.distributed {
+        let (k, red) = (row(r.rate, &report.kafka_raw), row(r.rate, &report.redis_raw));
+        let limit = k.zip(red).map(|(k, red)| 2.0 * k.latency.p99_ms + red.latency.p99_ms);
+        let ratio = limit.map_or("-".to_owned(), |l| format!("{:.2}x of 2 broker + 1 Redis trips ({} ms); target <= 1.5x", r.latency.p99_ms / l, ms(l)));
+        let _ = writeln!(
+            s,
+            "| {} | ttpulse distributed | {} | {} | {} | {} | {:.0} | {} |",
+            r.rate,
+            ms(r.latency.p50_ms),
+            ms(r.latency.p99_ms),
+            ms(r.latency.p999_ms),
+            ms(r.latency.max_ms),
+            r.latency.per_second,
+            ratio
+        );
+    }
+    for (name, rows) in [("raw broker produce->consume", &report.kafka_raw), ("raw Redis PUBLISH->subscriber", &report.redis_raw)] {
+        for r in rows.iter() {
+            let _ = writeln!(
+                s,
+                "| {} | {name} | {} | {} | {} | {} | {:.0} | limit |",
+                r.rate,
+                ms(r.latency.p50_ms),
+                ms(r.latency.p99_ms),
+                ms(r.latency.p999_ms),
+                ms(r.latency.max_ms),
+                r.latency.per_second
+            );
+        }
+    }
+    if let Some(p) = &report.polling_1s {
+        let _ = writeln!(
+            s,
+            "| {} | legacy 1 s snapshot polling | {} | {} | {} | {} | {:.0} | baseline |",
+            report.embedded.first().map_or(0, |r| r.rate),
+            ms(p.p50_ms),
+            ms(p.p99_ms),
+            ms(p.p999_ms),
+            ms(p.max_ms),
+            p.per_second
+        );
+    }
+
+    let _ = writeln!(s, "\n### Warm-up (first seconds, excluded above)\n");
+    let _ = writeln!(s, "| rate /s | path | p50 | p99 | max |");
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    for (name, rows) in [("embedded", &report.embedded), ("distributed", &report.distributed), ("raw broker", &report.kafka_raw)] {
+        for r in rows.iter() {
+            let _ = writeln!(s, "| {} | {name} | {} | {} | {} |", r.rate, ms(r.warmup.p50_ms), ms(r.warmup.p99_ms), ms(r.warmup.max_ms));
+        }
+    }
+
+    let _ = writeln!(s, "\n### Throughput (sustained: achieved >= 95% of target, p99 < 100 ms, lag < 0.5 s of events)\n");
+    let _ = writeln!(s, "| mode | target /s | achieved /s | p99 ms | lag at end | sustained |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    for (name, steps) in [("embedded", &report.throughput_embedded), ("distributed", &report.throughput_distributed)] {
+        for t in steps.iter() {
+            let _ = writeln!(s, "| {name} | {} | {:.0} | {} | {:.0} | {} |", t.target, t.achieved, ms(t.p99_ms), t.lag, if t.sustained { "yes" } else { "no" });
+        }
+        let best = steps.iter().filter(|t| t.sustained).map(|t| t.achieved).fold(0.0, f64::max);
+        let ratio = if report.broker_max_rate > 0.0 { best / report.broker_max_rate } else { 0.0 };
+        let _ = writeln!(s, "| {name} best sustained | | {best:.0} | | | {ratio:.2}x of the broker's raw {:.0} msg/s (target >= 0.5x) |", report.broker_max_rate);
+    }
+
+    let _ = writeln!(s, "\n### Fan-out (embedded ttpulse at 1,000 events/s; each session subscribed to 3 of 12 instruments)\n");
+    let _ = writeln!(s, "| sessions | server | connected | delivery p50 ms | p99 ms | max ms | messages/s delivered | memory per session |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    for f in &report.fanout {
+        for (name, r, bytes) in [("ttpulse", &f.ours, f.ours_bytes_per_session), ("plain broadcast", &f.broadcast, f.broadcast_bytes_per_session)] {
+            let _ = writeln!(
+                s,
+                "| {} | {name} | {} | {} | {} | {} | {:.0} | {:.1} KiB |",
+                f.sessions,
+                r.sessions_connected,
+                ms(r.delivery.p50_ms),
+                ms(r.delivery.p99_ms),
+                ms(r.delivery.max_ms),
+                r.messages_per_second,
+                bytes / 1024.0
+            );
+        }
+    }
+
+    let _ = writeln!(s, "\n### Cost per process (CPU % of one core, resident memory)\n");
+    let _ = writeln!(s, "| mode | rate /s | process | CPU % | RSS MiB |");
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    for (name, rows) in [("embedded", &report.embedded), ("distributed", &report.distributed)] {
+        for r in rows.iter() {
+            for c in &r.cost {
+                let _ = writeln!(s, "| {name} | {} | {} | {:.0} | {:.0} |", r.rate, c.process, c.cpu_percent, c.rss_mib);
+            }
+        }
+    }
+    s
+}
