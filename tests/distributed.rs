@@ -71,7 +71,7 @@ async fn events_cross_the_broker_redis_and_postgres_to_two_api_processes() {
             .updates_until(WAIT, |got| {
                 got.iter().any(|u| u["key"] == "pos:ACC1:ESZ6" && u["seq"] == 2)
                     && got.iter().any(|u| u["key"] == "inst:ESZ6" && u["seq"] == 4)
-                    && got.iter().any(|u| u["key"] == "fills:ACC1" && u["seq"] == 1)
+                    && got.iter().any(|u| u["key"] == "fills:ACC1:ESZ6" && u["seq"] == 1)
             })
             .await;
         assert_gapless(&updates);
@@ -190,6 +190,11 @@ async fn a_processor_killed_mid_stream_loses_nothing_and_counts_nothing_twice() 
         processor.log_text()
     );
     assert_eq!(services.sql("SELECT count(*) FROM fills"), fills.to_string());
+    // Each account's fill lane per instrument is gapless: seqs 1..n, none twice, even though
+    // the instruments were spread over two processors.
+    let broken = "SELECT count(*) FROM (SELECT account, symbol FROM fills GROUP BY account, symbol \
+                  HAVING count(*) <> max(account_seq) OR count(DISTINCT account_seq) <> count(*)) lanes";
+    assert_eq!(services.sql(broken), "0");
 
     // Every instrument and position equals a recomputation from the raw events, seqs included:
     // an event applied twice would show as a higher seq, volume or position.

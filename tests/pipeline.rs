@@ -74,7 +74,7 @@ async fn events_flow_to_websocket_snapshot_and_database() {
     assert_eq!(last["vwap"], "6850.125");
 
     let fill_update = updates.iter().find(|u| u["kind"] == "fill").expect("fill on the account lane");
-    assert_eq!(fill_update["key"], "fills:ACC1");
+    assert_eq!(fill_update["key"], "fills:ACC1:ESZ6");
     assert_eq!(fill_update["seq"], 1);
     assert_eq!(fill_update["data"]["fill_id"], "F-1");
     let position = &updates.iter().rfind(|u| u["kind"] == "position").expect("position")["data"];
@@ -92,7 +92,7 @@ async fn events_flow_to_websocket_snapshot_and_database() {
     assert_eq!(status, 200);
     assert_eq!(snap["instruments"][0], *last);
     assert_eq!(snap["positions"][0], *position);
-    assert_eq!(snap["accounts"], json!([{"account": "ACC1", "fill_seq": 1}]));
+    assert_eq!(snap["accounts"], json!([{"account": "ACC1", "symbol": "ESZ6", "fill_seq": 1}]));
     let (_, all) = server.get_json("/api/snapshot").await;
     assert_eq!(all["instruments"].as_array().map(Vec::len), Some(2));
     assert_eq!(all["positions"].as_array().map(Vec::len), Some(2));
@@ -289,7 +289,7 @@ async fn a_stopped_actor_is_restarted_by_its_supervisor_and_the_pipeline_goes_on
     // The account lane is drained before the market lane: wait for both.
     let updates = ws
         .updates_until(WAIT, |got| {
-            got.iter().any(|u| u["key"] == "fills:ACC3" && u["seq"] == 2)
+            got.iter().any(|u| u["key"] == "fills:ACC3:CLF7" && u["seq"] == 2)
                 && got.iter().any(|u| u["key"] == "inst:CLF7" && u["seq"] == 2)
                 && got.iter().any(|u| u["key"] == "pos:ACC3:CLF7" && u["seq"] == 3)
         })
@@ -362,7 +362,7 @@ async fn state_survives_a_restart_of_the_whole_server() {
     // The cache was rebuilt from the database: the same state, the same seqs.
     let (_, after) = server.get_json("/api/snapshot").await;
     assert_eq!(before, after);
-    assert_eq!(after["accounts"], json!([{"account": "ACC1", "fill_seq": 1}]));
+    assert_eq!(after["accounts"], json!([{"account": "ACC1", "symbol": "ESZ6", "fill_seq": 1}]));
     // Old events are still recognised; new ones continue the seqs.
     let (_, again) = server.ingest(&events).await;
     assert_eq!(again["duplicates"], 3);
@@ -371,10 +371,10 @@ async fn state_survives_a_restart_of_the_whole_server() {
     server.ingest(&json!([fill("k:4", "ACC1", "F-l", "ESZ6", "sell", "6850.00", 1)])).await;
     let updates = ws
         .updates_until(WAIT, |got| {
-            got.iter().any(|u| u["key"] == "pos:ACC1:ESZ6") && got.iter().any(|u| u["key"] == "fills:ACC1")
+            got.iter().any(|u| u["key"] == "pos:ACC1:ESZ6") && got.iter().any(|u| u["key"] == "fills:ACC1:ESZ6")
         })
         .await;
-    let fill_update = updates.iter().find(|u| u["key"] == "fills:ACC1").expect("fill");
+    let fill_update = updates.iter().find(|u| u["key"] == "fills:ACC1:ESZ6").expect("fill");
     assert_eq!(fill_update["seq"], 2);
     let position = &updates.iter().find(|u| u["key"] == "pos:ACC1:ESZ6").expect("position")["data"];
     assert_eq!(position["net_qty"], 1);

@@ -41,10 +41,11 @@ impl Filter {
     }
 }
 
-/// The account lane position of an account: the seq of its last fill.
+/// Where an account's fill lane stands in one instrument: the seq of its last fill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AccountSeq {
     pub account: String,
+    pub symbol: String,
     pub fill_seq: u64,
 }
 
@@ -65,7 +66,7 @@ impl Snapshot {
         out.extend(self.instruments.iter().map(|s| (format!("inst:{}", s.symbol), s.seq)));
         out.extend(self.candles.iter().map(|c| (format!("candle:{}:{}", c.symbol, c.interval), c.seq)));
         out.extend(self.positions.iter().map(|p| (format!("pos:{}:{}", p.account, p.symbol), p.seq)));
-        out.extend(self.accounts.iter().map(|a| (format!("fills:{}", a.account), a.fill_seq)));
+        out.extend(self.accounts.iter().map(|a| (format!("fills:{}:{}", a.account, a.symbol), a.fill_seq)));
         out
     }
 }
@@ -117,16 +118,18 @@ impl StateStore {
                 Update::Instrument(s) if instruments.matches(&s.symbol) => snap.instruments.push(s.clone()),
                 Update::Candle(c) if instruments.matches(&c.symbol) => snap.candles.push(c.clone()),
                 Update::Position(p) if accounts.matches(&p.account) => snap.positions.push(p.clone()),
-                Update::Fill(f) if accounts.matches(&f.account) => {
-                    snap.accounts.push(AccountSeq { account: f.account.clone(), fill_seq: f.seq })
-                }
+                Update::Fill(f) if accounts.matches(&f.account) => snap.accounts.push(AccountSeq {
+                    account: f.account.clone(),
+                    symbol: f.symbol.clone(),
+                    fill_seq: f.seq,
+                }),
                 _ => {}
             }
         }
         snap.instruments.sort_by(|a, b| a.symbol.cmp(&b.symbol));
         snap.candles.sort_by(|a, b| (&a.symbol, a.interval).cmp(&(&b.symbol, b.interval)));
         snap.positions.sort_by(|a, b| (&a.account, &a.symbol).cmp(&(&b.account, &b.symbol)));
-        snap.accounts.sort_by(|a, b| a.account.cmp(&b.account));
+        snap.accounts.sort_by(|a, b| (&a.account, &a.symbol).cmp(&(&b.account, &b.symbol)));
         snap
     }
 }

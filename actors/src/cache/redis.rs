@@ -2,7 +2,7 @@
 //!
 //! - [`RedisCacheActor`] (cache role): keeps the latest state of every key in Redis, one hash
 //!   per key (`tt:inst:{symbol}`, `tt:pos:{account}:{symbol}`, `tt:candle:{symbol}:{interval}`,
-//!   `tt:fills:{account}`, fields `seq` and `json`), the set `tt:keys` of them, and publishes
+//!   `tt:fills:{account}:{symbol}`, fields `seq` and `json`), the set `tt:keys` of them, and publishes
 //!   each change on `tt_updates`. A Lua script applies a batch atomically and only where the
 //!   seq is newer, so replays and rebuilds never move a key backwards. When Redis comes back
 //!   empty (no marker key `tt:epoch`), the state is rebuilt from the database and a `resync`

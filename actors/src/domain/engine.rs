@@ -89,9 +89,10 @@ pub struct EngineSnapshot {
     /// The latest candle of each symbol and interval (its `seq` is the series' seq).
     pub candles: Vec<Candle>,
     pub positions: Vec<PositionState>,
-    /// Number of fills per account so far (the account lane's seq).
-    pub fill_seqs: Vec<(String, u64)>,
-    /// The latest fill of each account (what the account lane last published).
+    /// Number of fills per (account, instrument) so far: the account lane's seq. It is per
+    /// instrument because raw events are partitioned by instrument, so one processor owns it.
+    pub fill_seqs: Vec<(String, String, u64)>,
+    /// The latest fill of each (account, instrument) (what the account lane last published).
     pub last_fills: Vec<FillReport>,
     pub fill_ids: Vec<String>,
     /// (source, instrument, last applied sequence)
@@ -105,8 +106,8 @@ pub struct Engine {
     positions: HashMap<(String, String), PositionState>,
     /// Accounts with a position in each symbol: who to re-mark when its mid moves.
     holders: HashMap<String, BTreeSet<String>>,
-    fill_seqs: HashMap<String, u64>,
-    last_fills: HashMap<String, FillReport>,
+    fill_seqs: HashMap<(String, String), u64>,
+    last_fills: HashMap<(String, String), FillReport>,
     fill_ids: HashSet<String>,
     watermarks: HashMap<(String, String), u64>,
 }
@@ -139,8 +140,8 @@ impl Engine {
             engine.holders.entry(position.symbol.clone()).or_default().insert(position.account.clone());
             engine.positions.insert((position.account.clone(), position.symbol.clone()), position);
         }
-        engine.fill_seqs.extend(snapshot.fill_seqs);
-        engine.last_fills.extend(snapshot.last_fills.into_iter().map(|f| (f.account.clone(), f)));
+        engine.fill_seqs.extend(snapshot.fill_seqs.into_iter().map(|(a, s, seq)| ((a, s), seq)));
+        engine.last_fills.extend(snapshot.last_fills.into_iter().map(|f| ((f.account.clone(), f.symbol.clone()), f)));
         engine.fill_ids.extend(snapshot.fill_ids);
         engine.watermarks.extend(snapshot.watermarks.into_iter().map(|(s, i, seq)| ((s, i), seq)));
         engine
@@ -276,10 +277,10 @@ impl Engine {
             self.positions.entry(key.clone()).or_insert_with(|| PositionState::flat(&fill.account, &fill.instrument));
         position.apply_fill(fill.side, fill.price, fill.qty, spec.multiplier, mark, ts);
         let position = position.clone();
-        changes.positions.insert(key, position.clone());
+        changes.positions.insert(key.clone(), position.clone());
         self.holders.entry(fill.instrument.clone()).or_default().insert(fill.account.clone());
         self.fill_ids.insert(fill.fill_id.clone());
-        let seq = self.fill_seqs.entry(fill.account.clone()).or_default();
+        let seq = self.fill_seqs.entry(key.clone()).or_default();
         *seq += 1;
         let report = FillReport {
             account: fill.account.clone(),
@@ -293,7 +294,7 @@ impl Engine {
             ts,
             position,
         };
-        self.last_fills.insert(fill.account.clone(), report.clone());
+        self.last_fills.insert(key, report.clone());
         report
     }
 }
@@ -363,7 +364,7 @@ mod tests {
                 expect("candle:ESZ6:1s", 1),
                 expect("candle:ESZ6:1m", 1),
                 expect("pos:ACC1:ESZ6", 1),
-                expect("fills:ACC1", 1),
+                expect("fills:ACC1:ESZ6", 1),
                 expect("inst:ESZ6", 3),
                 // The quote moved the mid from 6850.25 to 6851.25: the position is re-marked.
                 expect("pos:ACC1:ESZ6", 2),
@@ -431,7 +432,7 @@ mod tests {
             books: changes.instruments.values().cloned().collect(),
             candles: changes.candles.values().cloned().collect(),
             positions: changes.positions.values().cloned().collect(),
-            fill_seqs: vec![("ACC1".into(), 1)],
+            fill_seqs: vec![("ACC1".into(), "ESZ6".into(), 1)],
             last_fills: changes.fills.iter().map(|f| f.report.clone()).collect(),
             fill_ids: vec!["f1".into()],
             watermarks: changes.watermarks.iter().map(|((s, i), q)| (s.clone(), i.clone(), *q)).collect(),
@@ -446,7 +447,7 @@ mod tests {
             vec![
                 ("candle:ESZ6:1m".to_string(), 1),
                 ("candle:ESZ6:1s".to_string(), 1),
-                ("fills:ACC1".to_string(), 1),
+                ("fills:ACC1:ESZ6".to_string(), 1),
                 ("inst:ESZ6".to_string(), 2),
                 ("pos:ACC1:ESZ6".to_string(), 1),
             ]

@@ -4,7 +4,8 @@
 //! tagged by `"type"`, e.g.
 //! `{"type":"trade","instrument":"ESZ6","price":"6850.25","qty":3,"aggressor":"buy"}`.
 //! `event_id` (`<source>:<sequence>`) and `ts` (exchange time, Unix micros) are optional on ingest
-//! and assigned when absent; `ingest_ts` is always set by the system when the event enters it.
+//! and assigned when absent; `ingest_ts` is set by the system when the event enters it (an
+//! ingester overwrites any value a client sends; a processor keeps the ingester's stamp).
 
 use std::fmt;
 
@@ -251,8 +252,15 @@ impl RawEvent {
         Ok(Self { event_id: envelope.event_id, ts: envelope.ts, ingest_ts: envelope.ingest_ts, body })
     }
 
-    /// Checks the event against the catalog and fills in what is missing. `allocate` is called
-    /// only when the event has no `event_id`.
+    /// The same event entering the system afresh: any `ingest_ts` it carries is dropped, so
+    /// the ingester stamps its own.
+    pub fn entering(mut self) -> Self {
+        self.ingest_ts = None;
+        self
+    }
+
+    /// Checks the event against the catalog and fills in what is missing (`ts` and `ingest_ts`
+    /// default to `now`). `allocate` is called only when the event has no `event_id`.
     pub fn validate(
         self,
         catalog: &InstrumentCatalog,
@@ -322,7 +330,8 @@ impl RawEvent {
             Some(text) => EventId::parse(text)?,
             None => allocate(),
         };
-        Ok(ValidEvent { id, ts: self.ts.unwrap_or(now), ingest_ts: now, body: self.body })
+        let ingest_ts = self.ingest_ts.filter(|&t| t > 0).unwrap_or(now);
+        Ok(ValidEvent { id, ts: self.ts.unwrap_or(now), ingest_ts, body: self.body })
     }
 }
 
@@ -404,6 +413,22 @@ mod tests {
             let err = check(json).expect_err(json);
             assert!(err.contains(expected), "{json}: `{err}` should mention `{expected}`");
         }
+    }
+
+    #[test]
+    fn an_ingester_restamps_and_a_processor_keeps_the_ingest_time() {
+        let json = r#"{"type":"trade","ingest_ts":42,"instrument":"ESZ6","price":"6850","qty":1,"aggressor":"buy"}"#;
+        let mut alloc = EventIdAllocator::new("t");
+        let catalog = catalog();
+        let kept =
+            RawEvent::decode(json.as_bytes()).unwrap().validate(&catalog, 1_000, &mut || alloc.next(1_000)).unwrap();
+        assert_eq!(kept.ingest_ts, 42);
+        let fresh = RawEvent::decode(json.as_bytes())
+            .unwrap()
+            .entering()
+            .validate(&catalog, 1_000, &mut || alloc.next(1_000))
+            .unwrap();
+        assert_eq!(fresh.ingest_ts, 1_000);
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub const WIRE_VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FillReport {
     pub account: String,
-    /// Grows by one with every fill of this account: a gap means a lost fill.
+    /// Grows by one with every fill of this account in this instrument: a gap means a lost
+    /// fill. (Per instrument, since raw events are partitioned by instrument.)
     pub seq: u64,
     pub fill_id: String,
     pub order_id: String,
@@ -64,7 +65,7 @@ impl Update {
             Update::Instrument(s) => format!("inst:{}", s.symbol),
             Update::Candle(c) => format!("candle:{}:{}", c.symbol, c.interval),
             Update::Position(p) => format!("pos:{}:{}", p.account, p.symbol),
-            Update::Fill(f) => format!("fills:{}", f.account),
+            Update::Fill(f) => format!("fills:{}:{}", f.account, f.symbol),
         }
     }
 

@@ -241,7 +241,7 @@ impl Handler<IngestEvents> for IngesterActor {
         let mut events = Vec::with_capacity(msg.events.len());
         for (index, raw) in msg.events.into_iter().enumerate() {
             let ids = &mut self.api_ids;
-            match raw.validate(&self.catalog, now, &mut || ids.next(now)) {
+            match raw.entering().validate(&self.catalog, now, &mut || ids.next(now)) {
                 Ok(event) => events.push(event),
                 Err(error) => {
                     self.metrics.events_rejected.with_label_values(&["api"]).inc();

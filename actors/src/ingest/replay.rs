@@ -66,8 +66,9 @@ impl Replay {
             }
             let line_no = self.line_no;
             let source = &self.source;
-            let decoded = RawEvent::decode(text.as_bytes())
-                .and_then(|raw| raw.validate(catalog, now, &mut || EventId { source: source.clone(), seq: line_no }));
+            let decoded = RawEvent::decode(text.as_bytes()).and_then(|raw| {
+                raw.entering().validate(catalog, now, &mut || EventId { source: source.clone(), seq: line_no })
+            });
             match decoded {
                 Ok(event) => chunk.events.push(event),
                 Err(e) => chunk.rejected.push((line_no, e)),

@@ -236,8 +236,9 @@ impl Pump {
                 let now = now_micros();
                 for message in batch {
                     let decoded = RawEvent::decode(&message.payload).and_then(|raw| {
-                        // Events on the topic were stamped by an ingester; one without an id is
-                        // given one from its topic position, which is stable on replay.
+                        // Events on the topic were stamped by an ingester (id and ingest time are
+                        // kept); one without an id is given one from its topic position, which is
+                        // stable on replay.
                         let fallback =
                             EventId { source: format!("kafka-p{}", message.partition), seq: message.offset as u64 };
                         raw.validate(catalog, now, &mut || fallback.clone())

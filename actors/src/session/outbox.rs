@@ -381,7 +381,7 @@ mod tests {
         outbox.push(&fill(2), now);
         let drained = outbox.drain(2);
         let sent: Vec<_> = drained.updates.iter().map(|f| f.key.as_str()).collect();
-        assert_eq!(sent, vec!["fills:ACC1", "fills:ACC1"]);
+        assert_eq!(sent, vec!["fills:ACC1:ESZ6", "fills:ACC1:ESZ6"]);
         assert!(drained.more);
         assert_eq!(outbox.drain(10).updates.len(), 1);
     }

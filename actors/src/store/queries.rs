@@ -132,17 +132,18 @@ macro_rules! backend_queries {
                 }
 
                 let fill_seqs = fills::table
-                    .group_by(fills::account)
-                    .select((fills::account, diesel::dsl::max(fills::account_seq)))
-                    .load::<(String, Option<i64>)>(conn)?
+                    .group_by((fills::account, fills::symbol))
+                    .select((fills::account, fills::symbol, diesel::dsl::max(fills::account_seq)))
+                    .load::<(String, String, Option<i64>)>(conn)?
                     .into_iter()
-                    .map(|(account, seq)| (account, to_u64(seq.unwrap_or(0))))
+                    .map(|(account, symbol, seq)| (account, symbol, to_u64(seq.unwrap_or(0))))
                     .collect::<Vec<_>>();
                 let fill_ids = fills::table.select(fills::fill_id).load::<String>(conn)?;
                 let mut last_fills = Vec::new();
-                for (account, seq) in &fill_seqs {
+                for (account, symbol, seq) in &fill_seqs {
                     let row = fills::table
                         .filter(fills::account.eq(account))
+                        .filter(fills::symbol.eq(symbol))
                         .filter(fills::account_seq.eq(to_i64(*seq)))
                         .select(FillReadRow::as_select())
                         .first(conn)

@@ -24,6 +24,7 @@ CREATE TABLE fills (
     fill_id     TEXT PRIMARY KEY NOT NULL,
     event_id    TEXT NOT NULL,
     account     TEXT NOT NULL,
+    -- Position of this fill in its account's fill lane for this instrument (1, 2, 3, ...).
     account_seq BIGINT NOT NULL,
     order_id    TEXT NOT NULL,
     symbol      TEXT NOT NULL,
@@ -32,7 +33,7 @@ CREATE TABLE fills (
     qty         BIGINT NOT NULL,
     ts          BIGINT NOT NULL
 );
-CREATE INDEX fills_account_seq ON fills (account, account_seq);
+CREATE UNIQUE INDEX fills_account_symbol_seq ON fills (account, symbol, account_seq);
 
 CREATE TABLE candles (
     symbol     TEXT NOT NULL,
