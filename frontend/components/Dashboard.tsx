@@ -1,0 +1,105 @@
+"use client";
+// The trading screen. Rendered on the server with the snapshot the page fetched (so the first
+// HTML has prices), then hydrated: useLiveFeed opens the WebSocket and keeps it current.
+
+import { useCallback, useMemo, useState } from "react";
+import { useLiveFeed } from "@/lib/useLiveFeed";
+import type { FeedView } from "@/lib/liveFeed";
+import type { Instrument, Snapshot } from "@/lib/types";
+import Header from "./Header";
+import MarketWatch from "./MarketWatch";
+import CandleChart from "./CandleChart";
+import Positions from "./Positions";
+import Fills from "./Fills";
+import { fmtInt } from "@/lib/format";
+
+/** An instrument that has not changed for this long (while connected) is marked stale. */
+export const INSTRUMENT_STALE_MS = 5000;
+
+export interface DashboardProps {
+  initial: Snapshot | null;
+  catalog: Instrument[];
+  wsUrl: string | null;
+  serverNow: number;
+  apiError: string | null;
+}
+
+function Banner({ view, apiError }: { view: FeedView; apiError: string | null }) {
+  if (view.conn === "live") return null;
+  let text: string;
+  if (view.conn === "disconnected") {
+    const wait = view.retryAt ? Math.max(0, Math.ceil((view.retryAt - view.nowMs) / 1000)) : null;
+    text = `Disconnected from the live feed — values below are frozen and may be out of date. ${
+      wait != null && wait > 0 ? `Reconnecting in ${wait} s` : "Reconnecting"
+    } (attempt ${view.attempt}).`;
+  } else if (view.conn === "stale") {
+    text = view.resnapshots > 0 && view.lastError?.startsWith("gap")
+      ? "Resynchronising: a fill was missed, fetching a fresh snapshot…"
+      : "The feed has gone quiet — values may be out of date.";
+  } else {
+    text = apiError && view.connections === 0 ? `Connecting… (${apiError})` : "Connecting to the live feed…";
+  }
+  return (
+    <div className={`banner banner-${view.conn}`} role="alert" data-testid="conn-banner">
+      {text}
+      {view.lastError && view.conn === "disconnected" && <span className="muted"> Last error: {view.lastError}</span>}
+    </div>
+  );
+}
+
+export default function Dashboard({ initial, catalog, wsUrl, serverNow, apiError }: DashboardProps) {
+  const { view, feed } = useLiveFeed({ url: wsUrl, initial, initialNowMs: serverNow });
+  const data = view.data;
+  const catalogBySymbol = useMemo(() => Object.fromEntries(catalog.map((c) => [c.symbol, c])), [catalog]);
+  const [chosen, setChosen] = useState<string | null>(null);
+  const selected =
+    chosen ?? (data.instruments.find((s) => s.symbol === "ESZ6") ?? data.instruments[0])?.symbol ?? null;
+  const onSelect = useCallback((symbol: string) => setChosen(symbol), []);
+  const connected = view.conn === "live" || view.conn === "stale";
+  const totalVolume = data.instruments.reduce((n, s) => n + s.volume, 0);
+
+  return (
+    <div className={`app dash conn-${view.conn}`} data-conn={view.conn}>
+      <Header page="dashboard" conn={view.conn} delayMs={view.delayMs} nowMs={view.nowMs} />
+      <Banner view={view} apiError={apiError} />
+      <main className="layout">
+        <section className="panel panel-watch" aria-labelledby="h-watch">
+          <div className="panel-head">
+            <h2 id="h-watch">Market watch</h2>
+            <span className="panel-meta num">
+              {data.instruments.length} instruments · vol {fmtInt(totalVolume)}
+            </span>
+          </div>
+          <MarketWatch
+            instruments={data.instruments}
+            sparks={data.sparks}
+            ticks={data.ticks}
+            catalog={catalogBySymbol}
+            selected={selected}
+            onSelect={onSelect}
+            nowMs={view.nowMs}
+            connected={connected}
+            staleMs={INSTRUMENT_STALE_MS}
+          />
+        </section>
+        <section className="panel panel-chart" aria-label="Candle chart">
+          <CandleChart feed={feed} symbol={selected} info={selected ? catalogBySymbol[selected] : undefined} latest={data.candles} />
+        </section>
+        <section className="panel panel-positions" aria-labelledby="h-pos">
+          <div className="panel-head">
+            <h2 id="h-pos">Positions</h2>
+            <span className="panel-meta">P&amp;L by average cost · marked to mid</span>
+          </div>
+          <Positions positions={data.positions} accounts={data.accounts} catalog={catalogBySymbol} />
+        </section>
+        <section className="panel panel-fills" aria-labelledby="h-fills">
+          <div className="panel-head">
+            <h2 id="h-fills">Fills</h2>
+            <span className="panel-meta">live, newest first</span>
+          </div>
+          <Fills fills={data.fills} catalog={catalogBySymbol} />
+        </section>
+      </main>
+    </div>
+  );
+}

@@ -1,0 +1,365 @@
+// The live connection to ttpulse's WebSocket, without React: connect, subscribe, apply the
+// snapshot and the updates to a FeedStore, resnapshot on an account-lane gap, reconnect with
+// backoff, watch the socket's liveness, and publish an immutable view at most once per frame.
+// `useLiveFeed` wraps it for React.
+
+import { backoffDelay } from "./backoff";
+import { createFrameConflator, type Caf, type FrameConflator, type Raf } from "./conflate";
+import { FeedStore, type FeedData } from "./feedStore";
+import type { Candle, ServerMessage, Snapshot } from "./types";
+
+export type ConnState = "connecting" | "live" | "stale" | "disconnected";
+
+export interface FeedView {
+  data: FeedData;
+  conn: ConnState;
+  /** End-to-end delay of the newest update (now − ingest_ts), ms; null when unknown. */
+  delayMs: number | null;
+  /** The clock the view was published at (ms): stale marks are computed against it. */
+  nowMs: number;
+  /** While disconnected: when the next connection attempt starts (ms). */
+  retryAt: number | null;
+  /** Failed connection attempts since the last snapshot. */
+  attempt: number;
+  /** Connections opened so far. */
+  connections: number;
+  /** Snapshots requested after an account-lane gap. */
+  resnapshots: number;
+  /** The last error the server sent, or the last close reason. */
+  lastError: string | null;
+}
+
+/** The subset of the browser WebSocket that the feed uses (a fake can stand in for tests). */
+export interface SocketLike {
+  readonly readyState: number;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason?: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+export type SocketFactory = (url: string) => SocketLike;
+
+export interface LiveFeedOptions {
+  /** ws:// or wss:// URL; by default the page's own origin + /ws. */
+  url?: string | null;
+  initial?: Snapshot | null;
+  /** The clock of the first (server-rendered) view, so that hydration matches. */
+  initialNowMs?: number;
+  instruments?: string[];
+  positions?: string[];
+  socketFactory?: SocketFactory;
+  raf?: Raf;
+  caf?: Caf;
+  now?: () => number;
+  random?: () => number;
+  /** Socket quiet this long while live → "stale". */
+  staleAfterMs?: number;
+  /** Socket quiet this long → drop it and reconnect. */
+  deadAfterMs?: number;
+  /** How often the client sends {"op":"ping"} (the server answers "pong"). */
+  pingEveryMs?: number;
+  /** How long to wait for the snapshot asked for after a gap before reconnecting. */
+  snapshotTimeoutMs?: number;
+  /** Housekeeping tick: liveness, ping, the clock of stale marks. */
+  tickMs?: number;
+}
+
+const OPEN = 1;
+/** Close codes that mean "you were too slow": reconnect at once and resnapshot. */
+export const CLOSE_ACCOUNT_OVERFLOW = 4008;
+export const CLOSE_TOO_SLOW = 4009;
+
+export function defaultWsUrl(): string {
+  if (typeof location === "undefined") return "ws://127.0.0.1:8080/ws";
+  return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
+}
+
+export class LiveFeed {
+  readonly store: FeedStore;
+  private readonly opts: Required<
+    Pick<LiveFeedOptions, "staleAfterMs" | "deadAfterMs" | "pingEveryMs" | "snapshotTimeoutMs" | "tickMs">
+  > &
+    LiveFeedOptions;
+  private readonly now: () => number;
+  private readonly conflator: FrameConflator;
+  private readonly listeners = new Set<() => void>();
+  private readonly candleListeners = new Set<(c: Candle) => void>();
+  private readonly serverView: FeedView;
+  private view: FeedView;
+
+  private socket: SocketLike | null = null;
+  private generation = 0;
+  private running = false;
+  private conn: ConnState = "connecting";
+  private delayMs: number | null = null;
+  private attempt = 0;
+  private connections = 0;
+  private resnapshots = 0;
+  private lastError: string | null = null;
+  private retryAt: number | null = null;
+  private lastHeard = 0;
+  private lastPing = 0;
+  private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  private snapshotTimer: ReturnType<typeof setTimeout> | null = null;
+  private subscribeRetry: ReturnType<typeof setTimeout> | null = null;
+  private tickTimer: ReturnType<typeof setInterval> | null = null;
+
+  /** Publishes (listener notifications) so far: one per frame at most. */
+  publishes = 0;
+
+  constructor(options: LiveFeedOptions = {}) {
+    this.opts = {
+      staleAfterMs: 6000,
+      deadAfterMs: 15000,
+      pingEveryMs: 4000,
+      snapshotTimeoutMs: 5000,
+      tickMs: 1000,
+      ...options,
+    };
+    this.now = options.now ?? Date.now;
+    this.store = new FeedStore(options.initial ?? null);
+    this.conflator = createFrameConflator(() => this.publish(), options.raf, options.caf);
+    this.serverView = this.buildView(options.initialNowMs ?? this.now());
+    this.view = this.serverView;
+  }
+
+  // --- React's useSyncExternalStore contract -------------------------------------------------
+
+  subscribe = (listener: () => void): (() => void) => {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  };
+
+  getView = (): FeedView => this.view;
+
+  getServerView = (): FeedView => this.serverView;
+
+  /** Called for every candle update applied, before any conflation (charts update imperatively). */
+  onCandle(listener: (c: Candle) => void): () => void {
+    this.candleListeners.add(listener);
+    return () => this.candleListeners.delete(listener);
+  }
+
+  // --- lifecycle ------------------------------------------------------------------------------
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.tickTimer = setInterval(() => this.tick(), this.opts.tickMs);
+    this.connect();
+  }
+
+  stop(): void {
+    this.running = false;
+    this.generation += 1;
+    for (const t of [this.reconnectTimer, this.snapshotTimer, this.subscribeRetry]) if (t) clearTimeout(t);
+    this.reconnectTimer = this.snapshotTimer = this.subscribeRetry = null;
+    if (this.tickTimer) clearInterval(this.tickTimer);
+    this.tickTimer = null;
+    this.conflator.cancel();
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) {
+      detach(socket);
+      try {
+        socket.close(1000, "page closed");
+      } catch {
+        /* already closed */
+      }
+    }
+  }
+
+  /** Asks for a fresh snapshot on the open socket (subscribing again answers with one). */
+  requestResnapshot(reason: string): void {
+    this.resnapshots += 1;
+    this.lastError = reason;
+    if (this.conn === "live") this.conn = "stale";
+    if (!this.sendSubscribe()) return;
+    if (this.snapshotTimer) clearTimeout(this.snapshotTimer);
+    this.snapshotTimer = setTimeout(() => {
+      this.snapshotTimer = null;
+      this.dropSocket("no snapshot after a resnapshot request");
+    }, this.opts.snapshotTimeoutMs);
+    this.conflator.schedule();
+  }
+
+  // --- internals ------------------------------------------------------------------------------
+
+  private connect(): void {
+    if (!this.running) return;
+    this.reconnectTimer = null;
+    this.retryAt = null;
+    const generation = ++this.generation;
+    const url = this.opts.url || defaultWsUrl();
+    let socket: SocketLike;
+    try {
+      socket = this.opts.socketFactory
+        ? this.opts.socketFactory(url)
+        : (new WebSocket(url) as unknown as SocketLike);
+    } catch (e) {
+      this.lastError = e instanceof Error ? e.message : String(e);
+      this.closed(generation, 1006);
+      return;
+    }
+    this.socket = socket;
+    this.lastHeard = this.now();
+    socket.onopen = () => {
+      if (generation !== this.generation) return;
+      this.connections += 1;
+      this.lastHeard = this.lastPing = this.now();
+      this.conn = "connecting";
+      this.sendSubscribe();
+      this.conflator.schedule();
+    };
+    socket.onmessage = (ev) => {
+      if (generation !== this.generation) return;
+      this.onMessage(ev.data);
+    };
+    socket.onclose = (ev) => this.closed(generation, ev.code, ev.reason);
+    socket.onerror = () => {
+      /* a close event follows */
+    };
+  }
+
+  private sendSubscribe(): boolean {
+    const socket = this.socket;
+    if (!socket || socket.readyState !== OPEN) return false;
+    socket.send(
+      JSON.stringify({
+        op: "subscribe",
+        instruments: this.opts.instruments ?? ["*"],
+        positions: this.opts.positions ?? ["*"],
+      }),
+    );
+    return true;
+  }
+
+  private onMessage(raw: unknown): void {
+    this.lastHeard = this.now();
+    if (typeof raw !== "string") return;
+    let msg: ServerMessage;
+    try {
+      msg = JSON.parse(raw) as ServerMessage;
+    } catch {
+      return;
+    }
+    switch (msg.type) {
+      case "snapshot":
+        this.store.applySnapshot(msg);
+        if (this.snapshotTimer) clearTimeout(this.snapshotTimer);
+        this.snapshotTimer = null;
+        this.attempt = 0;
+        this.conn = "live";
+        this.lastError = null;
+        break;
+      case "update": {
+        const result = this.store.applyUpdate(msg);
+        if (result === "gap") {
+          this.requestResnapshot(`gap on ${msg.key}: got seq ${msg.seq}`);
+        } else if (result === "applied" && msg.kind === "candle") {
+          for (const listener of this.candleListeners) listener(msg.data);
+        }
+        if (msg.ingest_ts > 0) this.delayMs = Math.max(0, this.now() - msg.ingest_ts / 1000);
+        if (this.conn === "stale" && !this.store.awaitingSnapshot) this.conn = "live";
+        break;
+      }
+      case "error":
+        this.lastError = `${msg.code}: ${msg.message}`;
+        if (msg.code === "not_ready" || msg.code === "unavailable") {
+          if (this.subscribeRetry) clearTimeout(this.subscribeRetry);
+          this.subscribeRetry = setTimeout(() => {
+            this.subscribeRetry = null;
+            this.sendSubscribe();
+          }, 250);
+        }
+        break;
+      default:
+        // "pong" and any type this client does not know: liveness only.
+        if (this.conn !== "stale" || this.store.awaitingSnapshot) return;
+        this.conn = "live";
+    }
+    this.conflator.schedule();
+  }
+
+  private closed(generation: number, code: number, reason?: string): void {
+    if (generation !== this.generation || !this.running) return;
+    if (this.socket) detach(this.socket);
+    this.socket = null;
+    if (this.snapshotTimer) clearTimeout(this.snapshotTimer);
+    this.snapshotTimer = null;
+    this.conn = "disconnected";
+    this.delayMs = null;
+    if (reason) this.lastError = `closed ${code}: ${reason}`;
+    else if (code !== 1000 && code !== 1005) this.lastError = `closed ${code}`;
+    const tooSlow = code === CLOSE_ACCOUNT_OVERFLOW || code === CLOSE_TOO_SLOW;
+    const delay = backoffDelay(tooSlow ? 0 : this.attempt, { random: this.opts.random });
+    this.attempt += 1;
+    this.retryAt = this.now() + delay;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = setTimeout(() => this.connect(), delay);
+    this.conflator.schedule();
+  }
+
+  /** Gives up on the current socket (silent or stuck) and reconnects. */
+  private dropSocket(reason: string): void {
+    const socket = this.socket;
+    if (!socket) return;
+    const generation = this.generation;
+    detach(socket);
+    try {
+      socket.close(4000, reason.slice(0, 100));
+    } catch {
+      /* ignore */
+    }
+    this.closed(generation, 4000, reason);
+  }
+
+  private tick(): void {
+    const now = this.now();
+    const socket = this.socket;
+    if (socket && socket.readyState === OPEN) {
+      const quiet = now - this.lastHeard;
+      if (quiet > this.opts.deadAfterMs) {
+        this.dropSocket(`no message for ${Math.round(quiet / 1000)} s`);
+        return;
+      }
+      if (this.conn === "live" && quiet > this.opts.staleAfterMs) this.conn = "stale";
+      if (now - this.lastPing >= this.opts.pingEveryMs) {
+        this.lastPing = now;
+        socket.send('{"op":"ping"}');
+      }
+    }
+    // Publish every tick: the clock moves the stale marks even when nothing arrives.
+    this.conflator.schedule();
+  }
+
+  private buildView(nowMs: number): FeedView {
+    return {
+      data: this.store.view(),
+      conn: this.conn,
+      delayMs: this.delayMs,
+      nowMs,
+      retryAt: this.retryAt,
+      attempt: this.attempt,
+      connections: this.connections,
+      resnapshots: this.resnapshots,
+      lastError: this.lastError,
+    };
+  }
+
+  private publish(): void {
+    this.view = this.buildView(this.now());
+    this.publishes += 1;
+    for (const listener of this.listeners) listener();
+  }
+}
+
+function detach(socket: SocketLike): void {
+  socket.onopen = null;
+  socket.onmessage = null;
+  socket.onclose = null;
+  socket.onerror = null;
+}

@@ -1,0 +1,124 @@
+// Wire types of the ttpulse back end (see the top-level README, "HTTP API" and "WebSocket
+// protocol"). Prices and money are decimal strings, never floats; times are Unix microseconds.
+
+/** A decimal number as the server printed it, e.g. "6850.25" or "-0.0036". */
+export type Dec = string;
+export type Micros = number;
+
+export interface InstrumentState {
+  symbol: string;
+  seq: number;
+  bid: Dec | null;
+  ask: Dec | null;
+  mid: Dec | null;
+  spread: Dec | null;
+  last: Dec | null;
+  open: Dec | null;
+  high: Dec | null;
+  low: Dec | null;
+  change: Dec | null;
+  /** Already in percent: "0.0036" means 0.0036 %. */
+  change_pct: Dec | null;
+  volume: number;
+  vwap: Dec | null;
+  trades: number;
+  /** Exchange time of the last change. */
+  updated_at: Micros;
+}
+
+export type Interval = "1s" | "1m";
+
+export interface Candle {
+  symbol: string;
+  interval: Interval;
+  start: Micros;
+  open: Dec;
+  high: Dec;
+  low: Dec;
+  close: Dec;
+  volume: number;
+  trades: number;
+  seq: number;
+  updated_at: Micros;
+}
+
+export interface PositionState {
+  account: string;
+  symbol: string;
+  seq: number;
+  net_qty: number;
+  avg_price: Dec;
+  realized_pnl: Dec;
+  unrealized_pnl: Dec;
+  updated_at: Micros;
+}
+
+export interface AccountSeq {
+  account: string;
+  fill_seq: number;
+}
+
+export interface Snapshot {
+  instruments: InstrumentState[];
+  candles: Candle[];
+  positions: PositionState[];
+  accounts: AccountSeq[];
+}
+
+export interface FillReport {
+  account: string;
+  seq: number;
+  fill_id: string;
+  order_id: string;
+  symbol: string;
+  side: "buy" | "sell";
+  price: Dec;
+  qty: number;
+  ts: Micros;
+  position: PositionState;
+}
+
+/** A catalog entry from GET /api/instruments. */
+export interface Instrument {
+  symbol: string;
+  description: string;
+  tick_size: Dec;
+  multiplier: Dec;
+}
+
+interface UpdateHeader {
+  type: "update";
+  v: number;
+  key: string;
+  seq: number;
+  /** When the raw event entered ttpulse (Unix µs); 0 for restored state. */
+  ingest_ts: Micros;
+}
+
+export type UpdateMessage =
+  | (UpdateHeader & { kind: "instrument"; data: InstrumentState })
+  | (UpdateHeader & { kind: "candle"; data: Candle })
+  | (UpdateHeader & { kind: "position"; data: PositionState })
+  | (UpdateHeader & { kind: "fill"; data: FillReport });
+
+export type SnapshotMessage = Snapshot & { type: "snapshot"; v: number };
+
+export type ServerMessage =
+  | SnapshotMessage
+  | UpdateMessage
+  | { type: "pong" }
+  | { type: "error"; code: string; message: string };
+
+/** A row of GET /admin/actors. */
+export interface ActorRow {
+  name: string;
+  kind: string;
+  state: string;
+  restarts: number;
+  messages_handled: number;
+  queue_depth: number;
+  last_message_at: Micros | null;
+  detail: string | null;
+}
+
+export const EMPTY_SNAPSHOT: Snapshot = { instruments: [], candles: [], positions: [], accounts: [] };

@@ -1,0 +1,19 @@
+// Runtime rewrites: /api/*, /admin/* and /metrics on the Next server are proxied to the ttpulse
+// HTTP API at TTPULSE_API_URL, so the candle history and the ops page work without nginx
+// (e.g. `make run`: Next on :3000, ttpulse on :8080). Behind nginx these paths never reach Next.
+//
+// This is a Proxy (Next 16's name for middleware) rather than `rewrites` in next.config.ts:
+// next.config rewrites are compiled into the build's routes manifest, which would freeze the
+// API address at build time; here it is read from the environment on every request.
+
+import { NextResponse, type NextRequest } from "next/server";
+
+export function proxy(request: NextRequest) {
+  const api = (process.env.TTPULSE_API_URL || "http://127.0.0.1:8080").replace(/\/+$/, "");
+  const { pathname, search } = request.nextUrl;
+  return NextResponse.rewrite(new URL(`${pathname}${search}`, `${api}/`));
+}
+
+export const config = {
+  matcher: ["/api/:path*", "/admin/:path*", "/metrics"],
+};

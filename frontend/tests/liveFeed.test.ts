@@ -1,0 +1,219 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { LiveFeed } from "@/lib/liveFeed";
+import { BACKOFF_CAP_MS } from "@/lib/backoff";
+import { FakeSocket, fakeRaf, fillUpdate, inst, instUpdate, snapshot } from "./helpers";
+
+function makeFeed(over: Partial<ConstructorParameters<typeof LiveFeed>[0]> = {}) {
+  const frames = fakeRaf();
+  const feed = new LiveFeed({
+    url: "ws://test/ws",
+    initial: snapshot(),
+    socketFactory: FakeSocket.factory,
+    raf: frames.raf,
+    caf: frames.caf,
+    random: () => 0.5,
+    ...over,
+  });
+  return { feed, frames };
+}
+
+/** Starts a feed, opens its socket and serves the snapshot. */
+function goLive(feed: LiveFeed, frames: ReturnType<typeof fakeRaf>) {
+  feed.start();
+  const ws = FakeSocket.last();
+  ws.open();
+  ws.receive({ type: "snapshot", v: 1, ...snapshot() });
+  frames.frame();
+  return ws;
+}
+
+beforeEach(() => {
+  FakeSocket.reset();
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe("LiveFeed", () => {
+  it("subscribes on open and goes live on the snapshot", () => {
+    const { feed, frames } = makeFeed();
+    expect(feed.getView().conn).toBe("connecting");
+    feed.start();
+    const ws = FakeSocket.last();
+    expect(ws.url).toBe("ws://test/ws");
+    ws.open();
+    expect(JSON.parse(ws.sent[0])).toEqual({ op: "subscribe", instruments: ["*"], positions: ["*"] });
+    ws.receive({ type: "snapshot", v: 1, ...snapshot() });
+    frames.frame();
+    expect(feed.getView().conn).toBe("live");
+    feed.stop();
+  });
+
+  it("an account-lane seq gap requests a fresh snapshot by subscribing again", () => {
+    const { feed, frames } = makeFeed();
+    const ws = goLive(feed, frames);
+    expect(ws.subscribes()).toBe(1);
+    ws.receive(fillUpdate("ACC1", 5)); // 4 → 5: fine
+    expect(ws.subscribes()).toBe(1);
+    ws.receive(fillUpdate("ACC1", 7)); // 6 is missing
+    expect(ws.subscribes()).toBe(2);
+    frames.frame();
+    const view = feed.getView();
+    expect(view.resnapshots).toBe(1);
+    expect(view.conn).toBe("stale");
+    expect(view.data.accounts.ACC1).toBe(5);
+    // fills past the gap are not applied; the snapshot brings the state
+    ws.receive(fillUpdate("ACC1", 8));
+    expect(feed.store.fillSeq("ACC1")).toBe(5);
+    ws.receive({ type: "snapshot", v: 1, ...snapshot({ accounts: [{ account: "ACC1", fill_seq: 8 }] }) });
+    frames.frame();
+    expect(feed.getView().conn).toBe("live");
+    expect(feed.getView().data.accounts.ACC1).toBe(8);
+    ws.receive(fillUpdate("ACC1", 9));
+    expect(feed.store.fillSeq("ACC1")).toBe(9);
+    expect(ws.subscribes()).toBe(2);
+    feed.stop();
+  });
+
+  it("reconnects if the snapshot asked for after a gap never comes", () => {
+    const { feed, frames } = makeFeed({ snapshotTimeoutMs: 3000 });
+    const ws = goLive(feed, frames);
+    ws.receive(fillUpdate("ACC1", 9));
+    vi.advanceTimersByTime(3001);
+    frames.frame();
+    expect(ws.closedWith).toBe(4000);
+    expect(feed.getView().conn).toBe("disconnected");
+    vi.advanceTimersByTime(BACKOFF_CAP_MS);
+    expect(FakeSocket.instances.length).toBe(2);
+    feed.stop();
+  });
+
+  it("an out-of-date market seq is ignored", () => {
+    const { feed, frames } = makeFeed();
+    const ws = goLive(feed, frames);
+    ws.receive(instUpdate(inst("ESZ6", 9, { bid: "101.00" })));
+    ws.receive(instUpdate(inst("ESZ6", 8, { bid: "90.00" })));
+    frames.frame();
+    const es = feed.getView().data.instruments.find((s) => s.symbol === "ESZ6");
+    expect(es?.seq).toBe(9);
+    expect(es?.bid).toBe("101.00");
+    expect(ws.subscribes()).toBe(1); // no resnapshot for the market lane
+    feed.stop();
+  });
+
+  it("reconnects with growing, capped backoff and resnapshots", () => {
+    const random = vi.fn(() => 0.5);
+    const { feed, frames } = makeFeed({ random });
+    const ws1 = goLive(feed, frames);
+    ws1.serverClose(1006);
+    frames.frame();
+    expect(feed.getView().conn).toBe("disconnected");
+    const delays: number[] = [];
+    let last = FakeSocket.instances.length;
+    for (let i = 0; i < 8; i++) {
+      const retryAt = feed.getView().retryAt!;
+      delays.push(retryAt - Date.now());
+      vi.advanceTimersByTime(retryAt - Date.now() - 1);
+      expect(FakeSocket.instances.length).toBe(last); // not before its time
+      vi.advanceTimersByTime(1);
+      expect(FakeSocket.instances.length).toBe(last + 1);
+      last += 1;
+      FakeSocket.last().serverClose(1006); // the server is still down
+      frames.frame();
+    }
+    // 250·2^n at random 0.5 → 3/4 of the ceiling: 188, 375, 750, 1500, 3000, then the 5 s cap
+    expect(delays.slice(0, 5)).toEqual([188, 375, 750, 1500, 3000]);
+    expect(delays.slice(5)).toEqual([3750, 3750, 3750]);
+    for (let i = 1; i < delays.length; i++) expect(delays[i]).toBeGreaterThanOrEqual(delays[i - 1]);
+    expect(Math.max(...delays)).toBeLessThanOrEqual(BACKOFF_CAP_MS);
+    expect(random).toHaveBeenCalled();
+    // the server comes back: subscribe again, the snapshot replaces the state, attempts reset
+    const ws = FakeSocket.last();
+    vi.advanceTimersByTime(BACKOFF_CAP_MS);
+    const fresh = FakeSocket.last();
+    expect(fresh).not.toBe(ws);
+    fresh.open();
+    expect(fresh.subscribes()).toBe(1);
+    fresh.receive({ type: "snapshot", v: 1, ...snapshot({ instruments: [inst("ESZ6", 77)] }) });
+    frames.frame();
+    expect(feed.getView().conn).toBe("live");
+    expect(feed.getView().attempt).toBe(0);
+    expect(feed.getView().data.instruments.map((s) => s.seq)).toEqual([77]);
+    feed.stop();
+  });
+
+  it("closes 4008/4009 reconnect at once (shortest backoff)", () => {
+    const { feed, frames } = makeFeed({ random: () => 0 });
+    const ws = goLive(feed, frames);
+    // pretend several failures happened before
+    ws.serverClose(1006);
+    vi.advanceTimersByTime(200);
+    FakeSocket.last().serverClose(1006);
+    vi.advanceTimersByTime(300);
+    FakeSocket.last().open();
+    FakeSocket.last().serverClose(4009, "too slow");
+    frames.frame();
+    expect(feed.getView().retryAt! - Date.now()).toBe(125);
+    expect(feed.getView().lastError).toContain("4009");
+    feed.stop();
+  });
+
+  it("goes stale when the socket is quiet, drops it when silent too long, and pings", () => {
+    const { feed, frames } = makeFeed({ staleAfterMs: 3000, deadAfterMs: 8000, pingEveryMs: 2000 });
+    const ws = goLive(feed, frames);
+    vi.advanceTimersByTime(2000);
+    expect(ws.sent).toContain('{"op":"ping"}');
+    vi.advanceTimersByTime(2000);
+    frames.frame();
+    expect(feed.getView().conn).toBe("stale");
+    ws.receive({ type: "pong" });
+    frames.frame();
+    expect(feed.getView().conn).toBe("live");
+    vi.advanceTimersByTime(9000);
+    frames.frame();
+    expect(ws.closedWith).toBe(4000);
+    expect(feed.getView().conn).toBe("disconnected");
+    feed.stop();
+  });
+
+  it("measures the end-to-end delay from ingest_ts and ignores restored state (0)", () => {
+    const { feed, frames } = makeFeed();
+    const ws = goLive(feed, frames);
+    const nowUs = Date.now() * 1000;
+    ws.receive(instUpdate(inst("ESZ6", 10), nowUs - 12_000));
+    frames.frame();
+    expect(feed.getView().delayMs).toBe(12);
+    ws.receive(instUpdate(inst("ESZ6", 11), 0));
+    frames.frame();
+    expect(feed.getView().delayMs).toBe(12);
+    feed.stop();
+  });
+
+  it("retries the subscribe when the server is not ready, ignores unknown types", () => {
+    const { feed, frames } = makeFeed();
+    feed.start();
+    const ws = FakeSocket.last();
+    ws.open();
+    ws.receive({ type: "error", code: "not_ready", message: "retry" });
+    ws.receive({ type: "resync" });
+    vi.advanceTimersByTime(300);
+    expect(ws.subscribes()).toBe(2);
+    frames.frame();
+    expect(feed.getView().conn).toBe("connecting");
+    feed.stop();
+  });
+
+  it("many updates in one frame publish once", () => {
+    const { feed, frames } = makeFeed();
+    const ws = goLive(feed, frames);
+    let notified = 0;
+    feed.subscribe(() => notified++);
+    for (let i = 0; i < 500; i++) ws.receive(instUpdate(inst("ESZ6", 10 + i, { bid: String(100 + i) })));
+    expect(notified).toBe(0);
+    frames.frame();
+    expect(notified).toBe(1);
+    expect(feed.getView().data.instruments.find((s) => s.symbol === "ESZ6")?.seq).toBe(509);
+    feed.stop();
+  });
+});

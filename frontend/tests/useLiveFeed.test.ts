@@ -1,0 +1,146 @@
+// @vitest-environment happy-dom
+import { act, createElement, Profiler } from "react";
+import { createRoot, type Root } from "react-dom/client";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { useLiveFeed } from "@/lib/useLiveFeed";
+import type { LiveFeedOptions } from "@/lib/liveFeed";
+import { FakeSocket, fakeRaf, fillUpdate, inst, instUpdate, snapshot } from "./helpers";
+
+(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
+
+let root: Root;
+let container: HTMLElement;
+let renders = 0;
+let commits = 0;
+let latest: ReturnType<typeof useLiveFeed> | null = null;
+
+function Probe({ options }: { options: LiveFeedOptions }) {
+  renders++;
+  latest = useLiveFeed(options);
+  const es = latest.view.data.instruments.find((s) => s.symbol === "ESZ6");
+  return createElement("div", { id: "probe", "data-conn": latest.view.conn }, `${es?.seq}:${es?.bid}`);
+}
+
+function mount(options: LiveFeedOptions) {
+  act(() => {
+    root.render(
+      createElement(Profiler, { id: "feed", onRender: () => commits++ }, createElement(Probe, { options })),
+    );
+  });
+}
+
+beforeEach(() => {
+  FakeSocket.reset();
+  vi.useFakeTimers();
+  container = document.createElement("div");
+  document.body.appendChild(container);
+  root = createRoot(container);
+  renders = 0;
+  commits = 0;
+  latest = null;
+});
+
+afterEach(() => {
+  act(() => root.unmount());
+  container.remove();
+  vi.useRealTimers();
+});
+
+describe("useLiveFeed", () => {
+  it("renders the initial snapshot, opens the socket and subscribes", () => {
+    const frames = fakeRaf();
+    mount({ url: "ws://x/ws", initial: snapshot(), socketFactory: FakeSocket.factory, raf: frames.raf, caf: frames.caf });
+    expect(container.textContent).toBe("5:100.00");
+    expect(FakeSocket.instances.length).toBe(1);
+    act(() => FakeSocket.last().open());
+    expect(FakeSocket.last().subscribes()).toBe(1);
+  });
+
+  it("commits once per animation frame however many updates arrive", () => {
+    const frames = fakeRaf();
+    mount({ url: "ws://x/ws", initial: snapshot(), socketFactory: FakeSocket.factory, raf: frames.raf, caf: frames.caf });
+    const ws = FakeSocket.last();
+    act(() => {
+      ws.open();
+      ws.receive({ type: "snapshot", v: 1, ...snapshot() });
+    });
+    act(() => {
+      frames.frame();
+    });
+    expect(container.querySelector("#probe")?.getAttribute("data-conn")).toBe("live");
+    const rendersBefore = renders;
+    const commitsBefore = commits;
+
+    // 1000 updates within one frame: no render until the frame, then exactly one.
+    act(() => {
+      for (let i = 0; i < 1000; i++) ws.receive(instUpdate(inst("ESZ6", 10 + i, { bid: `${100 + i}.25` })));
+    });
+    expect(renders).toBe(rendersBefore);
+    expect(commits).toBe(commitsBefore);
+    act(() => {
+      frames.frame();
+    });
+    expect(renders).toBe(rendersBefore + 1);
+    expect(commits).toBe(commitsBefore + 1);
+    expect(container.textContent).toBe("1009:1099.25");
+
+    // A frame with nothing new commits nothing.
+    act(() => {
+      frames.frame();
+    });
+    expect(commits).toBe(commitsBefore + 1);
+  });
+
+  it("shows disconnected when the socket drops and recovers with a fresh snapshot", () => {
+    const frames = fakeRaf();
+    mount({ url: "ws://x/ws", initial: snapshot(), socketFactory: FakeSocket.factory, raf: frames.raf, caf: frames.caf, random: () => 0 });
+    const ws = FakeSocket.last();
+    act(() => {
+      ws.open();
+      ws.receive({ type: "snapshot", v: 1, ...snapshot() });
+      frames.frame();
+    });
+    act(() => {
+      ws.serverClose(1006);
+      frames.frame();
+    });
+    expect(container.querySelector("#probe")?.getAttribute("data-conn")).toBe("disconnected");
+    act(() => {
+      vi.advanceTimersByTime(200);
+    });
+    const next = FakeSocket.last();
+    expect(next).not.toBe(ws);
+    act(() => {
+      next.open();
+      next.receive({ type: "snapshot", v: 1, ...snapshot({ instruments: [inst("ESZ6", 42, { bid: "123.50" })] }) });
+      frames.frame();
+    });
+    expect(container.querySelector("#probe")?.getAttribute("data-conn")).toBe("live");
+    expect(container.textContent).toBe("42:123.50");
+  });
+
+  it("a fill gap asks for a snapshot on the same socket", () => {
+    const frames = fakeRaf();
+    mount({ url: "ws://x/ws", initial: snapshot(), socketFactory: FakeSocket.factory, raf: frames.raf, caf: frames.caf });
+    const ws = FakeSocket.last();
+    act(() => {
+      ws.open();
+      ws.receive({ type: "snapshot", v: 1, ...snapshot() });
+      ws.receive(fillUpdate("ACC1", 6)); // expected 5
+      frames.frame();
+    });
+    expect(ws.subscribes()).toBe(2);
+    expect(latest?.view.resnapshots).toBe(1);
+    expect(container.querySelector("#probe")?.getAttribute("data-conn")).toBe("stale");
+  });
+
+  it("closes the socket on unmount", () => {
+    const frames = fakeRaf();
+    mount({ url: "ws://x/ws", initial: snapshot(), socketFactory: FakeSocket.factory, raf: frames.raf, caf: frames.caf });
+    const ws = FakeSocket.last();
+    act(() => ws.open());
+    act(() => root.unmount());
+    expect(ws.closedWith).toBe(1000);
+    root = createRoot(container); // for afterEach
+  });
+});
