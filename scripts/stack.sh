@@ -68,6 +68,7 @@ role() { # role, http addr
 
 up() {
   mkdir -p "$pids" "$logs" "$STACK_DIR/redis"
+  scripts/ensure-build-deps.sh curl redis-server postgresql-client
   scripts/ensure-nisshi.sh >/dev/null
   command -v redis-server >/dev/null || { echo "redis-server is missing (apt-get install redis-server)" >&2; exit 1; }
   command -v psql >/dev/null || { echo "psql is missing (apt-get install postgresql-client)" >&2; exit 1; }

@@ -23,7 +23,11 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Migrate { config } => {
                 let pool = wiring::open_database(&config)?;
-                println!("database {} ({}) is up to date", config.database_path().display(), pool.backend());
+                let shown = match &config.database_url {
+                    Some(url) => ttpulse_actors::store::redact_url(url),
+                    None => config.database_path().display().to_string(),
+                };
+                println!("database {shown} ({}) is up to date", pool.backend());
                 Ok(())
             }
             Command::Run { config } => run(config).await,
@@ -41,8 +45,17 @@ fn main() -> ExitCode {
 async fn run(config: ttpulse::config::Config) -> anyhow::Result<()> {
     let running = http::start(config).await?;
     let url = format!("http://{}", running.addr);
-    tracing::info!("ttpulse is running: open {url}/  (snapshot {url}/api/snapshot, stream ws://{}/ws)", running.addr);
-    println!("\n  ttpulse is up: open {url}/\n");
+    let roles: Vec<&str> = running.pipeline.roles.iter().map(|r| r.name()).collect();
+    if running.pipeline.hub.is_some() {
+        tracing::info!(
+            "ttpulse is running: open {url}/  (snapshot {url}/api/snapshot, stream ws://{}/ws)",
+            running.addr
+        );
+    } else {
+        tracing::info!(roles = ?roles, "ttpulse is running: health at {url}/admin/health");
+    }
+    // The first line on stdout names the URL to open (scripts and tests read it).
+    println!("\n  ttpulse ({}) is up: open {url}/\n", roles.join(","));
     running.server.await?;
     tracing::info!("ttpulse stopped");
     Ok(())

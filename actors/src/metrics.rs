@@ -141,7 +141,11 @@ impl Metrics {
                 &["topic", "partition"],
             ),
             dead_letters: counter(&r, "dead_letters_total", "Messages sent to tt_dead_letter"),
-            redis_used_memory_bytes: gauge(&r, "redis_used_memory_bytes", "Redis used_memory, read every 5 s"),
+            redis_used_memory_bytes: gauge(
+                &r,
+                "redis_used_memory_bytes",
+                "Redis used_memory, read every second by the cache role",
+            ),
             redis_reconnects: counter(&r, "redis_reconnects_total", "Redis connections lost and made again"),
             redis_errors: counter(&r, "redis_errors_total", "Failed Redis commands"),
             registry: r,

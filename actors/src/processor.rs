@@ -249,8 +249,19 @@ impl Handler<RawBatch> for ProcessorActor {
         let accepted = batch.events.len() - duplicates;
         let downstream = self.downstream.clone();
         let send = async move {
-            if !updates.is_empty() {
-                downstream.send(UpdateBatch { updates: updates.into() }).await??;
+            // The batch is applied: its updates must go out, or they never will (a replay would
+            // see only duplicates). Keep offering them; meanwhile nothing else is taken.
+            let updates: std::sync::Arc<[Published]> = updates.into();
+            let mut backoff = Duration::from_millis(100);
+            while !updates.is_empty() {
+                let error = match downstream.send(UpdateBatch { updates: updates.clone() }).await {
+                    Ok(Ok(())) => break,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                tracing::error!(error, retry_in = ?backoff, "the next hop did not take processed updates; retrying");
+                actix_rt::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
             if let Some(slot) = slot {
                 drop(slot.acquire().await);

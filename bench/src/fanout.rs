@@ -107,7 +107,10 @@ pub async fn broadcast_server(addr: &str, rate: u32) -> anyhow::Result<()> {
             tick.tick().await;
             let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
             while sent < due {
-                let text = format!(r#"{{"type":"update","v":1,"key":"inst:ESZ6","seq":{sent},"ingest_ts":{},"data":"{padding}"}}"#, now_micros());
+                let text = format!(
+                    r#"{{"type":"update","v":1,"key":"inst:ESZ6","seq":{sent},"ingest_ts":{},"data":"{padding}"}}"#,
+                    now_micros()
+                );
                 let _ = sender.send(text.into());
                 sent += 1;
             }

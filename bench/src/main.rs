@@ -19,7 +19,10 @@ use measure::Latency;
 use procs::Proc;
 
 #[derive(Parser)]
-#[command(name = "ttpulse-bench", about = "ttpulse beside the raw limits of Kafka, Redis and a plain WebSocket broadcast")]
+#[command(
+    name = "ttpulse-bench",
+    about = "ttpulse beside the raw limits of Kafka, Redis and a plain WebSocket broadcast"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -37,6 +40,15 @@ enum Cmd {
         bin: PathBuf,
         #[arg(long, default_value = "bench/results")]
         out: PathBuf,
+    },
+    /// Only the embedded end-to-end latency at one rate (for profiling a change).
+    Latency {
+        #[arg(long)]
+        rate: u32,
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+        #[arg(long, default_value = "target/release/ttpulse")]
+        bin: PathBuf,
     },
     /// Load generator: many WebSocket sessions (run by `run` in its own process).
     FanoutClient {
@@ -124,6 +136,20 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::BroadcastServer { addr, rate } => runtime.block_on(fanout::broadcast_server(&addr, rate)),
         Cmd::Run { quick, bin, out } => runtime.block_on(run(quick, &bin, &out)),
+        Cmd::Latency { rate, seconds, bin } => runtime.block_on(async {
+            let work = std::env::temp_dir().join(format!("ttpulse-bench-latency-{}", std::process::id()));
+            std::fs::create_dir_all(&work)?;
+            let env = env(&[("TTPULSE_SIM_RATE", rate.to_string()), ("TTPULSE_DATA_DIR", work.display().to_string())]);
+            let (server, url) = procs::ttpulse(&bin, "embedded", &env, &work)?;
+            let ws = url.replacen("http", "ws", 1) + "/ws";
+            let ((latency, _), cost) =
+                with_cost(&[&server], measure::ws_latency(&ws, Duration::from_secs(2), Duration::from_secs(seconds)))
+                    .await?;
+            println!("{}", serde_json::json!({"rate": rate, "latency": latency, "cost": cost}));
+            drop(server);
+            let _ = std::fs::remove_dir_all(&work);
+            Ok(())
+        }),
     }
 }
 
@@ -132,7 +158,10 @@ fn log(message: impl AsRef<str>) {
 }
 
 /// Runs `f` while sampling the CPU and memory of `procs` around it.
-async fn with_cost<T>(procs: &[&Proc], f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<(T, Vec<Cost>)> {
+async fn with_cost<T>(
+    procs: &[&Proc],
+    f: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<(T, Vec<Cost>)> {
     let before: Vec<(f64, u64)> = procs.iter().map(|p| p.usage()).collect();
     let start = Instant::now();
     let value = f.await?;
@@ -142,7 +171,11 @@ async fn with_cost<T>(procs: &[&Proc], f: impl std::future::Future<Output = anyh
         .zip(before)
         .map(|(p, (cpu0, _))| {
             let (cpu1, rss) = p.usage();
-            Cost { process: p.name.clone(), cpu_percent: (cpu1 - cpu0) / seconds * 100.0, rss_mib: rss as f64 / 1048576.0 }
+            Cost {
+                process: p.name.clone(),
+                cpu_percent: (cpu1 - cpu0) / seconds * 100.0,
+                rss_mib: rss as f64 / 1048576.0,
+            }
         })
         .collect();
     Ok((value, cost))
@@ -196,14 +229,20 @@ async fn run(quick: bool, bin: &Path, out: &Path) -> anyhow::Result<()> {
         let (server, url) = procs::ttpulse(
             bin,
             "embedded",
-            &env(&[("TTPULSE_SIM_RATE", rate.to_string()), ("TTPULSE_DATA_DIR", data.display().to_string()), ("TTPULSE_SIM_SEED", "7".into())]),
+            &env(&[
+                ("TTPULSE_SIM_RATE", rate.to_string()),
+                ("TTPULSE_DATA_DIR", data.display().to_string()),
+                ("TTPULSE_SIM_SEED", "7".into()),
+            ]),
             &logs,
         )?;
         let ws = url.replacen("http", "ws", 1) + "/ws";
         let measure = async {
             if rate == plan.rates[0] {
-                let (ws_result, polling) =
-                    tokio::join!(measure::ws_latency(&ws, plan.warmup, plan.window), measure::polling_baseline(&url, plan.warmup + plan.window));
+                let (ws_result, polling) = tokio::join!(
+                    measure::ws_latency(&ws, plan.warmup, plan.window),
+                    measure::polling_baseline(&url, plan.warmup + plan.window)
+                );
                 report.polling_1s = Some(polling?);
                 ws_result
             } else {
@@ -219,14 +258,16 @@ async fn run(quick: bool, bin: &Path, out: &Path) -> anyhow::Result<()> {
         let stack = Stack::start(bin, &work, &logs, &format!("bench_{}_{rate}", std::process::id()), rate)?;
         let ws = stack.api_url.replacen("http", "ws", 1) + "/ws";
         let role_refs: Vec<&Proc> = stack.roles.iter().collect();
-        let ((latency, warmup), cost) = with_cost(&role_refs, measure::ws_latency(&ws, plan.warmup, plan.window)).await?;
+        let ((latency, warmup), cost) =
+            with_cost(&role_refs, measure::ws_latency(&ws, plan.warmup, plan.window)).await?;
         report.distributed.push(RateRow { rate, latency, warmup, cost });
         let brokers = stack.brokers.clone();
         let ((latency, warmup), cost) =
             with_cost(&[&stack.broker], measure::kafka_round_trip(&brokers, rate, plan.warmup, plan.window)).await?;
         report.kafka_raw.push(RateRow { rate, latency, warmup, cost });
         let ((latency, warmup), cost) =
-            with_cost(&[&stack.redis], measure::redis_round_trip(&stack.redis_url, rate, plan.warmup, plan.window)).await?;
+            with_cost(&[&stack.redis], measure::redis_round_trip(&stack.redis_url, rate, plan.warmup, plan.window))
+                .await?;
         report.redis_raw.push(RateRow { rate, latency, warmup, cost });
     }
 
@@ -270,14 +311,19 @@ async fn run(quick: bool, bin: &Path, out: &Path) -> anyhow::Result<()> {
 /// Runs at `target` events/s: the achieved processing rate, the p99 seen by a client, and the
 /// consumer lag left at the end (distributed).
 async fn throughput_step(api: &str, processor: &str, target: u32, plan: &Plan) -> anyhow::Result<ThroughputStep> {
-    let processed = |url: &str| procs::metric(&procs::http_get(&format!("{url}/metrics")).unwrap_or_default(), "ttpulse_events_processed_total");
+    let processed = |url: &str| {
+        procs::metric(&procs::http_get(&format!("{url}/metrics")).unwrap_or_default(), "ttpulse_events_processed_total")
+    };
     tokio::time::sleep(plan.warmup).await;
     let before = processed(processor);
     let start = Instant::now();
     let ws = api.replacen("http", "ws", 1) + "/ws";
     let (latency, _) = measure::ws_latency(&ws, Duration::ZERO, plan.window).await?;
     let achieved = (processed(processor) - before) / start.elapsed().as_secs_f64();
-    let lag = procs::metric(&procs::http_get(&format!("{processor}/metrics")).unwrap_or_default(), "ttpulse_kafka_consumer_lag");
+    let lag = procs::metric(
+        &procs::http_get(&format!("{processor}/metrics")).unwrap_or_default(),
+        "ttpulse_kafka_consumer_lag",
+    );
     let sustained = achieved >= 0.95 * target as f64 && latency.p99_ms < 100.0 && lag < target as f64 * 0.5;
     Ok(ThroughputStep { target, achieved, p99_ms: latency.p99_ms, lag, sustained })
 }
@@ -319,7 +365,16 @@ impl Stack {
         // Let the consumer groups settle before the first event.
         std::thread::sleep(Duration::from_secs(2));
         let (ingester, _) = procs::ttpulse(bin, "ingester", &common("ingester", rate), logs)?;
-        Ok(Self { roles: vec![ingester, processor, cache, api], api_url, processor_url, brokers, redis_url, broker, redis, db: db.to_owned() })
+        Ok(Self {
+            roles: vec![ingester, processor, cache, api],
+            api_url,
+            processor_url,
+            brokers,
+            redis_url,
+            broker,
+            redis,
+            db: db.to_owned(),
+        })
     }
 }
 
@@ -332,7 +387,12 @@ impl Drop for Stack {
 
 /// Runs the fan-out client (its own process) against `url`; returns its result and the server's
 /// resident memory once every session is connected.
-fn fanout_client(url: &str, sessions: usize, seconds: u64, server_pid: u32) -> anyhow::Result<(fanout::FanoutResult, u64)> {
+fn fanout_client(
+    url: &str,
+    sessions: usize,
+    seconds: u64,
+    server_pid: u32,
+) -> anyhow::Result<(fanout::FanoutResult, u64)> {
     let me = std::env::current_exe()?;
     let mut child = Command::new(me)
         .args(["fanout-client", "--url", url, "--sessions", &sessions.to_string(), "--seconds", &seconds.to_string()])
@@ -367,7 +427,11 @@ async fn fanout_row(bin: &Path, work: &Path, logs: &Path, sessions: usize, plan:
     let (server, url) = procs::ttpulse(
         bin,
         "fanout",
-        &env(&[("TTPULSE_SIM_RATE", "1000".into()), ("TTPULSE_DATA_DIR", data.display().to_string()), ("TTPULSE_SIM_SEED", "7".into())]),
+        &env(&[
+            ("TTPULSE_SIM_RATE", "1000".into()),
+            ("TTPULSE_DATA_DIR", data.display().to_string()),
+            ("TTPULSE_SIM_SEED", "7".into()),
+        ]),
         logs,
     )?;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -381,13 +445,15 @@ async fn fanout_row(bin: &Path, work: &Path, logs: &Path, sessions: usize, plan:
     let per_session = (ours.messages_per_second / ours.sessions_connected.max(1) as f64).max(1.0).round() as u32;
     let addr = format!("127.0.0.1:{}", procs::free_port());
     let me = std::env::current_exe()?;
-    let child = Command::new(me).args(["broadcast-server", "--addr", &addr, "--rate", &per_session.to_string()]).spawn()?;
+    let child =
+        Command::new(me).args(["broadcast-server", "--addr", &addr, "--rate", &per_session.to_string()]).spawn()?;
     let broadcast_server = procs::adopt("broadcast", child);
     std::thread::sleep(Duration::from_millis(500));
     let base = broadcast_server.usage().1;
     let ws = format!("ws://{addr}/");
     let pid = broadcast_server.pid();
-    let (broadcast, broadcast_peak) = tokio::task::spawn_blocking(move || fanout_client(&ws, sessions, seconds, pid)).await??;
+    let (broadcast, broadcast_peak) =
+        tokio::task::spawn_blocking(move || fanout_client(&ws, sessions, seconds, pid)).await??;
     drop(broadcast_server);
     let per = |peak: u64, base: u64, n: usize| peak.saturating_sub(base) as f64 / n.max(1) as f64;
     Ok(FanoutRow {

@@ -19,7 +19,8 @@ pub fn now_micros() -> i64 {
 
 pub fn histogram() -> Histogram<u64> {
     // 1 µs to 100 s, 3 significant figures.
-    Histogram::new_with_bounds(1, 100_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+    Histogram::new_with_bounds(1, 100_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
 }
 
 /// Latency percentiles in milliseconds, and what they were measured over.
@@ -96,7 +97,12 @@ async fn paced(rate: u32, total: Duration, mut send: impl FnMut(i64)) {
 
 /// rdkafka produce -> consume through the broker alone, at `rate`, with the producer and
 /// consumer settings ttpulse uses (idempotent, acks=all, fetch.wait.max.ms=5).
-pub async fn kafka_round_trip(brokers: &str, rate: u32, warmup: Duration, duration: Duration) -> anyhow::Result<(Latency, Latency)> {
+pub async fn kafka_round_trip(
+    brokers: &str,
+    rate: u32,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<(Latency, Latency)> {
     let topic = format!("bench_rt_{}", now_micros());
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -127,7 +133,8 @@ pub async fn kafka_round_trip(brokers: &str, rate: u32, warmup: Duration, durati
         let start = Instant::now();
         let end = start + total + Duration::from_secs(2);
         while let Ok(Ok(message)) = tokio::time::timeout_at(end.into(), consumer.recv()).await {
-            let sent: i64 = message.payload().and_then(|p| std::str::from_utf8(p).ok()).and_then(|p| p.parse().ok()).unwrap_or(0);
+            let sent: i64 =
+                message.payload().and_then(|p| std::str::from_utf8(p).ok()).and_then(|p| p.parse().ok()).unwrap_or(0);
             if sent == 0 {
                 continue;
             }
@@ -192,7 +199,12 @@ pub async fn kafka_max_rate(brokers: &str, seconds: u64) -> anyhow::Result<f64> 
 }
 
 /// PUBLISH -> subscriber through Redis alone, at `rate`.
-pub async fn redis_round_trip(url: &str, rate: u32, warmup: Duration, duration: Duration) -> anyhow::Result<(Latency, Latency)> {
+pub async fn redis_round_trip(
+    url: &str,
+    rate: u32,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<(Latency, Latency)> {
     let client = redis::Client::open(url)?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe("bench_rt").await?;
@@ -204,49 +216,95 @@ pub async fn redis_round_trip(url: &str, rate: u32, warmup: Duration, duration: 
         let start = Instant::now();
         let end = start + total + Duration::from_secs(1);
         while let Ok(Some(message)) = tokio::time::timeout_at(end.into(), messages.next()).await {
-            let sent: i64 = std::str::from_utf8(message.get_payload_bytes()).ok().and_then(|p| p.parse().ok()).unwrap_or(0);
+            let sent: i64 =
+                std::str::from_utf8(message.get_payload_bytes()).ok().and_then(|p| p.parse().ok()).unwrap_or(0);
             let target = if start.elapsed() < warmup { &mut warm } else { &mut hist };
             target.saturating_record((now_micros() - sent).max(1) as u64);
         }
         (hist, warm)
     });
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
-    let publisher = tokio::spawn(async move {
-        while let Some(ts) = rx.recv().await {
-            let _: redis::RedisResult<()> = redis::cmd("PUBLISH").arg("bench_rt").arg(ts).query_async(&mut conn).await;
+    // One pipeline per millisecond tick: the publisher keeps up at any rate Redis can take.
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let start = Instant::now();
+    let mut sent: u64 = 0;
+    while start.elapsed() < total {
+        tick.tick().await;
+        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+        if due <= sent {
+            continue;
         }
-    });
-    paced(rate, total, |ts| {
-        let _ = tx.send(ts);
-    })
-    .await;
-    drop(tx);
-    publisher.await?;
+        let mut pipe = redis::pipe();
+        while sent < due {
+            pipe.cmd("PUBLISH").arg("bench_rt").arg(now_micros()).ignore();
+            sent += 1;
+        }
+        let _: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+    }
     let (hist, warm) = reader.await?;
     Ok((Latency::from(&hist, duration.as_secs_f64()), Latency::from(&warm, warmup.as_secs_f64())))
 }
 
-/// The legacy way: poll the snapshot every second. An instrument change becomes visible at
-/// the next poll: latency = poll time - the change's time.
+/// The legacy way: poll the snapshot every second. A change becomes visible at the first poll
+/// that holds it, so its latency is that poll's time minus the change's ingest time (taken from
+/// the WebSocket stream, which is read only to know when each change happened).
 pub async fn polling_baseline(api: &str, duration: Duration) -> anyhow::Result<Latency> {
+    let ws_url = api.replacen("http", "ws", 1) + "/ws";
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await?;
+    ws.send(Message::text(r#"{"op":"subscribe","instruments":["*"]}"#)).await?;
+    #[derive(Deserialize)]
+    struct Change {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        key: String,
+        #[serde(default)]
+        seq: u64,
+        #[serde(default)]
+        ingest_ts: i64,
+    }
+    // Per instrument, the changes not yet seen by a poll: (seq, ingest_ts).
+    type Pending = std::collections::HashMap<String, Vec<(u64, i64)>>;
+    let pending: std::sync::Arc<std::sync::Mutex<Pending>> = Default::default();
+    let collector = {
+        let pending = pending.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(Message::Text(text))) = ws.next().await {
+                if let Ok(c) = serde_json::from_str::<Change>(&text)
+                    && c.kind == "update"
+                    && c.ingest_ts > 0
+                    && let Some(symbol) = c.key.strip_prefix("inst:")
+                    && let Ok(mut map) = pending.lock()
+                {
+                    map.entry(symbol.to_owned()).or_default().push((c.seq, c.ingest_ts));
+                }
+            }
+        })
+    };
     let mut hist = histogram();
-    let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     let url = format!("{api}/api/snapshot");
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
     while start.elapsed() < duration {
         tick.tick().await;
         let url = url.clone();
         let body = tokio::task::spawn_blocking(move || crate::procs::http_get(&url)).await??;
         let now = now_micros();
         let snapshot: serde_json::Value = serde_json::from_str(&body)?;
+        let Ok(mut map) = pending.lock() else { continue };
         for inst in snapshot["instruments"].as_array().into_iter().flatten() {
-            let (symbol, seq, at) = (inst["symbol"].to_string(), inst["seq"].as_u64().unwrap_or(0), inst["updated_at"].as_i64().unwrap_or(0));
-            let changed = seen.insert(symbol, seq).is_some_and(|prev| prev != seq);
-            if changed && at > 0 {
-                hist.saturating_record((now - at).max(1) as u64);
+            let (Some(symbol), Some(seq)) = (inst["symbol"].as_str(), inst["seq"].as_u64()) else { continue };
+            if let Some(changes) = map.get_mut(symbol) {
+                changes.retain(|&(change_seq, at)| {
+                    let visible = change_seq <= seq;
+                    if visible {
+                        hist.saturating_record((now - at).max(1) as u64);
+                    }
+                    !visible
+                });
             }
         }
     }
+    collector.abort();
     Ok(Latency::from(&hist, duration.as_secs_f64()))
 }

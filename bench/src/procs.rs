@@ -40,7 +40,8 @@ impl Drop for Proc {
 pub fn usage(pid: u32) -> (f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 of /proc/pid/stat, i.e. 11 and 12 after the name.
     let cpu = (ticks(11) + ticks(12)) / 100.0;
@@ -88,15 +89,19 @@ pub fn ttpulse(bin: &Path, name: &str, env: &[(String, String)], logs: &Path) ->
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().with_context(|| format!("start {}", bin.display()))?;
+    let mut child =
+        cmd.stdout(Stdio::piped()).stderr(log).spawn().with_context(|| format!("start {}", bin.display()))?;
     let stdout = child.stdout.take().context("stdout")?;
     let mut proc = Proc { name: name.to_owned(), child };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
-        if let Some(url) = lines
-            .find_map(|l| l.split("open ").nth(1).and_then(|u| u.split_whitespace().next()).map(|u| u.trim_end_matches('/').to_owned()))
-        {
+        if let Some(url) = lines.find_map(|l| {
+            l.split("open ")
+                .nth(1)
+                .and_then(|u| u.split_whitespace().next())
+                .map(|u| u.trim_end_matches('/').to_owned())
+        }) {
             let _ = tx.send(url);
         }
         for _ in lines {}
@@ -122,7 +127,15 @@ pub fn broker(logs: &Path) -> anyhow::Result<(Proc, String)> {
     let url = format!("tcp://127.0.0.1:{port}");
     let log = std::fs::File::create(logs.join("broker.log"))?;
     let child = Command::new(nisshi()?)
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://nisshi/"])
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://nisshi/",
+        ])
         .args(["--group-initial-rebalance-delay", "200ms"])
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -160,7 +173,11 @@ pub fn database(name: &str) -> anyhow::Result<String> {
 
 pub fn drop_database(name: &str) {
     let _ = Command::new("psql")
-        .args(["postgres://postgres@127.0.0.1:5432/postgres", "-qtAc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+        .args([
+            "postgres://postgres@127.0.0.1:5432/postgres",
+            "-qtAc",
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        ])
         .status();
 }
 

@@ -83,7 +83,9 @@ pub fn summary(report: &Report) -> String {
     for r in &report.distributed {
         let (k, red) = (row(r.rate, &report.kafka_raw), row(r.rate, &report.redis_raw));
         let limit = k.zip(red).map(|(k, red)| 2.0 * k.latency.p99_ms + red.latency.p99_ms);
-        let ratio = limit.map_or("-".to_owned(), |l| format!("{:.2}x of 2 broker + 1 Redis trips ({} ms); target <= 1.5x", r.latency.p99_ms / l, ms(l)));
+        let ratio = limit.map_or("-".to_owned(), |l| {
+            format!("{:.2}x of 2 broker + 1 Redis trips ({} ms); target <= 1.5x", r.latency.p99_ms / l, ms(l))
+        });
         let _ = writeln!(
             s,
             "| {} | ttpulse distributed | {} | {} | {} | {} | {:.0} | {} |",
@@ -96,7 +98,9 @@ pub fn summary(report: &Report) -> String {
             ratio
         );
     }
-    for (name, rows) in [("raw broker produce->consume", &report.kafka_raw), ("raw Redis PUBLISH->subscriber", &report.redis_raw)] {
+    for (name, rows) in
+        [("raw broker produce->consume", &report.kafka_raw), ("raw Redis PUBLISH->subscriber", &report.redis_raw)]
+    {
         for r in rows.iter() {
             let _ = writeln!(
                 s,
@@ -126,29 +130,60 @@ pub fn summary(report: &Report) -> String {
     let _ = writeln!(s, "\n### Warm-up (first seconds, excluded above)\n");
     let _ = writeln!(s, "| rate /s | path | p50 | p99 | max |");
     let _ = writeln!(s, "|---|---|---|---|---|");
-    for (name, rows) in [("embedded", &report.embedded), ("distributed", &report.distributed), ("raw broker", &report.kafka_raw)] {
+    for (name, rows) in
+        [("embedded", &report.embedded), ("distributed", &report.distributed), ("raw broker", &report.kafka_raw)]
+    {
         for r in rows.iter() {
-            let _ = writeln!(s, "| {} | {name} | {} | {} | {} |", r.rate, ms(r.warmup.p50_ms), ms(r.warmup.p99_ms), ms(r.warmup.max_ms));
+            let _ = writeln!(
+                s,
+                "| {} | {name} | {} | {} | {} |",
+                r.rate,
+                ms(r.warmup.p50_ms),
+                ms(r.warmup.p99_ms),
+                ms(r.warmup.max_ms)
+            );
         }
     }
 
-    let _ = writeln!(s, "\n### Throughput (sustained: achieved >= 95% of target, p99 < 100 ms, lag < 0.5 s of events)\n");
+    let _ =
+        writeln!(s, "\n### Throughput (sustained: achieved >= 95% of target, p99 < 100 ms, lag < 0.5 s of events)\n");
     let _ = writeln!(s, "| mode | target /s | achieved /s | p99 ms | lag at end | sustained |");
     let _ = writeln!(s, "|---|---|---|---|---|---|");
     for (name, steps) in [("embedded", &report.throughput_embedded), ("distributed", &report.throughput_distributed)] {
         for t in steps.iter() {
-            let _ = writeln!(s, "| {name} | {} | {:.0} | {} | {:.0} | {} |", t.target, t.achieved, ms(t.p99_ms), t.lag, if t.sustained { "yes" } else { "no" });
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {:.0} | {} | {:.0} | {} |",
+                t.target,
+                t.achieved,
+                ms(t.p99_ms),
+                t.lag,
+                if t.sustained { "yes" } else { "no" }
+            );
         }
         let best = steps.iter().filter(|t| t.sustained).map(|t| t.achieved).fold(0.0, f64::max);
         let ratio = if report.broker_max_rate > 0.0 { best / report.broker_max_rate } else { 0.0 };
-        let _ = writeln!(s, "| {name} best sustained | | {best:.0} | | | {ratio:.2}x of the broker's raw {:.0} msg/s (target >= 0.5x) |", report.broker_max_rate);
+        let _ = writeln!(
+            s,
+            "| {name} best sustained | | {best:.0} | | | {ratio:.2}x of the broker's raw {:.0} msg/s (target >= 0.5x) |",
+            report.broker_max_rate
+        );
     }
 
-    let _ = writeln!(s, "\n### Fan-out (embedded ttpulse at 1,000 events/s; each session subscribed to 3 of 12 instruments)\n");
-    let _ = writeln!(s, "| sessions | server | connected | delivery p50 ms | p99 ms | max ms | messages/s delivered | memory per session |");
+    let _ = writeln!(
+        s,
+        "\n### Fan-out (embedded ttpulse at 1,000 events/s; each session subscribed to 3 of 12 instruments)\n"
+    );
+    let _ = writeln!(
+        s,
+        "| sessions | server | connected | delivery p50 ms | p99 ms | max ms | messages/s delivered | memory per session |"
+    );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
     for f in &report.fanout {
-        for (name, r, bytes) in [("ttpulse", &f.ours, f.ours_bytes_per_session), ("plain broadcast", &f.broadcast, f.broadcast_bytes_per_session)] {
+        for (name, r, bytes) in [
+            ("ttpulse", &f.ours, f.ours_bytes_per_session),
+            ("plain broadcast", &f.broadcast, f.broadcast_bytes_per_session),
+        ] {
             let _ = writeln!(
                 s,
                 "| {} | {name} | {} | {} | {} | {} | {:.0} | {:.1} KiB |",
@@ -169,7 +204,8 @@ pub fn summary(report: &Report) -> String {
     for (name, rows) in [("embedded", &report.embedded), ("distributed", &report.distributed)] {
         for r in rows.iter() {
             for c in &r.cost {
-                let _ = writeln!(s, "| {name} | {} | {} | {:.0} | {:.0} |", r.rate, c.process, c.cpu_percent, c.rss_mib);
+                let _ =
+                    writeln!(s, "| {name} | {} | {} | {:.0} | {:.0} |", r.rate, c.process, c.cpu_percent, c.rss_mib);
             }
         }
     }

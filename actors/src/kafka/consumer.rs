@@ -116,7 +116,16 @@ impl Actor for KafkaConsumerActor {
             ctx.run_later(Duration::from_secs(1), |_, ctx| ctx.stop());
             return;
         }
-        let dead_letters: Option<FutureProducer> = self.settings.producer_config().create().ok();
+        // Without a dead-letter producer a poison message could only be dropped: do not start.
+        let dead_letters: FutureProducer = match self.settings.producer_config().create() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create the dead-letter producer; retrying in 1 s");
+                self.health.set_detail(Some(e.to_string()));
+                ctx.run_later(Duration::from_secs(1), |_, ctx| ctx.stop());
+                return;
+            }
+        };
         let consumer = Arc::new(consumer);
         self.health.set_running();
         let pump = Pump {
@@ -178,7 +187,7 @@ fn record_lag(consumer: &TtConsumer, topic: &str, metrics: &Metrics) {
 struct Pump {
     consumer: Arc<TtConsumer>,
     last_warning: std::sync::Mutex<Option<std::time::Instant>>,
-    dead_letters: Option<FutureProducer>,
+    dead_letters: FutureProducer,
     topic: &'static str,
     feed: Feed,
     metrics: Arc<Metrics>,
@@ -312,10 +321,7 @@ impl Pump {
             "dead letter"
         );
         self.metrics.dead_letters.inc();
-        let Some(producer) = &self.dead_letters else {
-            tracing::error!("no dead-letter producer: the message is only logged");
-            return;
-        };
+        let producer = &self.dead_letters;
         let origin = format!("{}/{}/{}", self.topic, message.partition, message.offset);
         loop {
             let headers = OwnedHeaders::new()
