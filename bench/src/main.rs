@@ -80,6 +80,11 @@ pub struct Cost {
 pub struct RateRow {
     pub rate: u32,
     pub latency: Latency,
+    /// ttpulse's own histogram (ingest -> frame written to the socket), as bucket bounds in ms.
+    #[serde(default)]
+    pub server_p50_ms: Option<f64>,
+    #[serde(default)]
+    pub server_p99_ms: Option<f64>,
     pub warmup: Latency,
     pub cost: Vec<Cost>,
 }
@@ -237,6 +242,7 @@ async fn run(quick: bool, bin: &Path, out: &Path) -> anyhow::Result<()> {
             &logs,
         )?;
         let ws = url.replacen("http", "ws", 1) + "/ws";
+        let before = server_histogram(&url);
         let measure = async {
             if rate == plan.rates[0] {
                 let (ws_result, polling) = tokio::join!(
@@ -250,7 +256,8 @@ async fn run(quick: bool, bin: &Path, out: &Path) -> anyhow::Result<()> {
             }
         };
         let ((latency, warmup), cost) = with_cost(&[&server], measure).await?;
-        report.embedded.push(RateRow { rate, latency, warmup, cost });
+        let (server_p50_ms, server_p99_ms) = server_quantiles(&before, &server_histogram(&url));
+        report.embedded.push(RateRow { rate, latency, server_p50_ms, server_p99_ms, warmup, cost });
     }
 
     for &rate in &plan.rates {
@@ -258,17 +265,19 @@ async fn run(quick: bool, bin: &Path, out: &Path) -> anyhow::Result<()> {
         let stack = Stack::start(bin, &work, &logs, &format!("bench_{}_{rate}", std::process::id()), rate)?;
         let ws = stack.api_url.replacen("http", "ws", 1) + "/ws";
         let role_refs: Vec<&Proc> = stack.roles.iter().collect();
+        let before = server_histogram(&stack.api_url);
         let ((latency, warmup), cost) =
             with_cost(&role_refs, measure::ws_latency(&ws, plan.warmup, plan.window)).await?;
-        report.distributed.push(RateRow { rate, latency, warmup, cost });
+        let (server_p50_ms, server_p99_ms) = server_quantiles(&before, &server_histogram(&stack.api_url));
+        report.distributed.push(RateRow { rate, latency, server_p50_ms, server_p99_ms, warmup, cost });
         let brokers = stack.brokers.clone();
         let ((latency, warmup), cost) =
             with_cost(&[&stack.broker], measure::kafka_round_trip(&brokers, rate, plan.warmup, plan.window)).await?;
-        report.kafka_raw.push(RateRow { rate, latency, warmup, cost });
+        report.kafka_raw.push(RateRow { rate, latency, server_p50_ms: None, server_p99_ms: None, warmup, cost });
         let ((latency, warmup), cost) =
             with_cost(&[&stack.redis], measure::redis_round_trip(&stack.redis_url, rate, plan.warmup, plan.window))
                 .await?;
-        report.redis_raw.push(RateRow { rate, latency, warmup, cost });
+        report.redis_raw.push(RateRow { rate, latency, server_p50_ms: None, server_p99_ms: None, warmup, cost });
     }
 
     log("throughput, embedded");
@@ -306,6 +315,17 @@ async fn run(quick: bool, bin: &Path, out: &Path) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&work);
     log(format!("wrote {}", out.display()));
     Ok(())
+}
+
+fn server_histogram(url: &str) -> Vec<(f64, f64)> {
+    procs::buckets(
+        &procs::http_get(&format!("{url}/metrics")).unwrap_or_default(),
+        "ttpulse_end_to_end_latency_seconds",
+    )
+}
+
+fn server_quantiles(before: &[(f64, f64)], after: &[(f64, f64)]) -> (Option<f64>, Option<f64>) {
+    (Some(procs::bucket_quantile(before, after, 0.5)), Some(procs::bucket_quantile(before, after, 0.99)))
 }
 
 /// Runs at `target` events/s: the achieved processing rate, the p99 seen by a client, and the

@@ -181,6 +181,30 @@ pub fn drop_database(name: &str) {
         .status();
 }
 
+/// The cumulative buckets of a Prometheus histogram: (upper bound in seconds, count).
+pub fn buckets(page: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    page.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let (le, value) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The bucket bound (ms) under which quantile `q` of the observations between two scrapes lie.
+pub fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> f64 {
+    let deltas: Vec<(f64, f64)> =
+        after.iter().map(|(le, n)| (*le, n - before.iter().find(|(b, _)| b == le).map_or(0.0, |(_, m)| *m))).collect();
+    let total = deltas.last().map_or(0.0, |(_, n)| *n);
+    if total <= 0.0 {
+        return 0.0;
+    }
+    deltas.iter().find(|(_, n)| *n >= q * total).map_or(f64::INFINITY, |(le, _)| le * 1000.0)
+}
+
 /// One metric's value from a Prometheus text page (summing over label sets that match).
 pub fn metric(page: &str, name: &str) -> f64 {
     page.lines()
