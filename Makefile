@@ -1,7 +1,7 @@
 # ttpulse: the two commands are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run build test deps test-unit test-embedded test-distributed fmt lint migrate clean up down status
+.PHONY: run build test deps bench bench-quick test-unit test-embedded test-distributed fmt lint migrate clean up down status
 
 ## run: build (release) and start every role in one process on the embedded default; prints the URL
 run:
@@ -35,6 +35,16 @@ test-distributed: deps
 ## migrate: create or upgrade the database schema, then exit
 migrate:
 	$(CARGO) run --release --locked --bin ttpulse -- migrate
+
+## bench: the benchmarks behind BENCHMARKS.md (about 15 minutes), written to bench/results/
+bench: deps
+	$(CARGO) build --release --locked -p ttpulse --bin ttpulse -p ttpulse-bench
+	./target/release/ttpulse-bench run --out bench/results
+
+## bench-quick: the same in a few minutes (fewer rates, shorter windows), to bench/results/quick/
+bench-quick: deps
+	$(CARGO) build --release --locked -p ttpulse --bin ttpulse -p ttpulse-bench
+	./target/release/ttpulse-bench run --quick --out bench/results/quick
 
 fmt:
 	$(CARGO) fmt --all
