@@ -18,8 +18,9 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub use actor::DbActor;
 
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
-const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+/// One set of migrations for both backends: the SQL is portable (TEXT, BIGINT, composite keys,
+/// `ON CONFLICT`). A migration whose SQL must differ would go into a backend folder.
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -93,7 +94,7 @@ impl DbPool {
         // A direct connection first: it gives a clear error where the pool would only time out.
         let mut conn = SqliteConnection::establish(&url).map_err(|e| open_err(e.to_string()))?;
         diesel::sql_query("PRAGMA journal_mode = WAL").execute(&mut conn).map_err(|e| open_err(e.to_string()))?;
-        conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(|e| StoreError::Migration(e.to_string()))?;
+        conn.run_pending_migrations(MIGRATIONS).map_err(|e| StoreError::Migration(e.to_string()))?;
         let pool = Pool::builder()
             .max_size(max_connections.max(1))
             .connection_timeout(Duration::from_secs(10))
@@ -108,7 +109,7 @@ impl DbPool {
         let shown = redact_url(url);
         let open_err = |reason: String| StoreError::Open { url: shown.clone(), reason };
         let mut conn = PgConnection::establish(url).map_err(|e| open_err(e.to_string()))?;
-        conn.run_pending_migrations(POSTGRES_MIGRATIONS).map_err(|e| StoreError::Migration(e.to_string()))?;
+        conn.run_pending_migrations(MIGRATIONS).map_err(|e| StoreError::Migration(e.to_string()))?;
         let pool = Pool::builder()
             .max_size(max_connections.max(1))
             .connection_timeout(Duration::from_secs(10))
