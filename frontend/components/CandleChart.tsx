@@ -47,7 +47,7 @@ function toVolume(c: Candle): HistogramData<UTCTimestamp> {
 }
 
 export default function CandleChart({ feed, symbol, info, latest }: CandleChartProps) {
-  const [interval, setInterval] = useState<Interval>("1s");
+  const [interval, setChartInterval] = useState<Interval>("1s");
   const [status, setStatus] = useState<string>("loading");
   const containerRef = useRef<HTMLDivElement>(null);
   const seriesRef = useRef<Series | null>(null);
@@ -70,7 +70,7 @@ export default function CandleChart({ feed, symbol, info, latest }: CandleChartP
         },
         grid: { vertLines: { color: "#1a222c" }, horzLines: { color: "#1a222c" } },
         rightPriceScale: { borderColor: "#263241" },
-        timeScale: { borderColor: "#263241", timeVisible: true, secondsVisible: true, rightOffset: 4 },
+        timeScale: { borderColor: "#263241", timeVisible: true, secondsVisible: true, rightOffset: 3, barSpacing: 8, minBarSpacing: 2 },
         crosshair: { mode: CrosshairMode.Normal },
       });
       const candles = chart.addSeries(CandlestickSeries, {
@@ -110,6 +110,7 @@ export default function CandleChart({ feed, symbol, info, latest }: CandleChartP
     let cancelled = false;
     let loaded = false;
     let lastTime = 0;
+    let hasBars = false;
     const pending: Candle[] = [];
     const apply = (c: Candle) => {
       const t = Math.floor(c.start / 1_000_000);
@@ -117,6 +118,10 @@ export default function CandleChart({ feed, symbol, info, latest }: CandleChartP
       lastTime = t;
       s.candles.update(toBar(c));
       s.volume.update(toVolume(c));
+      if (!hasBars) {
+        hasBars = true;
+        setStatus("ok");
+      }
     };
     const off = feed.onCandle((c) => {
       if (c.symbol !== symbol || c.interval !== interval) return;
@@ -141,8 +146,12 @@ export default function CandleChart({ feed, symbol, info, latest }: CandleChartP
         loaded = true;
         for (const c of pending) apply(c);
         pending.length = 0;
-        s.chart.timeScale().scrollToRealTime();
-        setStatus(sorted.length ? "ok" : "empty");
+        // A medium history fills the width; a long one (or a very short one) shows its newest
+        // bars at the default spacing.
+        if (sorted.length >= 25 && sorted.length < 80) s.chart.timeScale().fitContent();
+        else s.chart.timeScale().scrollToRealTime();
+        hasBars = hasBars || sorted.length > 0;
+        setStatus(hasBars ? "ok" : "empty");
       })
       .catch((e: unknown) => {
         if (cancelled) return;
@@ -173,12 +182,15 @@ export default function CandleChart({ feed, symbol, info, latest }: CandleChartP
               type="button"
               className={iv === interval ? "active" : ""}
               aria-pressed={iv === interval}
-              onClick={() => setInterval(iv)}
+              onClick={() => setChartInterval(iv)}
             >
               {iv === "1s" ? "1 s" : "1 min"}
             </button>
           ))}
         </div>
+      </div>
+      <div className="chart-body">
+        <div ref={containerRef} className="chart-canvas" data-testid="candle-chart" />
         <div className="chart-legend num" aria-label="Current candle">
           <span>O <b>{fmtPrice(current?.open, dp)}</b></span>
           <span>H <b>{fmtPrice(current?.high, dp)}</b></span>
@@ -186,9 +198,6 @@ export default function CandleChart({ feed, symbol, info, latest }: CandleChartP
           <span>C <b>{fmtPrice(current?.close, dp)}</b></span>
           <span>V <b>{current ? fmtInt(current.volume) : DASH}</b></span>
         </div>
-      </div>
-      <div className="chart-body">
-        <div ref={containerRef} className="chart-canvas" data-testid="candle-chart" />
         {status !== "ok" && (
           <div className="chart-status">
             {status === "loading" ? "Loading candles…" : status === "empty" ? "No candles yet." : status}

@@ -1,0 +1,337 @@
+// End-to-end test of the dashboard on the real stack: ttpulse (embedded, simulator at 200
+// events/s), the built Next.js server and nginx configured from deploy/nginx.conf, driven by
+// Debian's Chromium through playwright-core. Run by scripts/frontend-e2e.sh:
+//   node --test --test-concurrency=1 e2e/
+// Artifacts (logs, screenshots) go to frontend/test-results/.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { chromium } from "playwright-core";
+import {
+  FRONTEND,
+  ROOT,
+  cleanEnv,
+  freePort,
+  get,
+  getJson,
+  nginxBinary,
+  nginxConfig,
+  sleep,
+  startProcess,
+  stopAll,
+  stopProcess,
+  tempDir,
+  waitFor,
+} from "./stack.mjs";
+
+const TTPULSE_BIN = path.resolve(ROOT, process.env.TTPULSE_BIN || "target/debug/ttpulse");
+const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
+const ARTIFACTS = path.join(FRONTEND, "test-results");
+const NEXT_BIN = path.join(FRONTEND, "node_modules/next/dist/bin/next");
+
+const ports = {};
+let work; // temp dir of this run
+let dataDir; // ttpulse's data dir: kept across its restart
+let api; // ttpulse, direct
+let site; // nginx
+let ttpulse;
+let browser;
+let page;
+const pageErrors = [];
+
+const tail = (text, n = 30) => text.split("\n").slice(-n).join("\n");
+const exitedMessage = (proc) => () =>
+  proc.exitCode !== undefined ? `${proc.name} exited (${proc.exitCode}):\n${tail(proc.output())}` : null;
+
+async function startTtpulse() {
+  const proc = startProcess("ttpulse", TTPULSE_BIN, ["run"], {
+    cwd: work, // no stray .env is picked up from here
+    env: cleanEnv({
+      TTPULSE_HTTP_ADDR: `127.0.0.1:${ports.api}`,
+      TTPULSE_DATA_DIR: dataDir,
+      TTPULSE_SIM_RATE: "200",
+      RUST_LOG: "info",
+    }),
+    logFile: path.join(ARTIFACTS, "ttpulse.log"),
+  });
+  await waitFor("ttpulse to answer /admin/health", async () => (await get(`${api}/admin/health`, { timeoutMs: 1000 })).ok, {
+    timeoutMs: 30000,
+    failIf: exitedMessage(proc),
+  });
+  await waitFor(
+    "the simulator's first quotes",
+    async () => (await getJson(`${api}/api/snapshot`)).instruments.filter((s) => s.bid != null).length >= 3,
+    { timeoutMs: 15000, failIf: exitedMessage(proc) },
+  );
+  return proc;
+}
+
+/** The HTML of the market-watch row of `symbol`, or null. */
+function rowHtml(html, symbol) {
+  const m = new RegExp(`<tr[^>]*data-symbol="${symbol}"[^>]*>[\\s\\S]*?</tr>`).exec(html);
+  return m ? m[0] : null;
+}
+
+function cellText(row, field) {
+  const m = new RegExp(`data-field="${field}"[^>]*>([^<]*)<`).exec(row);
+  return m ? m[1] : null;
+}
+
+/** The page shows a price padded with zeros to the tick's decimals: "6850.5" → "6850.50". */
+function samePrice(shown, given) {
+  if (given == null) return shown === "—";
+  if (shown === given) return true;
+  if (!shown.startsWith(given)) return false;
+  const rest = shown.slice(given.length);
+  return given.includes(".") ? /^0+$/.test(rest) : /^\.0+$/.test(rest);
+}
+
+/** seq per symbol as the page shows it. */
+function pageSeqs() {
+  return page.$$eval("tr[data-symbol]", (rows) =>
+    Object.fromEntries(rows.map((r) => [r.getAttribute("data-symbol"), Number(r.getAttribute("data-seq"))])),
+  );
+}
+
+const connState = () => page.getAttribute("[data-testid=conn-state]", "data-state");
+
+before(async () => {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  for (const f of ["ttpulse.log", "next.log", "nginx.log"]) fs.rmSync(path.join(ARTIFACTS, f), { force: true });
+  assert.ok(fs.existsSync(TTPULSE_BIN), `no ttpulse binary at ${TTPULSE_BIN} (cargo build --bin ttpulse, or set TTPULSE_BIN)`);
+  assert.ok(fs.existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (apt-get install chromium)`);
+  assert.ok(fs.existsSync(path.join(FRONTEND, ".next/BUILD_ID")), "the dashboard is not built (scripts/frontend-build.sh)");
+  work = tempDir("ttpulse-e2e-");
+  dataDir = path.join(work, "data");
+  fs.mkdirSync(dataDir);
+  for (const name of ["api", "next", "nginx"]) ports[name] = await freePort();
+  api = `http://127.0.0.1:${ports.api}`;
+  site = `http://127.0.0.1:${ports.nginx}`;
+
+  ttpulse = await startTtpulse();
+
+  const next = startProcess("next", process.execPath, [NEXT_BIN, "start", "-H", "127.0.0.1", "-p", String(ports.next)], {
+    cwd: FRONTEND,
+    env: cleanEnv({ NEXT_TELEMETRY_DISABLED: "1", NODE_ENV: "production", TTPULSE_API_URL: api }),
+    logFile: path.join(ARTIFACTS, "next.log"),
+  });
+  await waitFor("next start", async () => (await get(`http://127.0.0.1:${ports.next}/ops`, { timeoutMs: 2000 })).ok, {
+    timeoutMs: 30000,
+    failIf: exitedMessage(next),
+  });
+
+  const prefix = path.join(work, "nginx");
+  fs.mkdirSync(prefix);
+  const conf = path.join(prefix, "nginx.conf");
+  fs.writeFileSync(conf, nginxConfig({ prefix, listenPort: ports.nginx, nextPort: ports.next, apiPort: ports.api }));
+  fs.copyFileSync(conf, path.join(ARTIFACTS, "nginx.generated.conf"));
+  const nginx = startProcess("nginx", nginxBinary(), ["-p", prefix, "-c", conf, "-e", path.join(prefix, "logs/error.log")], {
+    cwd: prefix,
+    env: process.env,
+    logFile: path.join(ARTIFACTS, "nginx.log"),
+  });
+  await waitFor("nginx", async () => (await get(`${site}/api/instruments`, { timeoutMs: 2000 })).ok, {
+    timeoutMs: 15000,
+    failIf: () => {
+      const m = exitedMessage(nginx)();
+      if (!m) return null;
+      const log = path.join(prefix, "logs/error.log");
+      return `${m}\n${fs.existsSync(log) ? tail(fs.readFileSync(log, "utf8")) : ""}`;
+    },
+  });
+
+  browser = await chromium.launchPersistentContext(path.join(work, "chromium-profile"), {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1440, height: 900 },
+    timeout: 30000,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  browser.setDefaultTimeout(10000);
+  page = browser.pages()[0] ?? (await browser.newPage());
+  page.on("pageerror", (e) => pageErrors.push(e.message));
+}, { timeout: 150000 });
+
+after(async () => {
+  try {
+    if (browser) await Promise.race([browser.close(), sleep(10000)]);
+  } finally {
+    await stopAll();
+    if (work && !process.env.E2E_KEEP_TMP) fs.rmSync(work, { recursive: true, force: true });
+  }
+}, { timeout: 60000 });
+
+describe("dashboard end to end (ttpulse + next start + nginx + chromium)", () => {
+  test("(a) the HTML nginx serves for / already holds the snapshot's prices (no JS)", async () => {
+    for (let attempt = 1; attempt <= 10; attempt++) {
+      const before = await getJson(`${api}/api/snapshot`);
+      const res = await get(`${site}/`);
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get("content-type") ?? "", /text\/html/);
+      const html = await res.text();
+      const afterSnap = await getJson(`${api}/api/snapshot`);
+      assert.ok(before.instruments.length >= 3, "the simulator publishes instruments");
+      let exact = 0;
+      for (const s of before.instruments) {
+        const row = rowHtml(html, s.symbol);
+        assert.ok(row, `the first HTML has a market-watch row for ${s.symbol}`);
+        const seq = Number(/data-seq="(\d+)"/.exec(row)[1]);
+        const later = afterSnap.instruments.find((x) => x.symbol === s.symbol);
+        assert.ok(seq >= s.seq && seq <= later.seq, `${s.symbol}: HTML seq ${seq} within [${s.seq}, ${later.seq}]`);
+        if (s.seq === later.seq) {
+          // Unchanged while the page was rendered: the row must show exactly these values.
+          assert.equal(seq, s.seq);
+          assert.ok(samePrice(cellText(row, "bid"), s.bid), `${s.symbol} bid: page ${cellText(row, "bid")} vs API ${s.bid}`);
+          assert.ok(samePrice(cellText(row, "ask"), s.ask), `${s.symbol} ask: page ${cellText(row, "ask")} vs API ${s.ask}`);
+          assert.ok(samePrice(cellText(row, "last"), s.last), `${s.symbol} last: page ${cellText(row, "last")} vs API ${s.last}`);
+          exact += 1;
+        }
+      }
+      if (exact > 0) {
+        // Positions are server-rendered too.
+        for (const p of before.positions.slice(0, 3)) {
+          assert.ok(html.includes(`data-position="${p.account}:${p.symbol}"`), `position row ${p.account}:${p.symbol}`);
+        }
+        return;
+      }
+    }
+    assert.fail("no instrument stayed unchanged during any of 10 page renders");
+  });
+
+  test("(b) in the browser, live updates change the page within 1 s", async () => {
+    const sockets = [];
+    page.on("websocket", (ws) => sockets.push(ws.url()));
+    await page.goto(`${site}/`, { waitUntil: "domcontentloaded" });
+    await page.waitForFunction(() => document.querySelector("[data-testid=conn-state]")?.getAttribute("data-state") === "live", null, {
+      timeout: 10000,
+    });
+    assert.deepEqual(sockets, [`ws://127.0.0.1:${ports.nginx}/ws`], "the page opens /ws on its own origin (nginx)");
+    const seqs = await pageSeqs();
+    const cells = await page.$$eval("tr[data-symbol] td[data-field=bid], tr[data-symbol] td[data-field=last]", (tds) =>
+      tds.map((td) => td.textContent).join("|"),
+    );
+    const t0 = Date.now();
+    await page.waitForFunction(
+      ([seqs, cells]) => {
+        const rows = [...document.querySelectorAll("tr[data-symbol]")];
+        const seqMoved = rows.some((r) => Number(r.getAttribute("data-seq")) !== seqs[r.getAttribute("data-symbol")]);
+        const now = [...document.querySelectorAll("tr[data-symbol] td[data-field=bid], tr[data-symbol] td[data-field=last]")]
+          .map((td) => td.textContent)
+          .join("|");
+        return seqMoved && now !== cells;
+      },
+      [seqs, cells],
+      { timeout: 1000, polling: 20 },
+    );
+    const took = Date.now() - t0;
+    assert.ok(took <= 1000, `the page changed after ${took} ms`);
+    const delay = await page.textContent("[data-testid=e2e-delay]");
+    assert.match(delay ?? "", /\d+(\.\d+)? (ms|s)$/, `the header shows the end-to-end delay (${delay})`);
+  });
+
+  test("keyboard: arrow keys move the row cursor, Enter charts it", async () => {
+    const first = await page.textContent("[data-testid=chart-symbol]");
+    await page.focus("[data-testid=market-watch]");
+    await page.keyboard.press("ArrowDown");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction((first) => document.querySelector("[data-testid=chart-symbol]")?.textContent !== first, first, {
+      timeout: 2000,
+    });
+    const selected = await page.getAttribute("tr[aria-selected=true]", "data-symbol");
+    assert.equal(await page.textContent("[data-testid=chart-symbol]"), selected);
+    await page.keyboard.press("ArrowUp");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction((first) => document.querySelector("[data-testid=chart-symbol]")?.textContent === first, first, {
+      timeout: 2000,
+    });
+  });
+
+  test("(d) a screenshot of the live dashboard", async () => {
+    // Let the sparklines and the candle chart fill in.
+    await page.waitForFunction(() => document.querySelectorAll(".spark polyline").length >= 3, null, { timeout: 10000 });
+    await page.waitForFunction(() => !document.querySelector(".chart-status"), null, { timeout: 10000 });
+    await sleep(Number(process.env.E2E_SETTLE_MS || 3000));
+    const file = path.join(ARTIFACTS, "dashboard.png");
+    await page.screenshot({ path: file });
+    assert.ok(fs.statSync(file).size > 20000, "the screenshot has content");
+  });
+
+  test("the ops page shows the actors and the metrics through nginx", async () => {
+    const ops = await browser.newPage();
+    try {
+      await ops.goto(`${site}/ops`, { waitUntil: "domcontentloaded" });
+      await ops.waitForSelector("tr[data-actor=processor]", { timeout: 10000 });
+      await ops.waitForFunction(
+        () => /\d/.test(document.querySelector("[data-testid=stat-ws] .stat-value")?.textContent ?? ""),
+        null,
+        { timeout: 10000 },
+      );
+      const ws = Number((await ops.textContent("[data-testid=stat-ws] .stat-value")).replace(/,/g, ""));
+      assert.ok(ws >= 1, `the dashboard's WebSocket is counted (${ws})`);
+      // p50/p99 appear once the window has observations (refresh every 2 s).
+      await ops.waitForFunction(() => /ms|s/.test(document.querySelector("[data-testid=stat-e2e] .stat-value")?.textContent ?? ""), null, {
+        timeout: 10000,
+      });
+      await sleep(2200);
+      await ops.screenshot({ path: path.join(ARTIFACTS, "ops.png") });
+    } finally {
+      await ops.close();
+    }
+  });
+
+  test("(c) ttpulse stopped → disconnected; started again → live with current values", async () => {
+    await stopProcess(ttpulse, { graceMs: 10000 });
+    await page.waitForFunction(() => document.querySelector("[data-testid=conn-state]")?.getAttribute("data-state") === "disconnected", null, {
+      timeout: 10000,
+    });
+    assert.ok(await page.isVisible("[data-testid=conn-banner]"), "a banner says the feed is down");
+    assert.ok(await page.$(".app.conn-disconnected"), "the board is marked disconnected (values dimmed)");
+    const frozen = await pageSeqs();
+    await sleep(1500);
+    assert.deepEqual(await pageSeqs(), frozen, "nothing moves while disconnected");
+    await page.screenshot({ path: path.join(ARTIFACTS, "dashboard-disconnected.png") });
+
+    ttpulse = await startTtpulse(); // same port, same data dir
+    await page.waitForFunction(() => document.querySelector("[data-testid=conn-state]")?.getAttribute("data-state") === "live", null, {
+      timeout: 20000,
+    });
+    // No stale values: every row catches up with a snapshot taken after the reconnect...
+    const fresh = await getJson(`${api}/api/snapshot`);
+    const want = Object.fromEntries(fresh.instruments.map((s) => [s.symbol, s.seq]));
+    await page.waitForFunction(
+      (want) =>
+        Object.entries(want).every(([symbol, seq]) => {
+          const row = document.querySelector(`tr[data-symbol="${symbol}"]`);
+          return row && Number(row.getAttribute("data-seq")) >= seq;
+        }),
+      want,
+      { timeout: 3000 },
+    );
+    // ...the banner is gone, no instrument is marked stale, and values keep updating.
+    assert.equal(await page.$("[data-testid=conn-banner]"), null);
+    await page.waitForFunction(() => document.querySelectorAll("tr[data-stale=true]").length === 0, null, { timeout: 6000 });
+    const seqs = await pageSeqs();
+    await page.waitForFunction(
+      (seqs) => [...document.querySelectorAll("tr[data-symbol]")].some((r) => Number(r.getAttribute("data-seq")) !== seqs[r.getAttribute("data-symbol")]),
+      seqs,
+      { timeout: 1000, polling: 20 },
+    );
+    assert.equal(await connState(), "live");
+    await page.screenshot({ path: path.join(ARTIFACTS, "dashboard-recovered.png") });
+  });
+
+  test("no uncaught errors in the page", () => {
+    assert.deepEqual(pageErrors, []);
+  });
+});

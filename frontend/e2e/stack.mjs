@@ -1,0 +1,199 @@
+// Test harness for the end-to-end test: starts the real stack on free loopback ports (ttpulse,
+// `next start`, nginx with deploy/nginx.conf), bounds every wait, and stops every process it
+// started, even when a test fails or the runner is interrupted.
+
+import { spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const FRONTEND = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+export const ROOT = path.resolve(FRONTEND, "..");
+
+const started = new Set();
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Polls `fn` until it returns a truthy value; throws with `what` after `timeoutMs`, or at once
+ * when `failIf` returns a message (e.g. the process being waited for has exited).
+ */
+export async function waitFor(what, fn, { timeoutMs = 10000, everyMs = 100, failIf } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let lastError;
+  while (Date.now() < deadline) {
+    const fatal = failIf?.();
+    if (fatal) throw new Error(`while waiting for ${what}: ${fatal}`);
+    try {
+      const value = await fn();
+      if (value) return value;
+    } catch (e) {
+      lastError = e;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${lastError.message}` : ""}`);
+}
+
+/** fetch with a timeout. */
+export async function get(url, { timeoutMs = 5000, ...init } = {}) {
+  return fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+}
+
+export async function getJson(url, opts) {
+  const res = await get(url, opts);
+  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
+  return res.json();
+}
+
+/**
+ * Starts a process in its own process group, its output appended to `logFile`. Returns
+ * { child, pid, name, exited (promise of the exit code), output() }.
+ */
+export function startProcess(name, command, args, { cwd, env, logFile }) {
+  const log = fs.openSync(logFile, "a");
+  fs.writeSync(log, `\n=== ${new Date().toISOString()} ${command} ${args.join(" ")}\n`);
+  const child = spawn(command, args, { cwd, env, detached: true, stdio: ["ignore", log, log] });
+  fs.closeSync(log);
+  const proc = {
+    name,
+    child,
+    pid: child.pid,
+    exitCode: undefined,
+    exited: new Promise((resolve) => {
+      child.on("exit", (code, signal) => {
+        proc.exitCode = code ?? signal;
+        started.delete(proc);
+        resolve(code ?? signal);
+      });
+      child.on("error", (e) => {
+        proc.exitCode = `spawn error: ${e.message}`;
+        started.delete(proc);
+        resolve(proc.exitCode);
+      });
+    }),
+    output: () => fs.readFileSync(logFile, "utf8"),
+  };
+  started.add(proc);
+  return proc;
+}
+
+function signalGroup(proc, signal) {
+  try {
+    process.kill(-proc.pid, signal);
+  } catch {
+    try {
+      process.kill(proc.pid, signal);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once the process has exited. */
+export async function stopProcess(proc, { graceMs = 5000, signal = "SIGTERM" } = {}) {
+  if (!proc || proc.exitCode !== undefined) return proc?.exitCode;
+  signalGroup(proc, signal);
+  const timer = sleep(graceMs).then(() => "timeout");
+  if ((await Promise.race([proc.exited, timer])) === "timeout") {
+    signalGroup(proc, "SIGKILL");
+    await Promise.race([proc.exited, sleep(5000)]);
+  }
+  return proc.exitCode;
+}
+
+/** Stops everything still running (in reverse start order). */
+export async function stopAll() {
+  for (const proc of [...started].reverse()) await stopProcess(proc);
+}
+
+// Last resort: a runner that exits or is interrupted still kills what it started.
+function killAllNow() {
+  for (const proc of started) signalGroup(proc, "SIGKILL");
+}
+process.on("exit", killAllNow);
+for (const sig of ["SIGINT", "SIGTERM"]) {
+  process.on(sig, () => {
+    killAllNow();
+    process.exit(130);
+  });
+}
+
+export function tempDir(prefix) {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/**
+ * The nginx config of the test: deploy/nginx.conf itself (its upstream ports and listen address
+ * substituted) inside a main context that keeps everything in `prefix` and runs in the
+ * foreground.
+ */
+export function nginxConfig({ prefix, listenPort, nextPort, apiPort }) {
+  const site = fs.readFileSync(path.join(ROOT, "deploy/nginx.conf"), "utf8");
+  const substitutions = [
+    [/^(\s*)listen 80;$/m, `$1listen 127.0.0.1:${listenPort};`],
+    [/^(\s*)server 127\.0\.0\.1:3000;$/m, `$1server 127.0.0.1:${nextPort};`],
+    [/^(\s*)server 127\.0\.0\.1:8080;$/m, `$1server 127.0.0.1:${apiPort};`],
+  ];
+  let body = site;
+  for (const [re, to] of substitutions) {
+    const global = new RegExp(re.source, "gm");
+    const count = (site.match(global) ?? []).length;
+    if (count !== 1) throw new Error(`deploy/nginx.conf: expected exactly one line matching ${re}, found ${count}`);
+    body = body.replace(re, to);
+  }
+  const p = (name) => path.join(prefix, name);
+  for (const d of ["logs", "tmp"]) fs.mkdirSync(p(d), { recursive: true });
+  return `# generated by frontend/e2e/stack.mjs from deploy/nginx.conf
+daemon off;
+master_process on;
+worker_processes 1;
+pid ${p("nginx.pid")};
+error_log ${p("logs/error.log")} info;
+events { worker_connections 512; }
+http {
+    access_log ${p("logs/access.log")};
+    client_body_temp_path ${p("tmp/client_body")};
+    proxy_temp_path ${p("tmp/proxy")};
+    fastcgi_temp_path ${p("tmp/fastcgi")};
+    uwsgi_temp_path ${p("tmp/uwsgi")};
+    scgi_temp_path ${p("tmp/scgi")};
+${body}
+}
+`;
+}
+
+/** Which nginx binary to run. */
+export function nginxBinary() {
+  for (const candidate of [process.env.NGINX_BIN, "/usr/sbin/nginx", "/usr/bin/nginx"]) {
+    if (candidate && fs.existsSync(candidate)) return candidate;
+  }
+  const which = spawnSync("sh", ["-c", "command -v nginx"], { encoding: "utf8" });
+  if (which.status === 0) return which.stdout.trim();
+  throw new Error("nginx is not installed (scripts/frontend-e2e.sh installs it)");
+}
+
+/** The environment without variables that would change how ttpulse runs. */
+export function cleanEnv(extra) {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (k.startsWith("TTPULSE_") || k.startsWith("RUST_LOG")) continue;
+    env[k] = v;
+  }
+  return { ...env, ...extra };
+}
