@@ -3,7 +3,7 @@
 
 /// Generates a module of query functions for one connection type.
 macro_rules! backend_queries {
-    ($module:ident, $conn:ty) => {
+    ($module:ident, $conn:ty, $insert_new:path) => {
         pub mod $module {
             use std::collections::HashMap;
 
@@ -22,18 +22,9 @@ macro_rules! backend_queries {
             pub fn write_changes(conn: &mut $conn, changes: &Changes) -> Result<usize, StoreError> {
                 conn.transaction::<usize, diesel::result::Error, _>(|conn| {
                     let mut rows = 0;
-                    for record in &changes.trades {
-                        rows += diesel::insert_into(trades::table)
-                            .values(TradeRow::from(record))
-                            .on_conflict_do_nothing()
-                            .execute(conn)?;
-                    }
-                    for record in &changes.fills {
-                        rows += diesel::insert_into(fills::table)
-                            .values(FillRow::from(record))
-                            .on_conflict_do_nothing()
-                            .execute(conn)?;
-                    }
+                    let trade_rows: Vec<TradeRow> = changes.trades.iter().map(TradeRow::from).collect();
+                    let fill_rows: Vec<FillRow> = changes.fills.iter().map(FillRow::from).collect();
+                    rows += $insert_new(conn, &trade_rows, &fill_rows)?;
                     for candle in changes.candles.values() {
                         let row = CandleRow::from(candle);
                         rows += diesel::insert_into(candles::table)
@@ -207,5 +198,47 @@ macro_rules! backend_queries {
     };
 }
 
-backend_queries!(sqlite, diesel::sqlite::SqliteConnection);
-backend_queries!(postgres, diesel::pg::PgConnection);
+/// Rows per multi-row INSERT: well under PostgreSQL's limit on bound parameters.
+const INSERT_CHUNK: usize = 1_000;
+
+/// Inserts trades and fills not stored yet. PostgreSQL: multi-row statements (one round trip per
+/// 1,000 rows instead of one per row: the processor's write time at 10k events/s, see
+/// BENCHMARKS.md). SQLite runs in-process, where a row per statement costs microseconds (and
+/// diesel has no multi-row `ON CONFLICT` insert for it).
+fn insert_new_postgres(
+    conn: &mut diesel::pg::PgConnection,
+    trades: &[TradeRow<'_>],
+    fills: &[FillRow<'_>],
+) -> diesel::QueryResult<usize> {
+    use diesel::prelude::*;
+    let mut rows = 0;
+    for chunk in trades.chunks(INSERT_CHUNK) {
+        rows += diesel::insert_into(schema::trades::table).values(chunk).on_conflict_do_nothing().execute(conn)?;
+    }
+    for chunk in fills.chunks(INSERT_CHUNK) {
+        rows += diesel::insert_into(schema::fills::table).values(chunk).on_conflict_do_nothing().execute(conn)?;
+    }
+    Ok(rows)
+}
+
+fn insert_new_sqlite(
+    conn: &mut diesel::sqlite::SqliteConnection,
+    trades: &[TradeRow<'_>],
+    fills: &[FillRow<'_>],
+) -> diesel::QueryResult<usize> {
+    use diesel::prelude::*;
+    let mut rows = 0;
+    for row in trades {
+        rows += diesel::insert_into(schema::trades::table).values(row).on_conflict_do_nothing().execute(conn)?;
+    }
+    for row in fills {
+        rows += diesel::insert_into(schema::fills::table).values(row).on_conflict_do_nothing().execute(conn)?;
+    }
+    Ok(rows)
+}
+
+use super::models::{FillRow, TradeRow};
+use super::schema;
+
+backend_queries!(sqlite, diesel::sqlite::SqliteConnection, super::insert_new_sqlite);
+backend_queries!(postgres, diesel::pg::PgConnection, super::insert_new_postgres);
