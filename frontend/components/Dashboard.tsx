@@ -59,7 +59,12 @@ export default function Dashboard({ initial, catalog, wsUrl, serverNow, apiError
   const totalVolume = data.instruments.reduce((n, s) => n + s.volume, 0);
 
   return (
-    <div className={`app dash conn-${view.conn}`} data-conn={view.conn}>
+    <div
+      className={`app dash conn-${view.conn}`}
+      data-conn={view.conn}
+      data-resnapshots={view.resnapshots}
+      data-connections={view.connections}
+    >
       <Header page="dashboard" conn={view.conn} delayMs={view.delayMs} nowMs={view.nowMs} />
       <Banner view={view} apiError={apiError} />
       <main className="layout">

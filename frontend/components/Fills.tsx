@@ -27,7 +27,7 @@ function FillsImpl({ fills, catalog }: { fills: FillReport[]; catalog: Record<st
             </tr>
           )}
           {fills.map((f) => (
-            <tr key={`${f.account}:${f.seq}`}>
+            <tr key={`${f.account}:${f.symbol}:${f.seq}`} data-fill={`${f.account}:${f.symbol}:${f.seq}`}>
               <td className="num muted">{fmtTime(f.ts)}</td>
               <td>{f.account}</td>
               <th scope="row" className="sym">

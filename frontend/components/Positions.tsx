@@ -6,6 +6,7 @@ import { fmtAvg, fmtInt, fmtMoney, fmtSignedInt } from "@/lib/format";
 
 export interface PositionsProps {
   positions: PositionState[];
+  /** Fills per account so far. */
   accounts: Record<string, number>;
   catalog: Record<string, Instrument>;
 }
@@ -80,7 +81,7 @@ function PositionsImpl({ positions, accounts, catalog }: PositionsProps) {
                 <tr className="group-row" data-account={g.account}>
                   <th scope="rowgroup" className="sym">
                     {g.account}
-                    <span className="muted small"> · {g.open} open · fill #{fmtInt(accounts[g.account] ?? 0)}</span>
+                    <span className="muted small"> · {g.open} open · {fmtInt(accounts[g.account] ?? 0)} fills</span>
                   </th>
                   <td />
                   <td />

@@ -6,10 +6,12 @@
 // - market lane (instrument, candle, position): each update is the full state of its key;
 //   apply it when its seq is newer than what we hold, ignore it otherwise. Seq jumps are fine
 //   (the server conflates for slow clients).
-// - account lane (fill, key fills:<account>): gapless. seq == last + 1 applies, seq <= last is
-//   a duplicate (e.g. queued before a resnapshot) and is ignored, anything else is a gap: the
-//   caller must take a fresh snapshot, and fills are ignored until it arrives.
-// - a snapshot replaces the state.
+// - account lane (fill): gapless per fill lane, i.e. per update key: `fills:<account>:<symbol>`
+//   (or `fills:<account>` on a server with one lane per account). seq == last + 1 applies,
+//   seq <= last is a duplicate (e.g. queued before a resnapshot) and is ignored, anything else
+//   is a gap: the caller must take a fresh snapshot, and fills are ignored until it arrives.
+// - a snapshot replaces the state. The feed subscribes to everything ("*"), so every snapshot
+//   it gets, asked for or not, holds every key it follows.
 
 import type {
   Candle,
@@ -43,7 +45,7 @@ export interface FeedData {
   candles: Record<string, Candle>;
   /** Sorted by account, then symbol. */
   positions: PositionState[];
-  /** Last fill seq per account. */
+  /** Fills per account so far (the sum of its fill lanes' seqs). */
   accounts: Record<string, number>;
   /** Recent mids (or lasts) per symbol, oldest first, for sparklines. */
   sparks: Record<string, number[]>;
@@ -63,6 +65,11 @@ function positionKey(account: string, symbol: string): string {
   return `${account}:${symbol}`;
 }
 
+/** The key of a fill lane as a snapshot's `accounts[]` entry names it. */
+export function fillLaneKey(a: { account: string; symbol?: string | null }): string {
+  return a.symbol ? `fills:${a.account}:${a.symbol}` : `fills:${a.account}`;
+}
+
 function num(text: string | null | undefined): number | null {
   if (text == null) return null;
   const v = parseFloat(text);
@@ -78,12 +85,15 @@ export class FeedStore {
   private instruments = new Map<string, InstrumentState>();
   private candles = new Map<string, Candle>();
   private positions = new Map<string, PositionState>();
-  private accounts = new Map<string, number>();
+  /** Last fill seq per fill lane key. */
+  private fillLanes = new Map<string, number>();
   private sparks = new Map<string, number[]>();
   private ticks = new Map<string, InstrumentTicks>();
   private fills: FillReport[] = [];
   private tickCounter = 0;
   private cached: FeedData | null = null;
+  /** Parts of the view changed since it was last built; the others keep their identity. */
+  private dirty = new Set<keyof FeedData>();
 
   /** Grows with every change; the view is rebuilt only when it moved. */
   version = 0;
@@ -100,21 +110,21 @@ export class FeedStore {
     this.instruments.clear();
     this.candles.clear();
     this.positions.clear();
-    this.accounts.clear();
+    this.fillLanes.clear();
     for (const s of snapshot.instruments ?? []) {
       this.instruments.set(s.symbol, s);
       this.pushSpark(s);
     }
     for (const c of snapshot.candles ?? []) this.candles.set(candleKey(c.symbol, c.interval), c);
     for (const p of snapshot.positions ?? []) this.positions.set(positionKey(p.account, p.symbol), p);
-    for (const a of snapshot.accounts ?? []) this.accounts.set(a.account, a.fill_seq);
+    for (const a of snapshot.accounts ?? []) this.fillLanes.set(fillLaneKey(a), a.fill_seq);
     // Symbols that left the snapshot lose their history.
     for (const symbol of [...this.sparks.keys()]) {
       if (!this.instruments.has(symbol)) this.sparks.delete(symbol);
     }
     this.awaitingSnapshot = false;
     this.snapshots += 1;
-    this.version += 1;
+    this.touch("instruments", "candles", "positions", "accounts", "sparks");
   }
 
   applyUpdate(update: UpdateMessage): ApplyResult {
@@ -127,45 +137,59 @@ export class FeedStore {
         const current = this.candles.get(key);
         if (current && c.seq <= current.seq) return "old";
         this.candles.set(key, c);
-        this.version += 1;
+        this.touch("candles");
         return "applied";
       }
       case "position":
         return this.applyPosition(update.data) ? "applied" : "old";
       case "fill":
-        return this.applyFill(update.data);
+        return this.applyFill(update.key || fillLaneKey(update.data), update.data);
       default:
         return "ignored";
     }
   }
 
-  /** The last fill seq known for an account (0 if none). */
-  fillSeq(account: string): number {
-    return this.accounts.get(account) ?? 0;
+  /** The last fill seq of a fill lane, e.g. "fills:ACC1:ESZ6" (0 if none). */
+  fillSeq(laneKey: string): number {
+    return this.fillLanes.get(laneKey) ?? 0;
   }
 
   instrument(symbol: string): InstrumentState | undefined {
     return this.instruments.get(symbol);
   }
 
-  /** An immutable view of the current state; the same object until the state changes. */
+  /**
+   * An immutable view of the current state: the same object until the state changes, and each
+   * part of it (instruments, positions, ...) keeps its identity until that part changes, so
+   * memoized components skip what did not move.
+   */
   view(): FeedData {
-    if (this.cached && this.cached.version === this.version) return this.cached;
-    const instruments = [...this.instruments.values()].sort((a, b) => a.symbol.localeCompare(b.symbol));
-    const positions = [...this.positions.values()].sort(
-      (a, b) => a.account.localeCompare(b.account) || a.symbol.localeCompare(b.symbol),
-    );
+    const old = this.cached;
+    if (old && old.version === this.version) return old;
+    const fresh = (part: keyof FeedData) => !old || this.dirty.has(part);
     this.cached = {
       version: this.version,
-      instruments,
-      candles: Object.fromEntries(this.candles),
-      positions,
-      accounts: Object.fromEntries(this.accounts),
-      sparks: Object.fromEntries(this.sparks),
-      ticks: Object.fromEntries(this.ticks),
+      instruments: fresh("instruments")
+        ? [...this.instruments.values()].sort((a, b) => a.symbol.localeCompare(b.symbol))
+        : old!.instruments,
+      candles: fresh("candles") ? Object.fromEntries(this.candles) : old!.candles,
+      positions: fresh("positions")
+        ? [...this.positions.values()].sort(
+            (a, b) => a.account.localeCompare(b.account) || a.symbol.localeCompare(b.symbol),
+          )
+        : old!.positions,
+      accounts: fresh("accounts") ? this.fillsPerAccount() : old!.accounts,
+      sparks: fresh("sparks") ? Object.fromEntries(this.sparks) : old!.sparks,
+      ticks: fresh("ticks") ? Object.fromEntries(this.ticks) : old!.ticks,
       fills: this.fills,
     };
+    this.dirty.clear();
     return this.cached;
+  }
+
+  private touch(...parts: (keyof FeedData)[]): void {
+    for (const part of parts) this.dirty.add(part);
+    this.version += 1;
   }
 
   private applyInstrument(next: InstrumentState): ApplyResult {
@@ -182,11 +206,14 @@ export class FeedStore {
           changed = true;
         }
       }
-      if (changed) this.ticks.set(next.symbol, moved);
+      if (changed) {
+        this.ticks.set(next.symbol, moved);
+        this.dirty.add("ticks");
+      }
     }
     this.instruments.set(next.symbol, next);
     this.pushSpark(next, current);
-    this.version += 1;
+    this.touch("instruments");
     return "applied";
   }
 
@@ -195,22 +222,31 @@ export class FeedStore {
     const current = this.positions.get(key);
     if (current && next.seq <= current.seq) return false;
     this.positions.set(key, next);
-    this.version += 1;
+    this.touch("positions");
     return true;
   }
 
-  private applyFill(fill: FillReport): ApplyResult {
+  private fillsPerAccount(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [key, seq] of this.fillLanes) {
+      const account = key.split(":")[1];
+      out[account] = (out[account] ?? 0) + seq;
+    }
+    return out;
+  }
+
+  private applyFill(lane: string, fill: FillReport): ApplyResult {
     if (this.awaitingSnapshot) return "ignored";
-    const last = this.fillSeq(fill.account);
+    const last = this.fillSeq(lane);
     if (fill.seq <= last) return "old";
     if (fill.seq !== last + 1) {
       this.awaitingSnapshot = true;
       return "gap";
     }
-    this.accounts.set(fill.account, fill.seq);
+    this.fillLanes.set(lane, fill.seq);
     if (fill.position) this.applyPosition(fill.position);
     this.fills = [fill, ...this.fills].slice(0, MAX_FILLS);
-    this.version += 1;
+    this.touch("accounts", "fills");
     return "applied";
   }
 
@@ -223,6 +259,7 @@ export class FeedStore {
     const grown = base.length >= SPARK_POINTS ? base.slice(base.length - SPARK_POINTS + 1) : base.slice();
     grown.push(value);
     this.sparks.set(next.symbol, grown);
+    this.dirty.add("sparks");
   }
 }
 

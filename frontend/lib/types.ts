@@ -53,8 +53,14 @@ export interface PositionState {
   updated_at: Micros;
 }
 
+/**
+ * Where a fill lane stands: the seq of its last fill. The lane is (account, symbol), key
+ * `fills:<account>:<symbol>`; a server without `symbol` here has one lane per account
+ * (`fills:<account>`).
+ */
 export interface AccountSeq {
   account: string;
+  symbol?: string;
   fill_seq: number;
 }
 

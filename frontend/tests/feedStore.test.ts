@@ -61,6 +61,23 @@ describe("FeedStore: market lane", () => {
     expect(store.view()).not.toBe(a);
   });
 
+  it("keeps the identity of the parts that did not change", () => {
+    const store = new FeedStore(snapshot());
+    const a = store.view();
+    store.applyUpdate(instUpdate(inst("ESZ6", 9, { bid: "100.25" })));
+    const b = store.view();
+    expect(b.instruments).not.toBe(a.instruments);
+    expect(b.ticks).not.toBe(a.ticks);
+    expect(b.positions).toBe(a.positions);
+    expect(b.accounts).toBe(a.accounts);
+    expect(b.fills).toBe(a.fills);
+    store.applyUpdate(fillUpdate("ACC1", 5, pos("ACC1", "ESZ6", 3)));
+    const c = store.view();
+    expect(c.instruments).toBe(b.instruments);
+    expect(c.positions).not.toBe(b.positions);
+    expect(c.fills).not.toBe(b.fills);
+  });
+
   it("marks a quiet instrument stale", () => {
     const s = inst("ESZ6", 1, { updated_at: 1_000_000_000 }); // 1,000,000 ms
     expect(isInstrumentStale(s, 1_004_000, 5000)).toBe(false);
@@ -73,7 +90,7 @@ describe("FeedStore: account lane", () => {
   it("applies the next fill and its position", () => {
     const store = new FeedStore(snapshot());
     expect(store.applyUpdate(fillUpdate("ACC1", 5, pos("ACC1", "ESZ6", 3, { net_qty: 2 })))).toBe("applied");
-    expect(store.fillSeq("ACC1")).toBe(5);
+    expect(store.fillSeq("fills:ACC1:ESZ6")).toBe(5);
     expect(store.view().positions[0].net_qty).toBe(2);
     expect(store.view().fills[0].seq).toBe(5);
   });
@@ -89,17 +106,45 @@ describe("FeedStore: account lane", () => {
     const store = new FeedStore(snapshot());
     expect(store.applyUpdate(fillUpdate("ACC1", 7))).toBe("gap");
     expect(store.awaitingSnapshot).toBe(true);
-    expect(store.fillSeq("ACC1")).toBe(4);
+    expect(store.fillSeq("fills:ACC1:ESZ6")).toBe(4);
     expect(store.applyUpdate(fillUpdate("ACC1", 8))).toBe("ignored");
     // market updates still apply meanwhile
     expect(store.applyUpdate(instUpdate(inst("ESZ6", 9)))).toBe("applied");
-    store.applySnapshot(snapshot({ accounts: [{ account: "ACC1", fill_seq: 8 }] }));
+    store.applySnapshot(snapshot({ accounts: [{ account: "ACC1", symbol: "ESZ6", fill_seq: 8 }] }));
     expect(store.awaitingSnapshot).toBe(false);
     expect(store.applyUpdate(fillUpdate("ACC1", 8))).toBe("old");
     expect(store.applyUpdate(fillUpdate("ACC1", 9))).toBe("applied");
   });
 
-  it("a new account starts at seq 1", () => {
+  it("each (account, instrument) lane has its own seq", () => {
+    const store = new FeedStore(
+      snapshot({
+        accounts: [
+          { account: "ACC1", symbol: "ESZ6", fill_seq: 4 },
+          { account: "ACC1", symbol: "NQZ6", fill_seq: 9 },
+          { account: "ACC2", symbol: "ESZ6", fill_seq: 1 },
+        ],
+      }),
+    );
+    expect(store.view().accounts).toEqual({ ACC1: 13, ACC2: 1 });
+    expect(store.applyUpdate(fillUpdate("ACC1", 10, undefined, "NQZ6"))).toBe("applied");
+    expect(store.applyUpdate(fillUpdate("ACC1", 5, undefined, "ESZ6"))).toBe("applied");
+    expect(store.applyUpdate(fillUpdate("ACC2", 2, undefined, "ESZ6"))).toBe("applied");
+    expect(store.applyUpdate(fillUpdate("ACC1", 1, undefined, "CLF7"))).toBe("applied"); // a new lane
+    expect(store.fillSeq("fills:ACC1:NQZ6")).toBe(10);
+    expect(store.view().accounts).toEqual({ ACC1: 16, ACC2: 2 });
+    expect(store.applyUpdate(fillUpdate("ACC1", 12, undefined, "NQZ6"))).toBe("gap");
+  });
+
+  it("also follows a server with one fill lane per account (fills:<account>)", () => {
+    const store = new FeedStore(snapshot({ accounts: [{ account: "ACC1", fill_seq: 4 }] }));
+    const legacy = (seq: number) => ({ ...fillUpdate("ACC1", seq), key: "fills:ACC1" });
+    expect(store.applyUpdate(legacy(5))).toBe("applied");
+    expect(store.fillSeq("fills:ACC1")).toBe(5);
+    expect(store.applyUpdate(legacy(7))).toBe("gap");
+  });
+
+  it("a new lane starts at seq 1", () => {
     const store = new FeedStore(snapshot());
     expect(store.applyUpdate(fillUpdate("ACC9", 1))).toBe("applied");
     const other = new FeedStore(snapshot());

@@ -41,7 +41,7 @@ export function snapshot(over: Partial<Snapshot> = {}): Snapshot {
     instruments: [inst("ESZ6", 5), inst("NQZ6", 3)],
     candles: [],
     positions: [pos("ACC1", "ESZ6", 2)],
-    accounts: [{ account: "ACC1", fill_seq: 4 }],
+    accounts: [{ account: "ACC1", symbol: "ESZ6", fill_seq: 4 }],
     ...over,
   };
 }
@@ -50,20 +50,21 @@ export function instUpdate(s: InstrumentState, ingest_ts = 0): UpdateMessage {
   return { type: "update", v: 1, kind: "instrument", key: `inst:${s.symbol}`, seq: s.seq, ingest_ts, data: s };
 }
 
-export function fillUpdate(account: string, seq: number, position?: PositionState): UpdateMessage {
+/** A fill on the lane fills:<account>:<symbol> (the server's key since fill lanes are per instrument). */
+export function fillUpdate(account: string, seq: number, position?: PositionState, symbol = "ESZ6"): UpdateMessage {
   const data: FillReport = {
     account,
     seq,
     fill_id: `F-${seq}`,
     order_id: `o-${seq}`,
-    symbol: "ESZ6",
+    symbol,
     side: "buy",
     price: "100.25",
     qty: 1,
     ts: 1_795_617_000_000_000,
-    position: position ?? pos(account, "ESZ6", 100 + seq),
+    position: position ?? pos(account, symbol, 100 + seq),
   };
-  return { type: "update", v: 1, kind: "fill", key: `fills:${account}`, seq, ingest_ts: 1, data };
+  return { type: "update", v: 1, kind: "fill", key: `fills:${account}:${symbol}`, seq, ingest_ts: 1, data };
 }
 
 /** A fake WebSocket: records what the client sends, lets the test play the server. */

@@ -65,13 +65,13 @@ describe("LiveFeed", () => {
     expect(view.data.accounts.ACC1).toBe(5);
     // fills past the gap are not applied; the snapshot brings the state
     ws.receive(fillUpdate("ACC1", 8));
-    expect(feed.store.fillSeq("ACC1")).toBe(5);
-    ws.receive({ type: "snapshot", v: 1, ...snapshot({ accounts: [{ account: "ACC1", fill_seq: 8 }] }) });
+    expect(feed.store.fillSeq("fills:ACC1:ESZ6")).toBe(5);
+    ws.receive({ type: "snapshot", v: 1, ...snapshot({ accounts: [{ account: "ACC1", symbol: "ESZ6", fill_seq: 8 }] }) });
     frames.frame();
     expect(feed.getView().conn).toBe("live");
     expect(feed.getView().data.accounts.ACC1).toBe(8);
     ws.receive(fillUpdate("ACC1", 9));
-    expect(feed.store.fillSeq("ACC1")).toBe(9);
+    expect(feed.store.fillSeq("fills:ACC1:ESZ6")).toBe(9);
     expect(ws.subscribes()).toBe(2);
     feed.stop();
   });
