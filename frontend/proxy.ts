@@ -1,6 +1,8 @@
-// Runtime rewrites: /api/*, /admin/* and /metrics on the Next server are proxied to the ttpulse
-// HTTP API at TTPULSE_API_URL, so the candle history and the ops page work without nginx
-// (e.g. `make run`: Next on :3000, ttpulse on :8080). Behind nginx these paths never reach Next.
+// Runtime rewrites: /api/*, /admin/*, /metrics and /ws on the Next server are proxied to the
+// ttpulse HTTP API at TTPULSE_API_URL, so the candle history, the ops page and even the
+// WebSocket (Next proxies the upgrade) work without nginx. `make run` still points the browser's
+// WebSocket straight at ttpulse (TTPULSE_PUBLIC_WS_URL) to skip a hop. Behind nginx these paths
+// never reach Next.
 //
 // This is a Proxy (Next 16's name for middleware) rather than `rewrites` in next.config.ts:
 // next.config rewrites are compiled into the build's routes manifest, which would freeze the
@@ -15,5 +17,5 @@ export function proxy(request: NextRequest) {
 }
 
 export const config = {
-  matcher: ["/api/:path*", "/admin/:path*", "/metrics"],
+  matcher: ["/api/:path*", "/admin/:path*", "/metrics", "/ws"],
 };

@@ -28,8 +28,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   # Use the package lists as they are; refresh them only when the install cannot find a package.
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" ||
-    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; }
+  apt-get install -y -qq "${missing[@]}" ||
+    { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; }
 fi
 
 # The ttpulse binary under test.

@@ -198,7 +198,9 @@ export default function CandleChart({ feed, symbol, info, latest }: CandleChartP
           <span>C <b>{fmtPrice(current?.close, dp)}</b></span>
           <span>V <b>{current ? fmtInt(current.volume) : DASH}</b></span>
         </div>
-        {status !== "ok" && (
+        {!symbol ? (
+          <div className="chart-status">No instrument selected.</div>
+        ) : status !== "ok" && (
           <div className="chart-status">
             {status === "loading" ? "Loading candles…" : status === "empty" ? "No candles yet." : status}
           </div>

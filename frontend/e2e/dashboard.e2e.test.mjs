@@ -302,6 +302,24 @@ describe("dashboard end to end (ttpulse + next start + nginx + chromium)", () =>
     }
   });
 
+  test("without nginx, the Next server proxies /api, /admin, /metrics and /ws to ttpulse", async () => {
+    const direct = `http://127.0.0.1:${ports.next}`;
+    const instruments = await getJson(`${direct}/api/instruments`);
+    assert.ok(instruments.length >= 3);
+    assert.equal((await getJson(`${direct}/admin/health`)).status, "ok");
+    assert.match(await (await get(`${direct}/metrics`)).text(), /ttpulse_ws_connections/);
+    const other = await browser.newPage();
+    try {
+      await other.goto(`${direct}/`, { waitUntil: "domcontentloaded" });
+      await other.waitForFunction(() => document.querySelector("[data-testid=conn-state]")?.getAttribute("data-state") === "live", null, {
+        timeout: 10000,
+      });
+      await other.waitForFunction(() => !document.querySelector(".chart-status"), null, { timeout: 10000 });
+    } finally {
+      await other.close();
+    }
+  });
+
   test("(c) ttpulse stopped → disconnected; started again → live with current values", async () => {
     // Record the connection states the page goes through (printed if an assertion fails).
     await page.evaluate(() => {

@@ -63,10 +63,13 @@ export interface LiveFeedOptions {
   pingEveryMs?: number;
   /** How long to wait for the snapshot asked for after a gap before reconnecting. */
   snapshotTimeoutMs?: number;
+  /** How long a connection attempt may take to open before it is dropped and retried. */
+  connectTimeoutMs?: number;
   /** Housekeeping tick: liveness, ping, the clock of stale marks. */
   tickMs?: number;
 }
 
+const CONNECTING = 0;
 const OPEN = 1;
 /** Close codes that mean "you were too slow": reconnect at once and resnapshot. */
 export const CLOSE_ACCOUNT_OVERFLOW = 4008;
@@ -80,7 +83,10 @@ export function defaultWsUrl(): string {
 export class LiveFeed {
   readonly store: FeedStore;
   private readonly opts: Required<
-    Pick<LiveFeedOptions, "staleAfterMs" | "deadAfterMs" | "pingEveryMs" | "snapshotTimeoutMs" | "tickMs">
+    Pick<
+      LiveFeedOptions,
+      "staleAfterMs" | "deadAfterMs" | "pingEveryMs" | "snapshotTimeoutMs" | "connectTimeoutMs" | "tickMs"
+    >
   > &
     LiveFeedOptions;
   private readonly now: () => number;
@@ -116,6 +122,7 @@ export class LiveFeed {
       deadAfterMs: 15000,
       pingEveryMs: 4000,
       snapshotTimeoutMs: 5000,
+      connectTimeoutMs: 5000,
       tickMs: 1000,
       ...options,
     };
@@ -320,6 +327,11 @@ export class LiveFeed {
   private tick(): void {
     const now = this.now();
     const socket = this.socket;
+    if (socket && socket.readyState === CONNECTING && now - this.lastHeard > this.opts.connectTimeoutMs) {
+      // A handshake that neither opens nor fails (e.g. a proxy that holds it) is retried.
+      this.dropSocket("the connection did not open in time");
+      return;
+    }
     if (socket && socket.readyState === OPEN) {
       const quiet = now - this.lastHeard;
       if (quiet > this.opts.deadAfterMs) {

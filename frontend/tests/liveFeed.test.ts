@@ -177,6 +177,23 @@ describe("LiveFeed", () => {
     feed.stop();
   });
 
+  it("drops a connection attempt that neither opens nor fails, and retries", () => {
+    const { feed, frames } = makeFeed({ connectTimeoutMs: 3000 });
+    feed.start();
+    const ws = FakeSocket.last();
+    vi.advanceTimersByTime(2000);
+    expect(ws.closedWith).toBeUndefined();
+    vi.advanceTimersByTime(2000);
+    frames.frame();
+    expect(ws.closedWith).toBe(4000);
+    expect(feed.getView().conn).toBe("disconnected");
+    vi.advanceTimersByTime(500); // first backoff: 188 ms at random 0.5
+    expect(FakeSocket.instances.length).toBe(2);
+    FakeSocket.last().open();
+    expect(FakeSocket.last().subscribes()).toBe(1);
+    feed.stop();
+  });
+
   it("measures the end-to-end delay from ingest_ts and ignores restored state (0)", () => {
     const { feed, frames } = makeFeed();
     const ws = goLive(feed, frames);
