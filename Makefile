@@ -1,13 +1,15 @@
 # ttpulse: the two commands are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run build test deps bench bench-quick test-unit test-embedded test-distributed fmt lint migrate clean up down status
+.PHONY: run build test deps bench bench-quick frontend test-frontend test-unit test-embedded test-distributed fmt lint migrate clean up down status
 
-## run: build (release) and start every role in one process on the embedded default; prints the URL
+## run: build ttpulse (release) and the dashboard, start both on the embedded default (every role
+## in one process); prints the dashboard URL
 run:
 	scripts/ensure-build-deps.sh
 	$(CARGO) build --release --locked --bin ttpulse
-	./target/release/ttpulse run
+	scripts/frontend-build.sh --if-needed
+	frontend/scripts/run.sh ./target/release/ttpulse run
 
 ## build: debug build of everything, tests included
 build:
@@ -17,6 +19,7 @@ build:
 ## server, and the distributed tests against a real broker, Redis and PostgreSQL
 test: deps
 	$(CARGO) test --workspace --locked
+	scripts/frontend-test.sh
 
 ## deps: install or start what the tests need (packages, PostgreSQL, the nisshi broker)
 deps:
@@ -45,6 +48,13 @@ bench: deps
 bench-quick: deps
 	$(CARGO) build --release --locked -p ttpulse --bin ttpulse -p ttpulse-bench
 	./target/release/ttpulse-bench run --quick --out bench/results/quick
+
+## frontend: build the dashboard; test-frontend: its unit, hook and end-to-end tests
+frontend:
+	scripts/frontend-build.sh
+
+test-frontend:
+	scripts/frontend-test.sh
 
 fmt:
 	$(CARGO) fmt --all
