@@ -43,6 +43,26 @@ impl Role {
     }
 }
 
+/// Who may read market data (instrument states and candles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MarketAccess {
+    /// Anyone who reaches the server.
+    Open,
+    /// Holders of a valid token.
+    Token,
+}
+
+/// Who may use `/admin/*` and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AdminAccess {
+    /// Clients on the loopback interface, or holders of TTPULSE_ADMIN_TOKEN.
+    LoopbackOrToken,
+    /// Only holders of TTPULSE_ADMIN_TOKEN, wherever they connect from.
+    Token,
+    /// Anyone (for a network where something else guards the port).
+    Open,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Roles this process runs, comma-separated. A subset needs the distributed carriers
@@ -132,6 +152,31 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_WS_MAX_BEHIND_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub ws_max_behind_secs: u64,
 
+    /// HS256 secret that signs user tokens (JWT). Set this or TTPULSE_AUTH_JWKS_FILE to require
+    /// a token for account data (positions, fills) and, with TTPULSE_MARKET_DATA=token, for all.
+    #[arg(long, env = "TTPULSE_AUTH_HS256_SECRET", hide_env_values = true)]
+    pub auth_hs256_secret: Option<String>,
+
+    /// A JWKS file (JSON) of RS256/ES256 public keys that sign user tokens.
+    #[arg(long, env = "TTPULSE_AUTH_JWKS_FILE")]
+    pub auth_jwks_file: Option<PathBuf>,
+
+    /// Whether market data needs a token too (when a token key is configured).
+    #[arg(long, env = "TTPULSE_MARKET_DATA", value_enum, default_value = "open")]
+    pub market_data: MarketAccess,
+
+    /// Who may use /admin/* and /metrics.
+    #[arg(long, env = "TTPULSE_ADMIN_ACCESS", value_enum, default_value = "loopback-or-token")]
+    pub admin_access: AdminAccess,
+
+    /// The bearer token for /admin/* and /metrics.
+    #[arg(long, env = "TTPULSE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Origins allowed to open /ws (comma-separated, e.g. https://desk.example.com); empty: any.
+    #[arg(long, env = "TTPULSE_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub ws_allowed_origins: Vec<String>,
+
     /// Largest POST /api/ingest body, in bytes.
     #[arg(long, env = "TTPULSE_INGEST_MAX_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub ingest_max_bytes: usize,
@@ -182,6 +227,12 @@ impl Config {
             ws_max_behind_secs: 10,
             ingest_max_bytes: 4 * 1024 * 1024,
             ingest_max_events: 10_000,
+            auth_hs256_secret: None,
+            auth_jwks_file: None,
+            market_data: MarketAccess::Open,
+            admin_access: AdminAccess::LoopbackOrToken,
+            admin_token: None,
+            ws_allowed_origins: Vec::new(),
         }
     }
 }

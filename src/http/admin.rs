@@ -1,15 +1,21 @@
 //! Operations endpoints: health, actor states, restart, Prometheus metrics.
 
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde_json::json;
 use ttpulse_actors::messages::Restart;
 
+use super::auth::Auth;
 use super::error::ApiError;
 use crate::wiring::Pipeline;
 
 /// `GET /admin/health`: 200 when every actor runs, 503 otherwise.
 #[get("/admin/health")]
-pub async fn health(pipeline: web::Data<Pipeline>) -> HttpResponse {
+pub async fn health(
+    pipeline: web::Data<Pipeline>,
+    auth: web::Data<Auth>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    auth.check_admin(&req)?;
     let ready = pipeline.health.ready();
     let not_running: Vec<_> = pipeline
         .health
@@ -25,19 +31,30 @@ pub async fn health(pipeline: web::Data<Pipeline>) -> HttpResponse {
         "database": pipeline.db_pool.as_ref().map(|p| p.backend()),
         "not_running": not_running,
     });
-    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+    Ok(if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) })
 }
 
 /// `GET /admin/actors`: each actor's kind, state, restarts, messages handled, queue depth
 /// and last message time.
 #[get("/admin/actors")]
-pub async fn actors(pipeline: web::Data<Pipeline>) -> HttpResponse {
-    HttpResponse::Ok().json(pipeline.health.reports())
+pub async fn actors(
+    pipeline: web::Data<Pipeline>,
+    auth: web::Data<Auth>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    auth.check_admin(&req)?;
+    Ok(HttpResponse::Ok().json(pipeline.health.reports()))
 }
 
 /// `POST /admin/actors/{name}/restart`: stops the actor; its supervisor starts it again.
 #[post("/admin/actors/{name}/restart")]
-pub async fn restart(pipeline: web::Data<Pipeline>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn restart(
+    pipeline: web::Data<Pipeline>,
+    name: web::Path<String>,
+    auth: web::Data<Auth>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    auth.check_admin(&req)?;
     let Some(recipient) = pipeline.restartable.get(name.as_str()) else {
         let known: Vec<_> = pipeline.restartable.keys().collect();
         return Err(ApiError::NotFound(format!("no restartable actor `{name}`; one of {known:?}")));
@@ -48,6 +65,11 @@ pub async fn restart(pipeline: web::Data<Pipeline>, name: web::Path<String>) -> 
 
 /// `GET /metrics`: Prometheus text format.
 #[get("/metrics")]
-pub async fn metrics(pipeline: web::Data<Pipeline>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(pipeline.metrics.render())
+pub async fn metrics(
+    pipeline: web::Data<Pipeline>,
+    auth: web::Data<Auth>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    auth.check_admin(&req)?;
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(pipeline.metrics.render()))
 }

@@ -8,12 +8,39 @@ use ttpulse_actors::domain::{Interval, RawEvent};
 use ttpulse_actors::messages::{IngestError, IngestEvents, QueryCandles};
 use ttpulse_actors::session::start_session;
 
+use super::auth::{Access, Auth};
 use super::error::ApiError;
 use crate::config::Config;
 use crate::wiring::Pipeline;
 
 /// How long an ingest request waits for its events to be stored.
 const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The accounts a read covers: what was asked (`None`: all), narrowed to what the access
+/// allows. Asking for an account the access does not grant is refused, not silently narrowed.
+fn account_filter(access: &Access, requested: Option<&str>) -> Result<Filter, ApiError> {
+    let requested = match requested {
+        None => Filter::All,
+        Some(list) => {
+            let list = split_list(list);
+            if let Some(bad) = list.iter().find(|a| a.contains(':') || a.len() > 128) {
+                return Err(ApiError::bad_request("invalid_account", format!("invalid account `{bad}`")));
+            }
+            Filter::from_list(&list)
+        }
+    };
+    let Some(allowed) = access.allowed_accounts() else { return Ok(requested) };
+    match requested {
+        Filter::All => Ok(Filter::Only(allowed)),
+        Filter::Only(list) => match list.iter().find(|a| !allowed.contains(a)) {
+            Some(denied) if matches!(access, Access::Anonymous) => {
+                Err(ApiError::Unauthorized(format!("account `{denied}` needs a token (Authorization: Bearer)")))
+            }
+            Some(denied) => Err(ApiError::Forbidden(format!("your token does not grant account `{denied}`"))),
+            None => Ok(Filter::Only(list)),
+        },
+    }
+}
 
 /// `a,b,c` into a list; empty parts are ignored.
 fn split_list(text: &str) -> Vec<String> {
@@ -31,7 +58,10 @@ pub struct SnapshotQuery {
 pub async fn snapshot(
     pipeline: web::Data<Pipeline>,
     query: web::Query<SnapshotQuery>,
+    auth: web::Data<Auth>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    let access = auth.access(&req)?;
     let instrument_filter = match &query.instruments {
         None => Filter::All,
         Some(list) => {
@@ -42,16 +72,7 @@ pub async fn snapshot(
             Filter::from_list(&list)
         }
     };
-    let accounts = match &query.positions {
-        None => Filter::All,
-        Some(list) => {
-            let list = split_list(list);
-            if let Some(bad) = list.iter().find(|a| a.contains(':') || a.len() > 128) {
-                return Err(ApiError::bad_request("invalid_account", format!("invalid account `{bad}`")));
-            }
-            Filter::from_list(&list)
-        }
-    };
+    let accounts = account_filter(&access, query.positions.as_deref())?;
     Ok(HttpResponse::Ok().json(pipeline.store.snapshot(&instrument_filter, &accounts)))
 }
 
@@ -80,9 +101,15 @@ pub struct PositionsQuery {
 
 /// `GET /api/positions[?account=ACC1]`.
 #[get("/api/positions")]
-pub async fn positions(pipeline: web::Data<Pipeline>, query: web::Query<PositionsQuery>) -> HttpResponse {
-    let accounts = query.account.as_deref().map_or(Filter::All, |list| Filter::from_list(&split_list(list)));
-    HttpResponse::Ok().json(pipeline.store.snapshot(&Filter::none(), &accounts).positions)
+pub async fn positions(
+    pipeline: web::Data<Pipeline>,
+    query: web::Query<PositionsQuery>,
+    auth: web::Data<Auth>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let access = auth.access(&req)?;
+    let accounts = account_filter(&access, query.account.as_deref())?;
+    Ok(HttpResponse::Ok().json(pipeline.store.snapshot(&Filter::none(), &accounts).positions))
 }
 
 #[derive(Deserialize)]
@@ -94,7 +121,13 @@ pub struct CandlesQuery {
 
 /// `GET /api/candles?symbol=ESZ6&interval=1s|1m&limit=100`: the latest candles, oldest first.
 #[get("/api/candles")]
-pub async fn candles(pipeline: web::Data<Pipeline>, query: web::Query<CandlesQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn candles(
+    pipeline: web::Data<Pipeline>,
+    query: web::Query<CandlesQuery>,
+    auth: web::Data<Auth>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    auth.access(&req)?;
     let Some(symbol) = query.symbol.clone() else {
         return Err(ApiError::bad_request("bad_query", "`symbol` is required"));
     };
@@ -210,11 +243,14 @@ fn invalid_event(index: usize, field: &str, reason: &str) -> ApiError {
 #[get("/ws")]
 pub async fn websocket(
     pipeline: web::Data<Pipeline>,
+    auth: web::Data<Auth>,
     req: HttpRequest,
     stream: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
+    auth.check_origin(&req)?;
+    let access = auth.access(&req)?;
     let Some(hub) = &pipeline.hub else {
         return Err(ApiError::Unavailable("this process does not run the api role".into()).into());
     };
-    start_session(&req, stream, hub.clone(), &pipeline.session, pipeline.metrics.clone())
+    start_session(&req, stream, hub.clone(), &pipeline.session, pipeline.metrics.clone(), access.allowed_accounts())
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod error;
 
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, error::A
 /// process, ingest where the ingester runs, reads and `/ws` where the api runs. Must run inside
 /// an actix `System`.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let auth = web::Data::new(auth::Auth::from_config(&config)?);
     let pipeline = wiring::start(&config).await?;
     let (serves_api, serves_ingest) = (pipeline.hub.is_some(), pipeline.ingester.is_some());
     let data = web::Data::new(pipeline.clone());
@@ -43,6 +45,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let mut app = App::new()
             .app_data(data.clone())
             .app_data(config_data.clone())
+            .app_data(auth.clone())
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/metrics"))
             .service(api::instruments);

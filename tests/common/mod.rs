@@ -37,13 +37,21 @@ impl TestServer {
     pub async fn start_in(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::for_tests(data_dir.path().to_owned());
         adjust(&mut config);
+        let admin_token = config.admin_token.clone();
         let running = http::start(config).await.expect("server starts");
         let handle = running.handle.clone();
         actix_rt::spawn(running.server);
         let server = Self { addr: running.addr, pipeline: running.pipeline, handle, data_dir };
         // Ready when every actor runs (the processor has restored its state).
-        let ready =
-            Self::eventually(Duration::from_secs(10), async || server.get_json("/admin/health").await.0 == 200).await;
+        let health = server.url("/admin/health");
+        let ready = Self::eventually(Duration::from_secs(10), async || {
+            let mut request = client().get(&health);
+            if let Some(token) = &admin_token {
+                request = request.bearer_auth(token);
+            }
+            request.send().await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
         assert!(ready, "server not ready: {:?}", server.get_json("/admin/health").await);
         server
     }
@@ -135,6 +143,10 @@ pub struct WsClient {
 }
 
 impl WsClient {
+    pub fn from_framed(framed: actix_codec::Framed<awc::BoxedSocket, ws::Codec>) -> Self {
+        WsClient { framed }
+    }
+
     pub async fn connect(url: &str) -> Self {
         let (_, framed) = awc::Client::new().ws(url).connect().await.expect("ws connect");
         WsClient { framed }

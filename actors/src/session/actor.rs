@@ -59,18 +59,38 @@ pub struct SessionActor {
     outbox: Arc<Outbox>,
     last_heard: Instant,
     metrics: Arc<Metrics>,
+    /// The accounts this session's user may see; `None` when any (no authentication).
+    allowed_accounts: Option<Vec<String>>,
 }
 
 /// Upgrades an HTTP request to a WebSocket served by a new `SessionActor`.
+/// `allowed_accounts`: the accounts whose positions and fills the user may see (`None`: any).
 pub fn start_session(
     req: &HttpRequest,
     stream: web::Payload,
     hub: Addr<Hub>,
     config: &SessionConfig,
     metrics: Arc<Metrics>,
+    allowed_accounts: Option<Vec<String>>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let actor = SessionActor { id: None, hub, outbox: Outbox::new(config.outbox), last_heard: Instant::now(), metrics };
+    let actor = SessionActor {
+        id: None,
+        hub,
+        outbox: Outbox::new(config.outbox),
+        last_heard: Instant::now(),
+        metrics,
+        allowed_accounts,
+    };
     ws::WsResponseBuilder::new(actor, req, stream).frame_size(MAX_FRAME_BYTES).start()
+}
+
+/// The account in a `pos:<account>:<symbol>` or `fills:<account>:<symbol>` key.
+fn account_of(key: &str) -> Option<&str> {
+    let mut parts = key.split(':');
+    match parts.next() {
+        Some("pos") | Some("fills") => parts.next(),
+        _ => None,
+    }
 }
 
 fn error_json(code: &str, message: &str) -> String {
@@ -112,6 +132,18 @@ impl SessionActor {
                     ctx.text(error_json("bad_request", "subscribe needs `instruments` or `positions`"));
                     return;
                 }
+                let positions = match &self.allowed_accounts {
+                    None => positions,
+                    // "*" means every account the user may see.
+                    Some(allowed) if positions.iter().any(|p| p == "*") => allowed.clone(),
+                    Some(allowed) => {
+                        if let Some(denied) = positions.iter().find(|p| !allowed.contains(p)) {
+                            ctx.text(error_json("forbidden", &format!("your token does not grant account `{denied}`")));
+                            return;
+                        }
+                        positions
+                    }
+                };
                 self.hub
                     .send(Subscribe { id, instruments, accounts: positions })
                     .into_actor(self)
@@ -135,6 +167,15 @@ impl SessionActor {
         }
         let now = now_micros();
         for frame in &drained.updates {
+            // Defence in depth: subscriptions are checked already, but no frame of an account
+            // the user may not see ever leaves.
+            if let Some(allowed) = &self.allowed_accounts
+                && let Some(account) = account_of(&frame.key)
+                && !allowed.iter().any(|a| a == account)
+            {
+                tracing::error!(key = %frame.key, "withheld a frame of an account the session may not see");
+                continue;
+            }
             let lane = match frame.lane {
                 Lane::Market => "market",
                 Lane::Account => "account",

@@ -1,0 +1,189 @@
+//! Who may connect: user tokens (JWT, HS256 secret or RS256/ES256 keys from a JWKS file, with
+//! expiry) naming the accounts a user may see, market data open or token-only, admin access by
+//! loopback or token, and the Origin allowlist of `/ws`.
+//!
+//! A token travels as `Authorization: Bearer <jwt>` or, for browsers' WebSockets (which cannot
+//! set headers), as `?access_token=<jwt>`. Claims: `sub`, `exp` (required) and `accounts` (the
+//! account names whose positions and fills the holder may see; `["*"]` for all).
+
+use std::net::IpAddr;
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use anyhow::Context as _;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use crate::config::{AdminAccess, Config, MarketAccess};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default)]
+    pub accounts: Vec<String>,
+}
+
+/// What a request may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// No user authentication is configured: everything.
+    Everything,
+    /// An authenticated user: market data, and these accounts (`None`: every account).
+    User { subject: String, accounts: Option<Vec<String>> },
+    /// No token: market data only when it is open.
+    Anonymous,
+}
+
+impl Access {
+    /// The accounts this access may see; `None` means all.
+    pub fn allowed_accounts(&self) -> Option<Vec<String>> {
+        match self {
+            Access::Everything => None,
+            Access::User { accounts, .. } => accounts.clone(),
+            Access::Anonymous => Some(Vec::new()),
+        }
+    }
+}
+
+enum Keys {
+    Hs256(DecodingKey),
+    Jwks(jsonwebtoken::jwk::JwkSet),
+}
+
+pub struct Auth {
+    keys: Option<Keys>,
+    market: MarketAccess,
+    admin: AdminAccess,
+    admin_token: Option<String>,
+    origins: Vec<String>,
+}
+
+impl Auth {
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let keys = match (&config.auth_hs256_secret, &config.auth_jwks_file) {
+            (Some(_), Some(_)) => anyhow::bail!("set TTPULSE_AUTH_HS256_SECRET or TTPULSE_AUTH_JWKS_FILE, not both"),
+            (Some(secret), None) => {
+                anyhow::ensure!(secret.len() >= 32, "TTPULSE_AUTH_HS256_SECRET must be at least 32 bytes");
+                Some(Keys::Hs256(DecodingKey::from_secret(secret.as_bytes())))
+            }
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read TTPULSE_AUTH_JWKS_FILE {}", path.display()))?;
+                let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a JWKS document", path.display()))?;
+                Some(Keys::Jwks(set))
+            }
+            (None, None) => None,
+        };
+        if config.market_data == MarketAccess::Token && keys.is_none() {
+            anyhow::bail!("TTPULSE_MARKET_DATA=token needs TTPULSE_AUTH_HS256_SECRET or TTPULSE_AUTH_JWKS_FILE");
+        }
+        if config.admin_access == AdminAccess::Token && config.admin_token.is_none() {
+            anyhow::bail!("TTPULSE_ADMIN_ACCESS=token needs TTPULSE_ADMIN_TOKEN");
+        }
+        Ok(Self {
+            keys,
+            market: config.market_data,
+            admin: config.admin_access,
+            admin_token: config.admin_token.clone(),
+            origins: config.ws_allowed_origins.iter().map(|o| o.trim_end_matches('/').to_owned()).collect(),
+        })
+    }
+
+    fn bearer(req: &HttpRequest) -> Option<String> {
+        let from_header = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned);
+        from_header.or_else(|| {
+            req.query_string().split('&').find_map(|pair| pair.strip_prefix("access_token=")).map(str::to_owned)
+        })
+    }
+
+    fn verify(&self, keys: &Keys, token: &str) -> Result<Claims, ApiError> {
+        let unauthorized = |reason: String| ApiError::Unauthorized(format!("invalid token: {reason}"));
+        let header = decode_header(token).map_err(|e| unauthorized(e.to_string()))?;
+        let (key, algorithm) = match keys {
+            Keys::Hs256(key) => (key.clone(), Algorithm::HS256),
+            Keys::Jwks(set) => {
+                let kid = header.kid.clone().ok_or_else(|| unauthorized("no `kid` in its header".into()))?;
+                let jwk = set.find(&kid).ok_or_else(|| unauthorized(format!("unknown key `{kid}`")))?;
+                if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
+                    return Err(unauthorized(format!("algorithm {:?} is not accepted", header.alg)));
+                }
+                (DecodingKey::from_jwk(jwk).map_err(|e| unauthorized(e.to_string()))?, header.alg)
+            }
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = 5;
+        decode::<Claims>(token, &key, &validation).map(|data| data.claims).map_err(|e| unauthorized(e.to_string()))
+    }
+
+    /// What the request may see. A token that is present but invalid or expired is refused
+    /// (401), never ignored.
+    pub fn access(&self, req: &HttpRequest) -> Result<Access, ApiError> {
+        let Some(keys) = &self.keys else { return Ok(Access::Everything) };
+        let Some(token) = Self::bearer(req) else {
+            return match self.market {
+                MarketAccess::Open => Ok(Access::Anonymous),
+                MarketAccess::Token => {
+                    Err(ApiError::Unauthorized("a token is required (Authorization: Bearer)".into()))
+                }
+            };
+        };
+        let claims = self.verify(keys, &token)?;
+        let accounts = if claims.accounts.iter().any(|a| a == "*") { None } else { Some(claims.accounts) };
+        Ok(Access::User { subject: claims.sub, accounts })
+    }
+
+    /// Refuses a request for admin endpoints unless it comes from loopback or bears the admin
+    /// token, as configured.
+    pub fn check_admin(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let token_ok = match (&self.admin_token, presented) {
+            (Some(expected), Some(given)) => constant_time_eq(expected.as_bytes(), given.as_bytes()),
+            _ => false,
+        };
+        let loopback = req.peer_addr().map(|a| a.ip()).is_some_and(|ip: IpAddr| ip.is_loopback());
+        let allowed = match self.admin {
+            AdminAccess::Open => true,
+            AdminAccess::Token => token_ok,
+            AdminAccess::LoopbackOrToken => loopback || token_ok,
+        };
+        if allowed {
+            Ok(())
+        } else if presented.is_some() {
+            Err(ApiError::Forbidden("wrong admin token".into()))
+        } else {
+            Err(ApiError::Unauthorized(
+                "admin endpoints need the admin token (Authorization: Bearer) or loopback".into(),
+            ))
+        }
+    }
+
+    /// Refuses a WebSocket upgrade from an Origin not on the allowlist (when there is one).
+    pub fn check_origin(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        if self.origins.is_empty() {
+            return Ok(());
+        }
+        let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if self.origins.iter().any(|o| o == origin.trim_end_matches('/')) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!("origin `{origin}` is not allowed to open /ws")))
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

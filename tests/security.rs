@@ -1,0 +1,164 @@
+//! Who may connect: user tokens and the accounts they grant, token-only market data, the
+//! Origin allowlist of /ws, and admin access by token.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{TestServer, fill, quote};
+use jsonwebtoken::{EncodingKey, Header, encode};
+use serde_json::{Value, json};
+use ttpulse::config::{AdminAccess, MarketAccess};
+
+const SECRET: &str = "a-test-secret-of-at-least-32-bytes!!";
+const WAIT: Duration = Duration::from_secs(5);
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn token(accounts: &[&str], expires_in: i64, secret: &str) -> String {
+    let claims = json!({"sub": "trader-1", "exp": (now() as i64 + expires_in), "accounts": accounts});
+    encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())).expect("token")
+}
+
+async fn get(server: &TestServer, path: &str, bearer: Option<&str>) -> (u16, Value) {
+    let mut request = awc::Client::new().get(server.url(path));
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let mut response = request.send().await.expect("GET");
+    let status = response.status().as_u16();
+    let body = response.body().await.unwrap_or_default();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+async fn ws_status(url: &str, origin: Option<&str>) -> Result<common::WsClient, u16> {
+    let mut request = awc::Client::new().ws(url);
+    if let Some(origin) = origin {
+        request = request.origin(origin);
+    }
+    match request.connect().await {
+        Ok((_, framed)) => Ok(common::WsClient::from_framed(framed)),
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => Err(status.as_u16()),
+        Err(e) => panic!("unexpected WebSocket error: {e}"),
+    }
+}
+
+async fn with_two_accounts() -> TestServer {
+    let server = TestServer::start_with(|c| c.auth_hs256_secret = Some(SECRET.into())).await;
+    let (status, _) = server
+        .ingest(&json!([
+            quote("s:1", "ESZ6", "6850.00", "6850.25"),
+            fill("s:2", "ACC1", "F-1", "ESZ6", "buy", "6850.25", 1),
+            fill("s:3", "ACC2", "F-2", "ESZ6", "sell", "6850.00", 2),
+        ]))
+        .await;
+    assert_eq!(status, 200);
+    server
+}
+
+#[actix_rt::test]
+async fn a_token_grants_its_accounts_and_nothing_else() {
+    let server = with_two_accounts().await;
+    let acc1 = token(&["ACC1"], 300, SECRET);
+
+    // No token: market data is open, account data is not.
+    let (status, snap) = get(&server, "/api/snapshot", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(snap["instruments"][0]["symbol"], "ESZ6");
+    assert_eq!(snap["positions"], json!([]));
+    assert_eq!(get(&server, "/api/positions?account=ACC1", None).await.0, 401);
+
+    // A token for ACC1 sees ACC1 only, and is refused ACC2.
+    let (status, snap) = get(&server, "/api/snapshot", Some(&acc1)).await;
+    assert_eq!(status, 200);
+    let accounts: Vec<&str> =
+        snap["positions"].as_array().expect("positions").iter().filter_map(|p| p["account"].as_str()).collect();
+    assert_eq!(accounts, vec!["ACC1"]);
+    let (status, error) = get(&server, "/api/positions?account=ACC2", Some(&acc1)).await;
+    assert_eq!((status, error["error"].clone()), (403, json!("forbidden")));
+    let (status, all) = get(&server, "/api/positions", Some(&token(&["*"], 300, SECRET))).await;
+    assert_eq!((status, all.as_array().map(Vec::len)), (200, Some(2)));
+
+    // Expired, wrongly signed and malformed tokens are refused with a reason.
+    for (bad, why) in [
+        (token(&["ACC1"], -60, SECRET), "ExpiredSignature"),
+        (token(&["ACC1"], 300, "another-secret-of-at-least-32-bytes!"), "InvalidSignature"),
+        ("not.a.token".to_owned(), "invalid token"),
+    ] {
+        let (status, error) = get(&server, "/api/snapshot", Some(&bad)).await;
+        assert_eq!(status, 401, "{why}: {error}");
+        assert!(error["message"].as_str().is_some_and(|m| m.contains(why)), "{why}: {error}");
+    }
+}
+
+#[actix_rt::test]
+async fn a_websocket_session_never_receives_another_accounts_data() {
+    let server = with_two_accounts().await;
+    let ws_url = |token: &str| format!("ws://{}/ws?access_token={token}", server.addr);
+
+    // An expired token cannot open a session.
+    assert_eq!(ws_status(&ws_url(&token(&["ACC1"], -60, SECRET)), None).await.err(), Some(401));
+
+    let mut ws = ws_status(&ws_url(&token(&["ACC1"], 300, SECRET)), None).await.expect("session");
+    ws.send(json!({"op": "subscribe", "positions": ["ACC2"]})).await;
+    let error = ws.next_of_type("error", WAIT).await.expect("refused");
+    assert_eq!(error["code"], "forbidden");
+    // "*" means the granted accounts only.
+    let snapshot = ws.subscribe(&["ESZ6"], &["*"]).await;
+    let accounts: Vec<&str> =
+        snapshot["positions"].as_array().expect("positions").iter().filter_map(|p| p["account"].as_str()).collect();
+    assert_eq!(accounts, vec!["ACC1"]);
+    server
+        .ingest(&json!([
+            fill("s:4", "ACC2", "F-3", "ESZ6", "buy", "6850.25", 1),
+            fill("s:5", "ACC1", "F-4", "ESZ6", "sell", "6850.00", 1),
+        ]))
+        .await;
+    let updates = ws.updates_until(WAIT, |got| got.iter().any(|u| u["key"] == "fills:ACC1:ESZ6")).await;
+    assert!(updates.iter().any(|u| u["key"] == "fills:ACC1:ESZ6"), "{updates:?}");
+    assert!(updates.iter().all(|u| !u["key"].as_str().unwrap_or_default().contains("ACC2")), "{updates:?}");
+
+    // Without a token: market data only.
+    let mut anonymous = ws_status(&format!("ws://{}/ws", server.addr), None).await.expect("open market data");
+    anonymous.send(json!({"op": "subscribe", "positions": ["ACC1"]})).await;
+    assert_eq!(anonymous.next_of_type("error", WAIT).await.map(|e| e["code"].clone()), Some(json!("forbidden")));
+}
+
+#[actix_rt::test]
+async fn token_only_market_data_and_the_origin_allowlist() {
+    let server = TestServer::start_with(|c| {
+        c.auth_hs256_secret = Some(SECRET.into());
+        c.market_data = MarketAccess::Token;
+        c.ws_allowed_origins = vec!["https://desk.example.com".into()];
+    })
+    .await;
+    assert_eq!(get(&server, "/api/snapshot", None).await.0, 401);
+    assert_eq!(get(&server, "/api/candles?symbol=ESZ6", None).await.0, 401);
+    let good = token(&["ACC1"], 300, SECRET);
+    assert_eq!(get(&server, "/api/snapshot", Some(&good)).await.0, 200);
+
+    let url = format!("ws://{}/ws?access_token={good}", server.addr);
+    assert_eq!(ws_status(&format!("ws://{}/ws", server.addr), Some("https://desk.example.com")).await.err(), Some(401));
+    assert_eq!(ws_status(&url, Some("https://evil.example.com")).await.err(), Some(403));
+    assert_eq!(ws_status(&url, None).await.err(), Some(403), "no Origin is not an allowed origin");
+    assert!(ws_status(&url, Some("https://desk.example.com")).await.is_ok());
+}
+
+#[actix_rt::test]
+async fn admin_endpoints_need_the_admin_token_when_configured() {
+    let server = TestServer::start_with(|c| {
+        c.admin_access = AdminAccess::Token;
+        c.admin_token = Some("admin-secret".into());
+    })
+    .await;
+    for path in ["/admin/health", "/admin/actors", "/metrics"] {
+        assert_eq!(get(&server, path, None).await.0, 401, "{path} without a token, even from loopback");
+        assert_eq!(get(&server, path, Some("wrong")).await.0, 403, "{path} with a wrong token");
+        assert_eq!(get(&server, path, Some("admin-secret")).await.0, 200, "{path} with the token");
+    }
+    // The default: loopback is enough.
+    let open = TestServer::start().await;
+    assert_eq!(get(&open, "/admin/actors", None).await.0, 200);
+}
