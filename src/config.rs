@@ -177,6 +177,26 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub ws_allowed_origins: Vec<String>,
 
+    /// Most WebSocket sessions this process holds at once.
+    #[arg(long, env = "TTPULSE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: i64,
+
+    /// Most WebSocket sessions one user (token subject) holds at once.
+    #[arg(long, env = "TTPULSE_MAX_CONNECTIONS_PER_USER", default_value_t = 20)]
+    pub max_connections_per_user: usize,
+
+    /// New WebSocket sessions accepted per second (all clients together); 0: no limit.
+    #[arg(long, env = "TTPULSE_WS_CONNECT_RATE", default_value_t = 500)]
+    pub ws_connect_rate: u32,
+
+    /// Instruments plus accounts one session may subscribe to.
+    #[arg(long, env = "TTPULSE_WS_MAX_SUBSCRIPTIONS", default_value_t = 200)]
+    pub ws_max_subscriptions: usize,
+
+    /// Events per second POST /api/ingest accepts (all clients together); 0: no limit.
+    #[arg(long, env = "TTPULSE_INGEST_MAX_RATE", default_value_t = 200_000)]
+    pub ingest_max_rate: u32,
+
     /// Largest POST /api/ingest body, in bytes.
     #[arg(long, env = "TTPULSE_INGEST_MAX_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub ingest_max_bytes: usize,
@@ -227,6 +247,11 @@ impl Config {
             ws_max_behind_secs: 10,
             ingest_max_bytes: 4 * 1024 * 1024,
             ingest_max_events: 10_000,
+            max_connections: 10_000,
+            max_connections_per_user: 20,
+            ws_connect_rate: 0,
+            ws_max_subscriptions: 200,
+            ingest_max_rate: 0,
             auth_hs256_secret: None,
             auth_jwks_file: None,
             market_data: MarketAccess::Open,

@@ -199,10 +199,10 @@ impl Parts {
         Ok((writer, reader))
     }
 
-    fn hub(&self) -> Addr<Hub> {
+    fn hub(&self, max_subscriptions: usize) -> Addr<Hub> {
         let (store, catalog, metrics, h) =
             (self.store.clone(), self.catalog.clone(), self.metrics.clone(), self.health.register("hub", "Hub"));
-        Supervisor::start(move |_| Hub::new(store, catalog, metrics, h))
+        Supervisor::start(move |_| Hub::new(store, catalog, metrics, h, max_subscriptions))
     }
 
     fn local_cache(&self, notifier: Recipient<UpdateBatch>) -> Addr<CacheActor> {
@@ -242,7 +242,7 @@ async fn start_embedded(config: &Config) -> anyhow::Result<Pipeline> {
     let pool = open_database(config)?;
     tracing::info!(database = pool.backend(), "database ready");
     let (writer, reader) = parts.databases(&pool).await?;
-    let hub = parts.hub();
+    let hub = parts.hub(config.ws_max_subscriptions);
     let cache = parts.local_cache(hub.clone().recipient());
     let processor = parts.processor(config, cache.clone().recipient(), &writer);
     let ingester = parts.ingester(config, processor.clone().recipient())?;
@@ -373,7 +373,7 @@ async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pip
     if config.has(Role::Api)
         && let Some(client) = &redis
     {
-        let api_hub = parts.hub();
+        let api_hub = parts.hub(config.ws_max_subscriptions);
         let cache = parts.local_cache(api_hub.clone().recipient());
         let (client, cache_in, hub_in, metrics, h) = (
             client.clone(),

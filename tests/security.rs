@@ -162,3 +162,49 @@ async fn admin_endpoints_need_the_admin_token_when_configured() {
     let open = TestServer::start().await;
     assert_eq!(get(&open, "/admin/actors", None).await.0, 200);
 }
+
+#[actix_rt::test]
+async fn limits_refuse_with_a_reason_and_are_counted() {
+    let server = TestServer::start_with(|c| {
+        c.auth_hs256_secret = Some(SECRET.into());
+        c.max_connections = 3;
+        c.max_connections_per_user = 2;
+        c.ws_max_subscriptions = 3;
+        c.ingest_max_rate = 100;
+    })
+    .await;
+    let url = |token: &str| format!("ws://{}/ws?access_token={token}", server.addr);
+    let user = token(&["ACC1"], 300, SECRET);
+
+    // Per user: two sessions, not three.
+    let first = ws_status(&url(&user), None).await.expect("first");
+    let _second = ws_status(&url(&user), None).await.expect("second");
+    assert_eq!(ws_status(&url(&user), None).await.err(), Some(429));
+    // Per process: the third session of anyone, not the fourth.
+    let mut third = ws_status(&format!("ws://{}/ws", server.addr), None).await.expect("third");
+    assert_eq!(ws_status(&format!("ws://{}/ws", server.addr), None).await.err(), Some(503));
+    // A closed session frees its place.
+    drop(first);
+    let reopened = common::eventually(WAIT, async || ws_status(&url(&user), None).await.is_ok()).await;
+    assert!(reopened, "the user's place was not freed");
+
+    // Subscriptions per session: three topics, not four.
+    third.send(json!({"op": "subscribe", "instruments": ["ESZ6", "NQZ6", "CLF7", "GCG7"]})).await;
+    let error = third.next_of_type("error", WAIT).await.expect("refused");
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("at most 3")), "{error}");
+
+    // Ingest rate: 100 events/s.
+    let events =
+        |n: usize| json!((0..n).map(|i| quote(&format!("r:{i}"), "ESZ6", "6850.00", "6850.25")).collect::<Vec<_>>());
+    let (status, error) = server.ingest(&events(150)).await;
+    assert_eq!((status, error["error"].clone()), (429, json!("too_many_requests")));
+    assert_eq!(server.ingest(&events(50)).await.0, 200);
+
+    let (_, metrics) = server.get_text("/metrics").await;
+    for reason in ["max_connections_per_user", "max_connections", "max_subscriptions", "ingest_rate"] {
+        assert!(
+            metrics.contains(&format!(r#"ttpulse_refusals_total{{reason="{reason}"}}"#)),
+            "{reason} not counted:\n{metrics}"
+        );
+    }
+}

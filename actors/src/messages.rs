@@ -180,6 +180,8 @@ pub enum SubscribeError {
     InvalidAccount(String),
     #[error("session {0} is not connected")]
     NotConnected(SessionId),
+    #[error("at most {0} subscriptions (instruments plus accounts) per session")]
+    TooMany(usize),
 }
 
 /// Puts a fresh snapshot of its subscriptions in every session's outbox (after the state was

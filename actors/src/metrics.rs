@@ -20,6 +20,7 @@ pub struct Metrics {
     pub db_rows_written: IntCounter,
     pub db_write_errors: IntCounter,
     pub actor_restarts: IntCounterVec,
+    pub refusals: IntCounterVec,
     pub kafka_produced: IntCounterVec,
     pub kafka_consumed: IntCounterVec,
     pub kafka_errors: IntCounterVec,
@@ -121,6 +122,12 @@ impl Metrics {
             db_rows_written: counter(&r, "db_rows_written_total", "Rows written to the database"),
             db_write_errors: counter(&r, "db_write_errors_total", "Failed database write transactions"),
             actor_restarts: counter_vec(&r, "actor_restarts_total", "Actor restarts by supervisors", &["actor"]),
+            refusals: counter_vec(
+                &r,
+                "refusals_total",
+                "Requests and connections refused by a limit or an access rule",
+                &["reason"],
+            ),
             kafka_produced: counter_vec(
                 &r,
                 "kafka_produced_total",

@@ -451,6 +451,9 @@ async fn fanout_row(bin: &Path, work: &Path, logs: &Path, sessions: usize, plan:
             ("TTPULSE_SIM_RATE", "1000".into()),
             ("TTPULSE_DATA_DIR", data.display().to_string()),
             ("TTPULSE_SIM_SEED", "7".into()),
+            // The load generator opens thousands of sessions at once: lift the session limits.
+            ("TTPULSE_MAX_CONNECTIONS", "20000".into()),
+            ("TTPULSE_WS_CONNECT_RATE", "0".into()),
         ]),
         logs,
     )?;

@@ -10,6 +10,7 @@ use ttpulse_actors::session::start_session;
 
 use super::auth::{Access, Auth};
 use super::error::ApiError;
+use super::limits::Limits;
 use crate::config::Config;
 use crate::wiring::Pipeline;
 
@@ -162,6 +163,7 @@ pub async fn candles(
 pub async fn ingest(
     pipeline: web::Data<Pipeline>,
     config: web::Data<Config>,
+    limits: web::Data<Limits>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_limited(payload, config.ingest_max_bytes).await?;
@@ -183,6 +185,7 @@ pub async fn ingest(
             config.ingest_max_events
         )));
     }
+    limits.admit_ingest(items.len())?;
     let mut events = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
         events.push(RawEvent::from_value(item).map_err(|e| {
@@ -244,13 +247,28 @@ fn invalid_event(index: usize, field: &str, reason: &str) -> ApiError {
 pub async fn websocket(
     pipeline: web::Data<Pipeline>,
     auth: web::Data<Auth>,
+    limits: web::Data<Limits>,
     req: HttpRequest,
     stream: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
     auth.check_origin(&req)?;
     let access = auth.access(&req)?;
+    let subject = match &access {
+        Access::User { subject, .. } => Some(subject.as_str()),
+        _ => None,
+    };
+    let ticket = limits.admit_session(subject)?;
     let Some(hub) = &pipeline.hub else {
         return Err(ApiError::Unavailable("this process does not run the api role".into()).into());
     };
-    start_session(&req, stream, hub.clone(), &pipeline.session, pipeline.metrics.clone(), access.allowed_accounts())
+    let ticket = ticket.map(|t| Box::new(t) as Box<dyn std::any::Any + Send>);
+    start_session(
+        &req,
+        stream,
+        hub.clone(),
+        &pipeline.session,
+        pipeline.metrics.clone(),
+        access.allowed_accounts(),
+        ticket,
+    )
 }

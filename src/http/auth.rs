@@ -53,6 +53,8 @@ enum Keys {
 }
 
 pub struct Auth {
+    /// Where refusals are counted (set once the pipeline's metrics exist).
+    metrics: std::sync::OnceLock<std::sync::Arc<ttpulse_actors::metrics::Metrics>>,
     keys: Option<Keys>,
     market: MarketAccess,
     admin: AdminAccess,
@@ -84,12 +86,24 @@ impl Auth {
             anyhow::bail!("TTPULSE_ADMIN_ACCESS=token needs TTPULSE_ADMIN_TOKEN");
         }
         Ok(Self {
+            metrics: std::sync::OnceLock::new(),
             keys,
             market: config.market_data,
             admin: config.admin_access,
             admin_token: config.admin_token.clone(),
             origins: config.ws_allowed_origins.iter().map(|o| o.trim_end_matches('/').to_owned()).collect(),
         })
+    }
+
+    pub fn count_refusals_in(&self, metrics: std::sync::Arc<ttpulse_actors::metrics::Metrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    fn refused(&self, reason: &str, error: ApiError) -> ApiError {
+        if let Some(metrics) = self.metrics.get() {
+            metrics.refusals.with_label_values(&[reason]).inc();
+        }
+        error
     }
 
     fn bearer(req: &HttpRequest) -> Option<String> {
@@ -131,12 +145,11 @@ impl Auth {
         let Some(token) = Self::bearer(req) else {
             return match self.market {
                 MarketAccess::Open => Ok(Access::Anonymous),
-                MarketAccess::Token => {
-                    Err(ApiError::Unauthorized("a token is required (Authorization: Bearer)".into()))
-                }
+                MarketAccess::Token => Err(self
+                    .refused("no_token", ApiError::Unauthorized("a token is required (Authorization: Bearer)".into()))),
             };
         };
-        let claims = self.verify(keys, &token)?;
+        let claims = self.verify(keys, &token).map_err(|e| self.refused("invalid_token", e))?;
         let accounts = if claims.accounts.iter().any(|a| a == "*") { None } else { Some(claims.accounts) };
         Ok(Access::User { subject: claims.sub, accounts })
     }
@@ -162,10 +175,13 @@ impl Auth {
         if allowed {
             Ok(())
         } else if presented.is_some() {
-            Err(ApiError::Forbidden("wrong admin token".into()))
+            Err(self.refused("admin", ApiError::Forbidden("wrong admin token".into())))
         } else {
-            Err(ApiError::Unauthorized(
-                "admin endpoints need the admin token (Authorization: Bearer) or loopback".into(),
+            Err(self.refused(
+                "admin",
+                ApiError::Unauthorized(
+                    "admin endpoints need the admin token (Authorization: Bearer) or loopback".into(),
+                ),
             ))
         }
     }
@@ -179,7 +195,7 @@ impl Auth {
         if self.origins.iter().any(|o| o == origin.trim_end_matches('/')) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!("origin `{origin}` is not allowed to open /ws")))
+            Err(self.refused("origin", ApiError::Forbidden(format!("origin `{origin}` is not allowed to open /ws"))))
         }
     }
 }

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod limits;
 
 use std::net::SocketAddr;
 
@@ -38,6 +39,8 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, error::A
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let auth = web::Data::new(auth::Auth::from_config(&config)?);
     let pipeline = wiring::start(&config).await?;
+    auth.count_refusals_in(pipeline.metrics.clone());
+    let limits = web::Data::new(limits::Limits::new(&config, pipeline.metrics.clone()));
     let (serves_api, serves_ingest) = (pipeline.hub.is_some(), pipeline.ingester.is_some());
     let data = web::Data::new(pipeline.clone());
     let config_data = web::Data::new(config.clone());
@@ -46,6 +49,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .app_data(data.clone())
             .app_data(config_data.clone())
             .app_data(auth.clone())
+            .app_data(limits.clone())
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/metrics"))
             .service(api::instruments);

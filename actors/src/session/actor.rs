@@ -61,6 +61,8 @@ pub struct SessionActor {
     metrics: Arc<Metrics>,
     /// The accounts this session's user may see; `None` when any (no authentication).
     allowed_accounts: Option<Vec<String>>,
+    /// Held while the session lives (e.g. its place under a per-user limit); freed on drop.
+    _ticket: Option<Box<dyn std::any::Any + Send>>,
 }
 
 /// Upgrades an HTTP request to a WebSocket served by a new `SessionActor`.
@@ -72,6 +74,7 @@ pub fn start_session(
     config: &SessionConfig,
     metrics: Arc<Metrics>,
     allowed_accounts: Option<Vec<String>>,
+    ticket: Option<Box<dyn std::any::Any + Send>>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let actor = SessionActor {
         id: None,
@@ -80,6 +83,7 @@ pub fn start_session(
         last_heard: Instant::now(),
         metrics,
         allowed_accounts,
+        _ticket: ticket,
     };
     ws::WsResponseBuilder::new(actor, req, stream).frame_size(MAX_FRAME_BYTES).start()
 }

@@ -59,6 +59,8 @@ pub struct Hub {
     catalog: Arc<InstrumentCatalog>,
     metrics: Arc<Metrics>,
     health: Arc<ActorHealth>,
+    /// Most topics (instruments plus accounts, `*` counting one) one session may hold.
+    max_subscriptions: usize,
 }
 
 #[derive(Serialize)]
@@ -76,8 +78,18 @@ impl Hub {
         catalog: Arc<InstrumentCatalog>,
         metrics: Arc<Metrics>,
         health: Arc<ActorHealth>,
+        max_subscriptions: usize,
     ) -> Self {
-        Self { sessions: HashMap::new(), subscribers: HashMap::new(), next_id: 1, store, catalog, metrics, health }
+        Self {
+            sessions: HashMap::new(),
+            subscribers: HashMap::new(),
+            next_id: 1,
+            store,
+            catalog,
+            metrics,
+            health,
+            max_subscriptions,
+        }
     }
 
     fn remove(&mut self, id: SessionId) {
@@ -237,6 +249,13 @@ impl Handler<Subscribe> for Hub {
         match &accounts {
             Filter::All => topics.push(TopicKey::AllAccounts),
             Filter::Only(list) => topics.extend(list.iter().cloned().map(TopicKey::Account)),
+        }
+        if let Some(entry) = self.sessions.get(&msg.id) {
+            let new: HashSet<&TopicKey> = topics.iter().filter(|t| !entry.topics.contains(t)).collect();
+            if entry.topics.len() + new.len() > self.max_subscriptions {
+                self.metrics.refusals.with_label_values(&["max_subscriptions"]).inc();
+                return Err(SubscribeError::TooMany(self.max_subscriptions));
+            }
         }
         for topic in &topics {
             self.subscribers.entry(topic.clone()).or_default().insert(msg.id);
