@@ -56,7 +56,31 @@ async fn run(config: ttpulse::config::Config) -> anyhow::Result<()> {
     }
     // The first line on stdout names the URL to open (scripts and tests read it).
     println!("\n  ttpulse ({}) is up: open {url}/\n", roles.join(","));
-    running.server.await?;
+    let server = actix_rt::spawn(running.server);
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new connections, intake stopped, storing what is in flight");
+    // Stop accepting first (pushed events are then refused), then drain the pipeline.
+    let handle = running.handle.clone();
+    let stopping = actix_rt::spawn(async move { handle.stop(true).await });
+    running.pipeline.shut_down().await;
+    let _ = stopping.await;
+    let _ = server.await;
     tracing::info!("ttpulse stopped");
     Ok(())
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn wait_for_signal() {
+    let mut term = match actix_rt::signal::unix::signal(actix_rt::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops ttpulse");
+            let _ = actix_rt::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = actix_rt::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

@@ -20,7 +20,7 @@ use ttpulse_actors::domain::InstrumentCatalog;
 use ttpulse_actors::health::HealthRegistry;
 use ttpulse_actors::ingest::{IngesterActor, SourceConfig};
 use ttpulse_actors::kafka::{self, Feed, KafkaConsumerActor, KafkaProducerActor, KafkaSettings};
-use ttpulse_actors::messages::{RawBatch, Restart, SyncInstruments, UpdateBatch};
+use ttpulse_actors::messages::{CloseAll, Flush, RawBatch, Restart, StopIntake, SyncInstruments, UpdateBatch};
 use ttpulse_actors::metrics::Metrics;
 use ttpulse_actors::processor::{ProcessorActor, ProcessorConfig};
 use ttpulse_actors::session::{Hub, OutboxLimits, SessionConfig};
@@ -39,6 +39,8 @@ pub struct Pipeline {
     pub ingester: Option<Addr<IngesterActor>>,
     pub db_reader: Option<Addr<DbActor>>,
     pub db_pool: Option<DbPool>,
+    /// Where a graceful shutdown asks the processor to store what it holds.
+    pub flush: Option<Recipient<Flush>>,
     pub health: Arc<HealthRegistry>,
     pub metrics: Arc<Metrics>,
     /// Actors the admin endpoint may restart, by name.
@@ -259,6 +261,7 @@ async fn start_embedded(config: &Config) -> anyhow::Result<Pipeline> {
         ingester: Some(ingester),
         db_reader: Some(reader),
         db_pool: Some(pool),
+        flush: Some(processor.clone().recipient()),
         health: parts.health,
         metrics: parts.metrics,
         restartable,
@@ -331,6 +334,7 @@ async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pip
     };
 
     let mut ingester = None;
+    let mut flush = None;
     if config.has(Role::Ingester) {
         let raw_out = producer(kafka::RAW_TOPIC, "kafka-producer-raw");
         let actor = parts.ingester(config, raw_out.clone().recipient())?;
@@ -343,6 +347,7 @@ async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pip
     {
         let processed_out = producer(kafka::PROCESSED_TOPIC, "kafka-producer-processed");
         let processor = parts.processor(config, processed_out.clone().recipient(), writer);
+        flush = Some(processor.clone().recipient());
         let feed = Feed::Raw {
             target: processor.clone().recipient(),
             reload: processor.clone().recipient(),
@@ -395,6 +400,7 @@ async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pip
         ingester,
         db_reader: reader,
         db_pool: pool,
+        flush,
         health: parts.health,
         metrics: parts.metrics,
         restartable,
@@ -402,4 +408,28 @@ async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pip
         roles: config.roles.clone(),
         distributed: true,
     })
+}
+
+impl Pipeline {
+    /// Graceful shutdown of the actors: stop intake, store what the processor holds, then close
+    /// every WebSocket session with 1001 (going away) after what it has queued. The HTTP server
+    /// has stopped accepting before this runs.
+    pub async fn shut_down(&self) {
+        if let Some(ingester) = &self.ingester {
+            let _ = ingester.send(StopIntake).await;
+        }
+        if let Some(flush) = &self.flush {
+            match actix_rt::time::timeout(Duration::from_secs(30), flush.send(Flush)).await {
+                Ok(Ok(Ok(()))) => tracing::info!("everything processed is stored"),
+                Ok(Ok(Err(e))) => tracing::error!(error = %e, "the final flush failed"),
+                Ok(Err(e)) => tracing::error!(error = %e, "the processor is gone"),
+                Err(_) => tracing::error!("the final flush did not finish within 30 s"),
+            }
+        }
+        if let Some(hub) = &self.hub {
+            let _ = hub.send(CloseAll { code: 1001, reason: "server shutting down".into() }).await;
+            // Let sessions write their last frames and the close.
+            actix_rt::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
 }

@@ -152,3 +152,86 @@ fn run_prints_the_url_and_streams_simulated_updates() {
     });
     drop(child);
 }
+
+/// SIGTERM: intake stops, everything already processed is stored, and sessions are closed
+/// with 1001 (going away). The flush interval is long here, so only the shutdown's own flush
+/// can have stored what the client saw.
+#[test]
+fn a_graceful_shutdown_stores_what_is_in_flight_and_closes_sessions_going_away() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().to_string_lossy().into_owned();
+    let mut child = ttpulse(
+        &["run"],
+        &[
+            ("TTPULSE_HTTP_ADDR", "127.0.0.1:0"),
+            ("TTPULSE_DATA_DIR", &data),
+            ("TTPULSE_SIM_RATE", "3000"),
+            ("TTPULSE_DB_FLUSH_MS", "10000"),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let pid = child.id();
+    let mut child = Killed(child);
+    let url = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.split("open ")
+                .nth(1)
+                .and_then(|u| u.split_whitespace().next())
+                .map(|u| u.trim_end_matches('/').to_owned())
+        })
+        .expect("the URL is printed");
+
+    let (seen, close) = actix_rt::System::new().block_on(async move {
+        use futures_util::{SinkExt as _, StreamExt as _};
+        let (_, mut ws) = awc::Client::new().ws(url.replacen("http", "ws", 1) + "/ws").connect().await.expect("ws");
+        ws.send(awc::ws::Message::Text(r#"{"op":"subscribe","instruments":["*"]}"#.into())).await.expect("send");
+        let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+        let started = std::time::Instant::now();
+        let mut signalled = false;
+        let mut close = None;
+        while let Ok(Some(Ok(frame))) = actix_rt::time::timeout(Duration::from_secs(10), ws.next()).await {
+            if !signalled && started.elapsed() > Duration::from_millis(1500) {
+                let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+                signalled = true;
+            }
+            match frame {
+                awc::ws::Frame::Text(text) => {
+                    let m: serde_json::Value = serde_json::from_slice(&text).expect("json");
+                    if m["kind"] == "instrument" {
+                        let seq = m["seq"].as_u64().unwrap_or(0);
+                        let entry =
+                            seen.entry(m["data"]["symbol"].as_str().unwrap_or_default().to_owned()).or_default();
+                        *entry = (*entry).max(seq);
+                    }
+                }
+                awc::ws::Frame::Close(reason) => {
+                    close = reason.map(|r| u16::from(r.code));
+                    break;
+                }
+                _ => {}
+            }
+        }
+        (seen, close)
+    });
+    assert_eq!(close, Some(1001), "sessions are closed going away");
+    let status = child.0.wait().expect("exit");
+    assert!(status.success(), "exit status {status}");
+    assert!(!seen.is_empty(), "the client saw updates");
+
+    // Every instrument state the client saw is stored (at that seq or later).
+    let pool = ttpulse_actors::store::DbPool::open_sqlite(&dir.path().join("ttpulse.db"), 1).expect("db");
+    let mut conn = pool.get().expect("conn");
+    let catalog = ttpulse_actors::domain::InstrumentCatalog::default_futures();
+    let stored = ttpulse_actors::with_conn!(&mut conn, queries::load_snapshot(&catalog)).expect("load");
+    for (symbol, seq) in &seen {
+        let book =
+            stored.books.iter().find(|b| &b.state.symbol == symbol).unwrap_or_else(|| panic!("{symbol} not stored"));
+        assert!(book.state.seq >= *seq, "{symbol}: stored seq {} behind the {seq} the client saw", book.state.seq);
+    }
+}

@@ -197,6 +197,24 @@ pub struct Wake;
 
 // ---- control ----------------------------------------------------------------------------
 
+/// Graceful shutdown, step 1: the ingester stops reading its source.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct StopIntake;
+
+/// Graceful shutdown, step 2: resolves once everything the processor computed is stored.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), HopError>")]
+pub struct Flush;
+
+/// Graceful shutdown, step 3: closes every session with `code` (1001, going away).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct CloseAll {
+    pub code: u16,
+    pub reason: String,
+}
+
 /// Stops an actor so that its supervisor restarts it (admin `POST /admin/actors/{name}/restart`).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]

@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 use crate::domain::{Changes, Engine, EngineSnapshot, InstrumentCatalog, Outcome, Published};
 use crate::health::ActorHealth;
-use crate::messages::{BatchAck, Durable, HopError, LoadSnapshot, RawBatch, Restart, UpdateBatch, WriteChanges};
+use crate::messages::{BatchAck, Durable, Flush, HopError, LoadSnapshot, RawBatch, Restart, UpdateBatch, WriteChanges};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 
@@ -198,6 +198,19 @@ impl Handler<Restart> for ProcessorActor {
     fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
         tracing::warn!("processor restart requested");
         ctx.stop();
+    }
+}
+
+impl Handler<Flush> for ProcessorActor {
+    type Result = ResponseFuture<Result<(), HopError>>;
+
+    /// Stores everything pending now (after any write in flight) and answers when it is stored.
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
+        let (waiter, durable) = Durable::pending();
+        self.waiters.push(waiter);
+        self.flush(ctx);
+        // If a write was in flight, the flush tick picks the rest up as soon as it is done.
+        Box::pin(durable.wait())
     }
 }
 

@@ -80,6 +80,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             tracing::warn!(error = %e, "cannot set TCP_NODELAY");
         }
     })
+    // Signals are handled by the binary, which shuts the pipeline down in order.
+    .disable_signals()
     .workers(2)
     .shutdown_timeout(5)
     .bind(config.http_addr)

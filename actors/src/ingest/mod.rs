@@ -17,7 +17,7 @@ use actix::prelude::*;
 
 use crate::domain::{EventIdAllocator, InstrumentCatalog, ValidEvent};
 use crate::health::{ActorHealth, now_micros};
-use crate::messages::{IngestError, IngestEvents, IngestReceipt, RawBatch, Restart};
+use crate::messages::{IngestError, IngestEvents, IngestReceipt, RawBatch, Restart, StopIntake};
 use crate::metrics::Metrics;
 use replay::Replay;
 use simulator::Simulator;
@@ -230,6 +230,18 @@ impl Handler<Restart> for IngesterActor {
     fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
         tracing::warn!("ingester restart requested");
         ctx.stop();
+    }
+}
+
+impl Handler<StopIntake> for IngesterActor {
+    type Result = ();
+
+    /// Stops the source (simulator or replay). Events already taken stay on their way; pushed
+    /// events are refused by the HTTP server, which stops accepting first.
+    fn handle(&mut self, _: StopIntake, _: &mut Context<Self>) {
+        tracing::info!("intake stopped");
+        self.source = Source::None;
+        self.config = SourceConfig::None;
     }
 }
 

@@ -15,8 +15,8 @@ use crate::cache::{Filter, Snapshot, StateStore};
 use crate::domain::{InstrumentCatalog, Lane, Topic};
 use crate::health::ActorHealth;
 use crate::messages::{
-    Connect, Disconnect, HopError, Resnapshot, Restart, SessionId, Subscribe, SubscribeError, Unsubscribe, UpdateBatch,
-    Wake,
+    CloseAll, Connect, Disconnect, HopError, Resnapshot, Restart, SessionId, Subscribe, SubscribeError, Unsubscribe,
+    UpdateBatch, Wake,
 };
 use crate::metrics::Metrics;
 
@@ -286,6 +286,18 @@ impl Hub {
         let text =
             serde_json::to_string(&SnapshotMessage { kind: "snapshot", v: 1, snapshot: &snapshot }).unwrap_or_default();
         (ByteString::from(text), snapshot.key_seqs())
+    }
+}
+
+impl Handler<CloseAll> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: CloseAll, _: &mut Context<Self>) {
+        for entry in self.sessions.values() {
+            entry.outbox.close_with(msg.code, &msg.reason);
+            let _ = entry.wake.try_send(Wake);
+        }
+        tracing::info!(sessions = self.sessions.len(), "closing every session");
     }
 }
 

@@ -270,6 +270,14 @@ impl Outbox {
         self.lock().len()
     }
 
+    /// Closes the session with `code` once what is queued now has been sent (shutdown).
+    pub fn close_with(&self, code: u16, reason: &str) {
+        let mut inner = self.lock();
+        if inner.closed.is_none() {
+            inner.closed = Some(CloseReason { code, reason: reason.to_owned() });
+        }
+    }
+
     /// Closes the session if it made no progress for longer than `max_behind`.
     pub fn check_progress(&self, now: Instant) -> Option<CloseReason> {
         let mut inner = self.lock();
