@@ -18,6 +18,11 @@ pub enum Command {
         #[command(flatten)]
         config: Config,
     },
+    /// Check the configuration and that every configured service answers; print what is wrong.
+    Check {
+        #[command(flatten)]
+        config: Config,
+    },
     /// Create or upgrade the database schema, then exit.
     Migrate {
         #[command(flatten)]

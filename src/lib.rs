@@ -1,6 +1,7 @@
 //! ttpulse: the binary's library part (configuration, wiring, HTTP), so that integration
 //! tests start the same server the binary runs.
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -31,6 +31,22 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Run { config } => run(config).await,
+            Command::Check { config } => {
+                let findings = ttpulse::check::run(&config).await;
+                let mut problems = 0;
+                for (what, result) in &findings {
+                    match result {
+                        Ok(detail) => println!("ok    {what}: {detail}"),
+                        Err(problem) => {
+                            problems += 1;
+                            println!("FAIL  {what}: {problem}");
+                        }
+                    }
+                }
+                anyhow::ensure!(problems == 0, "{problems} of {} checks failed", findings.len());
+                println!("all {} checks passed", findings.len());
+                Ok(())
+            }
         }
     });
     match result {

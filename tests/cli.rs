@@ -235,3 +235,31 @@ fn a_graceful_shutdown_stores_what_is_in_flight_and_closes_sessions_going_away()
         assert!(book.state.seq >= *seq, "{symbol}: stored seq {} behind the {seq} the client saw", book.state.seq);
     }
 }
+
+#[test]
+fn check_reports_each_service_and_fails_when_one_is_unreachable() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().to_string_lossy().into_owned();
+    let free = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").to_string();
+    let ok = output(&["check"], &[("TTPULSE_DATA_DIR", &data), ("TTPULSE_HTTP_ADDR", &free)]);
+    let text = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert!(ok.status.success(), "{text}{}", stderr(&ok));
+    assert!(text.contains("ok    database") && text.contains("all 4 checks passed"), "{text}");
+
+    let closed = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let bad = output(
+        &["check"],
+        &[
+            ("TTPULSE_DATA_DIR", &data),
+            ("TTPULSE_HTTP_ADDR", &free),
+            ("TTPULSE_KAFKA_BROKERS", &format!("127.0.0.1:{closed}")),
+            ("TTPULSE_REDIS_URL", &format!("redis://:s3cret@127.0.0.1:{closed}/")),
+        ],
+    );
+    let text = String::from_utf8_lossy(&bad.stdout).into_owned();
+    assert_eq!(bad.status.code(), Some(1), "{text}");
+    assert!(text.contains(&format!("FAIL  Kafka 127.0.0.1:{closed}: unreachable")), "{text}");
+    assert!(text.contains("FAIL  Redis redis://:***@"), "{text}");
+    assert!(!text.contains("s3cret") && !stderr(&bad).contains("s3cret"), "the password leaked:\n{text}");
+    assert!(stderr(&bad).contains("2 of 6 checks failed"), "{}", stderr(&bad));
+}

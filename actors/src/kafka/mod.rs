@@ -113,6 +113,20 @@ pub async fn ensure_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
     Ok(())
 }
 
+/// Asks the brokers for their metadata (blocking, at most `timeout`): whether they are
+/// reachable with these settings, and which of ttpulse's topics exist.
+pub fn check(settings: &KafkaSettings, timeout: Duration) -> Result<Vec<String>, KafkaError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = settings.admin_config().create()?;
+    let metadata = consumer.fetch_metadata(None, timeout)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .filter(|name| [RAW_TOPIC, PROCESSED_TOPIC, DEAD_LETTER_TOPIC].contains(&name.as_str()))
+        .collect())
+}
+
 /// Reads librdkafka settings from environment variables named `<prefix><setting>`: either the
 /// setting verbatim (`TTPULSE_KAFKA_security.protocol`) or upper case with `_` for `.`
 /// (`TTPULSE_KAFKA_SECURITY_PROTOCOL`). `reserved` names are ttpulse's own keys.

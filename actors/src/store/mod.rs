@@ -128,6 +128,17 @@ impl DbPool {
         }
     }
 
+    /// Connects once, without migrating: whether the database is reachable (for `ttpulse check`).
+    pub fn check(url_or_path: &str) -> Result<&'static str, StoreError> {
+        let fail = |reason: String| StoreError::Open { url: redact_url(url_or_path), reason };
+        if url_or_path.starts_with("postgres://") || url_or_path.starts_with("postgresql://") {
+            PgConnection::establish(url_or_path).map(|_| "postgres").map_err(|e| fail(e.to_string()))
+        } else {
+            let path = url_or_path.strip_prefix("sqlite://").unwrap_or(url_or_path);
+            SqliteConnection::establish(path).map(|_| "sqlite").map_err(|e| fail(e.to_string()))
+        }
+    }
+
     pub fn get(&self) -> Result<DbConn, StoreError> {
         match self {
             DbPool::Sqlite(pool) => Ok(DbConn::Sqlite(pool.get()?)),

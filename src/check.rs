@@ -1,0 +1,100 @@
+//! `ttpulse check`: validates the configuration and the reachability of every configured
+//! service, and says what is wrong, one line each. Nothing is created or migrated.
+
+use std::time::Duration;
+
+use ttpulse_actors::kafka::{self, KafkaSettings};
+use ttpulse_actors::store::{DbPool, redact_url};
+
+use crate::config::{Config, Role};
+use crate::{http, wiring};
+
+/// One finding: what was checked, and `Ok(detail)` or `Err(problem)`.
+pub type Finding = (String, Result<String, String>);
+
+pub async fn run(config: &Config) -> Vec<Finding> {
+    let mut findings: Vec<Finding> = Vec::new();
+    findings.push((
+        "configuration".into(),
+        wiring::validate(config).map(|()| "roles and carriers fit".into()).map_err(|e| format!("{e:#}")),
+    ));
+    findings.push((
+        "security".into(),
+        http::auth::Auth::from_config(config)
+            .map(|_| "token and admin settings valid".into())
+            .map_err(|e| format!("{e:#}")),
+    ));
+    findings.push((
+        format!("listen address {}", config.http_addr),
+        std::net::TcpListener::bind(config.http_addr).map(|_| "free".into()).map_err(|e| format!("cannot listen: {e}")),
+    ));
+
+    let needs_db =
+        config.kafka_brokers.is_none() || [Role::Processor, Role::Cache, Role::Api].iter().any(|r| config.has(*r));
+    if needs_db {
+        let (what, result) = match &config.database_url {
+            Some(url) => {
+                let url = url.clone();
+                let result = actix_rt::task::spawn_blocking(move || DbPool::check(&url)).await;
+                (format!("database {}", redact_url(config.database_url.as_deref().unwrap_or_default())), result)
+            }
+            None => {
+                let path = config.database_path();
+                let result = match wiring::prepare_data_dir(config) {
+                    Ok(()) => {
+                        let text = path.display().to_string();
+                        actix_rt::task::spawn_blocking(move || DbPool::check(&text)).await
+                    }
+                    Err(e) => Ok(Err(ttpulse_actors::store::StoreError::Open {
+                        url: path.display().to_string(),
+                        reason: format!("{e:#}"),
+                    })),
+                };
+                (format!("database {}", path.display()), result)
+            }
+        };
+        let result = match result {
+            Ok(Ok(backend)) => Ok(format!("{backend}, reachable")),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        findings.push((what, result));
+    }
+
+    if let Some(brokers) = &config.kafka_brokers {
+        let settings = KafkaSettings {
+            brokers: brokers.clone(),
+            extra: kafka::settings_from_env(
+                std::env::vars(),
+                "TTPULSE_KAFKA_",
+                &["BROKERS", "PARTITIONS", "REPLICATION", "GROUP"],
+            ),
+            partitions: config.kafka_partitions,
+            replication: config.kafka_replication,
+            group: config.kafka_group.clone(),
+        };
+        let result = actix_rt::task::spawn_blocking(move || kafka::check(&settings, Duration::from_secs(5))).await;
+        let result = match result {
+            Ok(Ok(topics)) if topics.len() == 3 => Ok("reachable; topics present".into()),
+            Ok(Ok(topics)) => Ok(format!("reachable; topics present: {topics:?} (the others are created at start)")),
+            Ok(Err(e)) => Err(format!("unreachable: {e}")),
+            Err(e) => Err(e.to_string()),
+        };
+        findings.push((format!("Kafka {brokers}"), result));
+    }
+
+    if let Some(url) = &config.redis_url {
+        let result = async {
+            let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
+            let mut conn = actix_rt::time::timeout(Duration::from_secs(5), client.get_multiplexed_async_connection())
+                .await
+                .map_err(|_| "no answer within 5 s".to_owned())?
+                .map_err(|e| e.to_string())?;
+            let pong: String = redis::cmd("PING").query_async(&mut conn).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(format!("reachable ({pong})"))
+        }
+        .await;
+        findings.push((format!("Redis {}", redact_url(url)), result.map_err(|e| format!("unreachable: {e}"))));
+    }
+    findings
+}
