@@ -1,7 +1,7 @@
 # ttpulse: the two commands are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run build test deps bench bench-quick frontend test-frontend test-unit test-embedded test-distributed fmt lint migrate clean up down status
+.PHONY: run build test deps bench bench-quick frontend test-frontend fuzz test-unit test-embedded test-distributed fmt lint migrate clean up down status
 
 ## run: build ttpulse (release) and the dashboard, start both on the embedded default (every role
 ## in one process); prints the dashboard URL
@@ -48,6 +48,11 @@ bench: deps
 bench-quick: deps
 	$(CARGO) build --release --locked -p ttpulse --bin ttpulse -p ttpulse-bench
 	./target/release/ttpulse-bench run --quick --out bench/results/quick
+
+## fuzz: the property-based fuzz targets (event decoder, WebSocket message parser, ingest body)
+## with 50,000 cases each instead of make test's 256; failures are kept in proptest-regressions/
+fuzz:
+	PROPTEST_CASES=50000 $(CARGO) test --workspace --locked --lib -- any_ arbitrary_fields json_shaped array_shaped valid_events
 
 ## frontend: build the dashboard; test-frontend: its unit, hook and end-to-end tests
 frontend:

@@ -167,32 +167,12 @@ pub async fn ingest(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_limited(payload, config.ingest_max_bytes).await?;
-    let rejected = || pipeline.metrics.events_rejected.with_label_values(&["api"]).inc();
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-        rejected();
-        ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+    let events = parse_ingest_body(&body, config.ingest_max_events).inspect_err(|e| {
+        if let ApiError::BadRequest { code: "malformed_json" | "invalid_event", .. } = e {
+            pipeline.metrics.events_rejected.with_label_values(&["api"]).inc();
+        }
     })?;
-    let serde_json::Value::Array(items) = value else {
-        return Err(ApiError::bad_request("bad_request", "the body must be a JSON array of events"));
-    };
-    if items.is_empty() {
-        return Err(ApiError::bad_request("bad_request", "the array holds no events"));
-    }
-    if items.len() > config.ingest_max_events {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "{} events in one request; at most {} (TTPULSE_INGEST_MAX_EVENTS)",
-            items.len(),
-            config.ingest_max_events
-        )));
-    }
-    limits.admit_ingest(items.len())?;
-    let mut events = Vec::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
-        events.push(RawEvent::from_value(item).map_err(|e| {
-            rejected();
-            invalid_event(index, &e.field, &e.reason)
-        })?);
-    }
+    limits.admit_ingest(events.len())?;
     let Some(ingester) = &pipeline.ingester else {
         return Err(ApiError::Unavailable("this process does not run the ingester role".into()));
     };
@@ -216,6 +196,30 @@ pub async fn ingest(
         }
     }
     Ok(HttpResponse::Ok().json(receipt))
+}
+
+/// Reads an ingest body: a non-empty JSON array of at most `max_events` raw events, each
+/// decoded (not yet validated against the catalog). A refusal names the event and the field.
+pub fn parse_ingest_body(body: &[u8], max_events: usize) -> Result<Vec<RawEvent>, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}")))?;
+    let serde_json::Value::Array(items) = value else {
+        return Err(ApiError::bad_request("bad_request", "the body must be a JSON array of events"));
+    };
+    if items.is_empty() {
+        return Err(ApiError::bad_request("bad_request", "the array holds no events"));
+    }
+    if items.len() > max_events {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "{} events in one request; at most {max_events} (TTPULSE_INGEST_MAX_EVENTS)",
+            items.len()
+        )));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| RawEvent::from_value(item).map_err(|e| invalid_event(index, &e.field, &e.reason)))
+        .collect()
 }
 
 /// Reads a request body of at most `limit` bytes.
@@ -271,4 +275,50 @@ pub async fn websocket(
         access.allowed_accounts(),
         ticket,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        // Fuzzing the ingest body: any bytes give events or a 400/413 with a message, never a
+        // panic or another status.
+        #[test]
+        fn any_body_gives_events_or_a_clear_refusal(body in prop::collection::vec(any::<u8>(), 0..600)) {
+            check(&body)?;
+        }
+
+        #[test]
+        fn array_shaped_bodies_give_events_or_a_clear_refusal(
+            items in prop::collection::vec(
+                prop_oneof![
+                    Just("{}".to_owned()),
+                    Just("null".to_owned()),
+                    Just(r#"{"type":"trade","instrument":"ESZ6","price":"6850.25","qty":1,"aggressor":"buy"}"#.to_owned()),
+                    Just(r#"{"type":"quote","instrument":"ESZ6","bid":1e400,"bid_qty":1,"ask":"x","ask_qty":1}"#.to_owned()),
+                    ".{0,40}".prop_map(|s| serde_json::Value::from(s).to_string()),
+                    any::<i64>().prop_map(|n| n.to_string()),
+                ],
+                0..20,
+            ),
+        ) {
+            check(format!("[{}]", items.join(",")).as_bytes())?;
+        }
+    }
+
+    fn check(body: &[u8]) -> Result<(), TestCaseError> {
+        match parse_ingest_body(body, 10) {
+            Ok(events) => prop_assert!(!events.is_empty() && events.len() <= 10),
+            Err(e) => {
+                use actix_web::ResponseError as _;
+                let status = e.status_code().as_u16();
+                prop_assert!(status == 400 || status == 413, "status {status}");
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+        Ok(())
+    }
 }

@@ -441,6 +441,78 @@ mod tests {
         assert_eq!([a.seq, b.seq, c.seq, d.seq], [500, 501, 502, 900]);
     }
 
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn field_value() -> impl Strategy<Value = serde_json::Value> {
+            prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
+                "[0-9.eE+-]{0,30}".prop_map(serde_json::Value::from),
+                ".{0,40}".prop_map(serde_json::Value::from),
+                Just(serde_json::json!([])),
+                Just(serde_json::json!({})),
+            ]
+        }
+
+        proptest! {
+            // Fuzzing the decoder: arbitrary bytes never panic, and a refusal always names a field.
+            #[test]
+            fn any_bytes_decode_or_are_refused(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+                if let Err(e) = RawEvent::decode(&bytes) {
+                    prop_assert!(!e.field.is_empty() && !e.reason.is_empty());
+                }
+            }
+
+            // Events with every field replaced by arbitrary values: decoded and validated, or
+            // refused with a reason; never a panic, never an invalid event accepted.
+            #[test]
+            fn events_with_arbitrary_fields_are_checked(
+                kind in prop::sample::select(vec!["quote", "trade", "fill"]),
+                values in prop::collection::vec(field_value(), 12),
+            ) {
+                let names = ["instrument", "bid", "bid_qty", "ask", "ask_qty", "price", "qty", "aggressor",
+                             "side", "account", "fill_id", "event_id"];
+                let mut object = serde_json::json!({"type": kind, "order_id": "o"});
+                for (name, value) in names.iter().zip(values) {
+                    object[*name] = value;
+                }
+                let catalog = InstrumentCatalog::default_futures();
+                let mut alloc = EventIdAllocator::new("fuzz");
+                if let Ok(raw) = RawEvent::from_value(object)
+                    && let Ok(event) = raw.validate(&catalog, 1, &mut || alloc.next(1))
+                {
+                    let spec = catalog.get(event.body.instrument()).expect("validated instruments exist");
+                    let prices: Vec<Decimal> = match &event.body {
+                        EventBody::Quote(q) => vec![q.bid, q.ask],
+                        EventBody::Trade(t) => vec![t.price],
+                        EventBody::Fill(f) => vec![f.price],
+                    };
+                    prop_assert!(prices.iter().all(|p| *p > Decimal::ZERO && on_tick(*p, spec.tick_size)));
+                }
+            }
+
+            // Valid events survive the wire: to JSON and back, equal.
+            #[test]
+            fn valid_events_round_trip(ticks in 1i64..100_000, qty in 1i64..10_000, buy in any::<bool>()) {
+                let catalog = InstrumentCatalog::default_futures();
+                let price = Decimal::from(ticks) * Decimal::new(25, 2);
+                let side = if buy { "buy" } else { "sell" };
+                let json = serde_json::json!({"type": "trade", "event_id": "p:1", "instrument": "ESZ6",
+                    "price": price.to_string(), "qty": qty, "aggressor": side});
+                let event = RawEvent::from_value(json).and_then(|r| r.validate(&catalog, 1, &mut || unreachable!()));
+                let event = event.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let wire = serde_json::to_vec(&event.to_raw()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let again = RawEvent::decode(&wire).and_then(|r| r.validate(&catalog, 2, &mut || unreachable!()));
+                prop_assert_eq!(again.map_err(|e| TestCaseError::fail(e.to_string()))?, event);
+            }
+        }
+    }
+
     #[test]
     fn event_id_round_trip() {
         let id = EventId::parse("replay/day1.jsonl:17").unwrap();

@@ -97,6 +97,11 @@ fn account_of(key: &str) -> Option<&str> {
     }
 }
 
+/// Reads a client message; the error is the sentence sent back in an `error` message.
+fn parse_client_message(text: &str) -> Result<ClientMessage, String> {
+    serde_json::from_str(text).map_err(|e| format!("cannot read the message: {e}"))
+}
+
 fn error_json(code: &str, message: &str) -> String {
     serde_json::json!({"type": "error", "code": code, "message": message}).to_string()
 }
@@ -118,10 +123,10 @@ impl SessionActor {
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        let message: ClientMessage = match serde_json::from_str(text) {
+        let message = match parse_client_message(text) {
             Ok(m) => m,
-            Err(e) => {
-                ctx.text(error_json("bad_request", &format!("cannot read the message: {e}")));
+            Err(reason) => {
+                ctx.text(error_json("bad_request", &reason));
                 return;
             }
         };
@@ -270,6 +275,48 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for SessionActor {
                 };
                 ctx.close(Some(ws::CloseReason { code, description: Some(e.to_string()) }));
                 ctx.stop();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn client_messages() {
+        assert!(matches!(parse_client_message(r#"{"op":"ping"}"#), Ok(ClientMessage::Ping)));
+        let Ok(ClientMessage::Subscribe { instruments, positions }) =
+            parse_client_message(r#"{"op":"subscribe","instruments":["ESZ6"]}"#)
+        else {
+            panic!("a subscribe")
+        };
+        assert_eq!((instruments, positions), (vec!["ESZ6".to_owned()], vec![]));
+        let error = parse_client_message(r#"{"op":"dance"}"#).err().unwrap_or_default();
+        assert!(error.contains("unknown variant `dance`"), "{error}");
+    }
+
+    proptest! {
+        // Fuzzing the parser: any text (and JSON-looking text) gives a message or an error
+        // sentence, never a panic.
+        #[test]
+        fn any_text_is_a_message_or_an_error(text in ".{0,300}") {
+            let _ = parse_client_message(&text);
+        }
+
+        #[test]
+        fn json_shaped_text_is_a_message_or_an_error(
+            op in prop::sample::select(vec!["subscribe", "unsubscribe", "ping", "", "SUBSCRIBE", "x"]),
+            field in prop::sample::select(vec!["instruments", "positions", "op", "\\u0000"]),
+            value in prop::sample::select(vec!["[]", "[\"*\"]", "[1,2]", "null", "{}", "\"ESZ6\"", "[\"a\",null]"]),
+        ) {
+            let text = format!(r#"{{"op":"{op}","{field}":{value}}}"#);
+            match parse_client_message(&text) {
+                Ok(_) => {}
+                Err(reason) => prop_assert!(reason.starts_with("cannot read the message")),
             }
         }
     }
