@@ -94,7 +94,16 @@ pub async fn run(config: &Config) -> Vec<Finding> {
             Ok::<_, String>(format!("reachable ({pong})"))
         }
         .await;
-        findings.push((format!("Redis {}", redact_url(url)), result.map_err(|e| format!("unreachable: {e}"))));
+        // A server that answers a plaintext client with silence or a reset may well speak TLS.
+        let hint = |e: &str| {
+            if url.starts_with("redis://") && !e.contains("refused") {
+                " (if the server speaks TLS, use rediss://)"
+            } else {
+                ""
+            }
+        };
+        findings
+            .push((format!("Redis {}", redact_url(url)), result.map_err(|e| format!("unreachable: {e}{}", hint(&e)))));
     }
     findings
 }

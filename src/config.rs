@@ -98,6 +98,11 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// A PEM file of the CA that signed Redis' TLS certificate (for `rediss://` URLs), when it is
+    /// not in the system's trust store. Applies to every OpenSSL client in the process.
+    #[arg(long, env = "TTPULSE_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+
     /// Database URL: `postgres://user:password@host/db` for PostgreSQL; unset for the SQLite
     /// file in TTPULSE_DATA_DIR.
     #[arg(long, env = "TTPULSE_DATABASE_URL")]
@@ -232,6 +237,7 @@ impl Config {
             kafka_replication: 1,
             kafka_group: "ttpulse".into(),
             redis_url: None,
+            redis_ca_file: None,
             database_url: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
