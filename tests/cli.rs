@@ -376,3 +376,22 @@ fn redis_over_tls_with_a_private_ca() {
     assert!(plain.contains(&format!("FAIL  Redis redis://127.0.0.1:{port}/: unreachable")), "{plain}");
     assert!(plain.contains("use rediss://"), "{plain}");
 }
+
+/// The Grafana dashboard in deploy/ parses and only queries metrics ttpulse defines.
+#[test]
+fn the_grafana_dashboard_queries_real_metrics() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../deploy/grafana-dashboard.json")).expect("the dashboard is JSON");
+    let defined = include_str!("../actors/src/metrics.rs");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 10);
+    for target in panels.iter().flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default()) {
+        let expr = target["expr"].as_str().expect("expr");
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("ttpulse_"))
+        {
+            let name = word.trim_start_matches("ttpulse_");
+            let name = name.strip_suffix("_bucket").unwrap_or(name);
+            assert!(defined.contains(&format!("\"{name}\"")), "`{word}` in `{expr}` is not a ttpulse metric");
+        }
+    }
+}

@@ -449,3 +449,34 @@ async fn a_replay_file_is_ingested_and_bad_lines_are_reported() {
     let detail = ingester["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("2 events read, 1 rejected, finished"), "{detail}");
 }
+
+#[actix_rt::test]
+async fn the_openapi_document_describes_every_route() {
+    let server = TestServer::start().await;
+    let (status, doc) = server.get_json("/api/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().expect("paths");
+    // Every route the server mounts is described, with the method it answers.
+    for (path, method) in [
+        ("/api/snapshot", "get"),
+        ("/api/instruments", "get"),
+        ("/api/positions", "get"),
+        ("/api/candles", "get"),
+        ("/api/ingest", "post"),
+        ("/api/openapi.json", "get"),
+        ("/ws", "get"),
+        ("/admin/health", "get"),
+        ("/admin/actors", "get"),
+        ("/admin/actors/{name}/restart", "post"),
+        ("/metrics", "get"),
+    ] {
+        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not described");
+        let live = path.replace("{name}", "nobody");
+        let (code, _) =
+            if method == "get" && path != "/ws" { server.get_text(&live).await } else { (200, String::new()) };
+        assert_ne!(code, 404, "{path} is described but not served");
+    }
+    // And nothing is described that the server does not serve.
+    assert_eq!(paths.len(), 11, "{:?}", paths.keys().collect::<Vec<_>>());
+}

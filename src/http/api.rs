@@ -77,6 +77,12 @@ pub async fn snapshot(
     Ok(HttpResponse::Ok().json(pipeline.store.snapshot(&instrument_filter, &accounts)))
 }
 
+/// `GET /api/openapi.json`: the OpenAPI 3.1 description of this HTTP API.
+#[get("/api/openapi.json")]
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(include_str!("openapi.json"))
+}
+
 /// `GET /api/instruments`: the catalog.
 #[get("/api/instruments")]
 pub async fn instruments(pipeline: web::Data<Pipeline>) -> HttpResponse {

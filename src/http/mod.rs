@@ -52,7 +52,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .app_data(limits.clone())
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/metrics"))
-            .service(api::instruments);
+            .service(api::instruments)
+            .service(api::openapi);
         if serves_api {
             app = app
                 .service(index)
