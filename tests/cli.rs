@@ -269,56 +269,8 @@ fn check_reports_each_service_and_fails_when_one_is_unreachable() {
 #[test]
 fn redis_over_tls_with_a_private_ca() {
     let dir = tempfile::tempdir().expect("dir");
+    make_ca_and_server_cert(dir.path());
     let d = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).output().expect("openssl runs");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=ttpulse test CA",
-        "-keyout",
-        &d("ca.key"),
-        "-out",
-        &d("ca.crt"),
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        &d("server.key"),
-        "-out",
-        &d("server.csr"),
-    ]);
-    std::fs::write(d("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").expect("ext");
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &d("server.csr"),
-        "-CA",
-        &d("ca.crt"),
-        "-CAkey",
-        &d("ca.key"),
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        &d("san.ext"),
-        "-out",
-        &d("server.crt"),
-    ]);
     let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let redis = Command::new("redis-server")
         .args([
@@ -394,4 +346,145 @@ fn the_grafana_dashboard_queries_real_metrics() {
             assert!(defined.contains(&format!("\"{name}\"")), "`{word}` in `{expr}` is not a ttpulse metric");
         }
     }
+}
+
+fn make_ca_and_server_cert(dir: &std::path::Path) {
+    let d = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=ttpulse test CA",
+        "-keyout",
+        &d("ca.key"),
+        "-out",
+        &d("ca.crt"),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &d("server.key"),
+        "-out",
+        &d("server.csr"),
+    ]);
+    std::fs::write(d("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").expect("ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &d("server.csr"),
+        "-CA",
+        &d("ca.crt"),
+        "-CAkey",
+        &d("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &d("san.ext"),
+        "-out",
+        &d("server.crt"),
+    ]);
+    openssl(&["pkcs8", "-topk8", "-nocrypt", "-in", &d("server.key"), "-out", &d("server.pk8")]);
+}
+
+/// Kafka over TLS: the broker started with --cert/--key; ttpulse reaches it through librdkafka
+/// settings alone (security.protocol=SSL, ssl.ca.location) and events flow through it.
+#[test]
+fn kafka_over_tls_is_configuration() {
+    let dir = tempfile::tempdir().expect("dir");
+    make_ca_and_server_cert(dir.path());
+    let d = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let home = std::env::var("HOME").unwrap_or_default();
+    let nisshi = std::env::var("TTPULSE_TEST_NISSHI").unwrap_or(format!("{home}/.cargo/bin/nisshi"));
+    let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let listener = format!("tcp://127.0.0.1:{port}");
+    let broker = Command::new(&nisshi)
+        .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
+        .args(["--storage-engine", "memory://nisshi/", "--group-initial-rebalance-delay", "200ms"])
+        .args(["--cert", &d("server.crt"), "--key", &d("server.pk8")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{nisshi}: {e} (scripts/ensure-nisshi.sh installs it)"));
+    let _broker = Killed(broker);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let brokers = format!("127.0.0.1:{port}");
+    let data = d("data");
+    let ca = d("ca.crt");
+    let tls: Vec<(&str, &str)> = vec![
+        ("TTPULSE_ROLES", "ingester,processor"),
+        ("TTPULSE_KAFKA_BROKERS", &brokers),
+        ("TTPULSE_DATA_DIR", &data),
+        ("TTPULSE_KAFKA_security.protocol", "SSL"),
+        ("TTPULSE_KAFKA_ssl.ca.location", &ca),
+    ];
+    let check = |env: &[(&str, &str)]| {
+        let mut env = env.to_vec();
+        env.push(("TTPULSE_HTTP_ADDR", "127.0.0.1:0"));
+        String::from_utf8_lossy(&output(&["check"], &env).stdout).into_owned()
+    };
+    let ok = check(&tls);
+    assert!(ok.contains(&format!("ok    Kafka {brokers}: reachable")), "{ok}");
+    let plaintext = check(&tls[..3]);
+    assert!(plaintext.contains(&format!("FAIL  Kafka {brokers}: unreachable")), "{plaintext}");
+    let untrusted = check(&tls[..4]);
+    assert!(untrusted.contains(&format!("FAIL  Kafka {brokers}: unreachable")), "{untrusted}");
+
+    // Events go through the TLS broker: ingested, consumed by the processor, stored.
+    let mut env = tls.clone();
+    env.extend([("TTPULSE_HTTP_ADDR", "127.0.0.1:0"), ("TTPULSE_SOURCE", "none")]);
+    let mut child = ttpulse(&["run"], &env).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let _child = Killed(child);
+    let url = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.split("open ")
+                .nth(1)
+                .and_then(|u| u.split_whitespace().next())
+                .map(|u| u.trim_end_matches('/').to_owned())
+        })
+        .expect("the URL is printed");
+    let stored = actix_rt::System::new().block_on(async move {
+        let body =
+            r#"[{"type":"trade","event_id":"tls:1","instrument":"ESZ6","price":"6850.25","qty":7,"aggressor":"buy"}]"#;
+        let response = awc::Client::new()
+            .post(format!("{url}/api/ingest"))
+            .insert_header(("content-type", "application/json"))
+            .send_body(body)
+            .await
+            .map(|r| r.status().as_u16());
+        assert_eq!(response.ok(), Some(200), "ingest over the TLS broker");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(mut r) = awc::Client::new().get(format!("{url}/metrics")).send().await
+                && let Ok(body) = r.body().await
+                && String::from_utf8_lossy(&body).contains(r#"ttpulse_events_processed_total{type="trade"} 1"#)
+            {
+                return true;
+            }
+            actix_rt::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    });
+    assert!(stored, "the trade was not consumed back through the TLS broker");
 }
