@@ -208,3 +208,43 @@ async fn limits_refuse_with_a_reason_and_are_counted() {
         );
     }
 }
+
+/// Tokens signed with ES256 keys published in a JWKS file, selected by `kid`.
+#[actix_rt::test]
+async fn tokens_signed_with_keys_from_a_jwks_file() {
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+    use jsonwebtoken::{Algorithm, EncodingKey as Key};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let ec_key = |name: &str| {
+        let path = dir.path().join(name);
+        let status = std::process::Command::new("openssl")
+            .args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"])
+            .arg(&path)
+            .status()
+            .expect("openssl");
+        assert!(status.success());
+        Key::from_ec_pem(&std::fs::read(&path).expect("pem")).expect("EC key")
+    };
+    let (signing, other) = (ec_key("k1.pem"), ec_key("other.pem"));
+    let mut jwk = Jwk::from_encoding_key(&signing, Algorithm::ES256).expect("jwk");
+    jwk.common.key_id = Some("k1".into());
+    let jwks_path = dir.path().join("jwks.json");
+    std::fs::write(&jwks_path, serde_json::to_string(&JwkSet { keys: vec![jwk] }).expect("json")).expect("write");
+
+    let server = TestServer::start_with(|c| c.auth_jwks_file = Some(jwks_path.clone())).await;
+    server.ingest(&json!([fill("j:1", "ACC1", "F-j", "ESZ6", "buy", "6850.25", 1)])).await;
+    let sign = |key: &Key, kid: &str| {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(kid.into());
+        let claims = json!({"sub": "trader-2", "exp": now() + 300, "accounts": ["ACC1"]});
+        encode(&header, &claims, key).expect("token")
+    };
+    let (status, positions) = get(&server, "/api/positions", Some(&sign(&signing, "k1"))).await;
+    assert_eq!((status, positions[0]["account"].clone()), (200, json!("ACC1")));
+    let (status, error) = get(&server, "/api/positions", Some(&sign(&signing, "k9"))).await;
+    assert_eq!(status, 401, "{error}");
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("unknown key `k9`")), "{error}");
+    let (status, _) = get(&server, "/api/positions", Some(&sign(&other, "k1"))).await;
+    assert_eq!(status, 401, "a key not in the JWKS");
+}
