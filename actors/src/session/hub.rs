@@ -133,8 +133,13 @@ impl Hub {
                 false
             }
             Pushed::Closed(reason) => {
-                tracing::warn!(code = reason.code, reason = %reason.reason, "closing a slow session");
-                self.metrics.ws_slow_disconnects.with_label_values(&[&reason.code.to_string()]).inc();
+                if reason.just_closed {
+                    tracing::warn!(code = reason.code, reason = %reason.reason, "closing a slow session");
+                    self.metrics.ws_slow_disconnects.with_label_values(&[&reason.code.to_string()]).inc();
+                    let dropped = &self.metrics.updates_dropped;
+                    dropped.with_label_values(&["market"]).inc_by(reason.dropped_market as u64);
+                    dropped.with_label_values(&["account"]).inc_by(reason.dropped_account as u64);
+                }
                 let _ = entry.wake.try_send(Wake);
                 true
             }

@@ -68,6 +68,11 @@ impl Default for OutboxLimits {
 pub struct CloseReason {
     pub code: u16,
     pub reason: String,
+    /// Set only on the value returned by the push that closed the session (not on later ones),
+    /// with what the close discarded from each lane.
+    pub just_closed: bool,
+    pub dropped_market: usize,
+    pub dropped_account: usize,
 }
 
 /// What a push did.
@@ -133,8 +138,15 @@ impl Outbox {
     }
 
     fn close(inner: &mut Inner, code: u16, reason: &str) -> CloseReason {
-        let reason = CloseReason { code, reason: reason.to_owned() };
-        inner.closed = Some(reason.clone());
+        let stored =
+            CloseReason { code, reason: reason.to_owned(), just_closed: false, dropped_market: 0, dropped_account: 0 };
+        let reason = CloseReason {
+            just_closed: true,
+            dropped_market: inner.market.len(),
+            dropped_account: inner.account.len(),
+            ..stored.clone()
+        };
+        inner.closed = Some(stored);
         inner.control.clear();
         inner.account.clear();
         inner.market.clear();
@@ -274,7 +286,13 @@ impl Outbox {
     pub fn close_with(&self, code: u16, reason: &str) {
         let mut inner = self.lock();
         if inner.closed.is_none() {
-            inner.closed = Some(CloseReason { code, reason: reason.to_owned() });
+            inner.closed = Some(CloseReason {
+                code,
+                reason: reason.to_owned(),
+                just_closed: false,
+                dropped_market: 0,
+                dropped_account: 0,
+            });
         }
     }
 
@@ -372,7 +390,15 @@ mod tests {
             assert!(matches!(outbox.push(&fill(seq), now), Pushed::Wake | Pushed::Queued));
         }
         match outbox.push(&fill(4), now) {
-            Pushed::Closed(reason) => assert_eq!(reason.code, CLOSE_ACCOUNT_OVERFLOW),
+            Pushed::Closed(reason) => {
+                assert_eq!(reason.code, CLOSE_ACCOUNT_OVERFLOW);
+                assert!(reason.just_closed);
+                assert_eq!((reason.dropped_account, reason.dropped_market), (3, 0), "what the close discarded");
+            }
+            other => panic!("expected a close, got {other:?}"),
+        }
+        match outbox.push(&fill(5), now) {
+            Pushed::Closed(reason) => assert!(!reason.just_closed, "counted once, at the close"),
             other => panic!("expected a close, got {other:?}"),
         }
         let drained = outbox.drain(100);
