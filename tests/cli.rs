@@ -77,6 +77,25 @@ fn migrate_creates_the_database() {
     assert!(output(&["migrate"], &[("TTPULSE_DATA_DIR", &data)]).status.success());
 }
 
+/// Starts `ttpulse run` with `env` (plus a free port); returns the process and the URL it prints.
+fn spawn_run(env: &[(&str, &str)]) -> (Killed, String) {
+    let mut env = env.to_vec();
+    env.push(("TTPULSE_HTTP_ADDR", "127.0.0.1:0"));
+    let mut child = ttpulse(&["run"], &env).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let url = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.split("open ")
+                .nth(1)
+                .and_then(|u| u.split_whitespace().next())
+                .map(|u| u.trim_end_matches('/').to_owned())
+        })
+        .expect("the URL is printed");
+    (Killed(child), url)
+}
+
 struct Killed(Child);
 
 impl Drop for Killed {
@@ -91,26 +110,7 @@ impl Drop for Killed {
 fn run_prints_the_url_and_streams_simulated_updates() {
     let dir = tempfile::tempdir().expect("dir");
     let data = dir.path().to_string_lossy().into_owned();
-    let mut child = ttpulse(
-        &["run"],
-        &[("TTPULSE_HTTP_ADDR", "127.0.0.1:0"), ("TTPULSE_DATA_DIR", &data), ("TTPULSE_SIM_RATE", "2000")],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let child = Killed(child);
-    let url = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.split("open ")
-                .nth(1)
-                .and_then(|u| u.split_whitespace().next())
-                .map(|u| u.trim_end_matches('/').to_owned())
-        })
-        .expect("the URL is printed");
+    let (child, url) = spawn_run(&[("TTPULSE_DATA_DIR", &data), ("TTPULSE_SIM_RATE", "2000")]);
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
     actix_rt::System::new().block_on(async move {
@@ -160,32 +160,9 @@ fn run_prints_the_url_and_streams_simulated_updates() {
 fn a_graceful_shutdown_stores_what_is_in_flight_and_closes_sessions_going_away() {
     let dir = tempfile::tempdir().expect("dir");
     let data = dir.path().to_string_lossy().into_owned();
-    let mut child = ttpulse(
-        &["run"],
-        &[
-            ("TTPULSE_HTTP_ADDR", "127.0.0.1:0"),
-            ("TTPULSE_DATA_DIR", &data),
-            ("TTPULSE_SIM_RATE", "3000"),
-            ("TTPULSE_DB_FLUSH_MS", "10000"),
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let pid = child.id();
-    let mut child = Killed(child);
-    let url = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.split("open ")
-                .nth(1)
-                .and_then(|u| u.split_whitespace().next())
-                .map(|u| u.trim_end_matches('/').to_owned())
-        })
-        .expect("the URL is printed");
+    let (mut child, url) =
+        spawn_run(&[("TTPULSE_DATA_DIR", &data), ("TTPULSE_SIM_RATE", "3000"), ("TTPULSE_DB_FLUSH_MS", "10000")]);
+    let pid = child.0.id();
 
     let (seen, close) = actix_rt::System::new().block_on(async move {
         use futures_util::{SinkExt as _, StreamExt as _};
@@ -450,20 +427,8 @@ fn kafka_over_tls_is_configuration() {
 
     // Events go through the TLS broker: ingested, consumed by the processor, stored.
     let mut env = tls.clone();
-    env.extend([("TTPULSE_HTTP_ADDR", "127.0.0.1:0"), ("TTPULSE_SOURCE", "none")]);
-    let mut child = ttpulse(&["run"], &env).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let _child = Killed(child);
-    let url = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.split("open ")
-                .nth(1)
-                .and_then(|u| u.split_whitespace().next())
-                .map(|u| u.trim_end_matches('/').to_owned())
-        })
-        .expect("the URL is printed");
+    env.push(("TTPULSE_SOURCE", "none"));
+    let (_child, url) = spawn_run(&env);
     let stored = actix_rt::System::new().block_on(async move {
         let body =
             r#"[{"type":"trade","event_id":"tls:1","instrument":"ESZ6","price":"6850.25","qty":7,"aggressor":"buy"}]"#;
