@@ -10,7 +10,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::measure::{Latency, histogram, now_micros};
+use crate::measure::{Frame, Latency, histogram, now_micros};
 
 pub const SYMBOLS: [&str; 12] =
     ["ESZ6", "NQZ6", "YMZ6", "RTYZ6", "CLF7", "NGF7", "GCG7", "SIH7", "HGH7", "ZNH7", "6EZ6", "ZCH7"];
@@ -21,14 +21,6 @@ pub struct FanoutResult {
     pub sessions_connected: usize,
     pub delivery: Latency,
     pub messages_per_second: f64,
-}
-
-#[derive(Deserialize)]
-struct Frame {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    ingest_ts: i64,
 }
 
 /// Opens `sessions` WebSockets, each subscribed to 3 instruments, and measures delivery latency

@@ -50,12 +50,13 @@ impl Latency {
     }
 }
 
+/// The two fields of a server message the measurements read.
 #[derive(Deserialize)]
-struct Frame {
+pub struct Frame {
     #[serde(rename = "type")]
-    kind: String,
+    pub kind: String,
     #[serde(default)]
-    ingest_ts: i64,
+    pub ingest_ts: i64,
 }
 
 /// Subscribes to everything and records `now - ingest_ts` of every update after `warmup`.
