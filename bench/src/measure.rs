@@ -6,12 +6,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use futures_util::{SinkExt as _, StreamExt as _};
 use hdrhistogram::Histogram;
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message;
+use ttpulse_actors::kafka::KafkaSettings;
 
 pub fn now_micros() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
@@ -80,6 +80,26 @@ pub async fn ws_latency(url: &str, warmup: Duration, duration: Duration) -> anyh
     Ok((Latency::from(&hist, duration.as_secs_f64()), Latency::from(&warm, warmup.as_secs_f64())))
 }
 
+/// A fresh one-partition topic, and a producer and a consumer on it with the settings ttpulse
+/// itself uses (`KafkaSettings`: idempotent, `acks=all`, `fetch.wait.max.ms=5`), so the raw trip
+/// is measured on the same terms as ttpulse's hops. `linger_ms` is the producer's batching wait.
+async fn topic_pair(brokers: &str, topic: &str, linger_ms: &str) -> anyhow::Result<(FutureProducer, StreamConsumer)> {
+    let settings = KafkaSettings {
+        brokers: brokers.to_owned(),
+        extra: Vec::new(),
+        partitions: 1,
+        replication: 1,
+        group: topic.to_owned(),
+    };
+    let producer: FutureProducer = settings.producer_config().set("linger.ms", linger_ms).create()?;
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> = settings.admin_config().create()?;
+    let new = rdkafka::admin::NewTopic::new(topic, 1, rdkafka::admin::TopicReplication::Fixed(1));
+    admin.create_topics(&[new], &rdkafka::admin::AdminOptions::new()).await?;
+    let consumer: StreamConsumer = settings.consumer_config("bench").create()?;
+    consumer.subscribe(&[topic])?;
+    Ok((producer, consumer))
+}
+
 /// Sends `rate` messages per second for `warmup + duration`, each carrying its send time, and
 /// hands every message to `send`. Pacing is per millisecond.
 async fn paced(rate: u32, total: Duration, mut send: impl FnMut(i64)) {
@@ -105,26 +125,8 @@ pub async fn kafka_round_trip(
     duration: Duration,
 ) -> anyhow::Result<(Latency, Latency)> {
     let topic = format!("bench_rt_{}", now_micros());
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "1")
-        .create()?;
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{topic}-g"))
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "5")
-        .set("enable.auto.commit", "true")
-        .set("topic.metadata.refresh.interval.ms", "1000")
-        .create()?;
-    // Create the topic (and let the group join) before timing.
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-    let new = rdkafka::admin::NewTopic::new(&topic, 1, rdkafka::admin::TopicReplication::Fixed(1));
-    admin.create_topics(&[new], &rdkafka::admin::AdminOptions::new()).await?;
-    consumer.subscribe(&[&topic])?;
+    let (producer, consumer) = topic_pair(brokers, &topic, "1").await?;
+    // Let the group join before timing.
     let _ = producer.send(FutureRecord::to(&topic).key("k").payload("0"), Duration::from_secs(10)).await;
     let _ = tokio::time::timeout(Duration::from_secs(15), consumer.recv()).await;
 
@@ -158,23 +160,7 @@ pub async fn kafka_round_trip(
 /// The broker's raw produce -> consume rate: as fast as one producer and one consumer go.
 pub async fn kafka_max_rate(brokers: &str, seconds: u64) -> anyhow::Result<f64> {
     let topic = format!("bench_max_{}", now_micros());
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .create()?;
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-    let new = rdkafka::admin::NewTopic::new(&topic, 1, rdkafka::admin::TopicReplication::Fixed(1));
-    admin.create_topics(&[new], &rdkafka::admin::AdminOptions::new()).await?;
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{topic}-g"))
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "5")
-        .create()?;
-    consumer.subscribe(&[&topic])?;
+    let (producer, consumer) = topic_pair(brokers, &topic, "5").await?;
     let payload = "x".repeat(200);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let reader = tokio::spawn(async move {
