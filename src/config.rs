@@ -209,6 +209,34 @@ pub struct Config {
     /// Most events in one POST /api/ingest request.
     #[arg(long, env = "TTPULSE_INGEST_MAX_EVENTS", default_value_t = 10_000)]
     pub ingest_max_events: usize,
+
+    /// How long POST /api/ingest waits for its events to be stored before it answers 503 with
+    /// the ids the events got (resending them with those ids is then safe), in milliseconds.
+    #[arg(long, env = "TTPULSE_INGEST_CONFIRM_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub ingest_confirm_timeout_ms: u64,
+
+    /// Price band of every instrument: prices above this multiple of its reference price are
+    /// refused (1 to 1000; and never above 1,000,000,000).
+    #[arg(long, env = "TTPULSE_PRICE_BAND", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub price_band: u32,
+
+    /// Most contracts one trade or fill (or one side of a quote) may carry.
+    #[arg(long, env = "TTPULSE_MAX_EVENT_QTY", default_value_t = 100_000, value_parser = clap::value_parser!(i64).range(1..=1_000_000_000))]
+    pub max_event_qty: i64,
+
+    /// How far ahead of its arrival a pushed event may be dated, in milliseconds.
+    #[arg(long, env = "TTPULSE_EVENT_TIME_AHEAD_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    pub event_time_ahead_ms: u64,
+
+    /// How far behind its arrival a pushed event may be dated, in seconds (replay files keep
+    /// their own clock and are not held to it).
+    #[arg(long, env = "TTPULSE_EVENT_TIME_BEHIND_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(0..=31_622_400))]
+    pub event_time_behind_secs: u64,
+
+    /// Longest a graceful shutdown (SIGTERM, Ctrl-C) takes before the process exits anyway, in
+    /// seconds; a second signal exits at once.
+    #[arg(long, env = "TTPULSE_SHUTDOWN_GRACE_SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub shutdown_grace_secs: u64,
 }
 
 impl Config {
@@ -222,6 +250,20 @@ impl Config {
 
     pub fn runs_all_roles(&self) -> bool {
         Role::ALL.iter().all(|r| self.has(*r))
+    }
+
+    /// The window a pushed event's exchange time must lie in.
+    pub fn time_window(&self) -> ttpulse_actors::domain::TimeWindow {
+        let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        ttpulse_actors::domain::TimeWindow {
+            ahead: micros(Duration::from_millis(self.event_time_ahead_ms)),
+            behind: micros(Duration::from_secs(self.event_time_behind_secs)),
+        }
+    }
+
+    /// The instrument catalog with the configured price band and quantity limit.
+    pub fn catalog(&self) -> ttpulse_actors::domain::InstrumentCatalog {
+        ttpulse_actors::domain::InstrumentCatalog::default_futures().with_limits(self.price_band, self.max_event_qty)
     }
 
     pub fn flush_interval(&self) -> Duration {
@@ -264,6 +306,12 @@ impl Config {
             admin_access: AdminAccess::LoopbackOrToken,
             admin_token: None,
             ws_allowed_origins: Vec::new(),
+            ingest_confirm_timeout_ms: 30_000,
+            price_band: 10,
+            max_event_qty: 100_000,
+            event_time_ahead_ms: 5_000,
+            event_time_behind_secs: 86_400,
+            shutdown_grace_secs: 20,
         }
     }
 }

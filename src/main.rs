@@ -72,6 +72,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: ttpulse::config::Config) -> anyhow::Result<()> {
+    let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
     let running = http::start(config).await?;
     let url = format!("http://{}", running.addr);
     let roles: Vec<&str> = running.pipeline.roles.iter().map(|r| r.name()).collect();
@@ -87,13 +88,38 @@ async fn run(config: ttpulse::config::Config) -> anyhow::Result<()> {
     println!("\n  ttpulse ({}) is up: open {url}/\n", roles.join(","));
     let server = actix_rt::spawn(running.server);
     wait_for_signal().await;
-    tracing::info!("shutting down: no new connections, intake stopped, storing what is in flight");
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: no new connections, intake stopped, storing what is in flight (a second signal exits at once)"
+    );
     // Stop accepting first (pushed events are then refused), then drain the pipeline.
     let handle = running.handle.clone();
-    let stopping = actix_rt::spawn(async move { handle.stop(true).await });
-    running.pipeline.shut_down().await;
-    let _ = stopping.await;
-    let _ = server.await;
+    let pipeline = running.pipeline.clone();
+    let drain = async move {
+        let stopping = actix_rt::spawn(async move { handle.stop(true).await });
+        pipeline.shut_down().await;
+        let _ = stopping.await;
+        let _ = server.await;
+    };
+    // Whatever the broker, Redis or the database do, the process ends within the grace period.
+    let cut_short = tokio::select! {
+        () = drain => None,
+        () = actix_rt::time::sleep(grace) => Some("the grace period (TTPULSE_SHUTDOWN_GRACE_SECS) ran out"),
+        () = wait_for_signal() => Some("a second signal came"),
+    };
+    if let Some(why) = cut_short {
+        // HTTP clients whose events were not confirmed were answered 503 (or lose the
+        // connection now) and resend; what the pipeline still held is said here.
+        let mut held = 0;
+        for report in running.pipeline.health.reports() {
+            if report.queue_depth > 0 {
+                held += report.queue_depth;
+                tracing::error!(actor = %report.name, waiting = report.queue_depth, "not handed on before exit");
+            }
+        }
+        tracing::error!(held, "{why}: exiting before the pipeline drained");
+        std::process::exit(1);
+    }
     tracing::info!("ttpulse stopped");
     Ok(())
 }

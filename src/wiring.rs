@@ -131,6 +131,7 @@ pub fn validate(config: &Config) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    kafka::check_guarded(&kafka_passthrough()).map_err(anyhow::Error::msg)?;
     if (config.has(Role::Cache) || config.has(Role::Api)) && config.redis_url.is_none() {
         bail!("the cache and api roles need TTPULSE_REDIS_URL in distributed mode (TTPULSE_KAFKA_BROKERS is set)");
     }
@@ -140,6 +141,11 @@ pub fn validate(config: &Config) -> anyhow::Result<()> {
     }
     source_config(config)?;
     Ok(())
+}
+
+/// The librdkafka settings passed through from `TTPULSE_KAFKA_<setting>` variables.
+fn kafka_passthrough() -> Vec<(String, String)> {
+    kafka::settings_from_env(std::env::vars(), "TTPULSE_KAFKA_", &["BROKERS", "PARTITIONS", "REPLICATION", "GROUP"])
 }
 
 fn session_config(config: &Config) -> SessionConfig {
@@ -173,9 +179,9 @@ struct Parts {
 }
 
 impl Parts {
-    fn new() -> Self {
+    fn new(config: &Config) -> Self {
         Self {
-            catalog: Arc::new(InstrumentCatalog::default_futures()),
+            catalog: Arc::new(config.catalog()),
             health: HealthRegistry::new(),
             metrics: Arc::new(Metrics::new()),
             store: StateStore::new(),
@@ -204,13 +210,17 @@ impl Parts {
     fn hub(&self, max_subscriptions: usize) -> Addr<Hub> {
         let (store, catalog, metrics, h) =
             (self.store.clone(), self.catalog.clone(), self.metrics.clone(), self.health.register("hub", "Hub"));
-        Supervisor::start(move |_| Hub::new(store, catalog, metrics, h, max_subscriptions))
+        watched(
+            Supervisor::start(move |_| Hub::new(store, catalog, metrics, h, max_subscriptions)),
+            &self.health,
+            "hub",
+        )
     }
 
     fn local_cache(&self, notifier: Recipient<UpdateBatch>) -> Addr<CacheActor> {
         let (store, metrics, h) =
             (self.store.clone(), self.metrics.clone(), self.health.register("cache", "CacheActor"));
-        Supervisor::start(move |_| CacheActor::new(store, notifier, metrics, h))
+        watched(Supervisor::start(move |_| CacheActor::new(store, notifier, metrics, h)), &self.health, "cache")
     }
 
     fn processor(
@@ -227,20 +237,41 @@ impl Parts {
             self.metrics.clone(),
             self.health.register("processor", "ProcessorActor"),
         );
-        Supervisor::start(move |_| ProcessorActor::new(catalog, downstream, write, load, processor_config, metrics, h))
+        watched(
+            Supervisor::start(move |_| {
+                ProcessorActor::new(catalog, downstream, write, load, processor_config, metrics, h)
+            }),
+            &self.health,
+            "processor",
+        )
     }
 
     fn ingester(&self, config: &Config, hop: Recipient<RawBatch>) -> anyhow::Result<Addr<IngesterActor>> {
         let source = source_config(config)?;
         let (catalog, metrics, h) =
             (self.catalog.clone(), self.metrics.clone(), self.health.register("ingester", "IngesterActor"));
-        Ok(Supervisor::start(move |_| IngesterActor::new(source, catalog, hop, metrics, h)))
+        let window = config.time_window();
+        Ok(watched(
+            Supervisor::start(move |_| IngesterActor::new(source, catalog, hop, window, metrics, h)),
+            &self.health,
+            "ingester",
+        ))
     }
+}
+
+/// Lets the health report of `name` see whether its actor's task still runs: an actor whose
+/// task ended without its supervisor restarting it shows as `dead`.
+fn watched<A: Actor>(addr: Addr<A>, health: &HealthRegistry, name: &str) -> Addr<A> {
+    if let Some(record) = health.get(name) {
+        let probe = addr.clone();
+        record.watch(move || probe.connected());
+    }
+    addr
 }
 
 /// Every role in one process, every hop an actor message, SQLite (or TTPULSE_DATABASE_URL).
 async fn start_embedded(config: &Config) -> anyhow::Result<Pipeline> {
-    let parts = Parts::new();
+    let parts = Parts::new(config);
     let pool = open_database(config)?;
     tracing::info!(database = pool.backend(), "database ready");
     let (writer, reader) = parts.databases(&pool).await?;
@@ -291,12 +322,8 @@ fn ensure_topics_in_background(settings: KafkaSettings) {
 
 /// The roles this process runs, with Kafka, Redis and the database as carriers.
 async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pipeline> {
-    let parts = Parts::new();
-    let extra = kafka::settings_from_env(
-        std::env::vars(),
-        "TTPULSE_KAFKA_",
-        &["BROKERS", "PARTITIONS", "REPLICATION", "GROUP"],
-    );
+    let parts = Parts::new(config);
+    let extra = kafka_passthrough();
     tracing::info!(brokers, settings = ?kafka::redacted(&extra), roles = ?config.roles, "distributed mode");
     let settings = KafkaSettings {
         brokers: brokers.to_owned(),

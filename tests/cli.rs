@@ -213,6 +213,64 @@ fn a_graceful_shutdown_stores_what_is_in_flight_and_closes_sessions_going_away()
     }
 }
 
+/// Sends SIGTERM to `child` and waits for it to exit; returns how long that took and its code.
+fn terminate(child: &mut Child, signals: usize, limit: Duration) -> (Duration, Option<i32>) {
+    let started = std::time::Instant::now();
+    for _ in 0..signals {
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    while started.elapsed() < limit {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return (started.elapsed(), status.code());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("still running {limit:?} after SIGTERM");
+}
+
+/// An ingester whose broker is unreachable once ignored SIGTERM for over a minute.
+#[test]
+fn shutdown_is_bounded_whatever_the_broker_does_and_a_second_signal_exits_at_once() {
+    let closed = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").to_string();
+    let env = [
+        ("TTPULSE_KAFKA_BROKERS", closed.as_str()),
+        ("TTPULSE_ROLES", "ingester"),
+        ("TTPULSE_SOURCE", "simulator"),
+        ("TTPULSE_SIM_RATE", "500"),
+        ("TTPULSE_SHUTDOWN_GRACE_SECS", "2"),
+    ];
+    let (mut child, _url) = spawn_run(&env);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (took, code) = terminate(&mut child.0, 1, Duration::from_secs(15));
+    assert!(took >= Duration::from_millis(1500), "it waited for the grace period: {took:?}");
+    assert!(took < Duration::from_secs(8), "within the grace period and a margin: {took:?}");
+    assert_eq!(code, Some(1), "a cut-short shutdown says so in its exit code");
+
+    let mut env = env.to_vec();
+    env.retain(|(k, _)| *k != "TTPULSE_SHUTDOWN_GRACE_SECS");
+    env.push(("TTPULSE_SHUTDOWN_GRACE_SECS", "120"));
+    let (mut child, _url) = spawn_run(&env);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (took, code) = terminate(&mut child.0, 2, Duration::from_secs(15));
+    assert!(took < Duration::from_secs(5), "the second signal exits at once: {took:?}");
+    assert_eq!(code, Some(1));
+}
+
+#[test]
+fn kafka_settings_that_would_break_the_delivery_guarantee_are_refused() {
+    for (name, value, shown) in [
+        ("TTPULSE_KAFKA_ENABLE_AUTO_COMMIT", "true", "enable.auto.commit=true"),
+        ("TTPULSE_KAFKA_acks", "1", "acks=1"),
+        ("TTPULSE_KAFKA_ENABLE_IDEMPOTENCE", "false", "enable.idempotence=false"),
+    ] {
+        let out =
+            output(&["run"], &[("TTPULSE_KAFKA_BROKERS", "127.0.0.1:1"), ("TTPULSE_ROLES", "ingester"), (name, value)]);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        assert!(stderr(&out).contains(&format!("`{shown}`")), "{name}: {}", stderr(&out));
+    }
+}
+
 #[test]
 fn check_reports_each_service_and_fails_when_one_is_unreachable() {
     let dir = tempfile::tempdir().expect("dir");

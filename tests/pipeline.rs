@@ -1,6 +1,8 @@
 //! The whole embedded pipeline through its public surface: HTTP ingest in, WebSocket and HTTP
 //! snapshot out, rows in the database, admin endpoints, supervision.
 
+#[path = "pipeline/abuse.rs"]
+mod abuse;
 mod common;
 
 use std::collections::HashMap;

@@ -21,6 +21,10 @@ pub enum ActorState {
     Running,
     Restarting,
     Stopped,
+    /// A handler panicked; the supervisor restarts the actor (see `supervision.rs`).
+    Crashed,
+    /// The actor's task is gone and nothing will restart it: the process needs a restart.
+    Dead,
 }
 
 impl ActorState {
@@ -29,12 +33,12 @@ impl ActorState {
             1 => ActorState::Running,
             2 => ActorState::Restarting,
             3 => ActorState::Stopped,
+            4 => ActorState::Crashed,
             _ => ActorState::Starting,
         }
     }
 }
 
-#[derive(Debug)]
 pub struct ActorHealth {
     pub name: String,
     pub kind: &'static str,
@@ -44,6 +48,17 @@ pub struct ActorHealth {
     queue_depth: AtomicI64,
     last_message_at: AtomicI64,
     detail: std::sync::Mutex<Option<String>>,
+    panics: AtomicU64,
+    /// The last panic or fatal error, with its time: kept after the restart, for the operator.
+    last_error: std::sync::Mutex<Option<(Micros, String)>>,
+    /// Whether the actor's task still runs (its mailbox is open), once the wiring set it.
+    alive: std::sync::OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
+}
+
+impl std::fmt::Debug for ActorHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActorHealth").field("name", &self.name).field("state", &self.state()).finish()
+    }
 }
 
 impl ActorHealth {
@@ -57,6 +72,9 @@ impl ActorHealth {
             queue_depth: AtomicI64::new(0),
             last_message_at: AtomicI64::new(0),
             detail: std::sync::Mutex::new(None),
+            panics: AtomicU64::new(0),
+            last_error: std::sync::Mutex::new(None),
+            alive: std::sync::OnceLock::new(),
         }
     }
 
@@ -72,6 +90,20 @@ impl ActorHealth {
     pub fn restarting(&self) {
         self.state.store(2, Ordering::Relaxed);
         self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A handler panicked with `message`: the actor is about to be stopped and restarted.
+    pub fn crashed(&self, message: &str) {
+        self.state.store(4, Ordering::Relaxed);
+        self.panics.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some((now_micros(), message.to_owned()));
+        }
+    }
+
+    /// Lets the health report see whether the actor's task still runs (an `Addr::connected`).
+    pub fn watch(&self, alive: impl Fn() -> bool + Send + Sync + 'static) {
+        let _ = self.alive.set(Box::new(alive));
     }
 
     pub fn handled(&self) {
@@ -96,6 +128,9 @@ impl ActorHealth {
     }
 
     pub fn state(&self) -> ActorState {
+        if self.alive.get().is_some_and(|alive| !alive()) {
+            return ActorState::Dead;
+        }
         ActorState::from_u8(self.state.load(Ordering::Relaxed))
     }
 
@@ -114,6 +149,13 @@ impl ActorHealth {
             queue_depth: self.queue_depth.load(Ordering::Relaxed),
             last_message_at: (last > 0).then_some(last),
             detail: self.detail.lock().ok().and_then(|d| d.clone()),
+            panics: self.panics.load(Ordering::Relaxed),
+            last_error: self
+                .last_error
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .map(|(at, message)| LastError { at, message }),
         }
     }
 }
@@ -129,6 +171,16 @@ pub struct ActorReport {
     /// Unix micros of the last handled message.
     pub last_message_at: Option<Micros>,
     pub detail: Option<String>,
+    /// Panics contained in this actor's handlers since the process started.
+    pub panics: u64,
+    pub last_error: Option<LastError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LastError {
+    /// Unix micros.
+    pub at: Micros,
+    pub message: String,
 }
 
 #[derive(Debug, Default)]

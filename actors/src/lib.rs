@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod processor;
 pub mod session;
 pub mod store;
+pub mod supervision;

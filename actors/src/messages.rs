@@ -32,7 +32,19 @@ pub struct RawBatch {
 pub struct BatchAck {
     pub accepted: usize,
     pub duplicates: usize,
+    /// Events the processor could not apply (their effects would overflow, or they crashed it
+    /// twice): nothing of them was applied, published or stored.
+    pub refused: Vec<Refused>,
     pub durable: Durable,
+}
+
+/// One event of a batch that was refused, by its position in the batch.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refused {
+    pub index: usize,
+    pub event_id: String,
+    #[serde(flatten)]
+    pub error: ValidationError,
 }
 
 /// Resolves when a batch's effects are durable: committed to the database (embedded), or
@@ -99,14 +111,20 @@ pub struct IngestReceipt {
     pub accepted: usize,
     pub duplicates: usize,
     pub event_ids: Vec<String>,
+    /// Events the processor refused (the others were applied).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<Refused>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum IngestError {
+    /// Nothing was forwarded.
     #[error("event {index}: {error}")]
     Invalid { index: usize, error: ValidationError },
-    #[error(transparent)]
-    Hop(#[from] HopError),
+    /// The next hop did not take the batch: nothing of it was applied. `event_ids` are the ids
+    /// the events were given (resending them without ids is as safe).
+    #[error("{error}")]
+    Hop { error: HopError, event_ids: Vec<String> },
 }
 
 // ---- database ---------------------------------------------------------------------------

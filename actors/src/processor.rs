@@ -15,11 +15,21 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::domain::{Changes, Engine, EngineSnapshot, InstrumentCatalog, Outcome, Published};
+use crate::domain::{
+    Changes, Engine, EngineSnapshot, InstrumentCatalog, Outcome, Published, ValidEvent, ValidationError,
+};
 use crate::health::ActorHealth;
-use crate::messages::{BatchAck, Durable, Flush, HopError, LoadSnapshot, RawBatch, Restart, UpdateBatch, WriteChanges};
+use crate::messages::{
+    BatchAck, Durable, Flush, HopError, LoadSnapshot, RawBatch, Refused, Restart, UpdateBatch, WriteChanges,
+};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
+use crate::supervision::contain;
+
+/// An event that crashed the processor this many times is refused from then on.
+const CRASHES_BEFORE_QUARANTINE: u32 = 2;
+/// Most events remembered as having crashed the processor.
+const MAX_CRASH_RECORDS: usize = 1_000;
 
 #[derive(Debug, Clone)]
 pub struct ProcessorConfig {
@@ -48,6 +58,14 @@ pub struct ProcessorActor {
     config: ProcessorConfig,
     metrics: Arc<Metrics>,
     health: Arc<ActorHealth>,
+    /// Events that crashed the processor, by (event id, instrument): how often, and the panic.
+    /// Kept across restarts (the supervisor restarts this same value).
+    crashes: std::collections::HashMap<(String, String), (u32, String)>,
+}
+
+/// The key an event is remembered by when it crashes the processor.
+fn crash_key(event: &ValidEvent) -> (String, String) {
+    (event.id.to_string(), event.body.instrument().to_owned())
 }
 
 impl ProcessorActor {
@@ -72,7 +90,25 @@ impl ProcessorActor {
             config,
             metrics,
             health,
+            crashes: std::collections::HashMap::new(),
         }
+    }
+
+    /// Why `event` is refused without being tried, if it crashed the processor too often.
+    fn quarantined(&self, event: &ValidEvent) -> Option<ValidationError> {
+        let (count, panic) = self.crashes.get(&crash_key(event))?;
+        (*count >= CRASHES_BEFORE_QUARANTINE).then(|| {
+            ValidationError::new("event", format!("quarantined: it crashed the processor {count} times ({panic})"))
+        })
+    }
+
+    fn record_crash(&mut self, event: &ValidEvent, panic: String) {
+        if self.crashes.len() >= MAX_CRASH_RECORDS {
+            self.crashes.clear();
+        }
+        let entry = self.crashes.entry(crash_key(event)).or_insert((0, String::new()));
+        entry.0 = entry.0.saturating_add(1);
+        entry.1 = panic;
     }
 
     /// Sends the pending changes to the writer if no write is in flight (else they wait for
@@ -220,29 +256,67 @@ impl Handler<RawBatch> for ProcessorActor {
     fn handle(&mut self, batch: RawBatch, ctx: &mut Context<Self>) -> Self::Result {
         let span = tracing::debug_span!("process", events = batch.events.len());
         let _entered = span.enter();
-        let Some(engine) = self.engine.as_mut() else {
+        if self.engine.is_none() {
             let err = HopError::Unavailable("the processor is restoring its state".into());
             return AtomicResponse::new(Box::pin(fut::ready(Err(err))));
-        };
+        }
         let mut updates: Vec<Published> = Vec::with_capacity(batch.events.len() * 2);
         let mut changes = Changes::default();
         let mut duplicates = 0;
-        for event in &batch.events {
-            match engine.apply(event, &mut updates, &mut changes) {
-                Outcome::Applied => self.metrics.events_processed.with_label_values(&[event.body.kind()]).inc(),
-                Outcome::AppliedLateForCandles => {
+        let mut refused = Vec::new();
+        let health = self.health.clone();
+        let mut crashed = None;
+        for (index, event) in batch.events.iter().enumerate() {
+            if let Some(error) = self.quarantined(event) {
+                tracing::error!(event_id = %event.id, %error, "event refused");
+                self.metrics.events_rejected.with_label_values(&["processor"]).inc();
+                refused.push(Refused { index, event_id: event.id.to_string(), error });
+                continue;
+            }
+            let Some(engine) = self.engine.as_mut() else { break };
+            let applied = contain(&health, || {
+                #[cfg(test)]
+                tests::crash_on_request(event);
+                engine.apply(event, &mut updates, &mut changes)
+            });
+            match applied {
+                Ok(Ok(Outcome::Applied)) => self.metrics.events_processed.with_label_values(&[event.body.kind()]).inc(),
+                Ok(Ok(Outcome::AppliedLateForCandles)) => {
                     self.metrics.events_processed.with_label_values(&[event.body.kind()]).inc();
                     self.metrics.late_trades.inc();
                 }
-                Outcome::Duplicate => {
+                Ok(Ok(Outcome::Duplicate)) => {
                     duplicates += 1;
                     self.metrics.events_duplicate.inc();
                 }
-                Outcome::UnknownInstrument => {
+                Ok(Ok(Outcome::UnknownInstrument)) => {
                     tracing::error!(event_id = %event.id, "event for an instrument missing from the catalog; skipped");
                     self.metrics.events_rejected.with_label_values(&["processor"]).inc();
                 }
+                Ok(Err(error)) => {
+                    tracing::warn!(event_id = %event.id, %error, "event refused: its effects cannot be computed");
+                    self.metrics.events_rejected.with_label_values(&["processor"]).inc();
+                    refused.push(Refused { index, event_id: event.id.to_string(), error });
+                }
+                Err(panic) => {
+                    crashed = Some((event.clone(), panic));
+                    break;
+                }
             }
+        }
+        if let Some((event, panic)) = crashed {
+            // The engine may be half-changed: nothing of this batch is kept, the actor restarts
+            // and reloads its state from the database, and the caller offers the batch again.
+            let error = HopError::Unavailable(format!(
+                "the processor crashed on event {} ({panic}) and is restarting; an event that crashes it \
+                 {CRASHES_BEFORE_QUARANTINE} times is refused",
+                event.id
+            ));
+            self.record_crash(&event, panic);
+            // No batch touches the half-changed engine; the stop comes after this answer went out.
+            self.engine = None;
+            ctx.run_later(Duration::ZERO, |_, ctx| ctx.stop());
+            return AtomicResponse::new(Box::pin(fut::ready(Err(error))));
         }
         self.health.handled_n(batch.events.len() as u64);
         self.metrics.updates_published.inc_by(updates.len() as u64);
@@ -259,7 +333,7 @@ impl Handler<RawBatch> for ProcessorActor {
         // Still over the limit: a write is in flight, so the database is behind. Wait for a
         // slot before taking more (the caller waits too), which bounds the pending changes.
         let slot = (self.pending.rows() >= flush_rows).then(|| self.flush_slot.clone());
-        let accepted = batch.events.len() - duplicates;
+        let accepted = batch.events.len() - duplicates - refused.len();
         let downstream = self.downstream.clone();
         let send = async move {
             // The batch is applied: its updates must go out, or they never will (a replay would
@@ -279,7 +353,7 @@ impl Handler<RawBatch> for ProcessorActor {
             if let Some(slot) = slot {
                 drop(slot.acquire().await);
             }
-            Ok(BatchAck { accepted, duplicates, durable })
+            Ok(BatchAck { accepted, duplicates, refused, durable })
         }
         .into_actor(self)
         .map(move |result, act, ctx| {
@@ -289,5 +363,130 @@ impl Handler<RawBatch> for ProcessorActor {
             result
         });
         AtomicResponse::new(Box::pin(send))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::domain::{EventBody, EventId, RawEvent, Update};
+    use crate::health::{ActorState, HealthRegistry};
+    use crate::store::{DbActor, DbPool};
+
+    /// Fills whose id starts with this make the processor's handler panic (tests only): a
+    /// stand-in for a bug that no validation foresaw.
+    const CRASH_FILL_ID: &str = "crash-test";
+
+    pub fn crash_on_request(event: &ValidEvent) {
+        if let EventBody::Fill(fill) = &event.body
+            && fill.fill_id.starts_with(CRASH_FILL_ID)
+        {
+            panic!("test crash on fill {}", fill.fill_id);
+        }
+    }
+
+    /// Takes processed updates, remembering them.
+    struct Sink(Arc<Mutex<Vec<Published>>>);
+
+    impl Actor for Sink {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<UpdateBatch> for Sink {
+        type Result = Result<(), HopError>;
+
+        fn handle(&mut self, batch: UpdateBatch, _: &mut Context<Self>) -> Self::Result {
+            self.0.lock().unwrap().extend(batch.updates.iter().cloned());
+            Ok(())
+        }
+    }
+
+    fn fill(seq: u64, fill_id: &str, qty: i64) -> ValidEvent {
+        let json = format!(
+            r#"{{"type":"fill","account":"ACC1","order_id":"o","fill_id":"{fill_id}","instrument":"ESZ6","side":"buy","price":"6850","qty":{qty}}}"#
+        );
+        let mut raw = RawEvent::decode(json.as_bytes()).unwrap();
+        raw.event_id = Some(EventId { source: "t".into(), seq }.to_string());
+        raw.validate(&InstrumentCatalog::default_futures(), 1_000, &mut || unreachable!()).unwrap()
+    }
+
+    async fn offer(processor: &Addr<ProcessorActor>, events: Vec<ValidEvent>) -> Result<BatchAck, HopError> {
+        // Like the ingester: offer again while the processor restores its state after a restart.
+        for _ in 0..100 {
+            match processor.send(RawBatch { events: events.clone() }).await {
+                Ok(Err(HopError::Unavailable(e))) if e.contains("restoring") => {}
+                Err(e) => return Err(e.into()),
+                Ok(result) => return result,
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the processor never came back")
+    }
+
+    #[actix_rt::test]
+    async fn a_panic_restarts_the_processor_from_the_database_and_a_repeat_offender_is_quarantined() {
+        let path = std::env::temp_dir().join(format!("ttpulse-crash-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let pool = DbPool::open_sqlite(&path, 2).unwrap();
+        let catalog = Arc::new(InstrumentCatalog::default_futures());
+        let metrics = Arc::new(Metrics::new());
+        let registry = HealthRegistry::new();
+        let db = DbActor::start(1, pool, catalog.clone(), metrics.clone(), registry.register("db", "DbActor"));
+        let published = Arc::new(Mutex::new(Vec::new()));
+        let sink = Sink(published.clone()).start();
+        let health = registry.register("processor", "ProcessorActor");
+        let (c, m, h) = (catalog.clone(), metrics.clone(), health.clone());
+        let processor = Supervisor::start(move |_| {
+            ProcessorActor::new(
+                c,
+                sink.clone().recipient(),
+                db.clone().recipient(),
+                db.clone().recipient(),
+                ProcessorConfig::default(),
+                m,
+                h,
+            )
+        });
+
+        let ack = offer(&processor, vec![fill(1, "f1", 2)]).await.unwrap();
+        assert_eq!(ack.accepted, 1);
+        ack.durable.wait().await.unwrap();
+
+        // The first crash: the batch is refused as a whole (the normal fill before the crashing
+        // one is not kept), the actor restarts and reloads what was stored.
+        let batch = vec![fill(2, "f2", 3), fill(3, "crash-test-1", 1)];
+        let err = offer(&processor, batch.clone()).await.unwrap_err().to_string();
+        assert!(err.contains("crashed on event t:3") && err.contains("test crash"), "{err}");
+        let report = health.report();
+        assert_eq!(report.panics, 1);
+        assert!(report.last_error.unwrap().message.contains("test crash on fill crash-test-1"));
+        offer(&processor, vec![]).await.expect("the actor answers again");
+        assert_eq!(health.state(), ActorState::Running);
+        assert_eq!(health.restarts(), 1);
+
+        // Offered again (as the ingester and the Kafka consumer do), it crashes a second time.
+        offer(&processor, batch.clone()).await.unwrap_err();
+        // The third time it is quarantined: refused with the reason, and the rest goes through.
+        let ack = offer(&processor, batch).await.unwrap();
+        assert_eq!((ack.accepted, ack.refused.len()), (1, 1));
+        assert_eq!(ack.refused[0].index, 1);
+        assert_eq!(ack.refused[0].error.field, "event");
+        assert!(ack.refused[0].error.reason.contains("quarantined"), "{:?}", ack.refused[0]);
+        ack.durable.wait().await.unwrap();
+        assert_eq!(health.restarts(), 2);
+
+        // The state is exact: 2 + 3 contracts, two fills in the lane, nothing of the crashing one.
+        let ack = offer(&processor, vec![fill(4, "f4", 1)]).await.unwrap();
+        ack.durable.wait().await.unwrap();
+        let updates = published.lock().unwrap();
+        let Some(Update::Fill(last)) = updates.iter().rev().map(|p| &p.update).find(|u| matches!(u, Update::Fill(_)))
+        else {
+            panic!("a fill report")
+        };
+        assert_eq!((last.seq, last.position.net_qty), (3, 6));
+        drop(updates);
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -4,6 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
 use serde_json::json;
 use ttpulse_actors::cache::Filter;
+use ttpulse_actors::domain::ids::{ACCOUNT_RULE, is_valid_account};
 use ttpulse_actors::domain::{Interval, RawEvent};
 use ttpulse_actors::messages::{IngestError, IngestEvents, QueryCandles};
 use ttpulse_actors::session::start_session;
@@ -14,9 +15,6 @@ use super::limits::Limits;
 use crate::config::Config;
 use crate::wiring::Pipeline;
 
-/// How long an ingest request waits for its events to be stored.
-const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// The accounts a read covers: what was asked (`None`: all), narrowed to what the access
 /// allows. Asking for an account the access does not grant is refused, not silently narrowed.
 fn account_filter(access: &Access, requested: Option<&str>) -> Result<Filter, ApiError> {
@@ -24,8 +22,11 @@ fn account_filter(access: &Access, requested: Option<&str>) -> Result<Filter, Ap
         None => Filter::All,
         Some(list) => {
             let list = split_list(list);
-            if let Some(bad) = list.iter().find(|a| a.contains(':') || a.len() > 128) {
-                return Err(ApiError::bad_request("invalid_account", format!("invalid account `{bad}`")));
+            if let Some(bad) = list.iter().find(|a| !is_valid_account(a)) {
+                return Err(ApiError::bad_request(
+                    "invalid_account",
+                    format!("invalid account `{bad}`: an account is {ACCOUNT_RULE}"),
+                ));
             }
             Filter::from_list(&list)
         }
@@ -163,8 +164,10 @@ pub async fn candles(
     Ok(HttpResponse::Ok().json(candles))
 }
 
-/// `POST /api/ingest`: a JSON array of raw events. All or nothing: one bad event refuses the
-/// whole request (400, naming the event and the field). Answers once the events are stored.
+/// `POST /api/ingest`: a JSON array of raw events. One invalid event refuses the whole request
+/// (400, naming the event and the field). An event that is valid but whose effects cannot be
+/// applied (a sum that would overflow) is refused alone by the processor: 400 naming it, with
+/// the others applied. Answers once the events are stored.
 #[post("/api/ingest")]
 pub async fn ingest(
     pipeline: web::Data<Pipeline>,
@@ -183,23 +186,56 @@ pub async fn ingest(
         return Err(ApiError::Unavailable("this process does not run the ingester role".into()));
     };
     let (receipt, durable) = match ingester.send(IngestEvents { events }).await {
-        Err(e) => return Err(ApiError::Unavailable(format!("ingester unavailable: {e}"))),
+        Err(e) => return Err(ApiError::Unavailable(format!("ingester unavailable: {e}; nothing was applied"))),
         Ok(Err(IngestError::Invalid { index, error })) => {
             return Err(invalid_event(index, &error.field, &error.reason));
         }
-        Ok(Err(IngestError::Hop(e))) => return Err(ApiError::Unavailable(e.to_string())),
+        Ok(Err(IngestError::Hop { error, event_ids })) => {
+            return Err(ApiError::UnavailableWith {
+                message: format!("{error}; nothing was applied, resend the events"),
+                details: json!({ "event_ids": event_ids }),
+            });
+        }
         Ok(Ok(accepted)) => accepted,
     };
-    // Stored, or a clear answer: resending is safe, the event ids make it idempotent.
-    match actix_rt::time::timeout(STORE_TIMEOUT, durable.wait()).await {
+    // Stored, or a clear answer that names the ids the events got: resending them with these
+    // ids is a no-op for what was applied.
+    let not_confirmed = |why: String| ApiError::UnavailableWith {
+        message: format!("accepted but not confirmed stored: {why}; resend with the same event ids"),
+        details: json!({ "event_ids": &receipt.event_ids }),
+    };
+    let confirm_timeout = std::time::Duration::from_millis(config.ingest_confirm_timeout_ms);
+    match actix_rt::time::timeout(confirm_timeout, durable.wait()).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(ApiError::Unavailable(e.to_string())),
+        Ok(Err(e)) => return Err(not_confirmed(e.to_string())),
         Err(_) => {
-            return Err(ApiError::Unavailable(format!(
-                "accepted but not confirmed stored within {} s (is the database reachable?); resend with the same event ids",
-                STORE_TIMEOUT.as_secs()
+            return Err(not_confirmed(format!(
+                "no commit within {} ms (TTPULSE_INGEST_CONFIRM_TIMEOUT_MS; is the database reachable?)",
+                confirm_timeout.as_millis()
             )));
         }
+    }
+    if let Some(first) = receipt.refused.first() {
+        let applied = receipt.accepted;
+        return Err(ApiError::BadRequest {
+            code: "invalid_event",
+            message: format!(
+                "event {}: {}: {} ({} refused; the other events were applied: {applied} new, {} duplicates)",
+                first.index,
+                first.error.field,
+                first.error.reason,
+                receipt.refused.len(),
+                receipt.duplicates
+            ),
+            details: json!({
+                "index": first.index,
+                "field": first.error.field,
+                "refused": receipt.refused,
+                "accepted": applied,
+                "duplicates": receipt.duplicates,
+                "event_ids": receipt.event_ids,
+            }),
+        });
     }
     Ok(HttpResponse::Ok().json(receipt))
 }

@@ -18,6 +18,9 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     Unavailable(String),
+    /// 503 with details (e.g. the ids ingested events got).
+    #[error("{message}")]
+    UnavailableWith { message: String, details: serde_json::Value },
     #[error("{0}")]
     TooManyRequests(String),
     #[error("{0}")]
@@ -38,7 +41,9 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable(_) | ApiError::Full(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::UnavailableWith { .. } | ApiError::Full(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -51,6 +56,12 @@ impl ResponseError for ApiError {
                     body.extend(details.clone());
                 }
                 *code
+            }
+            ApiError::UnavailableWith { details, .. } => {
+                if let (Some(body), Some(details)) = (body.as_object_mut(), details.as_object()) {
+                    body.extend(details.clone());
+                }
+                "unavailable"
             }
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",

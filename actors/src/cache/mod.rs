@@ -15,6 +15,7 @@ use crate::domain::{Candle, InstrumentState, PositionState, Published, Update};
 use crate::health::ActorHealth;
 use crate::messages::{HopError, Restart, UpdateBatch};
 use crate::metrics::Metrics;
+use crate::supervision::contain_or_restart;
 
 /// Which instruments or accounts a read covers: all of them, or a list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,10 +186,17 @@ impl Handler<Restart> for CacheActor {
 impl Handler<UpdateBatch> for CacheActor {
     type Result = AtomicResponse<Self, Result<(), HopError>>;
 
-    fn handle(&mut self, batch: UpdateBatch, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, batch: UpdateBatch, ctx: &mut Context<Self>) -> Self::Result {
         let _span = tracing::debug_span!("cache", updates = batch.updates.len()).entered();
         self.health.handled_n(batch.updates.len() as u64);
-        let fresh: Vec<Published> = batch.updates.iter().filter(|u| self.store.apply(u)).cloned().collect();
+        let store = &self.store;
+        let fresh = contain_or_restart::<Self, _>(&self.health, ctx, || {
+            batch.updates.iter().filter(|u| store.apply(u)).cloned().collect::<Vec<Published>>()
+        });
+        let fresh = match fresh {
+            Ok(fresh) => fresh,
+            Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
+        };
         self.health.set_queue_depth(0);
         let notifier = self.notifier.clone();
         let notify = async move {

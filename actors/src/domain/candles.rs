@@ -6,6 +6,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::Micros;
+use super::checked::OrRefuse;
+use super::events::ValidationError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Interval {
@@ -40,9 +42,10 @@ impl Interval {
         }
     }
 
-    /// Start of the bucket holding `ts`.
+    /// Start of the bucket holding `ts` (`ts` itself at the very bottom of the range, where
+    /// the bucket would start before `i64::MIN`).
     pub fn bucket_start(self, ts: Micros) -> Micros {
-        ts - ts.rem_euclid(self.micros())
+        ts.checked_rem_euclid(self.micros()).and_then(|into| ts.checked_sub(into)).unwrap_or(ts)
     }
 }
 
@@ -91,6 +94,7 @@ impl CandleBook {
         Self { current: None, seq: 0 }
     }
 
+    /// Applies a trade. All or nothing: on a refusal nothing changed.
     pub fn apply_trade(
         &mut self,
         symbol: &str,
@@ -98,39 +102,38 @@ impl CandleBook {
         price: Decimal,
         qty: i64,
         ts: Micros,
-    ) -> CandleOutcome {
+    ) -> Result<CandleOutcome, ValidationError> {
         let start = interval.bucket_start(ts);
-        match &mut self.current {
-            Some(c) if c.start == start => {
-                c.high = c.high.max(price);
-                c.low = c.low.min(price);
-                c.close = price;
-                c.volume += qty;
-                c.trades += 1;
-            }
-            Some(c) if c.start > start => return CandleOutcome::Late,
-            _ => {
-                self.current = Some(Candle {
-                    symbol: symbol.to_owned(),
-                    interval,
-                    start,
-                    open: price,
-                    high: price,
-                    low: price,
-                    close: price,
-                    volume: qty,
-                    trades: 1,
-                    seq: 0,
-                    updated_at: ts,
-                })
-            }
-        }
-        self.seq += 1;
-        if let Some(c) = &mut self.current {
-            c.seq = self.seq;
-            c.updated_at = ts;
-        }
-        CandleOutcome::Updated
+        let seq = self.seq.checked_add(1).or_refuse("instrument", "the candle seq")?;
+        let mut candle = match &self.current {
+            Some(c) if c.start > start => return Ok(CandleOutcome::Late),
+            Some(c) if c.start == start => Candle {
+                high: c.high.max(price),
+                low: c.low.min(price),
+                close: price,
+                volume: c.volume.checked_add(qty).or_refuse("qty", "the candle's volume")?,
+                trades: c.trades.checked_add(1).or_refuse("instrument", "the candle's trade count")?,
+                ..c.clone()
+            },
+            _ => Candle {
+                symbol: symbol.to_owned(),
+                interval,
+                start,
+                open: price,
+                high: price,
+                low: price,
+                close: price,
+                volume: qty,
+                trades: 1,
+                seq: 0,
+                updated_at: ts,
+            },
+        };
+        candle.seq = seq;
+        candle.updated_at = ts;
+        self.seq = seq;
+        self.current = Some(candle);
+        Ok(CandleOutcome::Updated)
     }
 }
 
@@ -141,6 +144,7 @@ impl Default for CandleBook {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -153,21 +157,23 @@ mod tests {
         assert_eq!(Interval::OneSecond.bucket_start(1_700_000_123_456), 1_700_000_000_000);
         assert_eq!(Interval::OneMinute.bucket_start(125_000_000), 120_000_000);
         assert_eq!(Interval::OneSecond.bucket_start(-1), -1_000_000);
+        assert_eq!(Interval::OneMinute.bucket_start(i64::MAX), i64::MAX - i64::MAX % 60_000_000);
+        assert_eq!(Interval::OneMinute.bucket_start(i64::MIN), i64::MIN);
     }
 
     #[test]
     fn ohlcv_within_and_across_buckets() {
         let mut book = CandleBook::new();
         let s = Interval::OneSecond;
-        assert_eq!(book.apply_trade("ESZ6", s, d("100"), 1, 1_000_100), CandleOutcome::Updated);
-        book.apply_trade("ESZ6", s, d("102"), 2, 1_200_000);
-        book.apply_trade("ESZ6", s, d("99"), 3, 1_500_000);
-        book.apply_trade("ESZ6", s, d("101"), 1, 1_999_999);
+        assert_eq!(book.apply_trade("ESZ6", s, d("100"), 1, 1_000_100), Ok(CandleOutcome::Updated));
+        book.apply_trade("ESZ6", s, d("102"), 2, 1_200_000).unwrap();
+        book.apply_trade("ESZ6", s, d("99"), 3, 1_500_000).unwrap();
+        book.apply_trade("ESZ6", s, d("101"), 1, 1_999_999).unwrap();
         let c = book.current.clone().unwrap();
         assert_eq!((c.start, c.open, c.high, c.low, c.close), (1_000_000, d("100"), d("102"), d("99"), d("101")));
         assert_eq!((c.volume, c.trades, c.seq, c.updated_at), (7, 4, 4, 1_999_999));
 
-        book.apply_trade("ESZ6", s, d("103"), 5, 2_000_000);
+        book.apply_trade("ESZ6", s, d("103"), 5, 2_000_000).unwrap();
         let c = book.current.clone().unwrap();
         assert_eq!(
             (c.start, c.open, c.high, c.low, c.close, c.volume, c.trades),
@@ -175,8 +181,19 @@ mod tests {
         );
         assert_eq!(c.seq, 5);
 
-        assert_eq!(book.apply_trade("ESZ6", s, d("90"), 1, 1_900_000), CandleOutcome::Late);
+        assert_eq!(book.apply_trade("ESZ6", s, d("90"), 1, 1_900_000), Ok(CandleOutcome::Late));
         assert_eq!(book.current.as_ref().unwrap().low, d("103"));
         assert_eq!(book.seq, 5);
+    }
+
+    #[test]
+    fn overflowing_candle_volume_is_refused() {
+        let mut book = CandleBook::new();
+        let s = Interval::OneSecond;
+        book.apply_trade("ESZ6", s, d("100"), i64::MAX, 1_000_000).unwrap();
+        let before = book.clone();
+        let err = book.apply_trade("ESZ6", s, d("100"), 1, 1_000_001).unwrap_err();
+        assert_eq!(err.field, "qty");
+        assert_eq!(book, before);
     }
 }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use super::Micros;
 use super::candles::{Candle, CandleBook, CandleOutcome, Interval};
-use super::events::{EventBody, Fill, Quote, Trade, ValidEvent};
+use super::checked::OrRefuse;
+use super::events::{EventBody, Fill, Quote, Trade, ValidEvent, ValidationError};
 use super::instruments::{InstrumentCatalog, InstrumentSpec};
 use super::market::InstrumentBook;
 use super::positions::PositionState;
@@ -63,12 +64,16 @@ impl Changes {
 
     /// Rows this will write.
     pub fn rows(&self) -> usize {
-        self.trades.len()
-            + self.fills.len()
-            + self.candles.len()
-            + self.instruments.len()
-            + self.positions.len()
-            + self.watermarks.len()
+        [
+            self.trades.len(),
+            self.fills.len(),
+            self.candles.len(),
+            self.instruments.len(),
+            self.positions.len(),
+            self.watermarks.len(),
+        ]
+        .into_iter()
+        .fold(0, usize::saturating_add)
     }
 
     /// Adds later changes on top of these ones (later states win).
@@ -94,7 +99,8 @@ pub struct EngineSnapshot {
     pub fill_seqs: Vec<(String, String, u64)>,
     /// The latest fill of each (account, instrument) (what the account lane last published).
     pub last_fills: Vec<FillReport>,
-    pub fill_ids: Vec<String>,
+    /// (account, fill id) of every stored fill.
+    pub fill_ids: Vec<(String, String)>,
     /// (source, instrument, last applied sequence)
     pub watermarks: Vec<(String, String, u64)>,
 }
@@ -108,7 +114,8 @@ pub struct Engine {
     holders: HashMap<String, BTreeSet<String>>,
     fill_seqs: HashMap<(String, String), u64>,
     last_fills: HashMap<(String, String), FillReport>,
-    fill_ids: HashSet<String>,
+    /// (account, fill id) of every fill applied: fill ids are unique per account.
+    fill_ids: HashSet<(String, String)>,
     watermarks: HashMap<(String, String), u64>,
 }
 
@@ -165,34 +172,35 @@ impl Engine {
     }
 
     /// Applies one event: appends what to publish to `out` and what to store to `changes`.
-    pub fn apply(&mut self, event: &ValidEvent, out: &mut Vec<Published>, changes: &mut Changes) -> Outcome {
+    ///
+    /// All or nothing: an event whose effects cannot be computed (a sum or product that would
+    /// overflow) is refused with the field at fault, and nothing changed, not even the
+    /// watermark, so the next event is applied as if the refused one had never come.
+    pub fn apply(
+        &mut self,
+        event: &ValidEvent,
+        out: &mut Vec<Published>,
+        changes: &mut Changes,
+    ) -> Result<Outcome, ValidationError> {
         let instrument = event.body.instrument();
         let Some(spec) = self.catalog.get(instrument).cloned() else {
-            return Outcome::UnknownInstrument;
+            return Ok(Outcome::UnknownInstrument);
         };
         let mark_key = (event.id.source.clone(), instrument.to_owned());
         if self.watermarks.get(&mark_key).is_some_and(|&last| event.id.seq <= last) {
-            return Outcome::Duplicate;
+            return Ok(Outcome::Duplicate);
         }
-        if let EventBody::Fill(fill) = &event.body
-            && self.fill_ids.contains(&fill.fill_id)
-        {
-            // Still advance the watermark so the stream position is stored.
-            self.watermarks.insert(mark_key.clone(), event.id.seq);
-            changes.watermarks.insert(mark_key, event.id.seq);
-            return Outcome::Duplicate;
-        }
-        self.watermarks.insert(mark_key.clone(), event.id.seq);
-        changes.watermarks.insert(mark_key, event.id.seq);
-
-        let publish = |out: &mut Vec<Published>, update: Update| out.push(Published::new(update, event.ingest_ts));
-        match &event.body {
+        let outcome = match &event.body {
+            EventBody::Fill(fill) if self.fill_ids.contains(&(fill.account.clone(), fill.fill_id.clone())) => {
+                // Still advance the watermark so the stream position is stored.
+                Outcome::Duplicate
+            }
             EventBody::Quote(quote) => {
-                self.apply_quote(&spec, quote, event.ts, changes, &mut |u| publish(out, u));
+                self.apply_quote(&spec, quote, event, out, changes)?;
                 Outcome::Applied
             }
             EventBody::Trade(trade) => {
-                let outcome = self.apply_trade(trade, event.ts, changes, &mut |u| publish(out, u));
+                let outcome = self.apply_trade(trade, event, out, changes)?;
                 changes.trades.push(TradeRecord {
                     event_id: event.id.to_string(),
                     trade: trade.clone(),
@@ -202,89 +210,121 @@ impl Engine {
                 outcome
             }
             EventBody::Fill(fill) => {
-                let report = self.apply_fill(&spec, fill, event.ts, changes);
-                publish(out, Update::Position(report.position.clone()));
-                publish(out, Update::Fill(report.clone()));
+                let report = self.apply_fill(&spec, fill, event.ts, changes)?;
+                out.push(Published::new(Update::Position(report.position.clone()), event.ingest_ts));
+                out.push(Published::new(Update::Fill(report.clone()), event.ingest_ts));
                 changes.fills.push(FillRecord { event_id: event.id.to_string(), report });
                 Outcome::Applied
             }
-        }
+        };
+        self.watermarks.insert(mark_key.clone(), event.id.seq);
+        changes.watermarks.insert(mark_key, event.id.seq);
+        Ok(outcome)
     }
 
-    fn book(&mut self, symbol: &str) -> &mut InstrumentBook {
-        self.books.entry(symbol.to_owned()).or_insert_with(|| InstrumentBook::new(symbol))
+    fn book(&self, symbol: &str) -> InstrumentBook {
+        self.books.get(symbol).cloned().unwrap_or_else(|| InstrumentBook::new(symbol))
     }
 
+    /// The quote's new book and every re-marked position are computed first and kept only if
+    /// all of them fit.
     fn apply_quote(
         &mut self,
         spec: &InstrumentSpec,
         quote: &Quote,
-        ts: Micros,
+        event: &ValidEvent,
+        out: &mut Vec<Published>,
         changes: &mut Changes,
-        publish: &mut dyn FnMut(Update),
-    ) {
-        let book = self.book(&quote.instrument);
-        book.apply_quote(quote, ts);
-        let mid = book.state.mid;
-        publish(Update::Instrument(book.state.clone()));
-        changes.instruments.insert(quote.instrument.clone(), book.clone());
-        let Some(mid) = mid else { return };
-        let Some(accounts) = self.holders.get(&quote.instrument) else {
-            return;
-        };
-        for account in accounts {
-            let key = (account.clone(), quote.instrument.clone());
-            if let Some(position) = self.positions.get_mut(&key)
-                && position.mark(mid, spec.multiplier, ts)
-            {
-                publish(Update::Position(position.clone()));
-                changes.positions.insert(key, position.clone());
+    ) -> Result<(), ValidationError> {
+        let mut book = self.book(&quote.instrument);
+        book.apply_quote(quote, event.ts)?;
+        let mut marked = Vec::new();
+        if let Some(mid) = book.state.mid
+            && let Some(accounts) = self.holders.get(&quote.instrument)
+        {
+            for account in accounts {
+                let key = (account.clone(), quote.instrument.clone());
+                let Some(mut position) = self.positions.get(&key).cloned() else { continue };
+                match position.mark(mid, spec.multiplier, event.ts) {
+                    Some(true) => marked.push((key, position)),
+                    Some(false) => {}
+                    None => {
+                        return Err(ValidationError::new(
+                            "bid",
+                            format!("applying it would overflow the unrealized P&L of account {account}"),
+                        ));
+                    }
+                }
             }
         }
+        out.push(Published::new(Update::Instrument(book.state.clone()), event.ingest_ts));
+        changes.instruments.insert(quote.instrument.clone(), book.clone());
+        self.books.insert(quote.instrument.clone(), book);
+        for (key, position) in marked {
+            out.push(Published::new(Update::Position(position.clone()), event.ingest_ts));
+            changes.positions.insert(key.clone(), position.clone());
+            self.positions.insert(key, position);
+        }
+        Ok(())
     }
 
+    /// The trade's new book and candles are computed first and kept only if all of them fit.
     fn apply_trade(
         &mut self,
         trade: &Trade,
-        ts: Micros,
+        event: &ValidEvent,
+        out: &mut Vec<Published>,
         changes: &mut Changes,
-        publish: &mut dyn FnMut(Update),
-    ) -> Outcome {
-        let book = self.book(&trade.instrument);
-        book.apply_trade(trade, ts);
-        publish(Update::Instrument(book.state.clone()));
-        changes.instruments.insert(trade.instrument.clone(), book.clone());
-        let mut outcome = Outcome::Applied;
+    ) -> Result<Outcome, ValidationError> {
+        let mut book = self.book(&trade.instrument);
+        book.apply_trade(trade, event.ts)?;
+        let mut series = Vec::with_capacity(Interval::ALL.len());
         for interval in Interval::ALL {
-            let series = self.candles.entry((trade.instrument.clone(), interval)).or_default();
-            match series.apply_trade(&trade.instrument, interval, trade.price, trade.qty, ts) {
+            let key = (trade.instrument.clone(), interval);
+            let mut candles = self.candles.get(&key).cloned().unwrap_or_default();
+            let outcome = candles.apply_trade(&trade.instrument, interval, trade.price, trade.qty, event.ts)?;
+            series.push((key, candles, outcome));
+        }
+        out.push(Published::new(Update::Instrument(book.state.clone()), event.ingest_ts));
+        changes.instruments.insert(trade.instrument.clone(), book.clone());
+        self.books.insert(trade.instrument.clone(), book);
+        let mut outcome = Outcome::Applied;
+        for (key, candles, candle_outcome) in series {
+            match candle_outcome {
                 CandleOutcome::Updated => {
-                    if let Some(candle) = &series.current {
-                        publish(Update::Candle(candle.clone()));
-                        changes.candles.insert((candle.symbol.clone(), interval, candle.start), candle.clone());
+                    if let Some(candle) = &candles.current {
+                        out.push(Published::new(Update::Candle(candle.clone()), event.ingest_ts));
+                        changes.candles.insert((candle.symbol.clone(), key.1, candle.start), candle.clone());
                     }
+                    self.candles.insert(key, candles);
                 }
                 CandleOutcome::Late => outcome = Outcome::AppliedLateForCandles,
             }
         }
-        outcome
+        Ok(outcome)
     }
 
-    fn apply_fill(&mut self, spec: &InstrumentSpec, fill: &Fill, ts: Micros, changes: &mut Changes) -> FillReport {
+    fn apply_fill(
+        &mut self,
+        spec: &InstrumentSpec,
+        fill: &Fill,
+        ts: Micros,
+        changes: &mut Changes,
+    ) -> Result<FillReport, ValidationError> {
         let mark = self.books.get(&fill.instrument).and_then(|b| b.state.mid);
         let key = (fill.account.clone(), fill.instrument.clone());
-        let position =
-            self.positions.entry(key.clone()).or_insert_with(|| PositionState::flat(&fill.account, &fill.instrument));
-        position.apply_fill(fill.side, fill.price, fill.qty, spec.multiplier, mark, ts);
-        let position = position.clone();
+        let mut position =
+            self.positions.get(&key).cloned().unwrap_or_else(|| PositionState::flat(&fill.account, &fill.instrument));
+        position.apply_fill(fill.side, fill.price, fill.qty, spec.multiplier, mark, ts)?;
+        let seq = self.fill_seqs.get(&key).copied().unwrap_or(0).checked_add(1).or_refuse("fill", "the fill seq")?;
         changes.positions.insert(key.clone(), position.clone());
+        self.positions.insert(key.clone(), position.clone());
         self.holders.entry(fill.instrument.clone()).or_default().insert(fill.account.clone());
-        self.fill_ids.insert(fill.fill_id.clone());
-        let seq = self.fill_seqs.entry(key.clone()).or_default();
-        *seq += 1;
+        self.fill_ids.insert((fill.account.clone(), fill.fill_id.clone()));
+        self.fill_seqs.insert(key.clone(), seq);
         let report = FillReport {
             account: fill.account.clone(),
-            seq: *seq,
+            seq,
             fill_id: fill.fill_id.clone(),
             order_id: fill.order_id.clone(),
             symbol: fill.instrument.clone(),
@@ -295,11 +335,12 @@ impl Engine {
             position,
         };
         self.last_fills.insert(key, report.clone());
-        report
+        Ok(report)
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::domain::{EventId, RawEvent};
@@ -352,7 +393,7 @@ mod tests {
         let mut out = Vec::new();
         let mut changes = Changes::default();
         for e in stream() {
-            assert_eq!(engine.apply(&e, &mut out, &mut changes), Outcome::Applied);
+            assert_eq!(engine.apply(&e, &mut out, &mut changes), Ok(Outcome::Applied));
         }
         let keys: Vec<(String, u64)> = out.iter().map(|p| (p.key.clone(), p.seq())).collect();
         let expect = |k: &str, s: u64| (k.to_owned(), s);
@@ -393,11 +434,11 @@ mod tests {
         let mut engine = engine();
         let (mut out, mut changes) = (Vec::new(), Changes::default());
         for e in stream() {
-            engine.apply(&e, &mut out, &mut changes);
+            engine.apply(&e, &mut out, &mut changes).unwrap();
         }
         let (mut out2, mut changes2) = (Vec::new(), Changes::default());
         for e in stream() {
-            assert_eq!(engine.apply(&e, &mut out2, &mut changes2), Outcome::Duplicate);
+            assert_eq!(engine.apply(&e, &mut out2, &mut changes2), Ok(Outcome::Duplicate));
         }
         assert!(out2.is_empty());
         assert!(changes2.is_empty());
@@ -408,8 +449,8 @@ mod tests {
         let mut engine = engine();
         let (mut out, mut changes) = (Vec::new(), Changes::default());
         let fill = r#"{"type":"fill","account":"ACC1","order_id":"o1","fill_id":"f1","instrument":"ESZ6","side":"buy","price":"6850","qty":2}"#;
-        assert_eq!(engine.apply(&event("a", 1, 1, fill), &mut out, &mut changes), Outcome::Applied);
-        assert_eq!(engine.apply(&event("b", 1, 1, fill), &mut out, &mut changes), Outcome::Duplicate);
+        assert_eq!(engine.apply(&event("a", 1, 1, fill), &mut out, &mut changes), Ok(Outcome::Applied));
+        assert_eq!(engine.apply(&event("b", 1, 1, fill), &mut out, &mut changes), Ok(Outcome::Duplicate));
         assert_eq!(out.len(), 2, "one position and one fill report");
     }
 
@@ -419,14 +460,14 @@ mod tests {
         let mut full = engine();
         let (mut out_full, mut changes_full) = (Vec::new(), Changes::default());
         for e in &events {
-            full.apply(e, &mut out_full, &mut changes_full);
+            full.apply(e, &mut out_full, &mut changes_full).unwrap();
         }
 
         // Run the first three, persist what they changed, restore, run the rest.
         let mut first = engine();
         let (mut out, mut changes) = (Vec::new(), Changes::default());
         for e in &events[..3] {
-            first.apply(e, &mut out, &mut changes);
+            first.apply(e, &mut out, &mut changes).unwrap();
         }
         let snapshot = EngineSnapshot {
             books: changes.instruments.values().cloned().collect(),
@@ -434,7 +475,7 @@ mod tests {
             positions: changes.positions.values().cloned().collect(),
             fill_seqs: vec![("ACC1".into(), "ESZ6".into(), 1)],
             last_fills: changes.fills.iter().map(|f| f.report.clone()).collect(),
-            fill_ids: vec!["f1".into()],
+            fill_ids: vec![("ACC1".into(), "f1".into())],
             watermarks: changes.watermarks.iter().map(|((s, i), q)| (s.clone(), i.clone(), *q)).collect(),
         };
         let mut restored = Engine::restore(Arc::new(InstrumentCatalog::default_futures()), snapshot);
@@ -454,10 +495,10 @@ mod tests {
         );
         // Replaying the already-applied prefix is a no-op, the rest continues the seqs.
         for e in &events[..3] {
-            assert_eq!(restored.apply(e, &mut out, &mut changes), Outcome::Duplicate);
+            assert_eq!(restored.apply(e, &mut out, &mut changes), Ok(Outcome::Duplicate));
         }
         let mut tail = Vec::new();
-        restored.apply(&events[3], &mut tail, &mut changes);
+        restored.apply(&events[3], &mut tail, &mut changes).unwrap();
         assert_eq!(tail, out_full[6..].to_vec());
     }
 
@@ -466,9 +507,142 @@ mod tests {
         let mut engine = engine();
         let (mut out, mut changes) = (Vec::new(), Changes::default());
         let t = r#"{"type":"trade","instrument":"ESZ6","price":"6850","qty":1,"aggressor":"sell"}"#;
-        engine.apply(&event("t", 1, 5_000_000, t), &mut out, &mut changes);
-        let outcome = engine.apply(&event("t", 2, 4_000_000, t), &mut out, &mut changes);
+        engine.apply(&event("t", 1, 5_000_000, t), &mut out, &mut changes).unwrap();
+        let outcome = engine.apply(&event("t", 2, 4_000_000, t), &mut out, &mut changes).unwrap();
         assert_eq!(outcome, Outcome::AppliedLateForCandles);
         assert_eq!(changes.instruments["ESZ6"].state.volume, 2);
+    }
+
+    fn catalog_with(max_qty: i64) -> Arc<InstrumentCatalog> {
+        Arc::new(InstrumentCatalog::default_futures().with_limits(10, max_qty))
+    }
+
+    fn fill(account: &str, fill_id: &str, side: &str, qty: i64) -> String {
+        format!(
+            r#"{{"type":"fill","account":"{account}","order_id":"o","fill_id":"{fill_id}","instrument":"ESZ6","side":"{side}","price":"6850","qty":{qty}}}"#
+        )
+    }
+
+    fn valid(catalog: &InstrumentCatalog, source: &str, seq: u64, json: &str) -> ValidEvent {
+        let mut raw = RawEvent::decode(json.as_bytes()).unwrap();
+        raw.event_id = Some(EventId { source: source.into(), seq }.to_string());
+        raw.validate(catalog, 1_000, &mut || unreachable!()).unwrap()
+    }
+
+    #[test]
+    fn an_overflowing_fill_is_refused_whole_and_the_next_one_applies() {
+        let catalog = catalog_with(i64::MAX);
+        let mut engine = Engine::new(catalog.clone());
+        let (mut out, mut changes) = (Vec::new(), Changes::default());
+        let big = valid(&catalog, "f", 1, &fill("ACC1", "f1", "buy", i64::MAX));
+        assert_eq!(engine.apply(&big, &mut out, &mut changes), Ok(Outcome::Applied));
+        let (out_before, changes_before) = (out.clone(), changes.clone());
+        let state_before = engine.current_state();
+        let again = valid(&catalog, "f", 2, &fill("ACC1", "f2", "buy", i64::MAX));
+        let err = engine.apply(&again, &mut out, &mut changes).unwrap_err();
+        assert_eq!(err.field, "qty");
+        assert!(err.reason.contains("net quantity"), "{err}");
+        assert_eq!((out.clone(), changes.clone()), (out_before, changes_before), "nothing published or stored");
+        assert_eq!(engine.current_state(), state_before, "nothing changed, not even the fill seq");
+        // The refused event's id is not spent: the next normal event applies with the right values.
+        let normal = valid(&catalog, "f", 2, &fill("ACC1", "f2", "sell", 1));
+        assert_eq!(engine.apply(&normal, &mut out, &mut changes), Ok(Outcome::Applied));
+        let Update::Fill(report) = &out.last().unwrap().update else { panic!("fill expected") };
+        assert_eq!((report.seq, report.position.net_qty), (2, i64::MAX - 1));
+    }
+
+    #[test]
+    fn an_overflowing_trade_is_refused_whole() {
+        let catalog = catalog_with(i64::MAX);
+        let mut engine = Engine::new(catalog.clone());
+        let (mut out, mut changes) = (Vec::new(), Changes::default());
+        let trade = |seq, qty: i64| {
+            let json =
+                format!(r#"{{"type":"trade","instrument":"ESZ6","price":"6850","qty":{qty},"aggressor":"buy"}}"#);
+            valid(&catalog, "t", seq, &json)
+        };
+        engine.apply(&trade(1, i64::MAX), &mut out, &mut changes).unwrap();
+        let before = engine.current_state();
+        let err = engine.apply(&trade(2, i64::MAX), &mut out, &mut changes).unwrap_err();
+        assert_eq!(err.field, "qty");
+        assert_eq!(engine.current_state(), before);
+        assert_eq!(changes.trades.len(), 1, "the refused print is not stored");
+    }
+
+    #[test]
+    fn a_quote_whose_marks_overflow_is_refused_whole() {
+        // A band as wide as the hard limit, and a position as large as i64 allows.
+        let catalog = Arc::new(InstrumentCatalog::new(
+            InstrumentCatalog::default_futures().with_limits(u32::MAX, i64::MAX).iter().cloned(),
+        ));
+        let mut engine = Engine::new(catalog.clone());
+        let (mut out, mut changes) = (Vec::new(), Changes::default());
+        engine.apply(&valid(&catalog, "f", 1, &fill("ACC1", "f1", "buy", i64::MAX)), &mut out, &mut changes).unwrap();
+        let before = engine.current_state();
+        let quote =
+            r#"{"type":"quote","instrument":"ESZ6","bid":"999999999","bid_qty":1,"ask":"999999999","ask_qty":1}"#;
+        let err = engine.apply(&valid(&catalog, "q", 1, quote), &mut out, &mut changes).unwrap_err();
+        assert_eq!(err.field, "bid");
+        assert!(err.reason.contains("unrealized P&L of account ACC1"), "{err}");
+        assert_eq!(engine.current_state(), before, "neither the book nor the position moved");
+    }
+
+    #[test]
+    fn fill_ids_are_unique_per_account_not_across_accounts() {
+        let mut engine = engine();
+        let (mut out, mut changes) = (Vec::new(), Changes::default());
+        let catalog = InstrumentCatalog::default_futures();
+        // Someone who guesses ACC2's next fill id and sends it first under ACC1 ...
+        let forged = valid(&catalog, "x", 1, &fill("ACC1", "F-100", "buy", 1));
+        assert_eq!(engine.apply(&forged, &mut out, &mut changes), Ok(Outcome::Applied));
+        // ... no longer suppresses ACC2's real fill.
+        let real = valid(&catalog, "y", 1, &fill("ACC2", "F-100", "buy", 3));
+        assert_eq!(engine.apply(&real, &mut out, &mut changes), Ok(Outcome::Applied));
+        assert_eq!(changes.positions[&("ACC2".to_owned(), "ESZ6".to_owned())].net_qty, 3);
+        // The same account's fill id twice is still one fill.
+        let replayed = valid(&catalog, "z", 1, &fill("ACC2", "F-100", "buy", 3));
+        assert_eq!(engine.apply(&replayed, &mut out, &mut changes), Ok(Outcome::Duplicate));
+    }
+
+    mod fuzz {
+        use proptest::prelude::*;
+        use rust_decimal::Decimal;
+
+        use super::*;
+
+        proptest! {
+            // Extreme but valid events through the whole engine: never a panic, and each event
+            // is either applied or refused with nothing changed.
+            #[test]
+            fn extreme_events_are_applied_or_refused_whole(
+                events in prop::collection::vec(
+                    (0u8..3, any::<bool>(), 1i64..=i64::MAX, 1u32..=4_000_000_000, prop::sample::select(vec!["A", "B"])),
+                    1..40,
+                ),
+            ) {
+                let catalog = Arc::new(InstrumentCatalog::default_futures().with_limits(u32::MAX, i64::MAX));
+                let mut engine = Engine::new(catalog.clone());
+                for (seq, (kind, buy, qty, ticks, account)) in events.into_iter().enumerate() {
+                    let price = (Decimal::from(ticks) * Decimal::new(25, 2)).min(catalog.get("ESZ6").unwrap().max_price);
+                    let side = if buy { "buy" } else { "sell" };
+                    let json = match kind {
+                        0 => format!(r#"{{"type":"quote","instrument":"ESZ6","bid":"{price}","bid_qty":{qty},"ask":"{price}","ask_qty":1}}"#),
+                        1 => format!(r#"{{"type":"trade","instrument":"ESZ6","price":"{price}","qty":{qty},"aggressor":"{side}"}}"#),
+                        _ => format!(r#"{{"type":"fill","account":"{account}","order_id":"o","fill_id":"f{seq}","instrument":"ESZ6","side":"{side}","price":"{price}","qty":{qty}}}"#),
+                    };
+                    let event = valid(&catalog, "p", seq as u64 + 1, &json);
+                    let before = engine.current_state();
+                    let (mut out, mut changes) = (Vec::new(), Changes::default());
+                    match engine.apply(&event, &mut out, &mut changes) {
+                        Ok(_) => {}
+                        Err(e) => {
+                            prop_assert!(!e.field.is_empty() && e.reason.contains("overflow"));
+                            prop_assert!(out.is_empty() && changes.is_empty());
+                            prop_assert_eq!(engine.current_state(), before);
+                        }
+                    }
+                }
+            }
+        }
     }
 }

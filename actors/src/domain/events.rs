@@ -13,7 +13,47 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::Micros;
+use super::ids::{ACCOUNT_RULE, MAX_EVENT_SEQ, client_may_use, is_valid_account, is_valid_order_id};
 use super::instruments::{InstrumentCatalog, on_tick};
+
+/// Latest exchange time any event may carry (the start of the year 3000, in Unix micros):
+/// far beyond any real feed, and far from where time arithmetic could overflow.
+pub const MAX_TS: Micros = 32_503_680_000_000_000;
+
+/// How far an event pushed by a client may be dated from the time it arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    /// At most this far ahead of the ingest time (clocks differ a little; the future does not
+    /// trade).
+    pub ahead: Micros,
+    /// At most this far behind it.
+    pub behind: Micros,
+}
+
+impl Default for TimeWindow {
+    /// Five seconds ahead, one day behind: what suits a live feed.
+    fn default() -> Self {
+        Self { ahead: 5_000_000, behind: 86_400_000_000 }
+    }
+}
+
+impl TimeWindow {
+    pub fn check(&self, ts: Micros, now: Micros) -> Result<(), ValidationError> {
+        if ts > now.saturating_add(self.ahead) {
+            return Err(ValidationError::new(
+                "ts",
+                format!("{ts} is more than {} ms ahead of the ingest time {now}", self.ahead / 1_000),
+            ));
+        }
+        if ts < now.saturating_sub(self.behind) {
+            return Err(ValidationError::new(
+                "ts",
+                format!("{ts} is more than {} s behind the ingest time {now}", self.behind / 1_000_000),
+            ));
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -126,6 +166,12 @@ impl EventId {
             return Err(bad());
         }
         let seq = seq.parse::<u64>().map_err(|_| bad())?;
+        if seq > MAX_EVENT_SEQ {
+            return Err(ValidationError::new(
+                "event_id",
+                format!("sequence {seq} is above {MAX_EVENT_SEQ}, more than a real feed produces"),
+            ));
+        }
         Ok(Self { source: source.to_owned(), seq })
     }
 }
@@ -148,6 +194,25 @@ pub struct ValidEvent {
 }
 
 impl ValidEvent {
+    /// The rules for an event a client pushed, beyond [`RawEvent::validate`]: its exchange time
+    /// lies within `window` of `now`, and an id the client supplied (`supplied_id`) uses no
+    /// source that ttpulse assigns itself (except an `api` id ttpulse handed out, resent after
+    /// a timeout).
+    pub fn check_pushed(&self, now: Micros, window: &TimeWindow, supplied_id: bool) -> Result<(), ValidationError> {
+        window.check(self.ts, now)?;
+        if supplied_id && !client_may_use(&self.id.source, self.id.seq, now) {
+            return Err(ValidationError::new(
+                "event_id",
+                format!(
+                    "source `{}` is assigned by ttpulse itself (`api` ids only as a resend of one it handed out); \
+                     name your feed's own source",
+                    self.id.source
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn to_raw(&self) -> RawEvent {
         RawEvent {
             event_id: Some(self.id.to_string()),
@@ -188,7 +253,7 @@ impl EventIdAllocator {
 
     pub fn next(&mut self, now: Micros) -> EventId {
         let candidate = u64::try_from(now).unwrap_or(0);
-        self.last = candidate.max(self.last + 1);
+        self.last = candidate.max(self.last.saturating_add(1));
         EventId { source: self.source.clone(), seq: self.last }
     }
 }
@@ -274,6 +339,12 @@ impl RawEvent {
             if price <= Decimal::ZERO {
                 return Err(ValidationError::new(field, format!("must be positive, got {price}")));
             }
+            if price > spec.max_price {
+                return Err(ValidationError::new(
+                    field,
+                    format!("{price} is above the price band of {} (at most {})", spec.symbol, spec.max_price),
+                ));
+            }
             if !on_tick(price, spec.tick_size) {
                 return Err(ValidationError::new(
                     field,
@@ -282,11 +353,20 @@ impl RawEvent {
             }
             Ok(())
         };
+        let qty_in_limit = |field: &str, qty: i64| -> Result<(), ValidationError> {
+            if qty > spec.max_qty {
+                return Err(ValidationError::new(
+                    field,
+                    format!("{qty} contracts is more than {} allows in one event ({})", spec.symbol, spec.max_qty),
+                ));
+            }
+            Ok(())
+        };
         let qty_positive = |field: &str, qty: i64| -> Result<(), ValidationError> {
             if qty <= 0 {
                 return Err(ValidationError::new(field, format!("must be a positive number of contracts, got {qty}")));
             }
-            Ok(())
+            qty_in_limit(field, qty)
         };
         match &self.body {
             EventBody::Quote(q) => {
@@ -302,6 +382,7 @@ impl RawEvent {
                     if qty < 0 {
                         return Err(ValidationError::new(field, format!("must not be negative, got {qty}")));
                     }
+                    qty_in_limit(field, qty)?;
                 }
             }
             EventBody::Trade(t) => {
@@ -311,20 +392,28 @@ impl RawEvent {
             EventBody::Fill(f) => {
                 price_ok("price", f.price)?;
                 qty_positive("qty", f.qty)?;
-                for (field, value) in [("account", &f.account), ("order_id", &f.order_id), ("fill_id", &f.fill_id)] {
-                    if value.trim().is_empty() || value.len() > 128 {
-                        return Err(ValidationError::new(field, "must be a non-empty string of at most 128 bytes"));
-                    }
+                if !is_valid_account(&f.account) {
+                    return Err(ValidationError::new("account", format!("must be {ACCOUNT_RULE}")));
                 }
-                if f.account.contains(':') {
-                    return Err(ValidationError::new("account", "must not contain `:`"));
+                for (field, value) in [("order_id", &f.order_id), ("fill_id", &f.fill_id)] {
+                    if !is_valid_order_id(value) {
+                        return Err(ValidationError::new(
+                            field,
+                            "must be 1 to 128 visible ASCII characters (no spaces or control characters)",
+                        ));
+                    }
                 }
             }
         }
-        if let Some(ts) = self.ts
-            && ts < 0
-        {
-            return Err(ValidationError::new("ts", format!("must be Unix microseconds, got {ts}")));
+        for (field, time) in [("ts", self.ts), ("ingest_ts", self.ingest_ts)] {
+            if let Some(time) = time
+                && !(0..=MAX_TS).contains(&time)
+            {
+                return Err(ValidationError::new(
+                    field,
+                    format!("must be Unix microseconds between 0 and {MAX_TS} (the year 3000), got {time}"),
+                ));
+            }
         }
         let id = match &self.event_id {
             Some(text) => EventId::parse(text)?,
@@ -336,6 +425,7 @@ impl RawEvent {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -408,11 +498,79 @@ mod tests {
             (r#"{"type":"trade","ts":-5,"instrument":"ESZ6","price":"6850","qty":1,"aggressor":"buy"}"#, "ts"),
             (r#"{"type":"trade","instrument":"ESZ6","price":"abc","qty":1,"aggressor":"buy"}"#, "price: invalid value"),
             (r#"{"type":"trade","instrument":"ESZ6","price":"1","qty":1.5,"aggressor":"buy"}"#, "qty: invalid type"),
+            // The top of Decimal's range: once accepted, its mid overflowed and stopped the processor.
+            (
+                r#"{"type":"quote","instrument":"ESZ6","bid":"79228162514264337593543950335","bid_qty":1,"ask":"79228162514264337593543950335","ask_qty":1}"#,
+                "bid: 79228162514264337593543950335 is above the price band of ESZ6 (at most 68500",
+            ),
+            (r#"{"type":"trade","instrument":"ESZ6","price":"68500.25","qty":1,"aggressor":"buy"}"#, "price band"),
+            (
+                r#"{"type":"trade","instrument":"ESZ6","price":"6850","qty":9223372036854775807,"aggressor":"buy"}"#,
+                "qty: 9223372036854775807 contracts is more than ESZ6 allows in one event (100000)",
+            ),
+            (
+                r#"{"type":"quote","instrument":"ESZ6","bid":"6850","bid_qty":100001,"ask":"6851","ask_qty":1}"#,
+                "bid_qty",
+            ),
+            (
+                r#"{"type":"fill","account":"<img src=x onerror=alert(1)>","order_id":"o","fill_id":"f","instrument":"ESZ6","side":"buy","price":"6850","qty":1}"#,
+                "account: must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
+            ),
+            (
+                r#"{"type":"fill","account":"A","order_id":"o\u0000","fill_id":"f","instrument":"ESZ6","side":"buy","price":"6850","qty":1}"#,
+                "order_id: must be 1 to 128 visible ASCII",
+            ),
+            (
+                r#"{"type":"fill","account":"A","order_id":"o","fill_id":"f g","instrument":"ESZ6","side":"buy","price":"6850","qty":1}"#,
+                "fill_id",
+            ),
+            (
+                r#"{"type":"trade","event_id":"api:18446744073709551615","instrument":"ESZ6","price":"6850","qty":1,"aggressor":"buy"}"#,
+                "event_id: sequence 18446744073709551615 is above 9007199254740991",
+            ),
+            (
+                r#"{"type":"trade","ts":9223372036854775807,"instrument":"ESZ6","price":"6850","qty":1,"aggressor":"buy"}"#,
+                "ts: must be Unix microseconds between 0 and",
+            ),
+            (
+                r#"{"type":"trade","ingest_ts":-1,"instrument":"ESZ6","price":"6850","qty":1,"aggressor":"buy"}"#,
+                "ingest_ts",
+            ),
         ];
         for (json, expected) in cases {
             let err = check(json).expect_err(json);
             assert!(err.contains(expected), "{json}: `{err}` should mention `{expected}`");
         }
+    }
+
+    #[test]
+    fn pushed_events_keep_to_the_time_window_and_their_own_sources() {
+        let now = 1_000_000_000_000;
+        let window = TimeWindow::default();
+        let pushed = |id: &str, ts: Micros| {
+            let json = format!(
+                r#"{{"type":"trade","event_id":"{id}","ts":{ts},"instrument":"ESZ6","price":"6850","qty":1,"aggressor":"buy"}}"#
+            );
+            let event = RawEvent::decode(json.as_bytes())
+                .and_then(|r| r.validate(&catalog(), now, &mut || unreachable!()))
+                .map_err(|e| e.to_string())?;
+            event.check_pushed(now, &window, true).map_err(|e| e.to_string())
+        };
+        assert_eq!(pushed("feed-x:1", now), Ok(()));
+        assert_eq!(pushed("feed-x:1", now + 5_000_000), Ok(()), "the edge of the window is inside");
+        assert_eq!(pushed("feed-x:1", now - 86_400_000_000), Ok(()));
+        let err = pushed("feed-x:1", now + 5_000_001).unwrap_err();
+        assert!(err.starts_with("ts: ") && err.contains("ahead"), "{err}");
+        // A trade dated 2100 once moved every candle there for good.
+        let err = pushed("feed-x:1", 4_102_444_800_000_000).unwrap_err();
+        assert!(err.contains("ahead"), "{err}");
+        let err = pushed("feed-x:1", now - 86_400_000_001).unwrap_err();
+        assert!(err.starts_with("ts: ") && err.contains("behind"), "{err}");
+        for reserved in ["sim:5", "replay-day1.jsonl:3", "kafka-p0:9", "api:1000000000001"] {
+            let err = pushed(reserved, now).unwrap_err();
+            assert!(err.starts_with("event_id: source"), "{reserved}: {err}");
+        }
+        assert_eq!(pushed("api:999999999999", now), Ok(()), "a resend of an id ttpulse handed out");
     }
 
     #[test]

@@ -16,6 +16,33 @@ pub struct InstrumentSpec {
     pub multiplier: Decimal,
     /// Where the simulator starts this instrument's random walk.
     pub reference_price: Decimal,
+    /// Highest price accepted for this instrument: a band against fat fingers and against
+    /// values whose arithmetic could overflow. Prices above it are refused at ingest.
+    pub max_price: Decimal,
+    /// Most contracts one trade or fill may carry (and one side of a quote may show).
+    pub max_qty: i64,
+}
+
+/// Default band: prices up to this multiple of the reference price are accepted.
+pub const DEFAULT_PRICE_BAND: u32 = 10;
+/// Default most contracts per event.
+pub const DEFAULT_MAX_QTY: i64 = 100_000;
+/// No configuration may raise a band above these: with them, no single event, and no sum of
+/// fewer than ~10^13 events, can overflow the fixed-point arithmetic.
+pub const MAX_PRICE_LIMIT: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
+pub const MAX_QTY_LIMIT: i64 = 1_000_000_000;
+
+impl InstrumentSpec {
+    /// Sets the price band to `band` times the reference price, rounded down to the tick grid
+    /// and capped at [`MAX_PRICE_LIMIT`].
+    pub fn with_price_band(mut self, band: u32) -> Self {
+        let top = self.reference_price.checked_mul(Decimal::from(band)).unwrap_or(MAX_PRICE_LIMIT).min(MAX_PRICE_LIMIT);
+        self.max_price = match top.checked_rem(self.tick_size) {
+            Some(rest) => top.checked_sub(rest).unwrap_or(top),
+            None => top,
+        };
+        self
+    }
 }
 
 /// The instruments the system knows, by symbol. Events for any other symbol are rejected.
@@ -32,12 +59,17 @@ impl InstrumentCatalog {
     /// A dozen futures-like contracts (CME-style December 2026 symbols) with their real tick
     /// sizes and multipliers; the default catalog of the embedded mode and the simulator.
     pub fn default_futures() -> Self {
-        let spec = |symbol: &str, description: &str, tick: &str, mult: &str, px: &str| InstrumentSpec {
-            symbol: symbol.to_owned(),
-            description: description.to_owned(),
-            tick_size: tick.parse().unwrap_or_default(),
-            multiplier: mult.parse().unwrap_or_default(),
-            reference_price: px.parse().unwrap_or_default(),
+        let spec = |symbol: &str, description: &str, tick: &str, mult: &str, px: &str| {
+            InstrumentSpec {
+                symbol: symbol.to_owned(),
+                description: description.to_owned(),
+                tick_size: tick.parse().unwrap_or_default(),
+                multiplier: mult.parse().unwrap_or_default(),
+                reference_price: px.parse().unwrap_or_default(),
+                max_price: Decimal::ZERO,
+                max_qty: DEFAULT_MAX_QTY,
+            }
+            .with_price_band(DEFAULT_PRICE_BAND)
         };
         Self::new([
             spec("ESZ6", "E-mini S&P 500 Dec 2026", "0.25", "50", "6850.00"),
@@ -53,6 +85,12 @@ impl InstrumentCatalog {
             spec("6EZ6", "Euro FX Dec 2026", "0.00005", "125000", "1.16000"),
             spec("ZCH7", "Corn Mar 2027", "0.25", "50", "445.00"),
         ])
+    }
+
+    /// The same catalog with every instrument's band set to `band` times its reference price
+    /// and its quantity limit to `max_qty` (the configuration keeps both within the hard limits).
+    pub fn with_limits(self, band: u32, max_qty: i64) -> Self {
+        Self::new(self.by_symbol.into_values().map(|spec| InstrumentSpec { max_qty, ..spec }.with_price_band(band)))
     }
 
     pub fn get(&self, symbol: &str) -> Option<&InstrumentSpec> {
@@ -74,10 +112,11 @@ impl InstrumentCatalog {
 
 /// Whether `price` lies on the tick grid of `tick_size`.
 pub fn on_tick(price: Decimal, tick_size: Decimal) -> bool {
-    tick_size > Decimal::ZERO && (price % tick_size).is_zero()
+    tick_size > Decimal::ZERO && price.checked_rem(tick_size).is_some_and(|rest| rest.is_zero())
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -93,6 +132,18 @@ mod tests {
         let es = catalog.get("ESZ6").expect("ESZ6 listed");
         assert_eq!(es.tick_size.to_string(), "0.25");
         assert_eq!(es.multiplier.to_string(), "50");
+    }
+
+    #[test]
+    fn price_bands_lie_on_the_tick_grid() {
+        let catalog = InstrumentCatalog::default_futures();
+        let es = catalog.get("ESZ6").unwrap();
+        assert_eq!((es.max_price.to_string(), es.max_qty), ("68500.00".to_owned(), DEFAULT_MAX_QTY));
+        let zn = catalog.get("ZNH7").unwrap();
+        assert!(on_tick(zn.max_price, zn.tick_size), "{}", zn.max_price);
+        let wide = InstrumentCatalog::default_futures().with_limits(u32::MAX, 7);
+        let es = wide.get("ESZ6").unwrap();
+        assert_eq!((es.max_price, es.max_qty), (MAX_PRICE_LIMIT, 7), "capped at the hard limit");
     }
 
     #[test]

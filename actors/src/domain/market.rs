@@ -4,7 +4,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::Micros;
-use super::events::{Quote, Trade};
+use super::checked::OrRefuse;
+use super::events::{Quote, Trade, ValidationError};
 
 /// Decimal places kept for VWAP.
 pub const VWAP_DP: u32 = 6;
@@ -71,35 +72,62 @@ impl InstrumentBook {
         Self { state: InstrumentState::empty(symbol), notional: Decimal::ZERO }
     }
 
-    pub fn apply_quote(&mut self, quote: &Quote, ts: Micros) {
+    /// Applies a quote. All or nothing: on a refusal nothing changed.
+    pub fn apply_quote(&mut self, quote: &Quote, ts: Micros) -> Result<(), ValidationError> {
+        let mid = quote
+            .bid
+            .checked_add(quote.ask)
+            .and_then(|sum| sum.checked_div(Decimal::TWO))
+            .or_refuse("bid", "the mid")?;
+        let spread = quote.ask.checked_sub(quote.bid).or_refuse("ask", "the spread")?;
+        let seq = self.state.seq.checked_add(1).or_refuse("instrument", "the instrument's seq")?;
         let s = &mut self.state;
         s.bid = Some(quote.bid);
         s.ask = Some(quote.ask);
-        s.mid = Some(((quote.bid + quote.ask) / Decimal::TWO).normalize());
-        s.spread = Some(quote.ask - quote.bid);
-        s.seq += 1;
+        s.mid = Some(mid.normalize());
+        s.spread = Some(spread);
+        s.seq = seq;
         s.updated_at = ts;
+        Ok(())
     }
 
-    pub fn apply_trade(&mut self, trade: &Trade, ts: Micros) {
-        let s = &mut self.state;
+    /// Applies a trade. All or nothing: on a refusal nothing changed.
+    pub fn apply_trade(&mut self, trade: &Trade, ts: Micros) -> Result<(), ValidationError> {
+        let s = &self.state;
         let price = trade.price;
-        let open = *s.open.get_or_insert(price);
+        let open = s.open.unwrap_or(price);
+        let change = price.checked_sub(open).or_refuse("price", "the change")?;
+        let change_pct = change
+            .checked_mul(Decimal::ONE_HUNDRED)
+            .and_then(|c| c.checked_div(open))
+            .or_refuse("price", "the change in percent")?;
+        let volume = s.volume.checked_add(trade.qty).or_refuse("qty", "the instrument's volume")?;
+        let trades = s.trades.checked_add(1).or_refuse("instrument", "the trade count")?;
+        let notional = price
+            .checked_mul(Decimal::from(trade.qty))
+            .and_then(|value| self.notional.checked_add(value))
+            .or_refuse("qty", "the traded notional")?;
+        let vwap = notional.checked_div(Decimal::from(volume)).or_refuse("qty", "the VWAP")?;
+        let seq = s.seq.checked_add(1).or_refuse("instrument", "the instrument's seq")?;
+        let s = &mut self.state;
+        s.open = Some(open);
         s.last = Some(price);
         s.high = Some(s.high.map_or(price, |h| h.max(price)));
         s.low = Some(s.low.map_or(price, |l| l.min(price)));
-        s.change = Some(price - open);
-        s.change_pct = Some(((price - open) * Decimal::ONE_HUNDRED / open).round_dp(CHANGE_PCT_DP).normalize());
-        s.volume += trade.qty;
-        s.trades += 1;
-        self.notional += price * Decimal::from(trade.qty);
-        s.vwap = Some((self.notional / Decimal::from(s.volume)).round_dp(VWAP_DP).normalize());
-        s.seq += 1;
+        s.change = Some(change);
+        s.change_pct = Some(change_pct.round_dp(CHANGE_PCT_DP).normalize());
+        s.volume = volume;
+        s.trades = trades;
+        self.notional = notional;
+        s.vwap = Some(vwap.round_dp(VWAP_DP).normalize());
+        s.seq = seq;
         s.updated_at = ts;
+        Ok(())
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::domain::Side;
@@ -116,7 +144,7 @@ mod tests {
     fn quote_sets_mid_and_spread() {
         let mut book = InstrumentBook::new("ESZ6");
         let quote = Quote { instrument: "ESZ6".into(), bid: d("6850.00"), bid_qty: 5, ask: d("6850.25"), ask_qty: 7 };
-        book.apply_quote(&quote, 10);
+        book.apply_quote(&quote, 10).unwrap();
         let s = &book.state;
         assert_eq!(s.mid, Some(d("6850.125")));
         assert_eq!(s.spread, Some(d("0.25")));
@@ -127,9 +155,9 @@ mod tests {
     #[test]
     fn trades_build_range_volume_and_vwap() {
         let mut book = InstrumentBook::new("ESZ6");
-        book.apply_trade(&trade("6850.00", 2), 1);
-        book.apply_trade(&trade("6852.00", 1), 2);
-        book.apply_trade(&trade("6849.00", 1), 3);
+        book.apply_trade(&trade("6850.00", 2), 1).unwrap();
+        book.apply_trade(&trade("6852.00", 1), 2).unwrap();
+        book.apply_trade(&trade("6849.00", 1), 3).unwrap();
         let s = &book.state;
         assert_eq!(s.open, Some(d("6850")));
         assert_eq!(s.high, Some(d("6852")));
@@ -149,9 +177,33 @@ mod tests {
     #[test]
     fn vwap_is_rounded_not_floated() {
         let mut book = InstrumentBook::new("CLF7");
-        book.apply_trade(&trade("61.50", 1), 1);
-        book.apply_trade(&trade("61.51", 2), 1);
+        book.apply_trade(&trade("61.50", 1), 1).unwrap();
+        book.apply_trade(&trade("61.51", 2), 1).unwrap();
         // (61.50 + 123.02) / 3 = 61.50666...
         assert_eq!(book.state.vwap, Some(d("61.506667")));
+    }
+
+    #[test]
+    fn overflowing_volume_is_refused_and_changes_nothing() {
+        let mut book = InstrumentBook::new("ESZ6");
+        book.apply_trade(&trade("6850", i64::MAX), 1).unwrap();
+        let before = book.clone();
+        // Two fills of i64::MAX contracts once left the volume at -2.
+        let err = book.apply_trade(&trade("6850", i64::MAX), 2).unwrap_err();
+        assert_eq!(err.field, "qty");
+        assert!(err.reason.contains("volume"), "{err}");
+        assert_eq!(book, before, "a refused trade leaves no trace");
+        book.apply_trade(&trade("6851", 1), 3).unwrap_err();
+        assert_eq!(book.state.volume, i64::MAX);
+    }
+
+    #[test]
+    fn extreme_quotes_are_refused_not_panicked_on() {
+        let mut book = InstrumentBook::new("ESZ6");
+        let top = Decimal::MAX;
+        let quote = Quote { instrument: "ESZ6".into(), bid: top, bid_qty: 1, ask: top, ask_qty: 1 };
+        let err = book.apply_quote(&quote, 1).unwrap_err();
+        assert_eq!(err.field, "bid");
+        assert_eq!(book, InstrumentBook::new("ESZ6"));
     }
 }

@@ -2,11 +2,15 @@
 //! arguments (timestamps included) so it can be unit-tested with hand-computed values.
 //!
 //! Money and prices are `rust_decimal::Decimal` (fixed point); quantities are whole contracts
-//! (`i64`). Nothing here uses binary floating point.
+//! (`i64`). Nothing here uses binary floating point. All arithmetic is checked (see
+//! `checked.rs`): an event whose effects would overflow is refused, never wrapped or panicked on.
+#![deny(clippy::arithmetic_side_effects)]
 
 pub mod candles;
+mod checked;
 pub mod engine;
 pub mod events;
+pub mod ids;
 pub mod instruments;
 pub mod market;
 pub mod positions;
@@ -15,7 +19,7 @@ pub mod updates;
 pub use candles::{Candle, CandleBook, Interval};
 pub use engine::{Changes, Engine, EngineSnapshot, Outcome};
 pub use events::{
-    EventBody, EventId, EventIdAllocator, Fill, Quote, RawEvent, Side, Trade, ValidEvent, ValidationError,
+    EventBody, EventId, EventIdAllocator, Fill, Quote, RawEvent, Side, TimeWindow, Trade, ValidEvent, ValidationError,
 };
 pub use instruments::{InstrumentCatalog, InstrumentSpec};
 pub use market::{InstrumentBook, InstrumentState};

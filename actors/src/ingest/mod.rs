@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::domain::{EventIdAllocator, InstrumentCatalog, ValidEvent};
+use crate::domain::ids::API_SOURCE;
+use crate::domain::{EventIdAllocator, InstrumentCatalog, TimeWindow, ValidEvent};
 use crate::health::{ActorHealth, now_micros};
 use crate::messages::{IngestError, IngestEvents, IngestReceipt, RawBatch, Restart, StopIntake};
 use crate::metrics::Metrics;
@@ -56,6 +57,8 @@ pub struct IngesterActor {
     catalog: Arc<InstrumentCatalog>,
     hop: Recipient<RawBatch>,
     api_ids: EventIdAllocator,
+    /// How far from the ingest time a pushed event may be dated.
+    window: TimeWindow,
     /// Events owed to the configured rate, carried between ticks.
     owed: f64,
     last_tick: Instant,
@@ -70,6 +73,7 @@ impl IngesterActor {
         config: SourceConfig,
         catalog: Arc<InstrumentCatalog>,
         hop: Recipient<RawBatch>,
+        window: TimeWindow,
         metrics: Arc<Metrics>,
         health: Arc<ActorHealth>,
     ) -> Self {
@@ -78,7 +82,8 @@ impl IngesterActor {
             source: Source::None,
             catalog,
             hop,
-            api_ids: EventIdAllocator::new("api"),
+            api_ids: EventIdAllocator::new(API_SOURCE),
+            window,
             owed: 0.0,
             last_tick: Instant::now(),
             unsent: None,
@@ -253,7 +258,12 @@ impl Handler<IngestEvents> for IngesterActor {
         let mut events = Vec::with_capacity(msg.events.len());
         for (index, raw) in msg.events.into_iter().enumerate() {
             let ids = &mut self.api_ids;
-            match raw.entering().validate(&self.catalog, now, &mut || ids.next(now)) {
+            let supplied_id = raw.event_id.is_some();
+            let checked = raw.entering().validate(&self.catalog, now, &mut || ids.next(now)).and_then(|event| {
+                event.check_pushed(now, &self.window, supplied_id)?;
+                Ok(event)
+            });
+            match checked {
                 Ok(event) => events.push(event),
                 Err(error) => {
                     self.metrics.events_rejected.with_label_values(&["api"]).inc();
@@ -265,8 +275,13 @@ impl Handler<IngestEvents> for IngesterActor {
         let count = events.len() as u64;
         let request = self.hop.send(RawBatch { events });
         let forward = async move {
-            let ack = request.await.map_err(crate::messages::HopError::from)??;
-            Ok((IngestReceipt { accepted: ack.accepted, duplicates: ack.duplicates, event_ids }, ack.durable))
+            let ack = match request.await.map_err(crate::messages::HopError::from) {
+                Ok(Ok(ack)) => ack,
+                Ok(Err(error)) | Err(error) => return Err(IngestError::Hop { error, event_ids }),
+            };
+            let receipt =
+                IngestReceipt { accepted: ack.accepted, duplicates: ack.duplicates, event_ids, refused: ack.refused };
+            Ok((receipt, ack.durable))
         }
         .into_actor(self)
         .map(move |result, act, _| {

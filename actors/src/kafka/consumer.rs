@@ -242,6 +242,8 @@ impl Pump {
         match &self.feed {
             Feed::Raw { target, catalog, .. } => {
                 let mut events = Vec::with_capacity(batch.len());
+                // The message each event came from, to dead-letter what the processor refuses.
+                let mut origins = Vec::with_capacity(batch.len());
                 let now = now_micros();
                 for message in batch {
                     let decoded = RawEvent::decode(&message.payload).and_then(|raw| {
@@ -253,7 +255,10 @@ impl Pump {
                         raw.validate(catalog, now, &mut || fallback.clone())
                     });
                     match decoded {
-                        Ok(event) => events.push(event),
+                        Ok(event) => {
+                            events.push(event);
+                            origins.push(message);
+                        }
                         Err(e) => self.dead_letter(message, &e.to_string()).await,
                     }
                 }
@@ -267,10 +272,22 @@ impl Pump {
                             .await
                             .map_err(|e| e.to_string())?
                             .map_err(|e| e.to_string())?;
-                        ack.durable.wait().await.map_err(|e| e.to_string())
+                        let refused = ack.refused;
+                        ack.durable.wait().await.map_err(|e| e.to_string())?;
+                        Ok::<_, String>(refused)
                     };
                     match attempt.await {
-                        Ok(()) => break,
+                        Ok(refused) => {
+                            // Refused events were not applied: they go to the dead-letter topic
+                            // with the reason before the batch's offsets are committed.
+                            for refusal in refused {
+                                if let Some(message) = origins.get(refusal.index) {
+                                    let reason = format!("refused by the processor: {}", refusal.error);
+                                    self.dead_letter(message, &reason).await;
+                                }
+                            }
+                            break;
+                        }
                         Err(e) => {
                             tracing::warn!(topic = self.topic, error = %e, "the processor did not store the batch; offering it again");
                             self.health.set_detail(Some(format!("waiting for the processor: {e}")));

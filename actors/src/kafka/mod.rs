@@ -154,6 +154,32 @@ pub fn settings_from_env(
     out
 }
 
+/// librdkafka settings that ttpulse's delivery guarantee rests on (idempotent, fully
+/// acknowledged produce; commits only after the effects are stored; a new group reads from the
+/// start), and the two it sets from its own variables. Overriding one is refused at start.
+pub const GUARDED_SETTINGS: &[&str] = &[
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "group.id",
+    "bootstrap.servers",
+    "metadata.broker.list",
+];
+
+/// Refuses pass-through settings that would override one of [`GUARDED_SETTINGS`].
+pub fn check_guarded(settings: &[(String, String)]) -> Result<(), String> {
+    match settings.iter().find(|(key, _)| GUARDED_SETTINGS.contains(&key.as_str())) {
+        None => Ok(()),
+        Some((key, value)) => Err(format!(
+            "the Kafka setting `{key}={value}` (from TTPULSE_KAFKA_...) would override a setting ttpulse's \
+             delivery guarantee depends on; remove it (brokers: TTPULSE_KAFKA_BROKERS, group: TTPULSE_KAFKA_GROUP)"
+        )),
+    }
+}
+
 /// For logs: settings whose name suggests a secret are shown as `***`.
 pub fn redacted(settings: &[(String, String)]) -> Vec<(String, String)> {
     settings
@@ -168,6 +194,23 @@ pub fn redacted(settings: &[(String, String)]) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overrides_of_the_delivery_guarantee_are_refused() {
+        let vars = [("TTPULSE_KAFKA_ENABLE_AUTO_COMMIT".to_owned(), "true".to_owned())];
+        let err = check_guarded(&settings_from_env(vars, "TTPULSE_KAFKA_", &[])).unwrap_err();
+        assert!(err.contains("`enable.auto.commit=true`"), "{err}");
+        for name in ["TTPULSE_KAFKA_acks", "TTPULSE_KAFKA_ENABLE_IDEMPOTENCE", "TTPULSE_KAFKA_group.id"] {
+            let settings = settings_from_env([(name.to_owned(), "x".to_owned())], "TTPULSE_KAFKA_", &[]);
+            assert!(check_guarded(&settings).is_err(), "{name}");
+        }
+        let fine = settings_from_env(
+            [("TTPULSE_KAFKA_SECURITY_PROTOCOL".to_owned(), "SSL".to_owned())],
+            "TTPULSE_KAFKA_",
+            &[],
+        );
+        assert_eq!(check_guarded(&fine), Ok(()));
+    }
 
     #[test]
     fn passthrough_settings_from_env() {

@@ -141,9 +141,9 @@ impl Handler<RawBatch> for KafkaProducerActor {
             .map(|e| (e.body.instrument().to_owned(), serde_json::to_string(&e.to_raw()).unwrap_or_default()))
             .collect();
         // Acknowledged by the broker: durable as far as this hop goes.
-        let ack = self
-            .produce(messages)
-            .map(move |r, _, _| r.map(|()| BatchAck { accepted, duplicates: 0, durable: Durable::already() }));
+        let ack = self.produce(messages).map(move |r, _, _| {
+            r.map(|()| BatchAck { accepted, duplicates: 0, refused: Vec::new(), durable: Durable::already() })
+        });
         AtomicResponse::new(Box::pin(ack))
     }
 }

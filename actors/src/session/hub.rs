@@ -19,6 +19,7 @@ use crate::messages::{
     UpdateBatch, Wake,
 };
 use crate::metrics::Metrics;
+use crate::supervision::contain_or_restart;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum TopicKey {
@@ -226,11 +227,6 @@ impl Handler<Disconnect> for Hub {
     }
 }
 
-/// Account names: non-empty, no `:` (it separates the parts of a key).
-fn valid_account(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 128 && !name.contains(':')
-}
-
 impl Handler<Subscribe> for Hub {
     type Result = Result<(), SubscribeError>;
 
@@ -241,7 +237,7 @@ impl Handler<Subscribe> for Hub {
         if let Some(unknown) = msg.instruments.iter().find(|s| *s != "*" && self.catalog.get(s).is_none()) {
             return Err(SubscribeError::UnknownInstrument(unknown.clone()));
         }
-        if let Some(bad) = msg.accounts.iter().find(|a| *a != "*" && !valid_account(a)) {
+        if let Some(bad) = msg.accounts.iter().find(|a| *a != "*" && !crate::domain::ids::is_valid_account(a)) {
             return Err(SubscribeError::InvalidAccount(bad.clone()));
         }
         let instruments = Filter::from_list(&msg.instruments);
@@ -374,7 +370,14 @@ impl Handler<Unsubscribe> for Hub {
 impl Handler<UpdateBatch> for Hub {
     type Result = Result<(), HopError>;
 
-    fn handle(&mut self, batch: UpdateBatch, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, batch: UpdateBatch, ctx: &mut Context<Self>) -> Self::Result {
+        let health = self.health.clone();
+        contain_or_restart::<Self, _>(&health, ctx, || self.fan_out(&batch))
+    }
+}
+
+impl Hub {
+    fn fan_out(&mut self, batch: &UpdateBatch) {
         let _span = tracing::debug_span!("fan_out", updates = batch.updates.len()).entered();
         self.health.handled_n(batch.updates.len() as u64);
         let now = Instant::now();
@@ -395,6 +398,5 @@ impl Handler<UpdateBatch> for Hub {
         for id in gone {
             self.remove(id);
         }
-        Ok(())
     }
 }

@@ -307,7 +307,12 @@ impl PositionRow {
             account: self.account,
             symbol: self.symbol,
         };
-        state.unrealized_pnl = state.unrealized_at(mark, multiplier);
+        state.unrealized_pnl = state.unrealized_at(mark, multiplier).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "the unrealized P&L of position {}/{} overflows at the stored mid",
+                state.account, state.symbol
+            ))
+        })?;
         Ok(state)
     }
 }

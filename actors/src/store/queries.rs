@@ -17,8 +17,18 @@ macro_rules! backend_queries {
             use crate::store::models::*;
             use crate::store::schema::*;
 
+            /// `ON CONFLICT DO UPDATE ... WHERE predicate`: the update happens only if it holds.
+            fn forward_only<S, P>(statement: S, predicate: P) -> diesel::dsl::Filter<S, P>
+            where
+                S: diesel::query_dsl::methods::FilterDsl<P>,
+            {
+                diesel::query_dsl::methods::FilterDsl::filter(statement, predicate)
+            }
+
             /// Writes everything a batch changed in one transaction. Trades and fills already
-            /// stored are skipped; candles, states, positions and watermarks are upserted.
+            /// stored are skipped; candles, states, positions and watermarks are upserted, and
+            /// only forward: a row is replaced only by one with a higher seq, so a batch that a
+            /// revoked owner commits late (during a Kafka rebalance) never moves state back.
             pub fn write_changes(conn: &mut $conn, changes: &Changes) -> Result<usize, StoreError> {
                 conn.transaction::<usize, diesel::result::Error, _>(|conn| {
                     let mut rows = 0;
@@ -27,30 +37,39 @@ macro_rules! backend_queries {
                     rows += $insert_new(conn, &trade_rows, &fill_rows)?;
                     for candle in changes.candles.values() {
                         let row = CandleRow::from(candle);
-                        rows += diesel::insert_into(candles::table)
-                            .values(&row)
-                            .on_conflict((candles::symbol, candles::period, candles::start_ts))
-                            .do_update()
-                            .set(&row)
-                            .execute(conn)?;
+                        rows += forward_only(
+                            diesel::insert_into(candles::table)
+                                .values(&row)
+                                .on_conflict((candles::symbol, candles::period, candles::start_ts))
+                                .do_update()
+                                .set(&row),
+                            candles::seq.lt(excluded(candles::seq)),
+                        )
+                        .execute(conn)?;
                     }
                     for book in changes.instruments.values() {
                         let row = InstrumentStateRow::from(book);
-                        rows += diesel::insert_into(instrument_states::table)
-                            .values(&row)
-                            .on_conflict(instrument_states::symbol)
-                            .do_update()
-                            .set(&row)
-                            .execute(conn)?;
+                        rows += forward_only(
+                            diesel::insert_into(instrument_states::table)
+                                .values(&row)
+                                .on_conflict(instrument_states::symbol)
+                                .do_update()
+                                .set(&row),
+                            instrument_states::seq.lt(excluded(instrument_states::seq)),
+                        )
+                        .execute(conn)?;
                     }
                     for position in changes.positions.values() {
                         let row = PositionRow::from(position);
-                        rows += diesel::insert_into(positions::table)
-                            .values(&row)
-                            .on_conflict((positions::account, positions::symbol))
-                            .do_update()
-                            .set(&row)
-                            .execute(conn)?;
+                        rows += forward_only(
+                            diesel::insert_into(positions::table)
+                                .values(&row)
+                                .on_conflict((positions::account, positions::symbol))
+                                .do_update()
+                                .set(&row),
+                            positions::seq.lt(excluded(positions::seq)),
+                        )
+                        .execute(conn)?;
                     }
                     for ((source, instrument), seq) in &changes.watermarks {
                         let row = WatermarkRow {
@@ -58,12 +77,15 @@ macro_rules! backend_queries {
                             instrument: instrument.clone(),
                             last_seq: to_i64(*seq),
                         };
-                        rows += diesel::insert_into(event_watermarks::table)
-                            .values(&row)
-                            .on_conflict((event_watermarks::source, event_watermarks::instrument))
-                            .do_update()
-                            .set(event_watermarks::last_seq.eq(excluded(event_watermarks::last_seq)))
-                            .execute(conn)?;
+                        rows += forward_only(
+                            diesel::insert_into(event_watermarks::table)
+                                .values(&row)
+                                .on_conflict((event_watermarks::source, event_watermarks::instrument))
+                                .do_update()
+                                .set(event_watermarks::last_seq.eq(excluded(event_watermarks::last_seq))),
+                            event_watermarks::last_seq.lt(excluded(event_watermarks::last_seq)),
+                        )
+                        .execute(conn)?;
                     }
                     Ok(rows)
                 })
@@ -129,7 +151,7 @@ macro_rules! backend_queries {
                     .into_iter()
                     .map(|(account, symbol, seq)| (account, symbol, to_u64(seq.unwrap_or(0))))
                     .collect::<Vec<_>>();
-                let fill_ids = fills::table.select(fills::fill_id).load::<String>(conn)?;
+                let fill_ids = fills::table.select((fills::account, fills::fill_id)).load::<(String, String)>(conn)?;
                 let mut last_fills = Vec::new();
                 for (account, symbol, seq) in &fill_seqs {
                     let row = fills::table

@@ -10,7 +10,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    trades (event_id) {
+    trades (symbol, event_id) {
         event_id -> Text,
         symbol -> Text,
         price -> Text,
@@ -22,7 +22,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    fills (fill_id) {
+    fills (account, fill_id) {
         fill_id -> Text,
         event_id -> Text,
         account -> Text,

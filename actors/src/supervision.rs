@@ -1,0 +1,75 @@
+//! Supervision that survives a panic. actix's `Supervisor` restarts an actor that *stops*; a
+//! panic inside a handler instead ends the actor's task for good, and its `Addr` answers
+//! "Mailbox has closed" from then on. So handlers run their work through [`contain`]: a panic
+//! becomes an error, is logged and recorded in the actor's health, and the actor stops itself,
+//! which its `Supervisor` answers with a restart (and the actor reloads its state).
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use std::time::Duration;
+
+use actix::{Actor, ActorContext, AsyncContext};
+
+use crate::health::ActorHealth;
+use crate::messages::HopError;
+
+/// Runs `work`; a panic in it is caught, logged and recorded in `health` (state `crashed`,
+/// last error), and `Err` carries its message. The caller then stops the actor.
+pub fn contain<R>(health: &ActorHealth, work: impl FnOnce() -> R) -> Result<R, String> {
+    catch_unwind(AssertUnwindSafe(work)).map_err(|payload| {
+        let message = panic_message(payload.as_ref());
+        tracing::error!(actor = %health.name, panic = %message, "actor handler panicked; restarting the actor");
+        health.crashed(&format!("panicked: {message}"));
+        message
+    })
+}
+
+/// [`contain`] for a handler of actor `A`: on a panic the actor is stopped (its supervisor
+/// restarts it) and the sender is answered that the hop is unavailable, so it offers again.
+pub fn contain_or_restart<A, R>(
+    health: &ActorHealth,
+    ctx: &mut A::Context,
+    work: impl FnOnce() -> R,
+) -> Result<R, HopError>
+where
+    A: Actor,
+    A::Context: ActorContext + AsyncContext<A>,
+{
+    contain(health, work).map_err(|panic| {
+        // Stopped right after this answer goes out (a stop inside the handler can drop it).
+        ctx.run_later(Duration::ZERO, |_, ctx| ctx.stop());
+        HopError::Unavailable(format!("{} crashed ({panic}) and is restarting", health.name))
+    })
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::{ActorState, HealthRegistry};
+
+    #[test]
+    fn a_panic_becomes_an_error_recorded_in_health() {
+        let registry = HealthRegistry::new();
+        let health = registry.register("x", "X");
+        health.set_running();
+        assert_eq!(contain(&health, || 7), Ok(7));
+        let err = contain(&health, || -> u8 { panic!("boom {}", 1) }).unwrap_err();
+        assert_eq!(err, "boom 1");
+        let report = health.report();
+        assert_eq!(report.state, ActorState::Crashed);
+        assert_eq!(report.panics, 1);
+        assert_eq!(report.last_error.map(|e| e.message), Some("panicked: boom 1".to_owned()));
+        assert!(!registry.ready(), "a crashed actor makes the process not ready");
+    }
+}
