@@ -7,7 +7,7 @@
 #   down:   stops what `up` started, by pid.
 #
 # Ports and URLs can be changed through the environment (see the defaults below). To use an
-# existing Apache Kafka cluster, Redis or PostgreSQL instead, see "Distributed mode" in README.md.
+# existing Apache Kafka cluster, Redis or PostgreSQL instead, see docs/distributed.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -2,7 +2,7 @@
 // `useLiveFeed` keeps one of these outside React state and publishes an immutable view of it
 // at most once per animation frame.
 //
-// Ordering rules (README, "WebSocket protocol"):
+// Ordering rules (docs/protocol.md, "WebSocket protocol"):
 // - market lane (instrument, candle, position): each update is the full state of its key;
 //   apply it when its seq is newer than what we hold, ignore it otherwise. Seq jumps are fine
 //   (the server conflates for slow clients).

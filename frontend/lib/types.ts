@@ -1,4 +1,4 @@
-// Wire types of the ttpulse back end (see the top-level README, "HTTP API" and "WebSocket
+// Wire types of the ttpulse back end (see docs/protocol.md, "HTTP API" and "WebSocket
 // protocol"). Prices and money are decimal strings, never floats; times are Unix microseconds.
 
 /** A decimal number as the server printed it, e.g. "6850.25" or "-0.0036". */
