@@ -189,26 +189,33 @@ async fn a_processor_killed_mid_stream_loses_nothing_and_counts_nothing_twice() 
     };
     let mut churn: Option<Role> = None;
     let mut rebalances = 0;
-    for (i, chunk) in wire.chunks(5_000).enumerate() {
-        if i == 8 {
+    for (i, chunk) in wire.chunks(4_000).enumerate() {
+        if i == 10 {
             // Both processors had a share of the stream so far.
             let (a, b) = (consumed(&processor).await, consumed(&other).await);
             assert!(a > 0 && b > 0, "partitions not shared: {a} and {b} messages");
             // In the middle of the stream, with batches in flight.
             processor.proc.kill9();
             rebalances += 1;
-        } else {
-            // A member joins or leaves: the group rebalances while the previous chunk is in flight.
-            match churn.take() {
-                Some(mut leaving) => leaving.proc.stop(),
-                None => churn = Some(services.role("processor", &[])),
-            }
-            rebalances += 1;
+            ingest(&ingester, chunk).await;
+            continue;
+        }
+        // A member joins or leaves: the group rebalances while this chunk is in flight, and the
+        // next change waits until the long-lived member has been given its new share.
+        let assigned = || other.log_text().matches("Kafka partitions assigned").count();
+        let before = assigned();
+        match churn.take() {
+            Some(mut leaving) => leaving.proc.stop(),
+            None => churn = Some(services.role("processor", &[])),
         }
         ingest(&ingester, chunk).await;
+        if eventually(Duration::from_secs(15), async || assigned() > before).await {
+            rebalances += 1;
+        }
     }
-    assert!(rebalances >= 20, "{rebalances} rebalances forced");
     drop(churn);
+    eprintln!("{rebalances} rebalances while the stream was in flight");
+    assert!(rebalances >= 20, "only {rebalances} rebalances:\n{}", other.log_text());
     let processor = services.role("processor", &[]);
     let done = eventually(Duration::from_secs(240), async || {
         services.sql("SELECT count(*) FROM trades") == trades.to_string()
