@@ -13,6 +13,10 @@ import { NextResponse, type NextRequest } from "next/server";
 export function proxy(request: NextRequest) {
   const api = (process.env.TTPULSE_API_URL || "http://127.0.0.1:8080").replace(/\/+$/, "");
   const { pathname, search } = request.nextUrl;
+  // The dashboard only reads: ingest and admin writes (actor restarts) never go through it.
+  if (pathname === "/api/ingest" || ((pathname.startsWith("/admin/") || pathname === "/metrics") && request.method !== "GET")) {
+    return NextResponse.json({ error: "not_found", message: `${request.method} ${pathname} is not served here` }, { status: 404 });
+  }
   return NextResponse.rewrite(new URL(`${pathname}${search}`, `${api}/`));
 }
 

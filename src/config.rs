@@ -178,6 +178,20 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
+    /// The bearer token POST /api/ingest requires (at least 32 bytes). Without it, ingest is
+    /// open only when TTPULSE_HTTP_ADDR is a loopback address; ttpulse refuses to start with
+    /// ingest reachable from the network and no token.
+    #[arg(long, env = "TTPULSE_INGEST_TOKEN", hide_env_values = true)]
+    pub ingest_token: Option<String>,
+
+    /// When set, user tokens must carry this `iss` claim.
+    #[arg(long, env = "TTPULSE_AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
+
+    /// When set, user tokens must carry this `aud` claim.
+    #[arg(long, env = "TTPULSE_AUTH_AUDIENCE")]
+    pub auth_audience: Option<String>,
+
     /// Origins allowed to open /ws (comma-separated, e.g. https://desk.example.com); empty: any.
     #[arg(long, env = "TTPULSE_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub ws_allowed_origins: Vec<String>,
@@ -306,6 +320,9 @@ impl Config {
             admin_access: AdminAccess::LoopbackOrToken,
             admin_token: None,
             ws_allowed_origins: Vec::new(),
+            ingest_token: None,
+            auth_issuer: None,
+            auth_audience: None,
             ingest_confirm_timeout_ms: 30_000,
             price_band: 10,
             max_event_qty: 100_000,

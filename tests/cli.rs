@@ -257,6 +257,42 @@ fn shutdown_is_bounded_whatever_the_broker_does_and_a_second_signal_exits_at_onc
     assert_eq!(code, Some(1));
 }
 
+/// `?access_token=` (how a browser's WebSocket carries a token) never reaches the log.
+#[test]
+fn tokens_in_query_strings_never_reach_the_log() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().to_string_lossy().into_owned();
+    let log = dir.path().join("stderr.log");
+    let mut env = vec![
+        ("TTPULSE_DATA_DIR", data.as_str()),
+        ("TTPULSE_SOURCE", "none"),
+        ("TTPULSE_HTTP_ADDR", "127.0.0.1:0"),
+        ("TTPULSE_AUTH_HS256_SECRET", "a-test-secret-of-at-least-32-bytes!!"),
+    ];
+    env.push(("TTPULSE_LOG", "info"));
+    let mut cmd = ttpulse(&["run"], &env);
+    cmd.env("TTPULSE_LOG", "info");
+    let mut child =
+        cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&log).expect("log")).spawn().expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let url = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| line.split("open ").nth(1).and_then(|u| u.split_whitespace().next()).map(str::to_owned))
+        .expect("the URL is printed");
+    let child = Killed(child);
+    let secret = "eyJhbGciOiJIUzI1NiJ9.SECRET-PART-OF-A-TOKEN.c2lnbmF0dXJl";
+    let _ = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", &format!("{url}api/snapshot?access_token={secret}")])
+        .status();
+    let _ = Command::new("curl").args(["-s", "-o", "/dev/null", &format!("{url}ws?access_token={secret}")]).status();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(child);
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.contains("GET /api/snapshot"), "requests are logged: {text}");
+    assert!(!text.contains("SECRET-PART"), "a token reached the log: {text}");
+}
+
 #[test]
 fn kafka_settings_that_would_break_the_delivery_guarantee_are_refused() {
     for (name, value, shown) in [

@@ -248,3 +248,100 @@ async fn tokens_signed_with_keys_from_a_jwks_file() {
     let (status, _) = get(&server, "/api/positions", Some(&sign(&other, "k1"))).await;
     assert_eq!(status, 401, "a key not in the JWKS");
 }
+
+async fn post_ingest(server: &TestServer, body: &str, content_type: &str, bearer: Option<&str>) -> (u16, Value) {
+    let mut request = awc::Client::new().post(server.url("/api/ingest")).insert_header(("content-type", content_type));
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let mut response = request.send_body(body.to_owned()).await.expect("POST");
+    let status = response.status().as_u16();
+    let body = response.body().await.unwrap_or_default();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[actix_rt::test]
+async fn ingest_is_a_credentialed_json_write() {
+    const INGEST_TOKEN: &str = "an-ingest-token-of-at-least-32-bytes";
+    let server = TestServer::start_with(|c| c.ingest_token = Some(INGEST_TOKEN.into())).await;
+    let body = json!([fill("w:1", "ACC1", "F-1", "ESZ6", "buy", "6850.25", 5)]).to_string();
+    let refusals = [
+        (None, "application/json", 401, "unauthorized"),
+        (Some("a-wrong-token-of-at-least-32-bytes-long"), "application/json", 403, "forbidden"),
+        // A cross-site form post or a text body is refused even with the token.
+        (Some(INGEST_TOKEN), "text/plain", 415, "unsupported_media_type"),
+        (Some(INGEST_TOKEN), "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+    ];
+    for (bearer, content_type, status, error) in refusals {
+        let (got, answer) = post_ingest(&server, &body, content_type, bearer).await;
+        assert_eq!((got, answer["error"].as_str()), (status, Some(error)), "{bearer:?} {content_type}: {answer}");
+    }
+    assert_eq!(server.table_counts()["fills"], 0, "nothing refused was stored");
+    let (got, answer) = post_ingest(&server, &body, "application/json; charset=utf-8", Some(INGEST_TOKEN)).await;
+    assert_eq!((got, answer["accepted"].as_u64()), (200, Some(1)), "{answer}");
+    assert_eq!(server.table_counts()["fills"], 1);
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert!(metrics.contains(r#"ttpulse_refusals_total{reason="ingest_token"} 2"#), "{metrics}");
+    assert!(metrics.contains(r#"ttpulse_refusals_total{reason="content_type"} 2"#), "{metrics}");
+}
+
+#[actix_rt::test]
+async fn ttpulse_refuses_to_start_with_ingest_open_to_the_network() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = ttpulse::config::Config::for_tests(dir.path().to_owned());
+    config.http_addr = "0.0.0.0:0".parse().expect("addr");
+    let err = ttpulse::http::start(config.clone()).await.err().expect("refused").to_string();
+    assert!(err.contains("TTPULSE_INGEST_TOKEN") && err.contains("0.0.0.0"), "{err}");
+    // With an ingest token it may listen anywhere.
+    config.ingest_token = Some("an-ingest-token-of-at-least-32-bytes".into());
+    let running = ttpulse::http::start(config).await.expect("with a token it starts");
+    assert!(running.addr.ip().is_unspecified());
+    actix_rt::spawn(running.server);
+    running.handle.stop(false).await;
+}
+
+#[actix_rt::test]
+async fn tokens_are_checked_for_issuer_audience_and_not_before() {
+    let server = TestServer::start_with(|c| {
+        c.auth_hs256_secret = Some(SECRET.into());
+        c.auth_issuer = Some("https://idp.example".into());
+        c.auth_audience = Some("ttpulse".into());
+    })
+    .await;
+    let sign = |claims: Value| {
+        encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).expect("token")
+    };
+    let exp = now() + 300;
+    let good = json!({"sub": "t", "exp": exp, "accounts": ["*"], "iss": "https://idp.example", "aud": "ttpulse"});
+    assert_eq!(get(&server, "/api/positions", Some(&sign(good.clone()))).await.0, 200);
+    let mut cases = Vec::new();
+    for (field, value) in
+        [("iss", json!("https://evil.example")), ("aud", json!("other-app")), ("nbf", json!(now() + 600))]
+    {
+        let mut claims = good.clone();
+        claims[field] = value;
+        cases.push((field, claims));
+    }
+    for field in ["iss", "aud"] {
+        let mut claims = good.clone();
+        claims.as_object_mut().expect("object").remove(field);
+        cases.push((field, claims));
+    }
+    for (field, claims) in cases {
+        let (status, answer) = get(&server, "/api/positions", Some(&sign(claims))).await;
+        assert_eq!(status, 401, "{field}: {answer}");
+    }
+}
+
+#[actix_rt::test]
+async fn every_answer_carries_the_browser_hardening_headers() {
+    let server = TestServer::start().await;
+    for path in ["/", "/api/instruments", "/nope"] {
+        let response = awc::Client::new().get(server.url(path)).send().await.expect("GET");
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let csp = header("content-security-policy").unwrap_or_default();
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "{path}: {csp}");
+        assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"), "{path}");
+        assert_eq!(header("referrer-policy").as_deref(), Some("no-referrer"), "{path}");
+    }
+}

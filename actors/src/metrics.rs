@@ -12,6 +12,7 @@ pub struct Metrics {
     pub events_processed: IntCounterVec,
     pub events_duplicate: IntCounter,
     pub late_trades: IntCounter,
+    pub stale_quotes: IntCounter,
     pub updates_published: IntCounter,
     pub updates_conflated: IntCounterVec,
     pub updates_sent: IntCounterVec,
@@ -100,6 +101,7 @@ impl Metrics {
             ),
             events_duplicate: counter(&r, "events_duplicate_total", "Raw events skipped as already applied"),
             late_trades: counter(&r, "late_trades_total", "Trades older than their current candle"),
+            stale_quotes: counter(&r, "stale_quotes_total", "Quotes older than the one their book shows (ignored)"),
             updates_published: counter(&r, "updates_published_total", "Processed updates published"),
             updates_conflated: counter_vec(
                 &r,

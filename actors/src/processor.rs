@@ -281,6 +281,11 @@ impl Handler<RawBatch> for ProcessorActor {
             });
             match applied {
                 Ok(Ok(Outcome::Applied)) => self.metrics.events_processed.with_label_values(&[event.body.kind()]).inc(),
+                Ok(Ok(Outcome::Stale)) => {
+                    // Older than the quote the book shows: recorded, changes nothing.
+                    self.metrics.events_processed.with_label_values(&[event.body.kind()]).inc();
+                    self.metrics.stale_quotes.inc();
+                }
                 Ok(Ok(Outcome::AppliedLateForCandles)) => {
                     self.metrics.events_processed.with_label_values(&[event.body.kind()]).inc();
                     self.metrics.late_trades.inc();

@@ -302,6 +302,22 @@ describe("dashboard end to end (ttpulse + next start + nginx + chromium)", () =>
     }
   });
 
+  test("the public edge (nginx, and the Next server) never takes ingest or admin writes", async () => {
+    const body = JSON.stringify([{ type: "fill", account: "EVIL", order_id: "o", fill_id: "f", instrument: "ESZ6", side: "buy", price: "6850.25", qty: 1 }]);
+    const post = (url) => get(url, { method: "POST", headers: { "content-type": "application/json" }, body });
+    for (const origin of [site, `http://127.0.0.1:${ports.next}`]) {
+      const ingest = await post(`${origin}/api/ingest`);
+      assert.equal(ingest.status, 404, `${origin}/api/ingest answered ${ingest.status}`);
+    }
+    const restart = await post(`http://127.0.0.1:${ports.next}/admin/actors/processor/restart`);
+    assert.equal(restart.status, 404, "the Next server forwards no admin writes");
+    // Nothing was written: ttpulse itself knows no account EVIL.
+    const snapshot = await getJson(`${api}/api/snapshot?positions=EVIL`);
+    assert.deepEqual(snapshot.positions, []);
+    const actors = await getJson(`${api}/admin/actors`);
+    assert.equal(actors.find((a) => a.name === "processor").restarts, 0);
+  });
+
   test("without nginx, the Next server proxies /api, /admin, /metrics and /ws to ttpulse", async () => {
     const direct = `http://127.0.0.1:${ports.next}`;
     const instruments = await getJson(`${direct}/api/instruments`);

@@ -173,8 +173,24 @@ pub async fn ingest(
     pipeline: web::Data<Pipeline>,
     config: web::Data<Config>,
     limits: web::Data<Limits>,
+    auth: web::Data<Auth>,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    auth.check_ingest(&req)?;
+    // JSON only: a cross-site form post (text/plain, form-encoded) is refused before it is read.
+    let json = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        limits.count_refusal("content_type");
+        return Err(ApiError::UnsupportedMediaType(
+            "the ingest body must be sent as Content-Type: application/json".into(),
+        ));
+    }
     let body = read_limited(payload, config.ingest_max_bytes).await?;
     let events = parse_ingest_body(&body, config.ingest_max_events).inspect_err(|e| {
         if let ApiError::BadRequest { code: "malformed_json" | "invalid_event", .. } = e {
@@ -190,11 +206,12 @@ pub async fn ingest(
         Ok(Err(IngestError::Invalid { index, error })) => {
             return Err(invalid_event(index, &error.field, &error.reason));
         }
-        Ok(Err(IngestError::Hop { error, event_ids })) => {
-            return Err(ApiError::UnavailableWith {
-                message: format!("{error}; nothing was applied, resend the events"),
-                details: json!({ "event_ids": event_ids }),
-            });
+        Ok(Err(IngestError::Hop { error, .. })) => {
+            // Nothing entered the pipeline: the ids ttpulse gave are void (resending with them
+            // could make them look older than events that went through meanwhile).
+            return Err(ApiError::Unavailable(format!(
+                "{error}; nothing was applied: resend the events as you sent them"
+            )));
         }
         Ok(Ok(accepted)) => accepted,
     };

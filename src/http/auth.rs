@@ -59,6 +59,9 @@ pub struct Auth {
     market: MarketAccess,
     admin: AdminAccess,
     admin_token: Option<String>,
+    ingest_token: Option<String>,
+    issuer: Option<String>,
+    audience: Option<String>,
     origins: Vec<String>,
 }
 
@@ -85,12 +88,18 @@ impl Auth {
         if config.admin_access == AdminAccess::Token && config.admin_token.is_none() {
             anyhow::bail!("TTPULSE_ADMIN_ACCESS=token needs TTPULSE_ADMIN_TOKEN");
         }
+        if let Some(token) = &config.ingest_token {
+            anyhow::ensure!(token.len() >= 32, "TTPULSE_INGEST_TOKEN must be at least 32 bytes");
+        }
         Ok(Self {
             metrics: std::sync::OnceLock::new(),
             keys,
             market: config.market_data,
             admin: config.admin_access,
             admin_token: config.admin_token.clone(),
+            ingest_token: config.ingest_token.clone(),
+            issuer: config.auth_issuer.clone(),
+            audience: config.auth_audience.clone(),
             origins: config.ws_allowed_origins.iter().map(|o| o.trim_end_matches('/').to_owned()).collect(),
         })
     }
@@ -133,7 +142,20 @@ impl Auth {
             }
         };
         let mut validation = Validation::new(algorithm);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        let mut required = vec!["exp", "sub"];
+        validation.validate_nbf = true;
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        match &self.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
         validation.leeway = 5;
         decode::<Claims>(token, &key, &validation).map(|data| data.claims).map_err(|e| unauthorized(e.to_string()))
     }
@@ -186,6 +208,25 @@ impl Auth {
         }
     }
 
+    /// Refuses `POST /api/ingest` without the ingest token, when one is configured. (Without
+    /// one, the server listens on loopback only: `check_ingest_exposure` makes sure of it.)
+    pub fn check_ingest(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        let Some(expected) = &self.ingest_token else { return Ok(()) };
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match presented {
+            Some(given) if constant_time_eq(expected.as_bytes(), given.as_bytes()) => Ok(()),
+            Some(_) => Err(self.refused("ingest_token", ApiError::Forbidden("wrong ingest token".into()))),
+            None => Err(self.refused(
+                "ingest_token",
+                ApiError::Unauthorized("ingest needs the ingest token (Authorization: Bearer)".into()),
+            )),
+        }
+    }
+
     /// Refuses a WebSocket upgrade from an Origin not on the allowlist (when there is one).
     pub fn check_origin(&self, req: &HttpRequest) -> Result<(), ApiError> {
         if self.origins.is_empty() {
@@ -198,6 +239,19 @@ impl Auth {
             Err(self.refused("origin", ApiError::Forbidden(format!("origin `{origin}` is not allowed to open /ws"))))
         }
     }
+}
+
+/// Refuses a configuration that would let anyone on the network write events: the ingester
+/// role served on a non-loopback address without an ingest token.
+pub fn check_ingest_exposure(config: &Config, serves_ingest: bool) -> anyhow::Result<()> {
+    if serves_ingest && config.ingest_token.is_none() && !config.http_addr.ip().is_loopback() {
+        anyhow::bail!(
+            "POST /api/ingest would be open to anyone who reaches {}: set TTPULSE_INGEST_TOKEN, or listen on \
+             loopback only (TTPULSE_HTTP_ADDR=127.0.0.1:PORT)",
+            config.http_addr
+        );
+    }
+    Ok(())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

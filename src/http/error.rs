@@ -25,6 +25,8 @@ pub enum ApiError {
     TooManyRequests(String),
     #[error("{0}")]
     Full(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
 }
 
 impl ApiError {
@@ -45,6 +47,7 @@ impl ResponseError for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
 
@@ -70,6 +73,7 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(_) => "unavailable",
             ApiError::TooManyRequests(_) => "too_many_requests",
             ApiError::Full(_) => "server_full",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
         };
         body["error"] = json!(code);
         HttpResponse::build(self.status_code()).json(body)

@@ -28,6 +28,21 @@ async fn index() -> HttpResponse {
     HttpResponse::Ok().content_type("text/html; charset=utf-8").body(include_str!("index.html"))
 }
 
+/// Browser hardening on every answer: no framing, no MIME sniffing, no referrer leaking the URL,
+/// and a Content-Security-Policy that allows the built-in page's own inline script and style and
+/// WebSocket connections to this origin only.
+fn security_headers() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add((
+            "Content-Security-Policy",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; \
+             img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Referrer-Policy", "no-referrer"))
+        .add(("X-Frame-Options", "DENY"))
+}
+
 /// Unknown paths get the same JSON error shape as the API.
 async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, error::ApiError> {
     Err(error::ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())))
@@ -38,6 +53,7 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, error::A
 /// an actix `System`.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let auth = web::Data::new(auth::Auth::from_config(&config)?);
+    auth::check_ingest_exposure(&config, config.has(crate::config::Role::Ingester))?;
     let pipeline = wiring::start(&config).await?;
     auth.count_refusals_in(pipeline.metrics.clone());
     let limits = web::Data::new(limits::Limits::new(&config, pipeline.metrics.clone()));
@@ -51,7 +67,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .app_data(auth.clone())
             .app_data(limits.clone())
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
-            .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude("/metrics"))
+            .wrap(security_headers())
+            // The request line without its query string: `?access_token=` never reaches a log.
+            .wrap(
+                actix_web::middleware::Logger::new("%a \"%{request}xi\" %s %b %Dms")
+                    .custom_request_replace("request", |req| format!("{} {}", req.method(), req.path()))
+                    .exclude("/metrics"),
+            )
             .service(api::instruments)
             .service(api::openapi);
         if serves_api {

@@ -193,3 +193,45 @@ async fn a_resend_after_an_unconfirmed_ingest_is_applied_once() {
     let (_, snapshot) = server.get_json("/api/snapshot?instruments=CLF7").await;
     assert_eq!(snapshot["instruments"][0]["volume"], 5, "{snapshot}");
 }
+
+/// Late events (up to the window's day behind) and events dated a little ahead are accepted,
+/// but neither rewrites the present: a stale quote once re-marked every position from a day-old
+/// price, and a trade dated 5 s ahead once hid the next trades from the candles.
+#[actix_rt::test]
+async fn late_and_early_events_do_not_rewrite_the_present() {
+    let server = TestServer::start().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_micros() as i64;
+    let events = json!([
+        quote("q:1", "ZCH7", "445.00", "445.25"),
+        fill("q:2", "D2", "F-1", "ZCH7", "buy", "445.00", 100),
+        {"type": "quote", "event_id": "late:1", "ts": now - 86_000_000_000_i64, "instrument": "ZCH7",
+         "bid": "4400.00", "bid_qty": 1, "ask": "4450.00", "ask_qty": 1},
+        {"type": "trade", "event_id": "late:2", "ts": now - 86_000_000_000_i64, "instrument": "ZCH7",
+         "price": "4000.00", "qty": 1, "aggressor": "buy"},
+    ]);
+    let (status, receipt) = server.ingest(&events).await;
+    assert_eq!((status, receipt["accepted"].as_u64()), (200, Some(4)), "{receipt}");
+    let (_, snapshot) = server.get_json("/api/snapshot?instruments=ZCH7&positions=D2").await;
+    let zc = &snapshot["instruments"][0];
+    assert_eq!((zc["bid"].as_str(), zc["ask"].as_str()), (Some("445.00"), Some("445.25")), "{zc}");
+    assert_eq!((zc["last"].as_str(), zc["volume"].as_i64()), (Some("4000.00"), Some(1)), "the only trade is the last");
+    // (445.125 - 445) * 100 * 50
+    assert_eq!(snapshot["positions"][0]["unrealized_pnl"], "625", "{snapshot}");
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert!(metrics.contains("ttpulse_stale_quotes_total 1"), "{metrics}");
+
+    // A trade dated 4.9 s ahead, then trades dated now: every one lands in the candles.
+    let early = json!([{"type": "trade", "event_id": "fast:1", "ts": now + 4_900_000, "instrument": "HGH7",
+                        "price": "5.1000", "qty": 1, "aggressor": "buy"}]);
+    assert_eq!(server.ingest(&early).await.0, 200);
+    for seq in 2..5 {
+        let trade = json!([{"type": "trade", "event_id": format!("fast:{seq}"), "instrument": "HGH7",
+                            "price": "5.1000", "qty": 10, "aggressor": "buy"}]);
+        assert_eq!(server.ingest(&trade).await.0, 200);
+    }
+    let (_, candles) = server.get_json("/api/candles?symbol=HGH7&interval=1s&limit=100").await;
+    let volume: i64 = candles.as_array().expect("candles").iter().filter_map(|c| c["volume"].as_i64()).sum();
+    assert_eq!(volume, 31, "every trade is in the 1 s candles: {candles}");
+    let start = candles[0]["start"].as_i64().expect("start");
+    assert!(start <= now + 1_000_000, "no candle opens in the future: {candles}");
+}

@@ -26,6 +26,8 @@ pub enum Outcome {
     Duplicate,
     /// Applied, but the trade was older than the current candle, which it did not change.
     AppliedLateForCandles,
+    /// A quote older than the one the book shows: nothing changed (its id is recorded).
+    Stale,
     /// The instrument is not in the catalog (events are validated before, so this means the
     /// catalog changed under a stream): nothing changed.
     UnknownInstrument,
@@ -195,10 +197,7 @@ impl Engine {
                 // Still advance the watermark so the stream position is stored.
                 Outcome::Duplicate
             }
-            EventBody::Quote(quote) => {
-                self.apply_quote(&spec, quote, event, out, changes)?;
-                Outcome::Applied
-            }
+            EventBody::Quote(quote) => self.apply_quote(&spec, quote, event, out, changes)?,
             EventBody::Trade(trade) => {
                 let outcome = self.apply_trade(trade, event, out, changes)?;
                 changes.trades.push(TradeRecord {
@@ -235,9 +234,11 @@ impl Engine {
         event: &ValidEvent,
         out: &mut Vec<Published>,
         changes: &mut Changes,
-    ) -> Result<(), ValidationError> {
+    ) -> Result<Outcome, ValidationError> {
         let mut book = self.book(&quote.instrument);
-        book.apply_quote(quote, event.ts)?;
+        if !book.apply_quote(quote, event.ts)? {
+            return Ok(Outcome::Stale);
+        }
         let mut marked = Vec::new();
         if let Some(mid) = book.state.mid
             && let Some(accounts) = self.holders.get(&quote.instrument)
@@ -265,7 +266,7 @@ impl Engine {
             changes.positions.insert(key.clone(), position.clone());
             self.positions.insert(key, position);
         }
-        Ok(())
+        Ok(Outcome::Applied)
     }
 
     /// The trade's new book and candles are computed first and kept only if all of them fit.
@@ -278,11 +279,14 @@ impl Engine {
     ) -> Result<Outcome, ValidationError> {
         let mut book = self.book(&trade.instrument);
         book.apply_trade(trade, event.ts)?;
+        // A trade cannot have happened after it reached ttpulse: one dated ahead (a fast clock)
+        // is bucketed at its arrival, so it never moves the candles past the others.
+        let candle_ts = event.ts.min(event.ingest_ts);
         let mut series = Vec::with_capacity(Interval::ALL.len());
         for interval in Interval::ALL {
             let key = (trade.instrument.clone(), interval);
             let mut candles = self.candles.get(&key).cloned().unwrap_or_default();
-            let outcome = candles.apply_trade(&trade.instrument, interval, trade.price, trade.qty, event.ts)?;
+            let outcome = candles.apply_trade(&trade.instrument, interval, trade.price, trade.qty, candle_ts)?;
             series.push((key, candles, outcome));
         }
         out.push(Published::new(Update::Instrument(book.state.clone()), event.ingest_ts));

@@ -200,6 +200,23 @@ impl ValidEvent {
     /// a timeout).
     pub fn check_pushed(&self, now: Micros, window: &TimeWindow, supplied_id: bool) -> Result<(), ValidationError> {
         window.check(self.ts, now)?;
+        self.check_source(now, supplied_id)
+    }
+
+    /// The rules for a line of a replay file: it keeps its own (past) clock, so only the future
+    /// is refused (a line dated ahead of `now` by more than the window froze the candles), and
+    /// an id it carries uses no source that ttpulse assigns itself.
+    pub fn check_replayed(&self, now: Micros, window: &TimeWindow, supplied_id: bool) -> Result<(), ValidationError> {
+        if self.ts > now.saturating_add(window.ahead) {
+            return Err(ValidationError::new(
+                "ts",
+                format!("{} is in the future (replay time {now}); a recorded event cannot be", self.ts),
+            ));
+        }
+        self.check_source(now, supplied_id)
+    }
+
+    fn check_source(&self, now: Micros, supplied_id: bool) -> Result<(), ValidationError> {
         if supplied_id && !client_may_use(&self.id.source, self.id.seq, now) {
             return Err(ValidationError::new(
                 "event_id",

@@ -65,15 +65,29 @@ pub struct InstrumentBook {
     pub state: InstrumentState,
     /// Sum of price x qty over all trades: VWAP = notional / volume.
     pub notional: Decimal,
+    /// Exchange time of the quote behind bid/ask, and of the trade behind `last`: an older
+    /// event (a late feed, a replayed hour) never replaces them.
+    pub quote_ts: Micros,
+    pub trade_ts: Micros,
 }
 
 impl InstrumentBook {
     pub fn new(symbol: &str) -> Self {
-        Self { state: InstrumentState::empty(symbol), notional: Decimal::ZERO }
+        Self { state: InstrumentState::empty(symbol), notional: Decimal::ZERO, quote_ts: 0, trade_ts: 0 }
     }
 
-    /// Applies a quote. All or nothing: on a refusal nothing changed.
-    pub fn apply_quote(&mut self, quote: &Quote, ts: Micros) -> Result<(), ValidationError> {
+    /// A book read back from storage, which keeps one time (`updated_at`) for both.
+    pub fn restored(state: InstrumentState, notional: Decimal) -> Self {
+        let at = state.updated_at;
+        Self { state, notional, quote_ts: at, trade_ts: at }
+    }
+
+    /// Applies a quote; `Ok(false)` when it is older than the quote the book shows (stale:
+    /// nothing changed). All or nothing: on a refusal nothing changed.
+    pub fn apply_quote(&mut self, quote: &Quote, ts: Micros) -> Result<bool, ValidationError> {
+        if ts < self.quote_ts {
+            return Ok(false);
+        }
         let mid = quote
             .bid
             .checked_add(quote.ask)
@@ -87,15 +101,19 @@ impl InstrumentBook {
         s.mid = Some(mid.normalize());
         s.spread = Some(spread);
         s.seq = seq;
-        s.updated_at = ts;
-        Ok(())
+        s.updated_at = s.updated_at.max(ts);
+        self.quote_ts = ts;
+        Ok(true)
     }
 
-    /// Applies a trade. All or nothing: on a refusal nothing changed.
+    /// Applies a trade. A trade older than the one behind `last` counts in volume, VWAP and the
+    /// session range, but leaves `last` and the change as they are. All or nothing: on a refusal
+    /// nothing changed.
     pub fn apply_trade(&mut self, trade: &Trade, ts: Micros) -> Result<(), ValidationError> {
         let s = &self.state;
-        let price = trade.price;
-        let open = s.open.unwrap_or(price);
+        let latest = ts >= self.trade_ts;
+        let price = if latest { trade.price } else { s.last.unwrap_or(trade.price) };
+        let open = s.open.unwrap_or(trade.price);
         let change = price.checked_sub(open).or_refuse("price", "the change")?;
         let change_pct = change
             .checked_mul(Decimal::ONE_HUNDRED)
@@ -103,7 +121,8 @@ impl InstrumentBook {
             .or_refuse("price", "the change in percent")?;
         let volume = s.volume.checked_add(trade.qty).or_refuse("qty", "the instrument's volume")?;
         let trades = s.trades.checked_add(1).or_refuse("instrument", "the trade count")?;
-        let notional = price
+        let notional = trade
+            .price
             .checked_mul(Decimal::from(trade.qty))
             .and_then(|value| self.notional.checked_add(value))
             .or_refuse("qty", "the traded notional")?;
@@ -112,8 +131,8 @@ impl InstrumentBook {
         let s = &mut self.state;
         s.open = Some(open);
         s.last = Some(price);
-        s.high = Some(s.high.map_or(price, |h| h.max(price)));
-        s.low = Some(s.low.map_or(price, |l| l.min(price)));
+        s.high = Some(s.high.map_or(trade.price, |h| h.max(trade.price)));
+        s.low = Some(s.low.map_or(trade.price, |l| l.min(trade.price)));
         s.change = Some(change);
         s.change_pct = Some(change_pct.round_dp(CHANGE_PCT_DP).normalize());
         s.volume = volume;
@@ -121,7 +140,10 @@ impl InstrumentBook {
         self.notional = notional;
         s.vwap = Some(vwap.round_dp(VWAP_DP).normalize());
         s.seq = seq;
-        s.updated_at = ts;
+        s.updated_at = s.updated_at.max(ts);
+        if latest {
+            self.trade_ts = ts;
+        }
         Ok(())
     }
 }
@@ -144,7 +166,7 @@ mod tests {
     fn quote_sets_mid_and_spread() {
         let mut book = InstrumentBook::new("ESZ6");
         let quote = Quote { instrument: "ESZ6".into(), bid: d("6850.00"), bid_qty: 5, ask: d("6850.25"), ask_qty: 7 };
-        book.apply_quote(&quote, 10).unwrap();
+        assert_eq!(book.apply_quote(&quote, 10), Ok(true));
         let s = &book.state;
         assert_eq!(s.mid, Some(d("6850.125")));
         assert_eq!(s.spread, Some(d("0.25")));
@@ -205,5 +227,32 @@ mod tests {
         let err = book.apply_quote(&quote, 1).unwrap_err();
         assert_eq!(err.field, "bid");
         assert_eq!(book, InstrumentBook::new("ESZ6"));
+    }
+
+    #[test]
+    fn late_events_never_replace_the_newer_state() {
+        let mut book = InstrumentBook::new("ZCH7");
+        let quote = |bid: &str, ask: &str| Quote {
+            instrument: "ZCH7".into(),
+            bid: d(bid),
+            bid_qty: 1,
+            ask: d(ask),
+            ask_qty: 1,
+        };
+        assert_eq!(book.apply_quote(&quote("445.00", "445.25"), 100), Ok(true));
+        book.apply_trade(&trade("445.25", 2), 100).unwrap();
+        let before = book.clone();
+        // A quote from 23 hours earlier once moved the mid and every position's P&L.
+        assert_eq!(book.apply_quote(&quote("440.00", "450.00"), 50), Ok(false));
+        assert_eq!(book, before, "a stale quote changes nothing");
+        // A late trade happened: it counts in volume and range, not as the last price.
+        book.apply_trade(&trade("446.00", 1), 60).unwrap();
+        let s = &book.state;
+        assert_eq!((s.last, s.high, s.volume, s.trades), (Some(d("445.25")), Some(d("446")), 3, 2));
+        assert_eq!(s.change, Some(d("0")));
+        assert_eq!(s.updated_at, 100, "the state's time never goes back");
+        // A newer trade moves `last` again.
+        book.apply_trade(&trade("445.50", 1), 101).unwrap();
+        assert_eq!(book.state.last, Some(d("445.50")));
     }
 }

@@ -151,7 +151,7 @@ impl IngesterActor {
                 self.forward("simulator", events, ctx);
             }
             Source::Replay { replay: Some(replay), path, .. } if !replay.finished => {
-                match replay.next_chunk(owed.min(REPLAY_CHUNK), &self.catalog, now) {
+                match replay.next_chunk(owed.min(REPLAY_CHUNK), &self.catalog, &self.window, now) {
                     Ok(chunk) => {
                         for (line, error) in &chunk.rejected {
                             tracing::warn!(path = %path.display(), line, %error, "replay line rejected");

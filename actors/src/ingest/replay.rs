@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use crate::domain::{EventId, InstrumentCatalog, Micros, RawEvent, ValidEvent, ValidationError};
+use crate::domain::{EventId, InstrumentCatalog, Micros, RawEvent, TimeWindow, ValidEvent, ValidationError};
 
 pub struct Replay {
     path: PathBuf,
@@ -50,7 +50,13 @@ impl Replay {
     }
 
     /// Reads up to `max` non-empty lines.
-    pub fn next_chunk(&mut self, max: usize, catalog: &InstrumentCatalog, now: Micros) -> std::io::Result<Chunk> {
+    pub fn next_chunk(
+        &mut self,
+        max: usize,
+        catalog: &InstrumentCatalog,
+        window: &TimeWindow,
+        now: Micros,
+    ) -> std::io::Result<Chunk> {
         let mut chunk = Chunk { events: Vec::new(), rejected: Vec::new() };
         let mut line = String::new();
         while chunk.events.len() + chunk.rejected.len() < max {
@@ -67,7 +73,11 @@ impl Replay {
             let line_no = self.line_no;
             let source = &self.source;
             let decoded = RawEvent::decode(text.as_bytes()).and_then(|raw| {
-                raw.entering().validate(catalog, now, &mut || EventId { source: source.clone(), seq: line_no })
+                let supplied_id = raw.event_id.is_some();
+                let event =
+                    raw.entering().validate(catalog, now, &mut || EventId { source: source.clone(), seq: line_no })?;
+                event.check_replayed(now, window, supplied_id)?;
+                Ok(event)
             });
             match decoded {
                 Ok(event) => chunk.events.push(event),
@@ -97,21 +107,37 @@ mod tests {
         writeln!(f, r#"{{"type":"trade","instrument":"NOPE","price":"1","qty":1,"aggressor":"buy"}}"#).unwrap();
         writeln!(f, r#"{{"type":"quote","event_id":"feed:9","instrument":"ESZ6","bid":"6850","bid_qty":1,"ask":"6850.25","ask_qty":1}}"#).unwrap();
         writeln!(f, "not json").unwrap();
+        // Ids of ttpulse's own sources once made its later events duplicates for good, and a
+        // line dated in the future froze the candles.
+        writeln!(f, r#"{{"type":"trade","event_id":"sim:9007199254740991","instrument":"ESZ6","price":"6850","qty":1,"aggressor":"buy"}}"#).unwrap();
+        writeln!(f, r#"{{"type":"trade","event_id":"api:9007199254740991","instrument":"ESZ6","price":"6850","qty":1,"aggressor":"buy"}}"#).unwrap();
+        writeln!(
+            f,
+            r#"{{"type":"trade","ts":32503679999000000,"instrument":"ESZ6","price":"6850","qty":1,"aggressor":"buy"}}"#
+        )
+        .unwrap();
+        // A recorded day long past keeps its own clock.
+        writeln!(f, r#"{{"type":"trade","ts":3,"instrument":"ESZ6","price":"6850","qty":1,"aggressor":"buy"}}"#)
+            .unwrap();
         drop(f);
 
         let catalog = InstrumentCatalog::default_futures();
+        let window = TimeWindow::default();
         let mut replay = Replay::open(&path).unwrap();
-        let chunk = replay.next_chunk(2, &catalog, 5).unwrap();
+        let chunk = replay.next_chunk(2, &catalog, &window, 5).unwrap();
         assert_eq!(chunk.events.len(), 1);
         assert_eq!(chunk.events[0].id.to_string(), "replay-day_1.jsonl:1");
         assert_eq!(chunk.rejected.len(), 1);
         assert_eq!(chunk.rejected[0].0, 3);
         assert!(!replay.finished);
-        let chunk = replay.next_chunk(100, &catalog, 5).unwrap();
+        let chunk = replay.next_chunk(100, &catalog, &window, 5).unwrap();
         assert_eq!(chunk.events[0].id.to_string(), "feed:9");
         assert_eq!(chunk.rejected[0].0, 5);
+        let fields: Vec<(u64, &str)> = chunk.rejected.iter().map(|(line, e)| (*line, e.field.as_str())).collect();
+        assert_eq!(fields, [(5, "json"), (6, "event_id"), (7, "event_id"), (8, "ts")]);
+        assert_eq!(chunk.events.last().unwrap().ts, 3);
         assert!(replay.finished);
-        assert_eq!((replay.accepted, replay.rejected), (2, 2));
+        assert_eq!((replay.accepted, replay.rejected), (3, 5));
         std::fs::remove_dir_all(dir).ok();
     }
 }

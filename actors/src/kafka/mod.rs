@@ -156,7 +156,8 @@ pub fn settings_from_env(
 
 /// librdkafka settings that ttpulse's delivery guarantee rests on (idempotent, fully
 /// acknowledged produce; commits only after the effects are stored; a new group reads from the
-/// start), and the two it sets from its own variables. Overriding one is refused at start.
+/// start; every event of an instrument on one partition, by key), and the two it sets from its
+/// own variables. Overriding one is refused at start.
 pub const GUARDED_SETTINGS: &[&str] = &[
     "enable.idempotence",
     "acks",
@@ -165,6 +166,7 @@ pub const GUARDED_SETTINGS: &[&str] = &[
     "enable.auto.offset.store",
     "auto.offset.reset",
     "group.id",
+    "partitioner",
     "bootstrap.servers",
     "metadata.broker.list",
 ];
@@ -200,7 +202,12 @@ mod tests {
         let vars = [("TTPULSE_KAFKA_ENABLE_AUTO_COMMIT".to_owned(), "true".to_owned())];
         let err = check_guarded(&settings_from_env(vars, "TTPULSE_KAFKA_", &[])).unwrap_err();
         assert!(err.contains("`enable.auto.commit=true`"), "{err}");
-        for name in ["TTPULSE_KAFKA_acks", "TTPULSE_KAFKA_ENABLE_IDEMPOTENCE", "TTPULSE_KAFKA_group.id"] {
+        for name in [
+            "TTPULSE_KAFKA_acks",
+            "TTPULSE_KAFKA_ENABLE_IDEMPOTENCE",
+            "TTPULSE_KAFKA_group.id",
+            "TTPULSE_KAFKA_partitioner",
+        ] {
             let settings = settings_from_env([(name.to_owned(), "x".to_owned())], "TTPULSE_KAFKA_", &[]);
             assert!(check_guarded(&settings).is_err(), "{name}");
         }

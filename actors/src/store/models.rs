@@ -264,7 +264,7 @@ impl TryFrom<InstrumentStateRow> for InstrumentBook {
         if state.volume > 0 {
             state.vwap = Some((notional / Decimal::from(state.volume)).round_dp(VWAP_DP).normalize());
         }
-        Ok(InstrumentBook { state, notional })
+        Ok(InstrumentBook::restored(state, notional))
     }
 }
 
