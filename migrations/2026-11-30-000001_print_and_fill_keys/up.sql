@@ -1,6 +1,7 @@
 -- A print is unique by (instrument, source, sequence): event ids are sequences per source and
 -- instrument, so `feed-x:1` on ESZ6 and `feed-x:1` on NQZ6 are two prints. A fill id is
--- unique per account: another account's fill id never hides one's own.
+-- unique per account and instrument (what the processor owning the instrument can check):
+-- another account's fill id never hides one's own.
 -- Tables are rebuilt (SQLite cannot change a primary key in place); the SQL is portable.
 
 CREATE TABLE trades_keyed (
@@ -30,7 +31,7 @@ CREATE TABLE fills_keyed (
     price       TEXT NOT NULL,
     qty         BIGINT NOT NULL,
     ts          BIGINT NOT NULL,
-    PRIMARY KEY (account, fill_id)
+    PRIMARY KEY (account, symbol, fill_id)
 );
 INSERT INTO fills_keyed (fill_id, event_id, account, account_seq, order_id, symbol, side, price, qty, ts)
     SELECT fill_id, event_id, account, account_seq, order_id, symbol, side, price, qty, ts FROM fills;

@@ -152,6 +152,29 @@ async fn identifiers_that_once_collided_are_kept_apart() {
     assert_eq!((status, body["duplicates"].as_u64()), (200, Some(1)), "{body}");
     let (_, positions) = server.get_json("/api/positions?account=ACC2").await;
     assert_eq!(positions[0]["net_qty"], -4, "{positions}");
+
+    // Another fill under a used id is refused by the processor, naming it; the rest applies.
+    let before = server.table_counts();
+    let batch = json!([
+        fill("desk:3", "ACC2", "F-100", "ESZ6", "buy", "6850.25", 9),
+        fill("desk:4", "ACC2", "F-101", "ESZ6", "buy", "6850.25", 1),
+    ]);
+    let (status, body) = server.ingest(&batch).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        (body["error"].as_str(), body["field"].as_str(), body["index"].as_u64()),
+        (Some("invalid_event"), Some("fill_id"), Some(0)),
+        "{body}"
+    );
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("sell 4 at 6850.25")), "{body}");
+    assert_eq!(
+        (body["accepted"].as_u64(), body["refused"][0]["event_id"].as_str()),
+        (Some(1), Some("desk:3")),
+        "{body}"
+    );
+    assert_eq!(server.table_counts()["fills"], before["fills"] + 1, "only the other fill is stored");
+    let (_, positions) = server.get_json("/api/positions?account=ACC2").await;
+    assert_eq!(positions[0]["net_qty"], -3, "{positions}");
 }
 
 /// A client whose ingest times out resends with the ids the 503 named: applied exactly once.

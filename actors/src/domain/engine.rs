@@ -6,13 +6,15 @@
 //! sequence is at or below the watermark of its (source, instrument) was applied already. A fill
 //! is also refused a second time by its `fill_id`, whatever its event id.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rust_decimal::Decimal;
 use std::sync::Arc;
 
 use super::Micros;
 use super::candles::{Candle, CandleBook, CandleOutcome, Interval};
 use super::checked::OrRefuse;
-use super::events::{EventBody, Fill, Quote, Trade, ValidEvent, ValidationError};
+use super::events::{EventBody, Fill, Quote, Side, Trade, ValidEvent, ValidationError};
 use super::instruments::{InstrumentCatalog, InstrumentSpec};
 use super::market::InstrumentBook;
 use super::positions::PositionState;
@@ -89,6 +91,34 @@ impl Changes {
     }
 }
 
+/// A fill's identity: (account, instrument, fill id). Fill ids are unique per account and
+/// instrument, which is what one processor (owning the instrument's partition) can check.
+pub type FillKey = (String, String, String);
+
+/// What a fill said, to tell the same fill sent again from another fill under a used id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FillTerms {
+    pub side: Side,
+    pub price: Decimal,
+    pub qty: i64,
+}
+
+impl FillTerms {
+    pub fn of(fill: &Fill) -> Self {
+        Self { side: fill.side, price: fill.price, qty: fill.qty }
+    }
+
+    pub fn key(fill: &Fill) -> FillKey {
+        (fill.account.clone(), fill.instrument.clone(), fill.fill_id.clone())
+    }
+}
+
+impl std::fmt::Display for FillTerms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} at {}", self.side.as_str(), self.qty, self.price)
+    }
+}
+
 /// The durable state an engine is rebuilt from after a restart.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EngineSnapshot {
@@ -101,8 +131,8 @@ pub struct EngineSnapshot {
     pub fill_seqs: Vec<(String, String, u64)>,
     /// The latest fill of each (account, instrument) (what the account lane last published).
     pub last_fills: Vec<FillReport>,
-    /// (account, fill id) of every stored fill.
-    pub fill_ids: Vec<(String, String)>,
+    /// Every stored fill's identity and terms.
+    pub fill_ids: Vec<(FillKey, FillTerms)>,
     /// (source, instrument, last applied sequence)
     pub watermarks: Vec<(String, String, u64)>,
 }
@@ -116,8 +146,8 @@ pub struct Engine {
     holders: HashMap<String, BTreeSet<String>>,
     fill_seqs: HashMap<(String, String), u64>,
     last_fills: HashMap<(String, String), FillReport>,
-    /// (account, fill id) of every fill applied: fill ids are unique per account.
-    fill_ids: HashSet<(String, String)>,
+    /// Every fill applied, by (account, instrument, fill id), with what it said.
+    fill_ids: HashMap<FillKey, FillTerms>,
     watermarks: HashMap<(String, String), u64>,
 }
 
@@ -131,7 +161,7 @@ impl Engine {
             holders: HashMap::new(),
             fill_seqs: HashMap::new(),
             last_fills: HashMap::new(),
-            fill_ids: HashSet::new(),
+            fill_ids: HashMap::new(),
             watermarks: HashMap::new(),
         }
     }
@@ -193,8 +223,18 @@ impl Engine {
             return Ok(Outcome::Duplicate);
         }
         let outcome = match &event.body {
-            EventBody::Fill(fill) if self.fill_ids.contains(&(fill.account.clone(), fill.fill_id.clone())) => {
-                // Still advance the watermark so the stream position is stored.
+            EventBody::Fill(fill) if let Some(terms) = self.fill_ids.get(&FillTerms::key(fill)) => {
+                if *terms != FillTerms::of(fill) {
+                    return Err(ValidationError::new(
+                        "fill_id",
+                        format!(
+                            "`{}` of account {} in {} was already applied as another fill ({terms}); a fill id \
+                             names one fill",
+                            fill.fill_id, fill.account, fill.instrument
+                        ),
+                    ));
+                }
+                // The same fill again. Still advance the watermark so the stream position is stored.
                 Outcome::Duplicate
             }
             EventBody::Quote(quote) => self.apply_quote(&spec, quote, event, out, changes)?,
@@ -324,7 +364,7 @@ impl Engine {
         changes.positions.insert(key.clone(), position.clone());
         self.positions.insert(key.clone(), position.clone());
         self.holders.entry(fill.instrument.clone()).or_default().insert(fill.account.clone());
-        self.fill_ids.insert((fill.account.clone(), fill.fill_id.clone()));
+        self.fill_ids.insert(FillTerms::key(fill), FillTerms::of(fill));
         self.fill_seqs.insert(key.clone(), seq);
         let report = FillReport {
             account: fill.account.clone(),
@@ -479,7 +519,10 @@ mod tests {
             positions: changes.positions.values().cloned().collect(),
             fill_seqs: vec![("ACC1".into(), "ESZ6".into(), 1)],
             last_fills: changes.fills.iter().map(|f| f.report.clone()).collect(),
-            fill_ids: vec![("ACC1".into(), "f1".into())],
+            fill_ids: vec![(
+                ("ACC1".into(), "ESZ6".into(), "f1".into()),
+                FillTerms { side: Side::Buy, price: "6850".parse().unwrap(), qty: 2 },
+            )],
             watermarks: changes.watermarks.iter().map(|((s, i), q)| (s.clone(), i.clone(), *q)).collect(),
         };
         let mut restored = Engine::restore(Arc::new(InstrumentCatalog::default_futures()), snapshot);
@@ -603,9 +646,15 @@ mod tests {
         let real = valid(&catalog, "y", 1, &fill("ACC2", "F-100", "buy", 3));
         assert_eq!(engine.apply(&real, &mut out, &mut changes), Ok(Outcome::Applied));
         assert_eq!(changes.positions[&("ACC2".to_owned(), "ESZ6".to_owned())].net_qty, 3);
-        // The same account's fill id twice is still one fill.
+        // The same fill again under another event id is still one fill...
         let replayed = valid(&catalog, "z", 1, &fill("ACC2", "F-100", "buy", 3));
         assert_eq!(engine.apply(&replayed, &mut out, &mut changes), Ok(Outcome::Duplicate));
+        // ...and another fill under a used id is refused, not taken for a duplicate.
+        let conflicting = valid(&catalog, "z", 2, &fill("ACC2", "F-100", "sell", 4));
+        let err = engine.apply(&conflicting, &mut out, &mut changes).unwrap_err();
+        assert_eq!(err.field, "fill_id");
+        assert!(err.reason.contains("already applied as another fill (buy 3 at 6850)"), "{err}");
+        assert_eq!(changes.positions[&("ACC2".to_owned(), "ESZ6".to_owned())].net_qty, 3);
     }
 
     mod fuzz {

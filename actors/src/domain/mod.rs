@@ -17,7 +17,7 @@ pub mod positions;
 pub mod updates;
 
 pub use candles::{Candle, CandleBook, Interval};
-pub use engine::{Changes, Engine, EngineSnapshot, Outcome};
+pub use engine::{Changes, Engine, EngineSnapshot, FillKey, FillTerms, Outcome};
 pub use events::{
     EventBody, EventId, EventIdAllocator, Fill, Quote, RawEvent, Side, TimeWindow, Trade, ValidEvent, ValidationError,
 };

@@ -120,13 +120,18 @@ pub struct FillReadRow {
     pub ts: i64,
 }
 
+/// A stored side (`buy` or `sell`).
+pub(crate) fn side_from(text: &str) -> Result<Side, StoreError> {
+    match text {
+        "buy" => Ok(Side::Buy),
+        "sell" => Ok(Side::Sell),
+        other => Err(StoreError::Corrupt(format!("fills.side holds `{other}`"))),
+    }
+}
+
 impl FillReadRow {
     pub fn into_report(self, position: PositionState) -> Result<FillReport, StoreError> {
-        let side = match self.side.as_str() {
-            "buy" => Side::Buy,
-            "sell" => Side::Sell,
-            other => return Err(StoreError::Corrupt(format!("fills.side holds `{other}`"))),
-        };
+        let side = side_from(&self.side)?;
         Ok(FillReport {
             account: self.account,
             seq: to_u64(self.account_seq),

@@ -11,7 +11,7 @@ macro_rules! backend_queries {
             use diesel::upsert::excluded;
 
             use crate::domain::{
-                Candle, Changes, EngineSnapshot, InstrumentBook, InstrumentCatalog, InstrumentSpec, Interval,
+                Candle, Changes, EngineSnapshot, FillTerms, InstrumentBook, InstrumentCatalog, InstrumentSpec, Interval,
             };
             use crate::store::StoreError;
             use crate::store::models::*;
@@ -151,7 +151,15 @@ macro_rules! backend_queries {
                     .into_iter()
                     .map(|(account, symbol, seq)| (account, symbol, to_u64(seq.unwrap_or(0))))
                     .collect::<Vec<_>>();
-                let fill_ids = fills::table.select((fills::account, fills::fill_id)).load::<(String, String)>(conn)?;
+                let fill_ids = fills::table
+                    .select((fills::account, fills::symbol, fills::fill_id, fills::side, fills::price, fills::qty))
+                    .load::<(String, String, String, String, String, i64)>(conn)?
+                    .into_iter()
+                    .map(|(account, symbol, fill_id, side, price, qty)| {
+                        let terms = FillTerms { side: side_from(&side)?, price: decimal("price", &price)?, qty };
+                        Ok(((account, symbol, fill_id), terms))
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
                 let mut last_fills = Vec::new();
                 for (account, symbol, seq) in &fill_seqs {
                     let row = fills::table

@@ -22,7 +22,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    fills (account, fill_id) {
+    fills (account, symbol, fill_id) {
         fill_id -> Text,
         event_id -> Text,
         account -> Text,
