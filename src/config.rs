@@ -208,6 +208,18 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_WS_CONNECT_RATE", default_value_t = 500)]
     pub ws_connect_rate: u32,
 
+    /// Client messages one WebSocket session may send per second (bursts of twice that); more
+    /// are dropped with one `rate_limited` error, and a session that keeps on is closed (1008).
+    /// 0: no limit.
+    #[arg(long, env = "TTPULSE_WS_MESSAGE_RATE", default_value_t = 20)]
+    pub ws_message_rate: u32,
+
+    /// Seconds a connection may leave written data unacknowledged (a client that stopped
+    /// reading, a peer that vanished) before the kernel closes it (TCP_USER_TIMEOUT), freeing its
+    /// session; 0 leaves the system default.
+    #[arg(long, env = "TTPULSE_TCP_USER_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    pub tcp_user_timeout_secs: u64,
+
     /// Instruments plus accounts one session may subscribe to.
     #[arg(long, env = "TTPULSE_WS_MAX_SUBSCRIPTIONS", default_value_t = 200)]
     pub ws_max_subscriptions: usize,
@@ -313,6 +325,8 @@ impl Config {
             max_connections_per_user: 20,
             ws_connect_rate: 0,
             ws_max_subscriptions: 200,
+            ws_message_rate: 20,
+            tcp_user_timeout_secs: 30,
             ingest_max_rate: 0,
             auth_hs256_secret: None,
             auth_jwks_file: None,

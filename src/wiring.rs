@@ -155,6 +155,8 @@ fn session_config(config: &Config) -> SessionConfig {
             market_capacity: config.ws_market_queue as usize,
             max_behind: Duration::from_secs(config.ws_max_behind_secs),
         },
+        message_rate: config.ws_message_rate,
+        max_list: config.ws_max_subscriptions,
     }
 }
 

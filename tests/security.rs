@@ -345,3 +345,108 @@ async fn every_answer_carries_the_browser_hardening_headers() {
         assert_eq!(header("referrer-policy").as_deref(), Some("no-referrer"), "{path}");
     }
 }
+
+/// The metric line `name{labels} value` as a number (0 when absent).
+fn metric(metrics: &str, series: &str) -> f64 {
+    metrics.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+}
+
+/// One abuser floods 64 KiB `unsubscribe` frames and never reads. It is rate-limited and then
+/// closed (1008), and meanwhile another client gets every update and a new subscriber its
+/// snapshot. (Seen before: the other client received nothing, and a subscribe got no snapshot.)
+#[actix_rt::test]
+async fn a_flooding_client_is_cut_off_and_never_stalls_the_others() {
+    use futures_util::SinkExt as _;
+    let server = TestServer::start().await;
+    let mut steady = server.ws().await;
+    steady.subscribe(&["*"], &[]).await;
+
+    let (_, mut abuser) =
+        awc::Client::new().ws(server.url("/ws").replacen("http", "ws", 1)).connect().await.expect("ws");
+    let big_name = "X".repeat(300);
+    let flood = json!({"op": "unsubscribe", "instruments": vec![big_name; 200]}).to_string();
+    assert!(flood.len() > 60_000 && flood.len() < 64 * 1024, "{}", flood.len());
+    let flooding = actix_rt::spawn(async move {
+        let mut sent = 0;
+        for _ in 0..400 {
+            if abuser.send(awc::ws::Message::Text(flood.clone().into())).await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        (sent, abuser)
+    });
+
+    // Meanwhile the pipeline runs: the steady client sees every update, gapless.
+    for seq in 1..=50 {
+        let (status, _) = server.ingest(&json!([quote(&format!("f:{seq}"), "ESZ6", "6850.00", "6850.25")])).await;
+        assert_eq!(status, 200);
+    }
+    let updates = steady.updates_until(WAIT, |got| got.iter().filter(|u| u["key"] == "inst:ESZ6").count() == 50).await;
+    let seqs: Vec<u64> = updates.iter().filter(|u| u["key"] == "inst:ESZ6").filter_map(|u| u["seq"].as_u64()).collect();
+    assert_eq!(seqs, (1..=50).collect::<Vec<u64>>(), "every update reached the steady client");
+    let mut newcomer = server.ws().await;
+    let started = std::time::Instant::now();
+    let snapshot = newcomer.subscribe(&["ESZ6"], &[]).await;
+    assert_eq!(snapshot["instruments"][0]["seq"], 50);
+    eprintln!("a new subscriber got its snapshot in {:?} during the flood", started.elapsed());
+
+    // The abuser is closed for flooding.
+    let (sent, abuser) = flooding.await.expect("flood task");
+    let mut abuser = common::WsClient::from_framed(abuser);
+    let code = abuser.close_code(WAIT).await;
+    assert_eq!(code, Some(1008), "the flooding session is closed (sent {sent} frames)");
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert!(metric(&metrics, r#"ttpulse_refusals_total{reason="ws_message_rate"}"#) >= 200.0, "{metrics}");
+    assert_eq!(metric(&metrics, r#"ttpulse_refusals_total{reason="ws_message_flood"}"#), 1.0);
+}
+
+/// A client that connects, subscribes to everything and never reads again: its connection is
+/// closed by the kernel once written data sits unacknowledged (TCP_USER_TIMEOUT), and its
+/// session slot is freed. (Seen before: after two minutes it still counted as connected.)
+#[actix_rt::test]
+async fn a_client_that_never_reads_is_disconnected_and_its_slot_freed() {
+    use std::io::{Read as _, Write as _};
+    let server = TestServer::start_with(|c| c.tcp_user_timeout_secs = 2).await;
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small receive buffer");
+    socket.connect(&server.addr.into()).expect("connect");
+    let mut stream: std::net::TcpStream = socket.into();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    );
+    stream.write_all(request.as_bytes()).expect("upgrade");
+    let mut head = [0u8; 256];
+    let n = stream.read(&mut head).expect("101");
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head[..n]));
+    // A masked text frame (mask key 0) subscribing to every instrument; then never a read.
+    let subscribe = br#"{"op":"subscribe","instruments":["*"]}"#;
+    let mut frame = vec![0x81, 0x80 | subscribe.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(subscribe);
+    stream.write_all(&frame).expect("subscribe");
+    let connected = async || {
+        let (_, metrics) = server.get_text("/metrics").await;
+        metric(&metrics, "ttpulse_ws_connections ")
+    };
+    assert!(TestServer::eventually(WAIT, async || connected().await == 1.0).await);
+
+    // Updates pile up in the socket until its window is shut; then the kernel gives up on it.
+    let books = [("ESZ6", "6850.00", "6850.25"), ("NQZ6", "24500.00", "24500.25"), ("GCG7", "4050.0", "4050.1")];
+    let disconnected = TestServer::eventually(Duration::from_secs(40), async || {
+        let batch: Vec<Value> = (0..300)
+            .map(|i| {
+                let (symbol, bid, ask) = books[i % books.len()];
+                json!({"type": "quote", "instrument": symbol, "bid": bid, "bid_qty": 1, "ask": ask, "ask_qty": 1})
+            })
+            .collect();
+        let _ = server.ingest(&json!(batch)).await;
+        connected().await == 0.0
+    })
+    .await;
+    assert!(disconnected, "the never-reading session still counts as connected");
+    drop(stream);
+    // The next client connects and is served as usual.
+    let mut next = server.ws().await;
+    next.subscribe(&["ESZ6"], &[]).await;
+}

@@ -60,6 +60,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (serves_api, serves_ingest) = (pipeline.hub.is_some(), pipeline.ingester.is_some());
     let data = web::Data::new(pipeline.clone());
     let config_data = web::Data::new(config.clone());
+    let tcp_user_timeout =
+        (config.tcp_user_timeout_secs > 0).then(|| std::time::Duration::from_secs(config.tcp_user_timeout_secs));
     let server = HttpServer::new(move || {
         let mut app = App::new()
             .app_data(data.clone())
@@ -96,11 +98,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // Updates are small frames that must leave at once: without TCP_NODELAY, Nagle's algorithm
     // holds a frame back until the previous one is acknowledged, and with the client's delayed
     // ACK that adds up to ~40 ms (measured: p99 33 ms -> see BENCHMARKS.md).
-    .on_connect(|conn, _| {
-        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>()
-            && let Err(e) = tcp.set_nodelay(true)
-        {
+    .on_connect(move |conn, _| {
+        let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() else { return };
+        if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+        // A client that stops reading leaves its session actor unpolled (actix-web-actors runs
+        // it from the socket's writes), so the hub's close and the heartbeat never reach it. The
+        // kernel closes such a connection once its data sits unacknowledged this long (zero
+        // window probes included), and the session ends, freeing its slot and ticket.
+        if let Some(timeout) = tcp_user_timeout
+            && let Err(e) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(timeout))
+        {
+            tracing::warn!(error = %e, "cannot set TCP_USER_TIMEOUT");
         }
     })
     // Signals are handled by the binary, which shuts the pipeline down in order.

@@ -33,6 +33,57 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub outbox: OutboxLimits,
+    /// Client messages a session may send per second (twice that in a burst); 0: no limit.
+    pub message_rate: u32,
+    /// Most names in one subscribe or unsubscribe (instruments plus positions).
+    pub max_list: usize,
+}
+
+/// Client messages refused for the rate within one window before the session is closed (1008).
+const ABUSE_LIMIT: u32 = 200;
+const ABUSE_WINDOW: Duration = Duration::from_secs(10);
+
+/// A session's budget of client messages: a token bucket, and what it refused lately.
+struct MessageBudget {
+    limiter: Option<governor::DefaultDirectRateLimiter>,
+    refused: u32,
+    window_start: Instant,
+    /// Whether the client was told it is over the rate (once per window: a client that floods
+    /// and never reads must not make the server queue an error per message).
+    told: bool,
+}
+
+enum Admission {
+    Admit,
+    /// Refused; `true` the first time in the window (answer with an error).
+    Refuse(bool),
+    /// Refused too often: close the session.
+    Close,
+}
+
+impl MessageBudget {
+    fn new(rate: u32) -> Self {
+        let limiter = std::num::NonZeroU32::new(rate).map(|rate| {
+            let burst = rate.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1));
+            governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst))
+        });
+        Self { limiter, refused: 0, window_start: Instant::now(), told: false }
+    }
+
+    fn admit(&mut self) -> Admission {
+        let Some(limiter) = &self.limiter else { return Admission::Admit };
+        if self.window_start.elapsed() > ABUSE_WINDOW {
+            (self.refused, self.told, self.window_start) = (0, false, Instant::now());
+        }
+        if limiter.check().is_ok() {
+            return Admission::Admit;
+        }
+        self.refused = self.refused.saturating_add(1);
+        if self.refused > ABUSE_LIMIT {
+            return Admission::Close;
+        }
+        Admission::Refuse(!std::mem::replace(&mut self.told, true))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,6 +114,8 @@ pub struct SessionActor {
     allowed_accounts: Option<Vec<String>>,
     /// Held while the session lives (e.g. its place under a per-user limit); freed on drop.
     _ticket: Option<Box<dyn std::any::Any + Send>>,
+    budget: MessageBudget,
+    max_list: usize,
 }
 
 /// Upgrades an HTTP request to a WebSocket served by a new `SessionActor`.
@@ -84,6 +137,8 @@ pub fn start_session(
         metrics,
         allowed_accounts,
         _ticket: ticket,
+        budget: MessageBudget::new(config.message_rate),
+        max_list: config.max_list,
     };
     ws::WsResponseBuilder::new(actor, req, stream).frame_size(MAX_FRAME_BYTES).start()
 }
@@ -123,6 +178,29 @@ impl SessionActor {
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        match self.budget.admit() {
+            Admission::Admit => {}
+            Admission::Refuse(first) => {
+                self.metrics.refusals.with_label_values(&["ws_message_rate"]).inc();
+                if first {
+                    ctx.text(error_json(
+                        "rate_limited",
+                        "too many messages; those over the rate are dropped (the session closes if it goes on)",
+                    ));
+                }
+                return;
+            }
+            Admission::Close => {
+                tracing::warn!(session = ?self.id, "client floods messages; closing");
+                self.metrics.refusals.with_label_values(&["ws_message_flood"]).inc();
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Policy,
+                    description: Some("too many messages".into()),
+                }));
+                ctx.stop();
+                return;
+            }
+        }
         let message = match parse_client_message(text) {
             Ok(m) => m,
             Err(reason) => {
@@ -136,6 +214,16 @@ impl SessionActor {
         };
         match message {
             ClientMessage::Ping => ctx.text(r#"{"type":"pong"}"#),
+            ClientMessage::Subscribe { instruments, positions }
+            | ClientMessage::Unsubscribe { instruments, positions }
+                if instruments.len().saturating_add(positions.len()) > self.max_list =>
+            {
+                self.metrics.refusals.with_label_values(&["max_subscriptions"]).inc();
+                ctx.text(error_json(
+                    "bad_subscription",
+                    &format!("at most {} names (instruments plus positions) in one message", self.max_list),
+                ));
+            }
             ClientMessage::Subscribe { instruments, positions } => {
                 if instruments.is_empty() && positions.is_empty() {
                     ctx.text(error_json("bad_request", "subscribe needs `instruments` or `positions`"));
@@ -164,7 +252,17 @@ impl SessionActor {
                     .wait(ctx);
             }
             ClientMessage::Unsubscribe { instruments, positions } => {
-                self.hub.do_send(Unsubscribe { id, instruments, accounts: positions });
+                // Bounded like every hub message: the session waits for the hub (and reads no
+                // more of its client meanwhile), so a flood holds up only its own session.
+                self.hub
+                    .send(Unsubscribe { id, instruments, accounts: positions })
+                    .into_actor(self)
+                    .map(|result, _, ctx| {
+                        if let Err(e) = result {
+                            ctx.text(error_json("unavailable", &format!("hub unavailable: {e}")));
+                        }
+                    })
+                    .wait(ctx);
             }
         }
     }
