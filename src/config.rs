@@ -192,7 +192,9 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_AUTH_AUDIENCE")]
     pub auth_audience: Option<String>,
 
-    /// Origins allowed to open /ws (comma-separated, e.g. https://desk.example.com); empty: any.
+    /// Origins besides this server's own allowed to open /ws (comma-separated, e.g.
+    /// https://desk.example.com). This server's own origin is always allowed; with an allowlist,
+    /// a request without an Origin is refused.
     #[arg(long, env = "TTPULSE_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub ws_allowed_origins: Vec<String>,
 

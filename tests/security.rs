@@ -144,6 +144,45 @@ async fn token_only_market_data_and_the_origin_allowlist() {
     assert_eq!(ws_status(&url, Some("https://evil.example.com")).await.err(), Some(403));
     assert_eq!(ws_status(&url, None).await.err(), Some(403), "no Origin is not an allowed origin");
     assert!(ws_status(&url, Some("https://desk.example.com")).await.is_ok());
+    // The server's own origin is always allowed.
+    assert!(ws_status(&url, Some(&format!("http://{}", server.addr))).await.is_ok());
+}
+
+/// A session does not outlive its token: it is closed with 4001 when the token expires.
+#[actix_rt::test]
+async fn a_session_closes_when_its_token_expires() {
+    let server = TestServer::start_with(|c| c.auth_hs256_secret = Some(SECRET.into())).await;
+    // Expires in 2 s (the server allows 5 s of leeway when it checks a token, none for this).
+    let short = token(&["ACC1"], 2, SECRET);
+    let mut ws = ws_status(&format!("ws://{}/ws?access_token={short}", server.addr), None).await.expect("open");
+    ws.subscribe(&["ESZ6"], &["ACC1"]).await;
+    let started = std::time::Instant::now();
+    assert_eq!(ws.close_code(Duration::from_secs(6)).await, Some(4001));
+    assert!(started.elapsed() <= Duration::from_secs(4), "closed at expiry: {:?}", started.elapsed());
+}
+
+/// Without an allowlist, `/ws` takes only its own origin (or none: not a browser), so a page of
+/// another site cannot open the stream with the user's ambient credentials. (Seen before:
+/// `Origin: http://evil.example` got 101.)
+#[actix_rt::test]
+async fn websockets_are_same_origin_by_default() {
+    let server = TestServer::start().await;
+    let url = format!("ws://{}/ws", server.addr);
+    assert_eq!(ws_status(&url, Some("http://evil.example")).await.err(), Some(403));
+    assert_eq!(ws_status(&url, Some("null")).await.err(), Some(403));
+    assert_eq!(ws_status(&url, Some(&format!("http://{}.evil.example", server.addr.ip()))).await.err(), Some(403));
+    assert!(ws_status(&url, Some(&format!("http://{}", server.addr))).await.is_ok());
+    assert!(ws_status(&url, None).await.is_ok(), "a client that is not a browser sends no Origin");
+    // Behind a proxy that passes the browser's host on.
+    let behind_proxy = awc::Client::new()
+        .ws(&url)
+        .origin("https://desk.example.com")
+        .set_header("x-forwarded-host", "desk.example.com")
+        .connect()
+        .await;
+    assert!(behind_proxy.is_ok());
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert_eq!(metric(&metrics, r#"ttpulse_refusals_total{reason="origin"}"#), 3.0);
 }
 
 #[actix_rt::test]

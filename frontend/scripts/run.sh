@@ -37,6 +37,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# The dashboard's page opens its WebSocket straight at ttpulse: allow its origin there.
+export TTPULSE_WS_ALLOWED_ORIGINS="${TTPULSE_WS_ALLOWED_ORIGINS:-http://$host:$port}"
 "$@" &
 ttpulse_pid=$!
 

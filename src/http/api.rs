@@ -332,6 +332,7 @@ pub async fn websocket(
         &pipeline.session,
         pipeline.metrics.clone(),
         access.allowed_accounts(),
+        access.expires_at(),
         ticket,
     )
 }

@@ -1,6 +1,7 @@
 //! Who may connect: user tokens (JWT, HS256 secret or RS256/ES256 keys from a JWKS file, with
 //! expiry) naming the accounts a user may see, market data open or token-only, admin access by
-//! loopback or token, and the Origin allowlist of `/ws`.
+//! loopback or token, ingest by its own token, and the Origin check of `/ws` (same origin, or the
+//! allowlist).
 //!
 //! A token travels as `Authorization: Bearer <jwt>` or, for browsers' WebSockets (which cannot
 //! set headers), as `?access_token=<jwt>`. Claims: `sub`, `exp` (required) and `accounts` (the
@@ -30,13 +31,22 @@ pub struct Claims {
 pub enum Access {
     /// No user authentication is configured: everything.
     Everything,
-    /// An authenticated user: market data, and these accounts (`None`: every account).
-    User { subject: String, accounts: Option<Vec<String>> },
+    /// An authenticated user: market data, and these accounts (`None`: every account), until
+    /// `expires_at` (Unix seconds, the token's `exp`).
+    User { subject: String, accounts: Option<Vec<String>>, expires_at: u64 },
     /// No token: market data only when it is open.
     Anonymous,
 }
 
 impl Access {
+    /// When this access ends (a token's expiry), in Unix seconds.
+    pub fn expires_at(&self) -> Option<u64> {
+        match self {
+            Access::User { expires_at, .. } => Some(*expires_at),
+            _ => None,
+        }
+    }
+
     /// The accounts this access may see; `None` means all.
     pub fn allowed_accounts(&self) -> Option<Vec<String>> {
         match self {
@@ -173,7 +183,7 @@ impl Auth {
         };
         let claims = self.verify(keys, &token).map_err(|e| self.refused("invalid_token", e))?;
         let accounts = if claims.accounts.iter().any(|a| a == "*") { None } else { Some(claims.accounts) };
-        Ok(Access::User { subject: claims.sub, accounts })
+        Ok(Access::User { subject: claims.sub, accounts, expires_at: claims.exp })
     }
 
     /// Refuses a request for admin endpoints unless it comes from loopback or bears the admin
@@ -227,16 +237,36 @@ impl Auth {
         }
     }
 
-    /// Refuses a WebSocket upgrade from an Origin not on the allowlist (when there is one).
+    /// Refuses a WebSocket upgrade that a page of another site started: its `Origin` must be
+    /// this server's own (the `Host` it was reached by, or the `X-Forwarded-Host` a proxy in
+    /// front of it passed on) or on the allowlist. Without an allowlist, a request with no
+    /// `Origin` (not a browser) is let through; with one, it is refused.
     pub fn check_origin(&self, req: &HttpRequest) -> Result<(), ApiError> {
-        if self.origins.is_empty() {
-            return Ok(());
-        }
-        let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).unwrap_or("");
-        if self.origins.iter().any(|o| o == origin.trim_end_matches('/')) {
+        let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        let Some(origin) = origin else {
+            if self.origins.is_empty() {
+                return Ok(());
+            }
+            return Err(self.refused("origin", ApiError::Forbidden("an Origin is required to open /ws".into())));
+        };
+        let origin = origin.trim_end_matches('/');
+        let authority = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
+        let own = ["host", "x-forwarded-host"].iter().any(|name| {
+            req.headers()
+                .get(*name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .is_some_and(|host| !authority.is_empty() && host.trim().eq_ignore_ascii_case(authority))
+        });
+        if own || self.origins.iter().any(|o| o == origin) {
             Ok(())
         } else {
-            Err(self.refused("origin", ApiError::Forbidden(format!("origin `{origin}` is not allowed to open /ws"))))
+            Err(self.refused(
+                "origin",
+                ApiError::Forbidden(format!(
+                    "origin `{origin}` is not this server's and not in TTPULSE_WS_ALLOWED_ORIGINS; it may not open /ws"
+                )),
+            ))
         }
     }
 }

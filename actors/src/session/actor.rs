@@ -116,7 +116,12 @@ pub struct SessionActor {
     _ticket: Option<Box<dyn std::any::Any + Send>>,
     budget: MessageBudget,
     max_list: usize,
+    /// When the user's token expires (Unix seconds): the session closes then (4001).
+    expires_at: Option<u64>,
 }
+
+/// Close code of a session whose token expired: reconnect with a fresh token.
+pub const TOKEN_EXPIRED: u16 = 4001;
 
 /// Upgrades an HTTP request to a WebSocket served by a new `SessionActor`.
 /// `allowed_accounts`: the accounts whose positions and fills the user may see (`None`: any).
@@ -127,6 +132,7 @@ pub fn start_session(
     config: &SessionConfig,
     metrics: Arc<Metrics>,
     allowed_accounts: Option<Vec<String>>,
+    expires_at: Option<u64>,
     ticket: Option<Box<dyn std::any::Any + Send>>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let actor = SessionActor {
@@ -139,6 +145,7 @@ pub fn start_session(
         _ticket: ticket,
         budget: MessageBudget::new(config.message_rate),
         max_list: config.max_list,
+        expires_at,
     };
     ws::WsResponseBuilder::new(actor, req, stream).frame_size(MAX_FRAME_BYTES).start()
 }
@@ -313,6 +320,20 @@ impl Actor for SessionActor {
         self.metrics.ws_connections.inc();
         self.metrics.ws_connections_total.inc();
         self.heartbeat(ctx);
+        if let Some(expires_at) = self.expires_at {
+            let left = std::time::UNIX_EPOCH
+                .checked_add(Duration::from_secs(expires_at))
+                .and_then(|at| at.duration_since(std::time::SystemTime::now()).ok())
+                .unwrap_or_default();
+            ctx.run_later(left, |act, ctx| {
+                tracing::info!(session = ?act.id, "token expired; closing the session");
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Other(TOKEN_EXPIRED),
+                    description: Some("token expired: reconnect with a fresh token".into()),
+                }));
+                ctx.stop();
+            });
+        }
         // Wait for the id before reading client messages: they need it.
         self.hub
             .send(Connect { outbox: self.outbox.clone(), wake: ctx.address().recipient() })
