@@ -7,7 +7,7 @@ use ttpulse_actors::cache::Filter;
 use ttpulse_actors::domain::ids::{ACCOUNT_RULE, is_valid_account};
 use ttpulse_actors::domain::{Interval, RawEvent};
 use ttpulse_actors::messages::{IngestError, IngestEvents, QueryCandles};
-use ttpulse_actors::session::start_session;
+use ttpulse_actors::session::{SessionUser, start_session};
 
 use super::auth::{Access, Auth};
 use super::error::ApiError;
@@ -331,9 +331,7 @@ pub async fn websocket(
         hub.clone(),
         &pipeline.session,
         pipeline.metrics.clone(),
-        access.allowed_accounts(),
-        access.expires_at(),
-        ticket,
+        SessionUser { allowed_accounts: access.allowed_accounts(), expires_at: access.expires_at(), ticket },
     )
 }
 

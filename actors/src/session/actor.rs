@@ -123,17 +123,24 @@ pub struct SessionActor {
 /// Close code of a session whose token expired: reconnect with a fresh token.
 pub const TOKEN_EXPIRED: u16 = 4001;
 
+/// Who a new session serves.
+pub struct SessionUser {
+    /// The accounts whose positions and fills the user may see (`None`: any).
+    pub allowed_accounts: Option<Vec<String>>,
+    /// When the user's token expires (Unix seconds); the session closes then (4001).
+    pub expires_at: Option<u64>,
+    /// Held while the session lives (e.g. its place under a per-user limit); freed on drop.
+    pub ticket: Option<Box<dyn std::any::Any + Send>>,
+}
+
 /// Upgrades an HTTP request to a WebSocket served by a new `SessionActor`.
-/// `allowed_accounts`: the accounts whose positions and fills the user may see (`None`: any).
 pub fn start_session(
     req: &HttpRequest,
     stream: web::Payload,
     hub: Addr<Hub>,
     config: &SessionConfig,
     metrics: Arc<Metrics>,
-    allowed_accounts: Option<Vec<String>>,
-    expires_at: Option<u64>,
-    ticket: Option<Box<dyn std::any::Any + Send>>,
+    user: SessionUser,
 ) -> Result<HttpResponse, actix_web::Error> {
     let actor = SessionActor {
         id: None,
@@ -141,11 +148,11 @@ pub fn start_session(
         outbox: Outbox::new(config.outbox),
         last_heard: Instant::now(),
         metrics,
-        allowed_accounts,
-        _ticket: ticket,
+        allowed_accounts: user.allowed_accounts,
+        _ticket: user.ticket,
         budget: MessageBudget::new(config.message_rate),
         max_list: config.max_list,
-        expires_at,
+        expires_at: user.expires_at,
     };
     ws::WsResponseBuilder::new(actor, req, stream).frame_size(MAX_FRAME_BYTES).start()
 }
