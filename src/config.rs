@@ -206,6 +206,15 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_MAX_CONNECTIONS_PER_USER", default_value_t = 20)]
     pub max_connections_per_user: usize,
 
+    /// Most WebSocket sessions one client address holds at once (behind a proxy on this host,
+    /// the address it passes on in X-Real-IP or X-Forwarded-For); 0: no limit.
+    #[arg(long, env = "TTPULSE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 50)]
+    pub max_connections_per_address: usize,
+
+    /// New WebSocket sessions accepted per second from one client address; 0: no limit.
+    #[arg(long, env = "TTPULSE_WS_CONNECT_RATE_PER_ADDRESS", default_value_t = 10)]
+    pub ws_connect_rate_per_address: u32,
+
     /// New WebSocket sessions accepted per second (all clients together); 0: no limit.
     #[arg(long, env = "TTPULSE_WS_CONNECT_RATE", default_value_t = 500)]
     pub ws_connect_rate: u32,
@@ -326,6 +335,8 @@ impl Config {
             max_connections: 10_000,
             max_connections_per_user: 20,
             ws_connect_rate: 0,
+            max_connections_per_address: 0,
+            ws_connect_rate_per_address: 0,
             ws_max_subscriptions: 200,
             ws_message_rate: 20,
             tcp_user_timeout_secs: 30,

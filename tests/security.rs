@@ -489,3 +489,39 @@ async fn a_client_that_never_reads_is_disconnected_and_its_slot_freed() {
     let mut next = server.ws().await;
     next.subscribe(&["ESZ6"], &[]).await;
 }
+
+async fn ws_from(server: &TestServer, real_ip: &str) -> Result<common::WsClient, u16> {
+    let request = awc::Client::new().ws(format!("ws://{}/ws", server.addr)).set_header("x-real-ip", real_ip);
+    match request.connect().await {
+        Ok((_, framed)) => Ok(common::WsClient::from_framed(framed)),
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => Err(status.as_u16()),
+        Err(e) => panic!("unexpected WebSocket error: {e}"),
+    }
+}
+
+/// Sessions per client address and new sessions per second per address; behind a proxy on this
+/// host, the address is the one it passes on (X-Real-IP).
+#[actix_rt::test]
+async fn sessions_and_connects_are_limited_per_address() {
+    let server = TestServer::start_with(|c| c.max_connections_per_address = 2).await;
+    // Documentation addresses (TEST-NET): only header values, nothing is sent to them.
+    let a = ws_from(&server, "192.0.2.1").await.expect("first of A");
+    let _a2 = ws_from(&server, "192.0.2.1").await.expect("second of A");
+    assert_eq!(ws_from(&server, "192.0.2.1").await.err(), Some(429), "a third session of one address");
+    let _b = ws_from(&server, "198.51.100.7").await.expect("another address has its own places");
+    drop(a);
+    let reopened = TestServer::eventually(WAIT, async || ws_from(&server, "192.0.2.1").await.is_ok()).await;
+    assert!(reopened, "the address's place was not freed");
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert!(metric(&metrics, r#"ttpulse_refusals_total{reason="max_connections_per_address"}"#) >= 1.0, "{metrics}");
+
+    let server = TestServer::start_with(|c| c.ws_connect_rate_per_address = 3).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(ws_from(&server, "192.0.2.1").await.expect("within the rate"));
+    }
+    assert_eq!(ws_from(&server, "192.0.2.1").await.err(), Some(429), "a fourth new session within the second");
+    assert!(ws_from(&server, "198.51.100.7").await.is_ok(), "another address has its own rate");
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert_eq!(metric(&metrics, r#"ttpulse_refusals_total{reason="connect_rate_per_address"}"#), 1.0, "{metrics}");
+}

@@ -454,6 +454,9 @@ async fn fanout_row(bin: &Path, work: &Path, logs: &Path, sessions: usize, plan:
             // The load generator opens thousands of sessions at once: lift the session limits.
             ("TTPULSE_MAX_CONNECTIONS", "20000".into()),
             ("TTPULSE_WS_CONNECT_RATE", "0".into()),
+            // Every load-test session comes from this host.
+            ("TTPULSE_MAX_CONNECTIONS_PER_ADDRESS", "0".into()),
+            ("TTPULSE_WS_CONNECT_RATE_PER_ADDRESS", "0".into()),
         ]),
         logs,
     )?;

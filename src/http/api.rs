@@ -320,11 +320,11 @@ pub async fn websocket(
         Access::User { subject, .. } => Some(subject.as_str()),
         _ => None,
     };
-    let ticket = limits.admit_session(subject)?;
+    let ticket = limits.admit_session(subject, super::limits::client_address(&req))?;
     let Some(hub) = &pipeline.hub else {
         return Err(ApiError::Unavailable("this process does not run the api role".into()).into());
     };
-    let ticket = ticket.map(|t| Box::new(t) as Box<dyn std::any::Any + Send>);
+    let ticket = Some(Box::new(ticket) as Box<dyn std::any::Any + Send>);
     start_session(
         &req,
         stream,

@@ -6,7 +6,9 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::net::IpAddr;
+
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ttpulse_actors::metrics::Metrics;
 
 use super::error::ApiError;
@@ -16,24 +18,55 @@ pub struct Limits {
     max_connections: i64,
     per_user: usize,
     users: Arc<DashMap<String, usize>>,
+    /// 0: no limit.
+    per_address: usize,
+    addresses: Arc<DashMap<IpAddr, usize>>,
     connect_rate: Option<DefaultDirectRateLimiter>,
+    connect_rate_per_address: Option<DefaultKeyedRateLimiter<IpAddr>>,
     ingest_rate: Option<(DefaultDirectRateLimiter, u32)>,
     metrics: Arc<Metrics>,
 }
 
-/// A user's admitted session; dropping it frees the place.
+/// An admitted session's places (its user's, its address's); dropping it frees them.
 pub struct Ticket {
     users: Arc<DashMap<String, usize>>,
-    user: String,
+    user: Option<String>,
+    addresses: Arc<DashMap<IpAddr, usize>>,
+    address: Option<IpAddr>,
+}
+
+/// One place less for `key` in `counts`; the entry goes when it reaches 0.
+fn release<K: std::hash::Hash + Eq>(counts: &DashMap<K, usize>, key: &K) {
+    if let Some(mut count) = counts.get_mut(key) {
+        *count = count.saturating_sub(1);
+    }
+    counts.remove_if(key, |_, count| *count == 0);
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if let Some(mut count) = self.users.get_mut(&self.user) {
-            *count = count.saturating_sub(1);
+        if let Some(user) = &self.user {
+            release(&self.users, user);
         }
-        self.users.remove_if(&self.user, |_, count| *count == 0);
+        if let Some(address) = &self.address {
+            release(&self.addresses, address);
+        }
     }
+}
+
+/// The address a client connects from: the peer's, or, when the peer is a proxy on this host
+/// (loopback), the client address it passed on (`X-Real-IP`, else the first `X-Forwarded-For`).
+/// Only a process on this host can set those headers and be believed.
+pub fn client_address(req: &actix_web::HttpRequest) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    if !peer.is_loopback() {
+        return Some(peer);
+    }
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let forwarded = header("x-real-ip")
+        .or_else(|| header("x-forwarded-for").and_then(|v| v.split(',').next().map(str::to_owned)))
+        .and_then(|v| v.trim().parse().ok());
+    Some(forwarded.unwrap_or(peer))
 }
 
 fn limiter(per_second: u32) -> Option<DefaultDirectRateLimiter> {
@@ -46,7 +79,11 @@ impl Limits {
             max_connections: config.max_connections,
             per_user: config.max_connections_per_user,
             users: Arc::new(DashMap::new()),
+            per_address: config.max_connections_per_address,
+            addresses: Arc::new(DashMap::new()),
             connect_rate: limiter(config.ws_connect_rate),
+            connect_rate_per_address: NonZeroU32::new(config.ws_connect_rate_per_address)
+                .map(|rate| RateLimiter::keyed(Quota::per_second(rate))),
             ingest_rate: limiter(config.ingest_max_rate).map(|l| (l, config.ingest_max_rate)),
             metrics,
         }
@@ -57,8 +94,8 @@ impl Limits {
         error
     }
 
-    /// Admits a new WebSocket session of `user` (its token subject, if any).
-    pub fn admit_session(&self, user: Option<&str>) -> Result<Option<Ticket>, ApiError> {
+    /// Admits a new WebSocket session of `user` (its token subject, if any) from `address`.
+    pub fn admit_session(&self, user: Option<&str>, address: Option<IpAddr>) -> Result<Ticket, ApiError> {
         if self.metrics.ws_connections.get() >= self.max_connections {
             let max = self.max_connections;
             return Err(self.refuse(
@@ -74,18 +111,48 @@ impl Limits {
                 ApiError::TooManyRequests("too many new sessions per second; retry shortly".into()),
             ));
         }
-        let Some(user) = user else { return Ok(None) };
+        if let (Some(limiter), Some(address)) = (&self.connect_rate_per_address, address) {
+            if limiter.len() > 100_000 {
+                limiter.retain_recent();
+            }
+            if limiter.check_key(&address).is_err() {
+                return Err(self.refuse(
+                    "connect_rate_per_address",
+                    ApiError::TooManyRequests(format!(
+                        "too many new sessions per second from {address}; retry shortly"
+                    )),
+                ));
+            }
+        }
+        let mut ticket =
+            Ticket { users: self.users.clone(), user: None, addresses: self.addresses.clone(), address: None };
+        if let Some(address) = address.filter(|_| self.per_address > 0) {
+            let mut count = self.addresses.entry(address).or_insert(0);
+            if *count >= self.per_address {
+                let max = self.per_address;
+                drop(count);
+                return Err(self.refuse(
+                    "max_connections_per_address",
+                    ApiError::TooManyRequests(format!("{address} already holds {max} sessions")),
+                ));
+            }
+            *count += 1;
+            ticket.address = Some(address);
+        }
+        let Some(user) = user else { return Ok(ticket) };
         let mut count = self.users.entry(user.to_owned()).or_insert(0);
         if *count >= self.per_user {
             let max = self.per_user;
             drop(count);
+            // `ticket` is dropped here and gives the address's place back.
             return Err(self.refuse(
                 "max_connections_per_user",
                 ApiError::TooManyRequests(format!("`{user}` already holds {max} sessions")),
             ));
         }
         *count += 1;
-        Ok(Some(Ticket { users: self.users.clone(), user: user.to_owned() }))
+        ticket.user = Some(user.to_owned());
+        Ok(ticket)
     }
 
     /// Admits `events` more ingested events under the ingest rate.
