@@ -14,10 +14,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use anyhow::{Context as _, bail};
+use ttpulse_actors::backoff::Backoff;
 use ttpulse_actors::cache::redis::{RedisCacheActor, RedisFeedActor};
 use ttpulse_actors::cache::{CacheActor, StateStore};
 use ttpulse_actors::domain::InstrumentCatalog;
-use ttpulse_actors::health::HealthRegistry;
+use ttpulse_actors::health::{HealthRegistry, names};
 use ttpulse_actors::ingest::{IngesterActor, SourceConfig};
 use ttpulse_actors::kafka::{self, Feed, KafkaConsumerActor, KafkaProducerActor, KafkaSettings};
 use ttpulse_actors::messages::{CloseAll, Flush, RawBatch, Restart, StopIntake, SyncInstruments, UpdateBatch};
@@ -79,16 +80,15 @@ async fn open_database_retrying(config: &Config) -> anyhow::Result<DbPool> {
     if config.database_url.is_none() {
         return open_database(config);
     }
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
     loop {
         let attempt = config.clone();
         match actix_rt::task::spawn_blocking(move || open_database(&attempt)).await? {
             Ok(pool) => return Ok(pool),
             Err(e) => {
                 let shown = config.database_url.as_deref().map(redact_url).unwrap_or_default();
-                tracing::error!(database = shown, error = %format!("{e:#}"), retry_in = ?backoff, "cannot open the database");
-                actix_rt::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                tracing::error!(database = shown, error = %format!("{e:#}"), retry_in = ?backoff.peek(), "cannot open the database");
+                actix_rt::time::sleep(backoff.next_delay()).await;
             }
         }
     }
@@ -198,10 +198,15 @@ impl Parts {
             pool.clone(),
             catalog.clone(),
             metrics.clone(),
-            self.health.register("db-writer", "DbActor"),
+            self.health.register(names::DB_WRITER, "DbActor"),
         );
-        let reader =
-            DbActor::start(2, pool.clone(), catalog.clone(), metrics, self.health.register("db-reader", "DbActor"));
+        let reader = DbActor::start(
+            2,
+            pool.clone(),
+            catalog.clone(),
+            metrics,
+            self.health.register(names::DB_READER, "DbActor"),
+        );
         writer
             .send(SyncInstruments { specs: catalog.iter().cloned().collect() })
             .await
@@ -211,18 +216,18 @@ impl Parts {
 
     fn hub(&self, max_subscriptions: usize) -> Addr<Hub> {
         let (store, catalog, metrics, h) =
-            (self.store.clone(), self.catalog.clone(), self.metrics.clone(), self.health.register("hub", "Hub"));
+            (self.store.clone(), self.catalog.clone(), self.metrics.clone(), self.health.register(names::HUB, "Hub"));
         watched(
             Supervisor::start(move |_| Hub::new(store, catalog, metrics, h, max_subscriptions)),
             &self.health,
-            "hub",
+            names::HUB,
         )
     }
 
     fn local_cache(&self, notifier: Recipient<UpdateBatch>) -> Addr<CacheActor> {
         let (store, metrics, h) =
-            (self.store.clone(), self.metrics.clone(), self.health.register("cache", "CacheActor"));
-        watched(Supervisor::start(move |_| CacheActor::new(store, notifier, metrics, h)), &self.health, "cache")
+            (self.store.clone(), self.metrics.clone(), self.health.register(names::CACHE, "CacheActor"));
+        watched(Supervisor::start(move |_| CacheActor::new(store, notifier, metrics, h)), &self.health, names::CACHE)
     }
 
     fn processor(
@@ -237,26 +242,26 @@ impl Parts {
             writer.clone().recipient(),
             writer.clone().recipient(),
             self.metrics.clone(),
-            self.health.register("processor", "ProcessorActor"),
+            self.health.register(names::PROCESSOR, "ProcessorActor"),
         );
         watched(
             Supervisor::start(move |_| {
                 ProcessorActor::new(catalog, downstream, write, load, processor_config, metrics, h)
             }),
             &self.health,
-            "processor",
+            names::PROCESSOR,
         )
     }
 
     fn ingester(&self, config: &Config, hop: Recipient<RawBatch>) -> anyhow::Result<Addr<IngesterActor>> {
         let source = source_config(config)?;
         let (catalog, metrics, h) =
-            (self.catalog.clone(), self.metrics.clone(), self.health.register("ingester", "IngesterActor"));
+            (self.catalog.clone(), self.metrics.clone(), self.health.register(names::INGESTER, "IngesterActor"));
         let window = config.time_window();
         Ok(watched(
             Supervisor::start(move |_| IngesterActor::new(source, catalog, hop, window, metrics, h)),
             &self.health,
-            "ingester",
+            names::INGESTER,
         ))
     }
 }
@@ -282,10 +287,10 @@ async fn start_embedded(config: &Config) -> anyhow::Result<Pipeline> {
     let processor = parts.processor(config, cache.clone().recipient(), &writer);
     let ingester = parts.ingester(config, processor.clone().recipient())?;
     let restartable = BTreeMap::from([
-        ("ingester", ingester.clone().recipient()),
-        ("processor", processor.clone().recipient()),
-        ("cache", cache.clone().recipient()),
-        ("hub", hub.clone().recipient()),
+        (names::INGESTER, ingester.clone().recipient()),
+        (names::PROCESSOR, processor.clone().recipient()),
+        (names::CACHE, cache.clone().recipient()),
+        (names::HUB, hub.clone().recipient()),
     ]);
     Ok(Pipeline {
         catalog: parts.catalog,
@@ -308,14 +313,13 @@ async fn start_embedded(config: &Config) -> anyhow::Result<Pipeline> {
 /// its admin endpoints are up meanwhile, and the Kafka actors retry on their own).
 fn ensure_topics_in_background(settings: KafkaSettings) {
     actix_rt::spawn(async move {
-        let mut backoff = Duration::from_millis(500);
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
         loop {
             match kafka::ensure_topics(&settings).await {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::error!(brokers = settings.brokers, error = %e, retry_in = ?backoff, "cannot create the Kafka topics");
-                    actix_rt::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    tracing::error!(brokers = settings.brokers, error = %e, retry_in = ?backoff.peek(), "cannot create the Kafka topics");
+                    actix_rt::time::sleep(backoff.next_delay()).await;
                 }
             }
         }
@@ -365,16 +369,16 @@ async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pip
     let mut ingester = None;
     let mut flush = None;
     if config.has(Role::Ingester) {
-        let raw_out = producer(kafka::RAW_TOPIC, "kafka-producer-raw");
+        let raw_out = producer(kafka::RAW_TOPIC, names::KAFKA_PRODUCER_RAW);
         let actor = parts.ingester(config, raw_out.clone().recipient())?;
-        restartable.insert("ingester", actor.clone().recipient());
-        restartable.insert("kafka-producer-raw", raw_out.recipient());
+        restartable.insert(names::INGESTER, actor.clone().recipient());
+        restartable.insert(names::KAFKA_PRODUCER_RAW, raw_out.recipient());
         ingester = Some(actor);
     }
     if config.has(Role::Processor)
         && let Some(writer) = &writer
     {
-        let processed_out = producer(kafka::PROCESSED_TOPIC, "kafka-producer-processed");
+        let processed_out = producer(kafka::PROCESSED_TOPIC, names::KAFKA_PRODUCER_PROCESSED);
         let processor = parts.processor(config, processed_out.clone().recipient(), writer);
         flush = Some(processor.clone().recipient());
         let feed = Feed::Raw {
@@ -382,10 +386,10 @@ async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pip
             reload: processor.clone().recipient(),
             catalog: parts.catalog.clone(),
         };
-        let raw_in = consumer(kafka::RAW_TOPIC, "processor", feed, "kafka-consumer-raw");
-        restartable.insert("processor", processor.recipient());
-        restartable.insert("kafka-producer-processed", processed_out.recipient());
-        restartable.insert("kafka-consumer-raw", raw_in.recipient());
+        let raw_in = consumer(kafka::RAW_TOPIC, "processor", feed, names::KAFKA_CONSUMER_RAW);
+        restartable.insert(names::PROCESSOR, processor.recipient());
+        restartable.insert(names::KAFKA_PRODUCER_PROCESSED, processed_out.recipient());
+        restartable.insert(names::KAFKA_CONSUMER_RAW, raw_in.recipient());
     }
     if config.has(Role::Cache)
         && let (Some(client), Some(reader)) = (&redis, &reader)
@@ -395,13 +399,13 @@ async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pip
             parts.catalog.clone(),
             reader.clone().recipient(),
             parts.metrics.clone(),
-            parts.health.register("redis-cache", "RedisCacheActor"),
+            parts.health.register(names::REDIS_CACHE, "RedisCacheActor"),
         );
         let redis_cache = Supervisor::start(move |_| RedisCacheActor::new(client, catalog, load, metrics, h));
         let feed = Feed::Processed { target: redis_cache.clone().recipient() };
-        let processed_in = consumer(kafka::PROCESSED_TOPIC, "cache", feed, "kafka-consumer-processed");
-        restartable.insert("redis-cache", redis_cache.recipient());
-        restartable.insert("kafka-consumer-processed", processed_in.recipient());
+        let processed_in = consumer(kafka::PROCESSED_TOPIC, "cache", feed, names::KAFKA_CONSUMER_PROCESSED);
+        restartable.insert(names::REDIS_CACHE, redis_cache.recipient());
+        restartable.insert(names::KAFKA_CONSUMER_PROCESSED, processed_in.recipient());
     }
     let mut hub = None;
     if config.has(Role::Api)
@@ -414,12 +418,12 @@ async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pip
             cache.clone().recipient(),
             api_hub.clone().recipient(),
             parts.metrics.clone(),
-            parts.health.register("redis-feed", "RedisFeedActor"),
+            parts.health.register(names::REDIS_FEED, "RedisFeedActor"),
         );
         let feed = Supervisor::start(move |_| RedisFeedActor::new(client, cache_in, hub_in, metrics, h));
-        restartable.insert("hub", api_hub.clone().recipient());
-        restartable.insert("cache", cache.recipient());
-        restartable.insert("redis-feed", feed.recipient());
+        restartable.insert(names::HUB, api_hub.clone().recipient());
+        restartable.insert(names::CACHE, cache.recipient());
+        restartable.insert(names::REDIS_FEED, feed.recipient());
         hub = Some(api_hub);
     }
     Ok(Pipeline {

@@ -10,6 +10,23 @@ use serde::Serialize;
 
 use crate::domain::Micros;
 
+/// The name of each actor, written once: its health record, its restart counter's `actor`
+/// label, its logs and `POST /admin/actors/{name}/restart` all use it.
+pub mod names {
+    pub const INGESTER: &str = "ingester";
+    pub const PROCESSOR: &str = "processor";
+    pub const CACHE: &str = "cache";
+    pub const HUB: &str = "hub";
+    pub const DB_WRITER: &str = "db-writer";
+    pub const DB_READER: &str = "db-reader";
+    pub const REDIS_CACHE: &str = "redis-cache";
+    pub const REDIS_FEED: &str = "redis-feed";
+    pub const KAFKA_PRODUCER_RAW: &str = "kafka-producer-raw";
+    pub const KAFKA_PRODUCER_PROCESSED: &str = "kafka-producer-processed";
+    pub const KAFKA_CONSUMER_RAW: &str = "kafka-consumer-raw";
+    pub const KAFKA_CONSUMER_PROCESSED: &str = "kafka-consumer-processed";
+}
+
 pub fn now_micros() -> Micros {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as Micros).unwrap_or(0)
 }

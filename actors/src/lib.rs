@@ -5,6 +5,7 @@
 //! - one module per actor: [`ingest`], [`processor`], [`store`], [`cache`], [`session`].
 //! - [`health`] and [`metrics`]: what the admin endpoints report.
 
+pub mod backoff;
 pub mod cache;
 pub mod domain;
 pub mod health;

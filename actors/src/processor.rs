@@ -15,13 +15,12 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::{Semaphore, oneshot};
 
+use crate::backoff::Backoff;
 use crate::domain::{
     Changes, Engine, EngineSnapshot, InstrumentCatalog, Outcome, Published, ValidEvent, ValidationError,
 };
 use crate::health::ActorHealth;
-use crate::messages::{
-    BatchAck, Durable, Flush, HopError, LoadSnapshot, RawBatch, Refused, Restart, UpdateBatch, WriteChanges,
-};
+use crate::messages::{BatchAck, Durable, Flush, HopError, LoadSnapshot, RawBatch, Refused, UpdateBatch, WriteChanges};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 use crate::supervision::contain;
@@ -155,7 +154,7 @@ impl ProcessorActor {
             Err(e) => {
                 tracing::error!(error = %e, "cannot load processor state; retrying in 1 s");
                 self.health.set_detail(Some(e.to_string()));
-                ctx.run_later(Duration::from_secs(1), |_, ctx| ctx.stop());
+                crate::supervision::restart_later::<Self>(ctx);
             }
         }
     }
@@ -166,11 +165,11 @@ async fn write_until_stored(db_write: &Recipient<WriteChanges>, changes: Arc<Cha
     if changes.is_empty() {
         return;
     }
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         let error = match db_write.send(WriteChanges { changes: changes.clone() }).await {
             Ok(Ok(_)) => {
-                if backoff > Duration::from_millis(100) {
+                if backoff.retried() {
                     tracing::info!("database writes go through again");
                     health.set_detail(None);
                 }
@@ -179,10 +178,9 @@ async fn write_until_stored(db_write: &Recipient<WriteChanges>, changes: Arc<Cha
             Ok(Err(e)) => e.to_string(),
             Err(e) => format!("database writer unavailable: {e}"),
         };
-        tracing::error!(error, retry_in = ?backoff, "database write failed; retrying the same transaction");
+        tracing::error!(error, retry_in = ?backoff.peek(), "database write failed; retrying the same transaction");
         health.set_detail(Some(format!("database write failing: {error}")));
-        actix_rt::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        actix_rt::time::sleep(backoff.next_delay()).await;
     }
 }
 
@@ -220,22 +218,7 @@ impl Actor for ProcessorActor {
     }
 }
 
-impl Supervised for ProcessorActor {
-    fn restarting(&mut self, _: &mut Context<Self>) {
-        self.health.restarting();
-        self.metrics.actor_restarts.with_label_values(&["processor"]).inc();
-        self.engine = None;
-    }
-}
-
-impl Handler<Restart> for ProcessorActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
-        tracing::warn!("processor restart requested");
-        ctx.stop();
-    }
-}
+crate::supervised!(ProcessorActor, reset = |act| act.engine = None);
 
 impl Handler<Flush> for ProcessorActor {
     type Result = ResponseFuture<Result<(), HopError>>;
@@ -344,16 +327,15 @@ impl Handler<RawBatch> for ProcessorActor {
             // The batch is applied: its updates must go out, or they never will (a replay would
             // see only duplicates). Keep offering them; meanwhile nothing else is taken.
             let updates: std::sync::Arc<[Published]> = updates.into();
-            let mut backoff = Duration::from_millis(100);
+            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
             while !updates.is_empty() {
                 let error = match downstream.send(UpdateBatch { updates: updates.clone() }).await {
                     Ok(Ok(())) => break,
                     Ok(Err(e)) => e.to_string(),
                     Err(e) => e.to_string(),
                 };
-                tracing::error!(error, retry_in = ?backoff, "the next hop did not take processed updates; retrying");
-                actix_rt::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                tracing::error!(error, retry_in = ?backoff.peek(), "the next hop did not take processed updates; retrying");
+                actix_rt::time::sleep(backoff.next_delay()).await;
             }
             if let Some(slot) = slot {
                 drop(slot.acquire().await);
@@ -418,11 +400,12 @@ mod tests {
     }
 
     async fn offer(processor: &Addr<ProcessorActor>, events: Vec<ValidEvent>) -> Result<BatchAck, HopError> {
-        // Like the ingester: offer again while the processor restores its state after a restart.
+        // Like the ingester: offer again while the processor restarts and restores its state.
         for _ in 0..100 {
             match processor.send(RawBatch { events: events.clone() }).await {
+                // Restoring its state, or restarting (a message in flight then is dropped).
                 Ok(Err(HopError::Unavailable(e))) if e.contains("restoring") => {}
-                Err(e) => return Err(e.into()),
+                Err(_) => {}
                 Ok(result) => return result,
             }
             actix_rt::time::sleep(Duration::from_millis(20)).await;

@@ -14,6 +14,35 @@ use actix::{Actor, ActorContext, AsyncContext};
 use crate::health::ActorHealth;
 use crate::messages::HopError;
 
+/// The supervision every ttpulse actor has, written once. For an actor with `health:
+/// Arc<ActorHealth>` and `metrics: Arc<Metrics>` fields it implements:
+/// - `Supervised::restarting`: the restart is recorded in the actor's health and counted in
+///   `ttpulse_actor_restarts_total{actor}` under the actor's health name (one name everywhere),
+///   then `reset` (if given) drops what the restarted actor must rebuild;
+/// - `Handler<Restart>` (admin `POST /admin/actors/{name}/restart`, and a processor's reload on a
+///   partition assignment): the actor stops, and its `Supervisor` starts it again.
+#[macro_export]
+macro_rules! supervised {
+    ($actor:ty $(, reset = $reset:expr)?) => {
+        impl ::actix::Supervised for $actor {
+            fn restarting(&mut self, _: &mut ::actix::Context<Self>) {
+                self.health.restarting();
+                self.metrics.actor_restarts.with_label_values(&[self.health.name.as_str()]).inc();
+                $( let reset: fn(&mut $actor) = $reset; reset(self); )?
+            }
+        }
+
+        impl ::actix::Handler<$crate::messages::Restart> for $actor {
+            type Result = ();
+
+            fn handle(&mut self, _: $crate::messages::Restart, ctx: &mut ::actix::Context<Self>) {
+                ::tracing::info!(actor = %self.health.name, "restart requested");
+                ::actix::ActorContext::stop(ctx);
+            }
+        }
+    };
+}
+
 /// Runs `work`; a panic in it is caught, logged and recorded in `health` (state `crashed`,
 /// last error), and `Err` carries its message. The caller then stops the actor.
 pub fn contain<R>(health: &ActorHealth, work: impl FnOnce() -> R) -> Result<R, String> {
@@ -41,6 +70,19 @@ where
         ctx.run_later(Duration::ZERO, |_, ctx| ctx.stop());
         HopError::Unavailable(format!("{} crashed ({panic}) and is restarting", health.name))
     })
+}
+
+/// How long an actor that could not start waits before it stops for a fresh start.
+pub const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// An actor that cannot go on (its broker or database is unreachable while it starts) stops
+/// after [`RESTART_DELAY`], and its supervisor starts it afresh.
+pub fn restart_later<A>(ctx: &mut A::Context)
+where
+    A: Actor,
+    A::Context: ActorContext + AsyncContext<A>,
+{
+    ctx.run_later(RESTART_DELAY, |_, ctx| ctx.stop());
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {

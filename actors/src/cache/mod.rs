@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::domain::{Candle, InstrumentState, PositionState, Published, Update};
 use crate::health::ActorHealth;
-use crate::messages::{HopError, Restart, UpdateBatch};
+use crate::messages::{HopError, UpdateBatch};
 use crate::metrics::Metrics;
 use crate::supervision::contain_or_restart;
 
@@ -167,21 +167,7 @@ impl Actor for CacheActor {
     }
 }
 
-impl Supervised for CacheActor {
-    fn restarting(&mut self, _: &mut Context<Self>) {
-        self.health.restarting();
-        self.metrics.actor_restarts.with_label_values(&["cache"]).inc();
-    }
-}
-
-impl Handler<Restart> for CacheActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
-        tracing::warn!("cache restart requested");
-        ctx.stop();
-    }
-}
+crate::supervised!(CacheActor);
 
 impl Handler<UpdateBatch> for CacheActor {
     type Result = AtomicResponse<Self, Result<(), HopError>>;

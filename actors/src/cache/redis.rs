@@ -20,9 +20,10 @@ use actix::prelude::*;
 use futures_util::StreamExt as _;
 use redis::aio::ConnectionManager;
 
+use crate::backoff::Backoff;
 use crate::domain::{Engine, InstrumentCatalog, Published};
 use crate::health::ActorHealth;
-use crate::messages::{HopError, LoadSnapshot, Resnapshot, Restart, UpdateBatch};
+use crate::messages::{HopError, LoadSnapshot, Resnapshot, UpdateBatch};
 use crate::metrics::Metrics;
 
 pub const UPDATES_CHANNEL: &str = "tt_updates";
@@ -188,22 +189,13 @@ impl Actor for RedisCacheActor {
     }
 }
 
-impl Supervised for RedisCacheActor {
-    fn restarting(&mut self, _: &mut Context<Self>) {
-        self.health.restarting();
-        self.metrics.actor_restarts.with_label_values(&["redis-cache"]).inc();
-        self.conn = None;
-        self.rebuilding = false;
+crate::supervised!(
+    RedisCacheActor,
+    reset = |act| {
+        act.conn = None;
+        act.rebuilding = false;
     }
-}
-
-impl Handler<Restart> for RedisCacheActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
+);
 
 impl Handler<UpdateBatch> for RedisCacheActor {
     type Result = AtomicResponse<Self, Result<(), HopError>>;
@@ -347,14 +339,18 @@ impl Actor for RedisFeedActor {
         let (client, cache, hub, metrics, health) =
             (self.client.clone(), self.cache.clone(), self.hub.clone(), self.metrics.clone(), self.health.clone());
         let run = async move {
-            let mut backoff = Duration::from_millis(200);
+            let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
             loop {
+                let followed = std::time::Instant::now();
                 let reason = follow(client.clone(), cache.clone(), hub.clone(), health.clone()).await;
                 tracing::warn!(reason, "Redis feed interrupted; reconnecting");
                 health.set_detail(Some(format!("reconnecting: {reason}")));
                 metrics.redis_reconnects.inc();
-                actix_rt::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                // A subscription that held a while was a success: start over from the first delay.
+                if followed.elapsed() > Duration::from_secs(10) {
+                    backoff.reset();
+                }
+                actix_rt::time::sleep(backoff.next_delay()).await;
             }
         };
         ctx.spawn(run.into_actor(self));
@@ -365,17 +361,4 @@ impl Actor for RedisFeedActor {
     }
 }
 
-impl Supervised for RedisFeedActor {
-    fn restarting(&mut self, _: &mut Context<Self>) {
-        self.health.restarting();
-        self.metrics.actor_restarts.with_label_values(&["redis-feed"]).inc();
-    }
-}
-
-impl Handler<Restart> for RedisFeedActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
+crate::supervised!(RedisFeedActor);

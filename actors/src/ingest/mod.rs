@@ -18,7 +18,7 @@ use actix::prelude::*;
 use crate::domain::ids::API_SOURCE;
 use crate::domain::{EventIdAllocator, InstrumentCatalog, TimeWindow, ValidEvent};
 use crate::health::{ActorHealth, now_micros};
-use crate::messages::{IngestError, IngestEvents, IngestReceipt, RawBatch, Restart, StopIntake};
+use crate::messages::{IngestError, IngestEvents, IngestReceipt, RawBatch, StopIntake};
 use crate::metrics::Metrics;
 use replay::Replay;
 use simulator::Simulator;
@@ -222,21 +222,7 @@ impl Actor for IngesterActor {
     }
 }
 
-impl Supervised for IngesterActor {
-    fn restarting(&mut self, _: &mut Context<Self>) {
-        self.health.restarting();
-        self.metrics.actor_restarts.with_label_values(&["ingester"]).inc();
-    }
-}
-
-impl Handler<Restart> for IngesterActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
-        tracing::warn!("ingester restart requested");
-        ctx.stop();
-    }
-}
+crate::supervised!(IngesterActor);
 
 impl Handler<StopIntake> for IngesterActor {
     type Result = ();

@@ -18,6 +18,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::{DEAD_LETTER_TOPIC, KafkaSettings, REASON_HEADER};
+use crate::backoff::Backoff;
 use crate::domain::{EventId, InstrumentCatalog, Published, RawEvent};
 use crate::health::{ActorHealth, now_micros};
 use crate::messages::{RawBatch, Restart, UpdateBatch};
@@ -107,13 +108,13 @@ impl Actor for KafkaConsumerActor {
             Err(e) => {
                 tracing::error!(topic = self.topic, error = %e, "cannot create the Kafka consumer; retrying in 1 s");
                 self.health.set_detail(Some(e.to_string()));
-                ctx.run_later(Duration::from_secs(1), |_, ctx| ctx.stop());
+                crate::supervision::restart_later::<Self>(ctx);
                 return;
             }
         };
         if let Err(e) = consumer.subscribe(&[self.topic]) {
             tracing::error!(topic = self.topic, error = %e, "cannot subscribe; retrying in 1 s");
-            ctx.run_later(Duration::from_secs(1), |_, ctx| ctx.stop());
+            crate::supervision::restart_later::<Self>(ctx);
             return;
         }
         // Without a dead-letter producer a poison message could only be dropped: do not start.
@@ -122,7 +123,7 @@ impl Actor for KafkaConsumerActor {
             Err(e) => {
                 tracing::error!(error = %e, "cannot create the dead-letter producer; retrying in 1 s");
                 self.health.set_detail(Some(e.to_string()));
-                ctx.run_later(Duration::from_secs(1), |_, ctx| ctx.stop());
+                crate::supervision::restart_later::<Self>(ctx);
                 return;
             }
         };
@@ -151,20 +152,7 @@ impl Actor for KafkaConsumerActor {
     }
 }
 
-impl Supervised for KafkaConsumerActor {
-    fn restarting(&mut self, _: &mut Context<Self>) {
-        self.health.restarting();
-        self.metrics.actor_restarts.with_label_values(&["kafka-consumer"]).inc();
-    }
-}
-
-impl Handler<Restart> for KafkaConsumerActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
+crate::supervised!(KafkaConsumerActor);
 
 fn record_lag(consumer: &TtConsumer, topic: &str, metrics: &Metrics) {
     let Ok(assignment) = consumer.assignment() else { return };
@@ -238,7 +226,7 @@ impl Pump {
 
     /// Hands the batch on until the next actor has stored it.
     async fn deliver(&self, batch: &[Received]) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         match &self.feed {
             Feed::Raw { target, catalog, .. } => {
                 let mut events = Vec::with_capacity(batch.len());
@@ -291,8 +279,7 @@ impl Pump {
                         Err(e) => {
                             tracing::warn!(topic = self.topic, error = %e, "the processor did not store the batch; offering it again");
                             self.health.set_detail(Some(format!("waiting for the processor: {e}")));
-                            actix_rt::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                            actix_rt::time::sleep(backoff.next_delay()).await;
                         }
                     }
                 }
@@ -319,8 +306,7 @@ impl Pump {
                             tracing::warn!(topic = self.topic, error = %e, "the cache is unavailable; offering the batch again")
                         }
                     }
-                    actix_rt::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    actix_rt::time::sleep(backoff.next_delay()).await;
                 }
             }
         }

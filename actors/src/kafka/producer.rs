@@ -16,7 +16,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer a
 use super::KafkaSettings;
 use crate::domain::Topic;
 use crate::health::ActorHealth;
-use crate::messages::{BatchAck, Durable, HopError, RawBatch, Restart, UpdateBatch};
+use crate::messages::{BatchAck, Durable, HopError, RawBatch, UpdateBatch};
 use crate::metrics::Metrics;
 
 pub struct KafkaProducerActor {
@@ -96,7 +96,7 @@ impl Actor for KafkaProducerActor {
             Err(e) => {
                 tracing::error!(topic = self.topic, error = %e, "cannot create the Kafka producer; retrying in 1 s");
                 self.health.set_detail(Some(e.to_string()));
-                ctx.run_later(Duration::from_secs(1), |_, ctx| ctx.stop());
+                crate::supervision::restart_later::<Self>(ctx);
             }
         }
     }
@@ -114,21 +114,7 @@ impl Actor for KafkaProducerActor {
     }
 }
 
-impl Supervised for KafkaProducerActor {
-    fn restarting(&mut self, _: &mut Context<Self>) {
-        self.health.restarting();
-        self.metrics.actor_restarts.with_label_values(&["kafka-producer"]).inc();
-        self.producer = None;
-    }
-}
-
-impl Handler<Restart> for KafkaProducerActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
+crate::supervised!(KafkaProducerActor, reset = |act| act.producer = None);
 
 impl Handler<RawBatch> for KafkaProducerActor {
     type Result = AtomicResponse<Self, Result<BatchAck, HopError>>;

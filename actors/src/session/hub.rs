@@ -15,7 +15,7 @@ use crate::cache::{Filter, Snapshot, StateStore};
 use crate::domain::{InstrumentCatalog, Lane, Topic};
 use crate::health::ActorHealth;
 use crate::messages::{
-    CloseAll, Connect, Disconnect, HopError, Resnapshot, Restart, SessionId, Subscribe, SubscribeError, Unsubscribe,
+    CloseAll, Connect, Disconnect, HopError, Resnapshot, SessionId, Subscribe, SubscribeError, Unsubscribe,
     UpdateBatch, Wake,
 };
 use crate::metrics::Metrics;
@@ -191,21 +191,7 @@ impl Actor for Hub {
     }
 }
 
-impl Supervised for Hub {
-    fn restarting(&mut self, _: &mut Context<Self>) {
-        self.health.restarting();
-        self.metrics.actor_restarts.with_label_values(&["hub"]).inc();
-    }
-}
-
-impl Handler<Restart> for Hub {
-    type Result = ();
-
-    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
-        tracing::warn!("hub restart requested");
-        ctx.stop();
-    }
-}
+crate::supervised!(Hub);
 
 impl Handler<Connect> for Hub {
     type Result = SessionId;
