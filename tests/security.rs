@@ -525,3 +525,49 @@ async fn sessions_and_connects_are_limited_per_address() {
     let (_, metrics) = server.get_text("/metrics").await;
     assert_eq!(metric(&metrics, r#"ttpulse_refusals_total{reason="connect_rate_per_address"}"#), 1.0, "{metrics}");
 }
+
+/// A signed-in browser carries its token in the `ttpulse_token` cookie: the read API and the
+/// WebSocket take it from there (and a cookie of another user's token sees only theirs).
+#[actix_rt::test]
+async fn a_token_in_the_ttpulse_token_cookie_signs_the_browser_in() {
+    let server = with_two_accounts().await;
+    let acc1 = token(&["ACC1"], 300, SECRET);
+    let mut response = awc::Client::new()
+        .get(server.url("/api/positions"))
+        .insert_header(("cookie", format!("theme=dark; ttpulse_token={acc1}")))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status().as_u16(), 200);
+    let positions: Value = serde_json::from_slice(&response.body().await.expect("body")).expect("json");
+    let accounts: Vec<&str> =
+        positions.as_array().expect("list").iter().filter_map(|p| p["account"].as_str()).collect();
+    assert_eq!(accounts, ["ACC1"]);
+    let (_, framed) = awc::Client::new()
+        .ws(format!("ws://{}/ws", server.addr))
+        .set_header("cookie", format!("ttpulse_token={acc1}"))
+        .connect()
+        .await
+        .expect("the cookie opens the WebSocket");
+    let mut ws = common::WsClient::from_framed(framed);
+    let snapshot = ws.subscribe(&["ESZ6"], &["*"]).await;
+    let accounts: Vec<&str> =
+        snapshot["positions"].as_array().expect("list").iter().filter_map(|p| p["account"].as_str()).collect();
+    assert_eq!(accounts, ["ACC1"], "{snapshot}");
+    let forged = token(&["ACC2"], 300, "another-secret-of-at-least-32-bytes!!!");
+    let status = ws_status_with_cookie(&server, &forged).await;
+    assert_eq!(status, Some(401), "a cookie with a wrongly signed token is refused");
+}
+
+async fn ws_status_with_cookie(server: &TestServer, token: &str) -> Option<u16> {
+    match awc::Client::new()
+        .ws(format!("ws://{}/ws", server.addr))
+        .set_header("cookie", format!("ttpulse_token={token}"))
+        .connect()
+        .await
+    {
+        Ok(_) => None,
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => Some(status.as_u16()),
+        Err(e) => panic!("unexpected WebSocket error: {e}"),
+    }
+}

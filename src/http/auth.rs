@@ -3,8 +3,9 @@
 //! loopback or token, ingest by its own token, and the Origin check of `/ws` (same origin, or the
 //! allowlist).
 //!
-//! A token travels as `Authorization: Bearer <jwt>` or, for browsers' WebSockets (which cannot
-//! set headers), as `?access_token=<jwt>`. Claims: `sub`, `exp` (required) and `accounts` (the
+//! A token travels as `Authorization: Bearer <jwt>`, or for a browser in the `ttpulse_token`
+//! cookie (which its WebSocket sends too, so the token is never in a logged URL), or as
+//! `?access_token=<jwt>`. Claims: `sub`, `exp` (required) and `accounts` (the
 //! account names whose positions and fills the holder may see; `["*"]` for all).
 
 use std::net::IpAddr;
@@ -17,6 +18,11 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use crate::config::{AdminAccess, Config, MarketAccess};
+
+/// The cookie a signed-in browser carries its token in (set HttpOnly and Secure by the sign-in
+/// proxy in front of the dashboard).
+pub const TOKEN_COOKIE: &str = "ttpulse_token";
+const TOKEN_COOKIE_PREFIX: &str = "ttpulse_token=";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Claims {
@@ -125,6 +131,9 @@ impl Auth {
         error
     }
 
+    /// The user's token: `Authorization: Bearer` (an API client, or an auth proxy in front),
+    /// else the `ttpulse_token` cookie (a signed-in browser: sent with the page's own requests
+    /// and its WebSocket, never in a URL), else `?access_token=` (kept for older clients).
     fn bearer(req: &HttpRequest) -> Option<String> {
         let from_header = req
             .headers()
@@ -132,7 +141,12 @@ impl Auth {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::to_owned);
-        from_header.or_else(|| {
+        let from_cookie = || {
+            req.headers().get_all(header::COOKIE).filter_map(|v| v.to_str().ok()).find_map(|cookies| {
+                cookies.split(';').find_map(|pair| pair.trim().strip_prefix(TOKEN_COOKIE_PREFIX)).map(str::to_owned)
+            })
+        };
+        from_header.or_else(from_cookie).or_else(|| {
             req.query_string().split('&').find_map(|pair| pair.strip_prefix("access_token=")).map(str::to_owned)
         })
     }

@@ -1,0 +1,143 @@
+// End-to-end test of signing in: ttpulse with user tokens on (HS256), the built Next.js server,
+// and Debian's Chromium. A user's token reaches the page in the `ttpulse_token` cookie (as a
+// sign-in proxy would set it): the first HTML and the live stream hold that user's accounts
+// and nobody else's, and a visitor without a token gets a sign-in page with no data at all.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { chromium } from "playwright-core";
+import { FRONTEND, ROOT, cleanEnv, freePort, get, sleep, startProcess, stopAll, tempDir, waitFor } from "./stack.mjs";
+
+const TTPULSE_BIN = path.resolve(ROOT, process.env.TTPULSE_BIN || "target/debug/ttpulse");
+const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
+const ARTIFACTS = path.join(FRONTEND, "test-results");
+const NEXT_BIN = path.join(FRONTEND, "node_modules/next/dist/bin/next");
+const SECRET = "an-e2e-secret-of-at-least-32-bytes-long";
+
+let work;
+let api;
+let site;
+let browser;
+
+/** An HS256 JWT granting `accounts`, valid for 5 minutes. */
+function token(accounts, sub = "trader") {
+  const b64 = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub, exp: Math.floor(Date.now() / 1000) + 300, accounts })}`;
+  return `${body}.${crypto.createHmac("sha256", SECRET).update(body).digest("base64url")}`;
+}
+
+async function ingest(events) {
+  const res = await get(`${api}/api/ingest`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(events),
+  });
+  assert.equal(res.status, 200, await res.text());
+}
+
+const fill = (account, fillId, qty) => ({
+  type: "fill",
+  account,
+  order_id: `o-${fillId}`,
+  fill_id: fillId,
+  instrument: "ESZ6",
+  side: "buy",
+  price: "6850.25",
+  qty,
+});
+
+before(async () => {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  work = tempDir("ttpulse-signin-");
+  const ports = { api: await freePort(), next: await freePort() };
+  api = `http://127.0.0.1:${ports.api}`;
+  site = `http://127.0.0.1:${ports.next}`;
+  startProcess("ttpulse", TTPULSE_BIN, ["run"], {
+    cwd: work,
+    env: cleanEnv({
+      TTPULSE_HTTP_ADDR: `127.0.0.1:${ports.api}`,
+      TTPULSE_DATA_DIR: path.join(work, "data"),
+      TTPULSE_SOURCE: "none",
+      TTPULSE_AUTH_HS256_SECRET: SECRET,
+    }),
+    logFile: path.join(ARTIFACTS, "signin-ttpulse.log"),
+  });
+  await waitFor("ttpulse", async () => (await get(`${api}/admin/health`, { timeoutMs: 1000 })).ok, { timeoutMs: 30000 });
+  await ingest([
+    { type: "quote", instrument: "ESZ6", bid: "6850.00", bid_qty: 5, ask: "6850.25", ask_qty: 5 },
+    fill("ALPHA-1", "A-1", 3),
+    fill("BRAVO-2", "B-1", 7),
+  ]);
+  startProcess("next", process.execPath, [NEXT_BIN, "start", "-H", "127.0.0.1", "-p", String(ports.next)], {
+    cwd: FRONTEND,
+    env: cleanEnv({ NEXT_TELEMETRY_DISABLED: "1", NODE_ENV: "production", TTPULSE_API_URL: api }),
+    logFile: path.join(ARTIFACTS, "signin-next.log"),
+  });
+  await waitFor("next start", async () => (await get(`${site}/ops`, { timeoutMs: 2000 })).ok, { timeoutMs: 30000 });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: 30000,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  });
+}, { timeout: 120000 });
+
+after(async () => {
+  try {
+    if (browser) await Promise.race([browser.close(), sleep(10000)]);
+  } finally {
+    await stopAll();
+    if (work && !process.env.E2E_KEEP_TMP) fs.rmSync(work, { recursive: true, force: true });
+  }
+}, { timeout: 60000 });
+
+describe("signing in (ttpulse with tokens + next start + chromium)", () => {
+  test("without a token the first HTML is a sign-in page, with no account's data", async () => {
+    const html = await (await get(`${site}/`)).text();
+    assert.match(html, /data-testid="sign-in"/);
+    assert.doesNotMatch(html, /ALPHA-1|BRAVO-2/);
+    const forged = token(["BRAVO-2"]).replace(/\.[^.]+$/, ".AAAA");
+    const refused = await (await get(`${site}/`, { headers: { cookie: `ttpulse_token=${forged}` } })).text();
+    assert.match(refused, /data-testid="sign-in"/, "a token with a bad signature signs nobody in");
+    assert.doesNotMatch(refused, /ALPHA-1|BRAVO-2/);
+  });
+
+  test("user A sees only A's accounts, in the first HTML and in the stream", async () => {
+    const mine = token(["ALPHA-1"], "alice");
+    const html = await (await get(`${site}/`, { headers: { cookie: `ttpulse_token=${mine}` } })).text();
+    assert.match(html, /ALPHA-1/, "the first HTML holds the user's account");
+    assert.doesNotMatch(html, /BRAVO-2/, "and no other account");
+    // The same for an auth proxy that sets the header instead of a cookie.
+    const viaHeader = await (await get(`${site}/`, { headers: { authorization: `Bearer ${mine}` } })).text();
+    assert.match(viaHeader, /ALPHA-1/);
+    assert.doesNotMatch(viaHeader, /BRAVO-2/);
+
+    const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    try {
+      await context.addCookies([{ name: "ttpulse_token", value: mine, url: site, httpOnly: true, sameSite: "Strict" }]);
+      const page = await context.newPage();
+      const sockets = [];
+      page.on("websocket", (ws) => sockets.push(ws.url()));
+      await page.goto(`${site}/`, { waitUntil: "domcontentloaded" });
+      await page.waitForFunction(() => document.querySelector("[data-testid=conn-state]")?.getAttribute("data-state") === "live", null, {
+        timeout: 15000,
+      });
+      assert.ok(sockets.every((url) => !url.includes("access_token")), `no token in a WebSocket URL: ${sockets}`);
+      // Live: a new fill of A shows up; one of B never does.
+      await ingest([fill("BRAVO-2", "B-2", 11), fill("ALPHA-1", "A-2", 5)]);
+      await page.waitForSelector('[data-fill="ALPHA-1:ESZ6:2"]', { timeout: 10000 });
+      await sleep(500);
+      const text = await page.textContent("body");
+      assert.match(text, /ALPHA-1/);
+      assert.doesNotMatch(text, /BRAVO-2/, "nothing of another account reaches the page");
+      assert.equal(await page.$('[data-fill^="BRAVO-2"]'), null);
+      await page.screenshot({ path: path.join(ARTIFACTS, "signed-in.png") });
+    } finally {
+      await context.close();
+    }
+  });
+});
