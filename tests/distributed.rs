@@ -98,6 +98,15 @@ async fn events_cross_the_broker_redis_and_postgres_to_two_api_processes() {
     assert_eq!(snapshot["instruments"][0]["seq"], 4);
     let (_, candles) = get_json(&format!("{}/api/candles?symbol=ESZ6&interval=1m", api[0].url)).await;
     assert_eq!(candles[0]["volume"], 4);
+    // The trader's record reads back from PostgreSQL on an api process: fills and prints.
+    let (status, fills) = get_json(&format!("{}/api/fills?account=ACC1", api[1].url)).await;
+    assert_eq!(status, 200, "{fills}");
+    assert_eq!((fills["fills"][0]["fill_id"].as_str(), fills["fills"][0]["seq"].as_u64()), (Some("F-1"), Some(1)));
+    let (_, lane) = get_json(&format!("{}/api/fills?account=ACC1&symbol=ESZ6&since_seq=0", api[0].url)).await;
+    assert_eq!(lane["fills"].as_array().map(Vec::len), Some(1), "{lane}");
+    let (_, prints) = get_json(&format!("{}/api/trades?symbol=ESZ6", api[0].url)).await;
+    let ids: Vec<&str> = prints.as_array().expect("prints").iter().filter_map(|t| t["event_id"].as_str()).collect();
+    assert_eq!(ids, ["d:3", "d:2"], "newest first");
 
     // Each process reports its Kafka and Redis actors, and the metrics of its hops.
     let (_, actors) = get_json(&format!("{}/admin/actors", processor.url)).await;

@@ -4,6 +4,8 @@
 #[path = "pipeline/abuse.rs"]
 mod abuse;
 mod common;
+#[path = "pipeline/history.rs"]
+mod history;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -465,6 +467,8 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/instruments", "get"),
         ("/api/positions", "get"),
         ("/api/candles", "get"),
+        ("/api/fills", "get"),
+        ("/api/trades", "get"),
         ("/api/ingest", "post"),
         ("/api/openapi.json", "get"),
         ("/ws", "get"),
@@ -480,5 +484,5 @@ async fn the_openapi_document_describes_every_route() {
         assert_ne!(code, 404, "{path} is described but not served");
     }
     // And nothing is described that the server does not serve.
-    assert_eq!(paths.len(), 11, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 13, "{:?}", paths.keys().collect::<Vec<_>>());
 }

@@ -248,6 +248,22 @@ async fn limits_refuse_with_a_reason_and_are_counted() {
     }
 }
 
+/// The fills history is account data: a token sees its own accounts' fills, nothing else.
+#[actix_rt::test]
+async fn the_fills_history_is_scoped_by_the_token() {
+    let server = with_two_accounts().await;
+    let acc1 = token(&["ACC1"], 300, SECRET);
+    let wait = common::eventually(WAIT, async || {
+        get(&server, "/api/fills?account=ACC1", Some(&acc1)).await.1["fills"].as_array().is_some_and(|f| f.len() == 1)
+    });
+    assert!(wait.await, "ACC1's fill is stored and readable");
+    assert_eq!(get(&server, "/api/fills?account=ACC2", Some(&acc1)).await.0, 403);
+    assert_eq!(get(&server, "/api/fills?account=ACC1", None).await.0, 401);
+    let all = token(&["*"], 300, SECRET);
+    let (status, body) = get(&server, "/api/fills?account=ACC2", Some(&all)).await;
+    assert_eq!((status, body["fills"][0]["fill_id"].as_str()), (200, Some("F-2")));
+}
+
 /// Tokens signed with ES256 keys published in a JWKS file, selected by `kid`.
 #[actix_rt::test]
 async fn tokens_signed_with_keys_from_a_jwks_file() {

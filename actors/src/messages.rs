@@ -13,10 +13,10 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::domain::{
-    Candle, Changes, EngineSnapshot, InstrumentSpec, Interval, Published, RawEvent, ValidEvent, ValidationError,
+    Candle, Changes, EngineSnapshot, InstrumentSpec, Interval, Micros, Published, RawEvent, ValidEvent, ValidationError,
 };
 use crate::session::outbox::Outbox;
-use crate::store::StoreError;
+use crate::store::{StoreError, StoredFill, StoredTrade};
 
 // ---- hop 1: raw events ------------------------------------------------------------------
 
@@ -140,11 +140,47 @@ pub struct WriteChanges {
 #[rtype(result = "Result<EngineSnapshot, StoreError>")]
 pub struct LoadSnapshot;
 
+/// The candles of a symbol, oldest first: the latest `limit`, or with `since` the first
+/// `limit` that start at or after it (to refill a gap).
 #[derive(Message, Debug)]
 #[rtype(result = "Result<Vec<Candle>, StoreError>")]
 pub struct QueryCandles {
     pub symbol: String,
     pub interval: Interval,
+    pub since: Option<Micros>,
+    pub limit: i64,
+}
+
+/// One account's fills, from the database. With `since_seq` (and `symbol`): the fills after
+/// that seq, oldest first (to recover a lane). Otherwise newest first, within [`from`, `to`]
+/// (Unix micros), continuing after `cursor` (the last fill of the previous page).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Vec<StoredFill>, StoreError>")]
+pub struct QueryFills {
+    pub account: String,
+    pub symbol: Option<String>,
+    pub since_seq: Option<u64>,
+    pub from: Option<Micros>,
+    pub to: Option<Micros>,
+    pub cursor: Option<FillCursor>,
+    pub limit: i64,
+}
+
+/// Where a page of fills (newest first) ended: its last fill's time, symbol and seq.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FillCursor {
+    pub ts: Micros,
+    pub symbol: String,
+    pub seq: u64,
+}
+
+/// The latest prints of an instrument (time and sales), newest first, before `before` (Unix
+/// micros) when given.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Vec<StoredTrade>, StoreError>")]
+pub struct QueryTrades {
+    pub symbol: String,
+    pub before: Option<Micros>,
     pub limit: i64,
 }
 

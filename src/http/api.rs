@@ -6,7 +6,7 @@ use serde_json::json;
 use ttpulse_actors::cache::Filter;
 use ttpulse_actors::domain::ids::{ACCOUNT_RULE, is_valid_account};
 use ttpulse_actors::domain::{Interval, RawEvent};
-use ttpulse_actors::messages::{IngestError, IngestEvents, QueryCandles};
+use ttpulse_actors::messages::{FillCursor, IngestError, IngestEvents, QueryCandles, QueryFills, QueryTrades};
 use ttpulse_actors::session::{SessionUser, start_session};
 
 use super::auth::{Access, Auth};
@@ -124,7 +124,38 @@ pub async fn positions(
 pub struct CandlesQuery {
     symbol: Option<String>,
     interval: Option<String>,
+    since: Option<i64>,
     limit: Option<i64>,
+}
+
+/// `limit` of a history read: 1 to 5000, `default` when absent.
+fn history_limit(limit: Option<i64>, default: i64) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if !(1..=5_000).contains(&limit) {
+        return Err(ApiError::bad_request("bad_query", format!("`limit` must be between 1 and 5000, got {limit}")));
+    }
+    Ok(limit)
+}
+
+/// A symbol of the catalog, or the refusal.
+fn known_symbol(pipeline: &Pipeline, symbol: &str) -> Result<(), ApiError> {
+    match pipeline.catalog.get(symbol) {
+        Some(_) => Ok(()),
+        None => Err(ApiError::bad_request("unknown_instrument", format!("unknown instrument `{symbol}`"))),
+    }
+}
+
+/// Sends a query to the database reader, mapping what can go wrong to a 503.
+async fn read_database<M>(pipeline: &Pipeline, query: M) -> Result<M::Result, ApiError>
+where
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+    ttpulse_actors::store::DbActor: actix::Handler<M>,
+{
+    let Some(db_reader) = &pipeline.db_reader else {
+        return Err(ApiError::Unavailable("this process has no database".into()));
+    };
+    db_reader.send(query).await.map_err(|e| ApiError::Unavailable(format!("database reader unavailable: {e}")))
 }
 
 /// `GET /api/candles?symbol=ESZ6&interval=1s|1m&limit=100`: the latest candles, oldest first.
@@ -139,9 +170,7 @@ pub async fn candles(
     let Some(symbol) = query.symbol.clone() else {
         return Err(ApiError::bad_request("bad_query", "`symbol` is required"));
     };
-    if pipeline.catalog.get(&symbol).is_none() {
-        return Err(ApiError::bad_request("unknown_instrument", format!("unknown instrument `{symbol}`")));
-    }
+    known_symbol(&pipeline, &symbol)?;
     let interval_text = query.interval.as_deref().unwrap_or("1m");
     let Some(interval) = Interval::parse(interval_text) else {
         return Err(ApiError::bad_request(
@@ -149,19 +178,124 @@ pub async fn candles(
             format!("`interval` must be `1s` or `1m`, got `{interval_text}`"),
         ));
     };
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=5_000).contains(&limit) {
-        return Err(ApiError::bad_request("bad_query", format!("`limit` must be between 1 and 5000, got {limit}")));
-    }
-    let Some(db_reader) = &pipeline.db_reader else {
-        return Err(ApiError::Unavailable("this process has no database".into()));
-    };
-    let candles = db_reader
-        .send(QueryCandles { symbol, interval, limit })
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("database reader unavailable: {e}")))?
+    let limit = history_limit(query.limit, 100)?;
+    let candles = read_database(&pipeline, QueryCandles { symbol, interval, since: query.since, limit })
+        .await?
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     Ok(HttpResponse::Ok().json(candles))
+}
+
+#[derive(Deserialize)]
+pub struct FillsQuery {
+    account: Option<String>,
+    symbol: Option<String>,
+    since_seq: Option<u64>,
+    from: Option<i64>,
+    to: Option<i64>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Start of the UTC day holding `micros`: the trading day when a read names no time.
+fn day_start(micros: i64) -> i64 {
+    const DAY: i64 = 86_400_000_000;
+    micros - micros.rem_euclid(DAY)
+}
+
+/// `GET /api/fills?account=ACC1[&symbol=][&since_seq=][&from=][&to=][&cursor=][&limit=]`: the
+/// account's fills from the database, scoped by the caller's entitlements. Newest first, for the
+/// trading day (UTC) unless `from`/`to` say otherwise, paged by `cursor` (the `next` of the
+/// previous page). With `symbol` and `since_seq`: every fill after that seq, oldest first (to
+/// recover the account lane after a disconnect).
+#[get("/api/fills")]
+pub async fn fills(
+    pipeline: web::Data<Pipeline>,
+    query: web::Query<FillsQuery>,
+    auth: web::Data<Auth>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let access = auth.access(&req)?;
+    let Some(account) = query.account.clone() else {
+        return Err(ApiError::bad_request("bad_query", "`account` is required"));
+    };
+    // One account, checked like every read: its name, then the caller's grant.
+    account_filter(&access, Some(&account))?;
+    if account.contains(',') {
+        return Err(ApiError::bad_request("bad_query", "`account` names one account"));
+    }
+    if let Some(symbol) = &query.symbol {
+        known_symbol(&pipeline, symbol)?;
+    }
+    if query.since_seq.is_some() && query.symbol.is_none() {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            "`since_seq` needs `symbol` (seqs count per account and instrument)",
+        ));
+    }
+    let cursor = match &query.cursor {
+        None => None,
+        Some(text) => Some(parse_cursor(text).ok_or_else(|| {
+            ApiError::bad_request("bad_query", format!("`cursor` `{text}` is not a `next` this API gave"))
+        })?),
+    };
+    let limit = history_limit(query.limit, 100)?;
+    let reading_a_lane = query.since_seq.is_some();
+    let from = match (query.from, reading_a_lane) {
+        (Some(from), _) => Some(from),
+        (None, false) => Some(day_start(ttpulse_actors::health::now_micros())),
+        (None, true) => None,
+    };
+    let request = QueryFills {
+        account,
+        symbol: query.symbol.clone(),
+        since_seq: query.since_seq,
+        from,
+        to: query.to,
+        cursor,
+        limit,
+    };
+    let fills = read_database(&pipeline, request).await?.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    // A full page may have more after it.
+    let next = (!reading_a_lane && fills.len() as i64 == limit)
+        .then(|| fills.last().map(|f| format!("{}:{}:{}", f.ts, f.symbol, f.seq)))
+        .flatten();
+    Ok(HttpResponse::Ok().json(json!({ "fills": fills, "next": next })))
+}
+
+/// `ts:symbol:seq`, as `next` gives it.
+fn parse_cursor(text: &str) -> Option<FillCursor> {
+    let mut parts = text.splitn(3, ':');
+    let ts = parts.next()?.parse().ok()?;
+    let symbol = parts.next()?.to_owned();
+    let seq = parts.next()?.parse().ok()?;
+    Some(FillCursor { ts, symbol, seq })
+}
+
+#[derive(Deserialize)]
+pub struct TradesQuery {
+    symbol: Option<String>,
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/trades?symbol=ESZ6[&before=][&limit=]`: time and sales, newest first.
+#[get("/api/trades")]
+pub async fn trades(
+    pipeline: web::Data<Pipeline>,
+    query: web::Query<TradesQuery>,
+    auth: web::Data<Auth>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    auth.access(&req)?;
+    let Some(symbol) = query.symbol.clone() else {
+        return Err(ApiError::bad_request("bad_query", "`symbol` is required"));
+    };
+    known_symbol(&pipeline, &symbol)?;
+    let limit = history_limit(query.limit, 100)?;
+    let trades = read_database(&pipeline, QueryTrades { symbol, before: query.before, limit })
+        .await?
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(trades))
 }
 
 /// `POST /api/ingest`: a JSON array of raw events. One invalid event refuses the whole request

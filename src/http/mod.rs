@@ -84,6 +84,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 .service(api::snapshot)
                 .service(api::positions)
                 .service(api::candles)
+                .service(api::fills)
+                .service(api::trades)
                 .service(api::websocket);
         }
         if serves_ingest {

@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
-use super::{DbPool, StoreError};
+use super::{DbPool, StoreError, StoredFill, StoredTrade};
 use crate::domain::{Candle, EngineSnapshot, InstrumentCatalog};
 use crate::health::ActorHealth;
-use crate::messages::{LoadSnapshot, QueryCandles, SyncInstruments, WriteChanges};
+use crate::messages::{LoadSnapshot, QueryCandles, QueryFills, QueryTrades, SyncInstruments, WriteChanges};
 use crate::metrics::Metrics;
 use crate::with_conn;
 
@@ -83,7 +83,27 @@ impl Handler<QueryCandles> for DbActor {
     fn handle(&mut self, msg: QueryCandles, _: &mut Self::Context) -> Self::Result {
         self.health.handled();
         let mut conn = self.pool.get()?;
-        with_conn!(&mut conn, queries::recent_candles(&msg.symbol, msg.interval, msg.limit))
+        with_conn!(&mut conn, queries::recent_candles(&msg.symbol, msg.interval, msg.since, msg.limit))
+    }
+}
+
+impl Handler<QueryFills> for DbActor {
+    type Result = Result<Vec<StoredFill>, StoreError>;
+
+    fn handle(&mut self, msg: QueryFills, _: &mut Self::Context) -> Self::Result {
+        self.health.handled();
+        let mut conn = self.pool.get()?;
+        with_conn!(&mut conn, queries::fills_page(&msg))
+    }
+}
+
+impl Handler<QueryTrades> for DbActor {
+    type Result = Result<Vec<StoredTrade>, StoreError>;
+
+    fn handle(&mut self, msg: QueryTrades, _: &mut Self::Context) -> Self::Result {
+        self.health.handled();
+        let mut conn = self.pool.get()?;
+        with_conn!(&mut conn, queries::recent_trades(&msg))
     }
 }
 

@@ -18,6 +18,35 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub use actor::DbActor;
 
+/// A stored fill, as `GET /api/fills` answers it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StoredFill {
+    pub account: String,
+    pub symbol: String,
+    /// The fill's place in its account's lane for this instrument (the `fills:` key's seq).
+    pub seq: u64,
+    pub fill_id: String,
+    pub order_id: String,
+    pub side: crate::domain::Side,
+    pub price: rust_decimal::Decimal,
+    pub qty: i64,
+    /// Exchange time (Unix micros).
+    pub ts: crate::domain::Micros,
+    /// The raw event that carried it.
+    pub event_id: String,
+}
+
+/// A stored print (time and sales), as `GET /api/trades` answers it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StoredTrade {
+    pub symbol: String,
+    pub event_id: String,
+    pub price: rust_decimal::Decimal,
+    pub qty: i64,
+    pub aggressor: crate::domain::Side,
+    pub ts: crate::domain::Micros,
+}
+
 /// One set of migrations for both backends: the SQL is portable (TEXT, BIGINT, composite keys,
 /// `ON CONFLICT`). A migration whose SQL must differ would go into a backend folder.
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");

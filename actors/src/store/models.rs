@@ -130,6 +130,21 @@ pub(crate) fn side_from(text: &str) -> Result<Side, StoreError> {
 }
 
 impl FillReadRow {
+    pub fn into_stored(self, event_id: String) -> Result<crate::store::StoredFill, StoreError> {
+        Ok(crate::store::StoredFill {
+            side: side_from(&self.side)?,
+            price: decimal("price", &self.price)?,
+            seq: to_u64(self.account_seq),
+            account: self.account,
+            symbol: self.symbol,
+            fill_id: self.fill_id,
+            order_id: self.order_id,
+            qty: self.qty,
+            ts: self.ts,
+            event_id,
+        })
+    }
+
     pub fn into_report(self, position: PositionState) -> Result<FillReport, StoreError> {
         let side = side_from(&self.side)?;
         Ok(FillReport {

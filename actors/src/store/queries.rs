@@ -195,22 +195,111 @@ macro_rules! backend_queries {
                 })
             }
 
-            /// The latest `limit` candles of a symbol, oldest first.
+            /// The candles of a symbol, oldest first: the latest `limit`, or the first `limit`
+            /// starting at or after `since`.
             pub fn recent_candles(
                 conn: &mut $conn,
                 symbol: &str,
                 interval: Interval,
+                since: Option<crate::domain::Micros>,
                 limit: i64,
             ) -> Result<Vec<Candle>, StoreError> {
-                let mut rows = candles::table
-                    .filter(candles::symbol.eq(symbol))
-                    .filter(candles::period.eq(interval.as_str()))
-                    .order(candles::start_ts.desc())
-                    .limit(limit)
-                    .select(CandleRow::as_select())
-                    .load(conn)?;
-                rows.reverse();
+                let series =
+                    candles::table.filter(candles::symbol.eq(symbol)).filter(candles::period.eq(interval.as_str()));
+                let rows = match since {
+                    Some(since) => series
+                        .filter(candles::start_ts.ge(since))
+                        .order(candles::start_ts.asc())
+                        .limit(limit)
+                        .select(CandleRow::as_select())
+                        .load(conn)?,
+                    None => {
+                        let mut rows = series
+                            .order(candles::start_ts.desc())
+                            .limit(limit)
+                            .select(CandleRow::as_select())
+                            .load(conn)?;
+                        rows.reverse();
+                        rows
+                    }
+                };
                 rows.into_iter().map(Candle::try_from).collect()
+            }
+
+            /// One account's fills (see [`crate::messages::QueryFills`]).
+            pub fn fills_page(
+                conn: &mut $conn,
+                query: &crate::messages::QueryFills,
+            ) -> Result<Vec<crate::store::StoredFill>, StoreError> {
+                let mut select = fills::table.filter(fills::account.eq(&query.account)).into_boxed();
+                if let Some(symbol) = &query.symbol {
+                    select = select.filter(fills::symbol.eq(symbol));
+                }
+                if let Some(from) = query.from {
+                    select = select.filter(fills::ts.ge(from));
+                }
+                if let Some(to) = query.to {
+                    select = select.filter(fills::ts.le(to));
+                }
+                select = match query.since_seq {
+                    Some(seq) => select.filter(fills::account_seq.gt(to_i64(seq))).order(fills::account_seq.asc()),
+                    None => {
+                        if let Some(c) = &query.cursor {
+                            let seq = to_i64(c.seq);
+                            select = select.filter(
+                                fills::ts.lt(c.ts).or(fills::ts.eq(c.ts).and(fills::symbol.lt(c.symbol.clone()))).or(
+                                    fills::ts
+                                        .eq(c.ts)
+                                        .and(fills::symbol.eq(c.symbol.clone()))
+                                        .and(fills::account_seq.lt(seq)),
+                                ),
+                            );
+                        }
+                        select.order((fills::ts.desc(), fills::symbol.desc(), fills::account_seq.desc()))
+                    }
+                };
+                select
+                    .limit(query.limit)
+                    .select((FillReadRow::as_select(), fills::event_id))
+                    .load::<(FillReadRow, String)>(conn)?
+                    .into_iter()
+                    .map(|(row, event_id)| row.into_stored(event_id))
+                    .collect()
+            }
+
+            /// The latest prints of a symbol, newest first.
+            pub fn recent_trades(
+                conn: &mut $conn,
+                query: &crate::messages::QueryTrades,
+            ) -> Result<Vec<crate::store::StoredTrade>, StoreError> {
+                let mut select = trades::table.filter(trades::symbol.eq(&query.symbol)).into_boxed();
+                if let Some(before) = query.before {
+                    select = select.filter(trades::ts.lt(before));
+                }
+                select
+                    .order((trades::ts.desc(), trades::event_id.desc()))
+                    .limit(query.limit)
+                    .select((
+                        trades::symbol,
+                        trades::event_id,
+                        trades::price,
+                        trades::qty,
+                        trades::aggressor,
+                        trades::ts,
+                    ))
+                    .load::<(String, String, String, i64, String, i64)>(conn)?
+                    .into_iter()
+                    .map(|(symbol, event_id, price, qty, aggressor, ts)| {
+                        Ok(crate::store::StoredTrade {
+                            symbol,
+                            event_id,
+                            price: decimal("price", &price)?,
+                            qty,
+                            aggressor: side_from(&aggressor)?,
+                            ts,
+                        })
+                    })
+                    .collect()
             }
 
             /// Row counts per table, for operators and tests.

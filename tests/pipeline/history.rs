@@ -1,0 +1,111 @@
+//! The trader's record read back from the database: fills (paged, by lane), time and sales, and
+//! candles since a time, scoped by entitlements where they are account data.
+
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, fill, quote, trade};
+
+/// Every page of `GET /api/fills` for `account`, following `next`.
+async fn all_pages(server: &TestServer, query: &str) -> Vec<Value> {
+    let mut fills = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let path = match &cursor {
+            None => format!("/api/fills?{query}"),
+            Some(c) => format!("/api/fills?{query}&cursor={c}"),
+        };
+        let (status, page) = server.get_json(&path).await;
+        assert_eq!(status, 200, "{page}");
+        fills.extend(page["fills"].as_array().expect("fills").iter().cloned());
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return fills,
+        }
+    }
+    panic!("more than 100 pages")
+}
+
+#[actix_rt::test]
+async fn the_fills_blotter_survives_a_reload_every_fill_once_newest_first() {
+    let server = TestServer::start().await;
+    let mut events = vec![quote("h:0", "ESZ6", "6850.00", "6850.25")];
+    for i in 1..=23 {
+        let symbol = if i % 3 == 0 { "NQZ6" } else { "ESZ6" };
+        let price = if symbol == "NQZ6" { "24500.00" } else { "6850.25" };
+        events.push(fill(&format!("h:{i}"), "ACC1", &format!("F-{i}"), symbol, "buy", price, i));
+    }
+    events.push(fill("h:99", "ACC2", "F-x", "ESZ6", "sell", "6850.25", 1));
+    let (status, _) = server.ingest(&json!(events)).await;
+    assert_eq!(status, 200);
+
+    // A reload reads the whole day's blotter back: 23 fills, each once, newest first, in pages.
+    let fills = all_pages(&server, "account=ACC1&limit=5").await;
+    assert_eq!(fills.len(), 23, "every fill once");
+    let ids: std::collections::HashSet<&str> = fills.iter().filter_map(|f| f["fill_id"].as_str()).collect();
+    assert_eq!(ids.len(), 23);
+    let times: Vec<i64> = fills.iter().filter_map(|f| f["ts"].as_i64()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+    assert!(fills.iter().all(|f| f["account"] == "ACC1"));
+    let f = fills.iter().find(|f| f["fill_id"] == "F-3").expect("F-3");
+    assert_eq!(
+        (f["symbol"].as_str(), f["qty"].as_i64(), f["price"].as_str()),
+        (Some("NQZ6"), Some(3), Some("24500.00"))
+    );
+    assert_eq!((f["seq"].as_u64(), f["event_id"].as_str()), (Some(1), Some("h:3")), "{f}");
+
+    // Recovering a lane: every fill after the seq the client holds, oldest first.
+    let (status, lane) = server.get_json("/api/fills?account=ACC1&symbol=ESZ6&since_seq=10").await;
+    assert_eq!(status, 200, "{lane}");
+    let seqs: Vec<u64> = lane["fills"].as_array().expect("fills").iter().filter_map(|f| f["seq"].as_u64()).collect();
+    assert_eq!(seqs, (11..=16).collect::<Vec<u64>>(), "ESZ6 holds 16 fills of ACC1");
+    assert_eq!(lane["next"], Value::Null);
+
+    // A window in time: nothing before today's fills, nothing after.
+    let (_, none) = server.get_json("/api/fills?account=ACC1&to=1").await;
+    assert_eq!(none["fills"], json!([]));
+
+    // Bad queries are refused with a reason.
+    for (query, code) in [
+        ("", "bad_query"),
+        ("account=%3Cb%3E", "invalid_account"),
+        ("account=ACC1&since_seq=3", "bad_query"),
+        ("account=ACC1&symbol=NOPE", "unknown_instrument"),
+        ("account=ACC1&cursor=garbage", "bad_query"),
+        ("account=ACC1&limit=0", "bad_query"),
+        ("account=ACC1,ACC2", "bad_query"),
+    ] {
+        let (status, body) = server.get_json(&format!("/api/fills?{query}")).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some(code)), "{query}: {body}");
+    }
+}
+
+#[actix_rt::test]
+async fn time_and_sales_and_candles_since_read_back_from_the_database() {
+    let server = TestServer::start().await;
+    let mut events = Vec::new();
+    for i in 1..=12 {
+        events.push(trade(&format!("p:{i}"), "CLF7", "61.50", i, if i % 2 == 0 { "buy" } else { "sell" }));
+    }
+    events.push(trade("p:1", "GCG7", "4050.0", 1, "buy"));
+    assert_eq!(server.ingest(&json!(events)).await.0, 200);
+
+    let (status, prints) = server.get_json("/api/trades?symbol=CLF7&limit=5").await;
+    assert_eq!(status, 200, "{prints}");
+    let ids: Vec<&str> = prints.as_array().expect("prints").iter().filter_map(|t| t["event_id"].as_str()).collect();
+    assert_eq!(ids.len(), 5);
+    assert!(prints.as_array().expect("prints").iter().all(|t| t["symbol"] == "CLF7" && t["price"] == "61.50"));
+    let (_, all) = server.get_json("/api/trades?symbol=CLF7&limit=100").await;
+    let volume: i64 = all.as_array().expect("prints").iter().filter_map(|t| t["qty"].as_i64()).sum();
+    assert_eq!(volume, 78, "every print stored once: 1 + 2 + ... + 12");
+    assert_eq!(server.get_json("/api/trades?symbol=NOPE").await.0, 400);
+
+    // Candles since a time: a client refills a gap from the first bucket it missed.
+    let (_, latest) = server.get_json("/api/candles?symbol=CLF7&interval=1s").await;
+    let start = latest[0]["start"].as_i64().expect("a candle");
+    let (status, since) = server.get_json(&format!("/api/candles?symbol=CLF7&interval=1s&since={start}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(since[0]["start"].as_i64(), Some(start));
+    let (_, later) =
+        server.get_json(&format!("/api/candles?symbol=CLF7&interval=1s&since={}", start + 60_000_000)).await;
+    assert_eq!(later, json!([]), "nothing starts a minute later");
+}
