@@ -1,5 +1,5 @@
-// Runtime rewrites: /api/*, /admin/*, /metrics and /ws on the Next server are proxied to the
-// ttpulse HTTP API at TTPULSE_API_URL, so the candle history, the ops page and even the
+// Runtime rewrites: /api/* and /ws on the Next server are proxied to the ttpulse HTTP API at
+// TTPULSE_API_URL, /admin/* and /metrics (reads only) to its admin listener at TTPULSE_ADMIN_URL, so the candle history, the ops page and even the
 // WebSocket (Next proxies the upgrade) work without nginx. `make run` still points the browser's
 // WebSocket straight at ttpulse (TTPULSE_PUBLIC_WS_URL) to skip a hop. Behind nginx these paths
 // never reach Next.
@@ -11,8 +11,13 @@
 import { NextResponse, type NextRequest } from "next/server";
 
 export function proxy(request: NextRequest) {
-  const api = (process.env.TTPULSE_API_URL || "http://127.0.0.1:8080").replace(/\/+$/, "");
   const { pathname, search } = request.nextUrl;
+  // /admin/* and /metrics live on ttpulse's admin listener (TTPULSE_ADMIN_ADDR), the rest on its
+  // public one.
+  const admin = pathname.startsWith("/admin/") || pathname === "/metrics";
+  const api = (
+    (admin ? process.env.TTPULSE_ADMIN_URL || "http://127.0.0.1:9464" : process.env.TTPULSE_API_URL) || "http://127.0.0.1:8080"
+  ).replace(/\/+$/, "");
   // The dashboard only reads: ingest and admin writes (actor restarts) never go through it.
   if (pathname === "/api/ingest" || ((pathname.startsWith("/admin/") || pathname === "/metrics") && request.method !== "GET")) {
     return NextResponse.json({ error: "not_found", message: `${request.method} ${pathname} is not served here` }, { status: 404 });

@@ -20,6 +20,11 @@ API_ADDR="${TTPULSE_STACK_API_ADDR:-127.0.0.1:8080}"
 INGESTER_ADDR="${TTPULSE_STACK_INGESTER_ADDR:-127.0.0.1:8081}"
 PROCESSOR_ADDR="${TTPULSE_STACK_PROCESSOR_ADDR:-127.0.0.1:8082}"
 CACHE_ADDR="${TTPULSE_STACK_CACHE_ADDR:-127.0.0.1:8083}"
+# Each role's admin listener (/admin/*, /metrics): loopback, one port per role.
+API_ADMIN="${TTPULSE_STACK_API_ADMIN_ADDR:-127.0.0.1:9460}"
+INGESTER_ADMIN="${TTPULSE_STACK_INGESTER_ADMIN_ADDR:-127.0.0.1:9461}"
+PROCESSOR_ADMIN="${TTPULSE_STACK_PROCESSOR_ADMIN_ADDR:-127.0.0.1:9462}"
+CACHE_ADMIN="${TTPULSE_STACK_CACHE_ADMIN_ADDR:-127.0.0.1:9463}"
 SIM_RATE="${TTPULSE_SIM_RATE:-200}"
 BIN="$PWD/target/release/ttpulse"
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -57,8 +62,8 @@ wait_port() { # name, port
   return 1
 }
 
-role() { # role, http addr
-  start "$1" env TTPULSE_ROLES="$1" TTPULSE_HTTP_ADDR="$2" \
+role() { # role, http addr, admin addr
+  start "$1" env TTPULSE_ROLES="$1" TTPULSE_HTTP_ADDR="$2" TTPULSE_ADMIN_ADDR="$3" \
     TTPULSE_KAFKA_BROKERS="127.0.0.1:$BROKER_PORT" \
     TTPULSE_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
     TTPULSE_DATABASE_URL="${PG_ADMIN_URL%/*}/$PG_DB" \
@@ -85,16 +90,17 @@ up() {
     psql "$PG_ADMIN_URL" -qc "CREATE DATABASE \"$PG_DB\""
     echo "  database $PG_DB created"
   fi
-  role processor "$PROCESSOR_ADDR"
-  role cache "$CACHE_ADDR"
-  role api "$API_ADDR"
-  role ingester "$INGESTER_ADDR"
-  for r in processor:$PROCESSOR_ADDR cache:$CACHE_ADDR api:$API_ADDR ingester:$INGESTER_ADDR; do
+  role processor "$PROCESSOR_ADDR" "$PROCESSOR_ADMIN"
+  role cache "$CACHE_ADDR" "$CACHE_ADMIN"
+  role api "$API_ADDR" "$API_ADMIN"
+  role ingester "$INGESTER_ADDR" "$INGESTER_ADMIN"
+  for r in processor:$PROCESSOR_ADMIN cache:$CACHE_ADMIN api:$API_ADMIN ingester:$INGESTER_ADMIN; do
     wait_http "${r%%:*}" "http://${r#*:}/admin/health"
   done
   echo
   echo "  ttpulse (distributed) is up: open http://$API_ADDR/"
-  echo "  ingest: POST http://$INGESTER_ADDR/api/ingest; admin: /admin/actors on each role"
+  echo "  ingest: POST http://$INGESTER_ADDR/api/ingest"
+  echo "  admin (/admin/actors, /metrics): api $API_ADMIN, ingester $INGESTER_ADMIN, processor $PROCESSOR_ADMIN, cache $CACHE_ADMIN"
   echo "  stop with: make down"
 }
 

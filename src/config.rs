@@ -112,6 +112,11 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
 
+    /// Address of the admin listener: `/admin/*` and `/metrics`, apart from the public one so
+    /// that no proxy can expose them by accident. Port 0 picks a free port (printed at start).
+    #[arg(long, env = "TTPULSE_ADMIN_ADDR", default_value = "127.0.0.1:9464")]
+    pub admin_addr: SocketAddr,
+
     /// Folder for the embedded database (created if missing).
     #[arg(long, env = "TTPULSE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -319,6 +324,7 @@ impl Config {
             redis_ca_file: None,
             database_url: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
             source: SourceKind::None,
             sim_rate: 0,

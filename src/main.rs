@@ -75,17 +75,22 @@ async fn run(config: ttpulse::config::Config) -> anyhow::Result<()> {
     let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
     let running = http::start(config).await?;
     let url = format!("http://{}", running.addr);
+    let admin = format!("http://{}", running.admin_addr);
     let roles: Vec<&str> = running.pipeline.roles.iter().map(|r| r.name()).collect();
     if running.pipeline.hub.is_some() {
         tracing::info!(
-            "ttpulse is running: open {url}/  (snapshot {url}/api/snapshot, stream ws://{}/ws)",
+            "ttpulse is running: open {url}/  (snapshot {url}/api/snapshot, stream ws://{}/ws; admin {admin}/admin/actors)",
             running.addr
         );
     } else {
-        tracing::info!(roles = ?roles, "ttpulse is running: health at {url}/admin/health");
+        tracing::info!(roles = ?roles, "ttpulse is running: health at {admin}/admin/health");
     }
-    // The first line on stdout names the URL to open (scripts and tests read it).
-    println!("\n  ttpulse ({}) is up: open {url}/\n", roles.join(","));
+    // The first lines on stdout name the URL to open and the admin URL (scripts and tests read
+    // them).
+    // A closed stdout (a supervisor that stopped reading) must not stop the server.
+    let banner =
+        format!("\n  ttpulse ({}) is up: open {url}/\n  admin: {admin}/  (health, actors, metrics)\n", roles.join(","));
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
     let server = actix_rt::spawn(running.server);
     wait_for_signal().await;
     tracing::info!(

@@ -10,7 +10,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_ttpulse");
 
 fn ttpulse(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.args(args).env_remove("RUST_LOG").env("TTPULSE_LOG", "warn");
+    // Tests run side by side: each admin listener on a free port unless a test says otherwise.
+    cmd.args(args).env_remove("RUST_LOG").env("TTPULSE_LOG", "warn").env("TTPULSE_ADMIN_ADDR", "127.0.0.1:0");
     for (key, value) in env {
         cmd.env(key, value);
     }
@@ -77,23 +78,20 @@ fn migrate_creates_the_database() {
     assert!(output(&["migrate"], &[("TTPULSE_DATA_DIR", &data)]).status.success());
 }
 
-/// Starts `ttpulse run` with `env` (plus a free port); returns the process and the URL it prints.
-fn spawn_run(env: &[(&str, &str)]) -> (Killed, String) {
+/// Starts `ttpulse run` with `env` (plus free ports); returns the process and the URLs it prints
+/// (the public one, and the admin one).
+fn spawn_run(env: &[(&str, &str)]) -> (Killed, String, String) {
     let mut env = env.to_vec();
     env.push(("TTPULSE_HTTP_ADDR", "127.0.0.1:0"));
     let mut child = ttpulse(&["run"], &env).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
-    let url = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.split("open ")
-                .nth(1)
-                .and_then(|u| u.split_whitespace().next())
-                .map(|u| u.trim_end_matches('/').to_owned())
-        })
-        .expect("the URL is printed");
-    (Killed(child), url)
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    let after = |line: &str, marker: &str| {
+        line.split(marker).nth(1).and_then(|u| u.split_whitespace().next()).map(|u| u.trim_end_matches('/').to_owned())
+    };
+    let url = lines.find_map(|line| after(&line, "open ")).expect("the URL is printed");
+    let admin = lines.find_map(|line| after(&line, "admin: ")).expect("the admin URL is printed");
+    (Killed(child), url, admin)
 }
 
 struct Killed(Child);
@@ -110,7 +108,7 @@ impl Drop for Killed {
 fn run_prints_the_url_and_streams_simulated_updates() {
     let dir = tempfile::tempdir().expect("dir");
     let data = dir.path().to_string_lossy().into_owned();
-    let (child, url) = spawn_run(&[("TTPULSE_DATA_DIR", &data), ("TTPULSE_SIM_RATE", "2000")]);
+    let (child, url, _) = spawn_run(&[("TTPULSE_DATA_DIR", &data), ("TTPULSE_SIM_RATE", "2000")]);
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
     actix_rt::System::new().block_on(async move {
@@ -160,7 +158,7 @@ fn run_prints_the_url_and_streams_simulated_updates() {
 fn a_graceful_shutdown_stores_what_is_in_flight_and_closes_sessions_going_away() {
     let dir = tempfile::tempdir().expect("dir");
     let data = dir.path().to_string_lossy().into_owned();
-    let (mut child, url) =
+    let (mut child, url, _) =
         spawn_run(&[("TTPULSE_DATA_DIR", &data), ("TTPULSE_SIM_RATE", "3000"), ("TTPULSE_DB_FLUSH_MS", "10000")]);
     let pid = child.0.id();
 
@@ -240,7 +238,7 @@ fn shutdown_is_bounded_whatever_the_broker_does_and_a_second_signal_exits_at_onc
         ("TTPULSE_SIM_RATE", "500"),
         ("TTPULSE_SHUTDOWN_GRACE_SECS", "2"),
     ];
-    let (mut child, _url) = spawn_run(&env);
+    let (mut child, _url, _) = spawn_run(&env);
     std::thread::sleep(Duration::from_millis(1500));
     let (took, code) = terminate(&mut child.0, 1, Duration::from_secs(15));
     assert!(took >= Duration::from_millis(1500), "it waited for the grace period: {took:?}");
@@ -250,7 +248,7 @@ fn shutdown_is_bounded_whatever_the_broker_does_and_a_second_signal_exits_at_onc
     let mut env = env.to_vec();
     env.retain(|(k, _)| *k != "TTPULSE_SHUTDOWN_GRACE_SECS");
     env.push(("TTPULSE_SHUTDOWN_GRACE_SECS", "120"));
-    let (mut child, _url) = spawn_run(&env);
+    let (mut child, _url, _) = spawn_run(&env);
     std::thread::sleep(Duration::from_millis(1500));
     let (took, code) = terminate(&mut child.0, 2, Duration::from_secs(15));
     assert!(took < Duration::from_secs(5), "the second signal exits at once: {took:?}");
@@ -275,9 +273,8 @@ fn tokens_in_query_strings_never_reach_the_log() {
     let mut child =
         cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&log).expect("log")).spawn().expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
-    let url = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    let url = lines
         .find_map(|line| line.split("open ").nth(1).and_then(|u| u.split_whitespace().next()).map(str::to_owned))
         .expect("the URL is printed");
     let child = Killed(child);
@@ -522,7 +519,7 @@ fn kafka_over_tls_is_configuration() {
     // Events go through the TLS broker: ingested, consumed by the processor, stored.
     let mut env = tls.clone();
     env.push(("TTPULSE_SOURCE", "none"));
-    let (_child, url) = spawn_run(&env);
+    let (_child, url, admin) = spawn_run(&env);
     let stored = actix_rt::System::new().block_on(async move {
         let body =
             r#"[{"type":"trade","event_id":"tls:1","instrument":"ESZ6","price":"6850.25","qty":7,"aggressor":"buy"}]"#;
@@ -535,7 +532,7 @@ fn kafka_over_tls_is_configuration() {
         assert_eq!(response.ok(), Some(200), "ingest over the TLS broker");
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while std::time::Instant::now() < deadline {
-            if let Ok(mut r) = awc::Client::new().get(format!("{url}/metrics")).send().await
+            if let Ok(mut r) = awc::Client::new().get(format!("{admin}/metrics")).send().await
                 && let Ok(body) = r.body().await
                 && String::from_utf8_lossy(&body).contains(r#"ttpulse_events_processed_total{type="trade"} 1"#)
             {

@@ -17,7 +17,7 @@ use ttpulse_actors::ingest::simulator::Simulator;
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn healthy(role: &Role) -> bool {
-    eventually(WAIT, async || get_json(&format!("{}/admin/health", role.url)).await.0 == 200).await
+    eventually(WAIT, async || get_json(&format!("{}/admin/health", role.admin)).await.0 == 200).await
 }
 
 async fn ingest(ingester: &Role, events: &[Value]) -> Value {
@@ -109,21 +109,21 @@ async fn events_cross_the_broker_redis_and_postgres_to_two_api_processes() {
     assert_eq!(ids, ["d:3", "d:2"], "newest first");
 
     // Each process reports its Kafka and Redis actors, and the metrics of its hops.
-    let (_, actors) = get_json(&format!("{}/admin/actors", processor.url)).await;
+    let (_, actors) = get_json(&format!("{}/admin/actors", processor.admin)).await;
     let names: Vec<&str> =
         actors.as_array().map(|l| l.iter().filter_map(|a| a["name"].as_str()).collect()).unwrap_or_default();
     assert!(names.contains(&"kafka-consumer-raw") && names.contains(&"kafka-producer-processed"), "{names:?}");
-    let (_, metrics) = get_text(&format!("{}/metrics", processor.url)).await;
+    let (_, metrics) = get_text(&format!("{}/metrics", processor.admin)).await;
     assert!(metrics.contains(r#"ttpulse_kafka_consumed_total{topic="tt_raw_data"} 5"#), "{metrics}");
-    let (_, metrics) = get_text(&format!("{}/metrics", cache.url)).await;
+    let (_, metrics) = get_text(&format!("{}/metrics", cache.admin)).await;
     assert!(metrics.contains("ttpulse_redis_used_memory_bytes"), "{metrics}");
-    let (_, health) = get_json(&format!("{}/admin/health", api[0].url)).await;
+    let (_, health) = get_json(&format!("{}/admin/health", api[0].admin)).await;
     assert_eq!((health["mode"].clone(), health["roles"].clone()), (json!("distributed"), json!(["api"])));
     // Replaying tt_raw_data from offset 0 (a new consumer group) leaves the database as it was.
     let before = services.sql("SELECT count(*) || ' ' || sum(volume) || ' ' || sum(seq) FROM instrument_states");
     let replayer = services.role("processor", &[("TTPULSE_KAFKA_GROUP", "replay-from-zero")]);
     let replayed = eventually(WAIT, async || {
-        let (_, metrics) = get_text(&format!("{}/metrics", replayer.url)).await;
+        let (_, metrics) = get_text(&format!("{}/metrics", replayer.admin)).await;
         metrics.contains("ttpulse_events_duplicate_total 5")
     })
     .await;
@@ -189,7 +189,7 @@ async fn a_processor_killed_mid_stream_loses_nothing_and_counts_nothing_twice() 
     let fills = events.iter().filter(|e| e.body.kind() == "fill").count();
 
     let consumed = async |role: &Role| -> u64 {
-        let (_, metrics) = get_text(&format!("{}/metrics", role.url)).await;
+        let (_, metrics) = get_text(&format!("{}/metrics", role.admin)).await;
         metrics
             .lines()
             .find_map(|l| l.strip_prefix(r#"ttpulse_kafka_consumed_total{topic="tt_raw_data"} "#))
@@ -330,7 +330,7 @@ async fn redis_restarted_empty_is_rebuilt_and_clients_get_a_fresh_snapshot() {
     ingest(&all, &[quote("r:3", "GCG7", "4050.1", "4050.2")]).await;
     let updates = ws.updates_until(WAIT, |got| got.iter().any(|u| u["key"] == "inst:GCG7" && u["seq"] == 2)).await;
     assert!(updates.iter().any(|u| u["key"] == "inst:GCG7" && u["seq"] == 2), "{updates:?}");
-    let (_, metrics) = get_text(&format!("{}/metrics", all.url)).await;
+    let (_, metrics) = get_text(&format!("{}/metrics", all.admin)).await;
     assert!(!metrics.contains("ttpulse_redis_reconnects_total 0"), "{metrics}");
 }
 
@@ -414,7 +414,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_stream_goes_on() {
     assert!(
         eventually(WAIT, async || services.sql("SELECT seq FROM instrument_states WHERE symbol = 'ESZ6'") == "2").await
     );
-    let (_, metrics) = get_text(&format!("{}/metrics", all.url)).await;
+    let (_, metrics) = get_text(&format!("{}/metrics", all.admin)).await;
     assert!(metrics.contains("ttpulse_dead_letters_total 2"), "{metrics}");
 }
 
@@ -426,7 +426,7 @@ async fn unreachable_broker_and_redis_at_start_are_retried_not_fatal() {
     let mut all = services.role("ingester,processor,cache,api", &[]);
     actix_rt::time::sleep(Duration::from_secs(3)).await;
     assert!(all.proc.alive(), "the process gave up:\n{}", all.log_text());
-    let (status, health) = get_json(&format!("{}/admin/health", all.url)).await;
+    let (status, health) = get_json(&format!("{}/admin/health", all.admin)).await;
     assert_eq!(status, 503, "{health}");
     let said = eventually(WAIT, async || {
         let log = all.log_text();

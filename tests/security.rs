@@ -587,3 +587,22 @@ async fn ws_status_with_cookie(server: &TestServer, token: &str) -> Option<u16> 
         Err(e) => panic!("unexpected WebSocket error: {e}"),
     }
 }
+
+/// Admin and metrics live on their own listener (loopback by default): the public listener,
+/// the one a proxy exposes, does not serve them at all.
+#[actix_rt::test]
+async fn admin_and_metrics_are_only_on_the_admin_listener() {
+    let server = TestServer::start().await;
+    for path in ["/admin/health", "/admin/actors", "/metrics"] {
+        let (status, _) = common::get_text(&server.public_url(path)).await;
+        assert_eq!(status, 404, "{path} on the public listener");
+        let (status, _) = common::get_text(&server.url(path)).await;
+        assert_eq!(status, 200, "{path} on the admin listener");
+    }
+    let (status, _) = common::post(&server.public_url("/admin/actors/hub/restart"), "").await;
+    assert_eq!(status, 404);
+    let default: std::net::SocketAddr = "127.0.0.1:9464".parse().expect("addr");
+    let parsed = <ttpulse::cli::Cli as clap::Parser>::try_parse_from(["ttpulse", "run"]).expect("defaults");
+    let ttpulse::cli::Command::Run { config } = parsed.command else { panic!("run") };
+    assert_eq!(config.admin_addr, default, "loopback by default");
+}

@@ -242,7 +242,7 @@ async fn run(quick: bool, bin: &Path, out: &Path) -> anyhow::Result<()> {
             &logs,
         )?;
         let ws = url.replacen("http", "ws", 1) + "/ws";
-        let before = server_histogram(&url);
+        let before = server_histogram(&server.admin);
         let measure = async {
             if rate == plan.rates[0] {
                 let (ws_result, polling) = tokio::join!(
@@ -256,7 +256,7 @@ async fn run(quick: bool, bin: &Path, out: &Path) -> anyhow::Result<()> {
             }
         };
         let ((latency, warmup), cost) = with_cost(&[&server], measure).await?;
-        let (server_p50_ms, server_p99_ms) = server_quantiles(&before, &server_histogram(&url));
+        let (server_p50_ms, server_p99_ms) = server_quantiles(&before, &server_histogram(&server.admin));
         report.embedded.push(RateRow { rate, latency, server_p50_ms, server_p99_ms, warmup, cost });
     }
 
@@ -265,10 +265,10 @@ async fn run(quick: bool, bin: &Path, out: &Path) -> anyhow::Result<()> {
         let stack = Stack::start(bin, &work, &logs, &format!("bench_{}_{rate}", std::process::id()), rate)?;
         let ws = stack.api_url.replacen("http", "ws", 1) + "/ws";
         let role_refs: Vec<&Proc> = stack.roles.iter().collect();
-        let before = server_histogram(&stack.api_url);
+        let before = server_histogram(&stack.api_admin);
         let ((latency, warmup), cost) =
             with_cost(&role_refs, measure::ws_latency(&ws, plan.warmup, plan.window)).await?;
-        let (server_p50_ms, server_p99_ms) = server_quantiles(&before, &server_histogram(&stack.api_url));
+        let (server_p50_ms, server_p99_ms) = server_quantiles(&before, &server_histogram(&stack.api_admin));
         report.distributed.push(RateRow { rate, latency, server_p50_ms, server_p99_ms, warmup, cost });
         let brokers = stack.brokers.clone();
         let ((latency, warmup), cost) =
@@ -289,7 +289,7 @@ async fn run(quick: bool, bin: &Path, out: &Path) -> anyhow::Result<()> {
             &env(&[("TTPULSE_SIM_RATE", target.to_string()), ("TTPULSE_DATA_DIR", data.display().to_string())]),
             &logs,
         )?;
-        let step = throughput_step(&url, &url, target, &plan).await?;
+        let step = throughput_step(&url, &server.admin, target, &plan).await?;
         log(format!("  {target}/s: achieved {:.0}/s, p99 {:.1} ms", step.achieved, step.p99_ms));
         report.throughput_embedded.push(step);
         drop(server);
@@ -297,7 +297,7 @@ async fn run(quick: bool, bin: &Path, out: &Path) -> anyhow::Result<()> {
     log("throughput, distributed");
     for &target in &plan.distributed_steps {
         let stack = Stack::start(bin, &work, &logs, &format!("bench_tp_{}_{target}", std::process::id()), target)?;
-        let step = throughput_step(&stack.api_url, &stack.processor_url, target, &plan).await?;
+        let step = throughput_step(&stack.api_url, &stack.processor_admin, target, &plan).await?;
         log(format!("  {target}/s: achieved {:.0}/s, p99 {:.1} ms, lag {:.0}", step.achieved, step.p99_ms, step.lag));
         report.throughput_distributed.push(step);
         if target == plan.distributed_steps[0] {
@@ -329,7 +329,7 @@ fn server_quantiles(before: &[(f64, f64)], after: &[(f64, f64)]) -> (Option<f64>
 }
 
 /// Runs at `target` events/s: the achieved processing rate, the p99 seen by a client, and the
-/// consumer lag left at the end (distributed).
+/// consumer lag left at the end (distributed). `processor` is the processor's admin URL.
 async fn throughput_step(api: &str, processor: &str, target: u32, plan: &Plan) -> anyhow::Result<ThroughputStep> {
     let processed = |url: &str| {
         procs::metric(&procs::http_get(&format!("{url}/metrics")).unwrap_or_default(), "ttpulse_events_processed_total")
@@ -352,7 +352,9 @@ async fn throughput_step(api: &str, processor: &str, target: u32, plan: &Plan) -
 struct Stack {
     roles: Vec<Proc>,
     api_url: String,
-    processor_url: String,
+    /// Admin URLs (metrics) of the api and the processor.
+    api_admin: String,
+    processor_admin: String,
     brokers: String,
     redis_url: String,
     broker: Proc,
@@ -379,16 +381,18 @@ impl Stack {
                 ("TTPULSE_SIM_SEED", "7".into()),
             ])
         };
-        let (processor, processor_url) = procs::ttpulse(bin, "processor", &common("processor", 0), logs)?;
+        let (processor, _) = procs::ttpulse(bin, "processor", &common("processor", 0), logs)?;
         let (cache, _) = procs::ttpulse(bin, "cache", &common("cache", 0), logs)?;
         let (api, api_url) = procs::ttpulse(bin, "api", &common("api", 0), logs)?;
         // Let the consumer groups settle before the first event.
         std::thread::sleep(Duration::from_secs(2));
         let (ingester, _) = procs::ttpulse(bin, "ingester", &common("ingester", rate), logs)?;
+        let (api_admin, processor_admin) = (api.admin.clone(), processor.admin.clone());
         Ok(Self {
             roles: vec![ingester, processor, cache, api],
             api_url,
-            processor_url,
+            api_admin,
+            processor_admin,
             brokers,
             redis_url,
             broker,

@@ -17,6 +17,8 @@ pub fn free_port() -> u16 {
 pub struct Proc {
     pub name: String,
     child: Child,
+    /// The admin listener's URL (`/admin/*`, `/metrics`) of a ttpulse process.
+    pub admin: String,
 }
 
 impl Proc {
@@ -85,29 +87,37 @@ pub fn wait_healthy(url: &str) -> anyhow::Result<()> {
 pub fn ttpulse(bin: &Path, name: &str, env: &[(String, String)], logs: &Path) -> anyhow::Result<(Proc, String)> {
     let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
     let mut cmd = Command::new(bin);
-    cmd.arg("run").env("TTPULSE_HTTP_ADDR", "127.0.0.1:0").env("TTPULSE_LOG", "warn");
+    cmd.arg("run")
+        .env("TTPULSE_HTTP_ADDR", "127.0.0.1:0")
+        .env("TTPULSE_ADMIN_ADDR", "127.0.0.1:0")
+        .env("TTPULSE_LOG", "warn");
     for (k, v) in env {
         cmd.env(k, v);
     }
     let mut child =
         cmd.stdout(Stdio::piped()).stderr(log).spawn().with_context(|| format!("start {}", bin.display()))?;
     let stdout = child.stdout.take().context("stdout")?;
-    let mut proc = Proc { name: name.to_owned(), child };
+    let mut proc = Proc { name: name.to_owned(), child, admin: String::new() };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
-        if let Some(url) = lines.find_map(|l| {
-            l.split("open ")
+        let after = |line: &str, marker: &str| {
+            line.split(marker)
                 .nth(1)
                 .and_then(|u| u.split_whitespace().next())
                 .map(|u| u.trim_end_matches('/').to_owned())
-        }) {
-            let _ = tx.send(url);
+        };
+        let url = lines.find_map(|l| after(&l, "open "));
+        let admin = lines.find_map(|l| after(&l, "admin: "));
+        if let (Some(url), Some(admin)) = (url, admin) {
+            let _ = tx.send((url, admin));
         }
         for _ in lines {}
     });
-    let url = rx.recv_timeout(Duration::from_secs(60)).with_context(|| format!("{name} did not start; see its log"))?;
-    wait_healthy(&url)?;
+    let (url, admin) =
+        rx.recv_timeout(Duration::from_secs(60)).with_context(|| format!("{name} did not start; see its log"))?;
+    wait_healthy(&admin)?;
+    proc.admin = admin;
     if let Ok(Some(status)) = proc.child.try_wait() {
         bail!("{name} exited: {status}");
     }
@@ -140,7 +150,7 @@ pub fn broker(logs: &Path) -> anyhow::Result<(Proc, String)> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()?;
-    let proc = Proc { name: "broker".into(), child };
+    let proc = Proc { name: "broker".into(), child, admin: String::new() };
     wait_port(port, "the broker")?;
     Ok((proc, format!("127.0.0.1:{port}")))
 }
@@ -154,7 +164,7 @@ pub fn redis(dir: &Path) -> anyhow::Result<(Proc, String)> {
         .stdout(Stdio::null())
         .spawn()
         .context("redis-server")?;
-    let proc = Proc { name: "redis".into(), child };
+    let proc = Proc { name: "redis".into(), child, admin: String::new() };
     wait_port(port, "redis")?;
     Ok((proc, format!("redis://127.0.0.1:{port}/")))
 }
@@ -216,5 +226,5 @@ pub fn metric(page: &str, name: &str) -> f64 {
 
 /// Takes ownership of a spawned child, to be killed when dropped.
 pub fn adopt(name: &str, child: Child) -> Proc {
-    Proc { name: name.to_owned(), child }
+    Proc { name: name.to_owned(), child, admin: String::new() }
 }

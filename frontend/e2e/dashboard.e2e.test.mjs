@@ -35,6 +35,7 @@ const ports = {};
 let work; // temp dir of this run
 let dataDir; // ttpulse's data dir: kept across its restart
 let api; // ttpulse, direct
+let admin; // ttpulse's admin listener
 let site; // nginx
 let ttpulse;
 let browser;
@@ -52,13 +53,14 @@ async function startTtpulse() {
     cwd: work, // no stray .env is picked up from here
     env: cleanEnv({
       TTPULSE_HTTP_ADDR: `127.0.0.1:${ports.api}`,
+      TTPULSE_ADMIN_ADDR: `127.0.0.1:${ports.admin}`,
       TTPULSE_DATA_DIR: dataDir,
       TTPULSE_SIM_RATE: "200",
       RUST_LOG: "info",
     }),
     logFile: path.join(ARTIFACTS, "ttpulse.log"),
   });
-  await waitFor("ttpulse to answer /admin/health", async () => (await get(`${api}/admin/health`, { timeoutMs: 1000 })).ok, {
+  await waitFor("ttpulse to answer /admin/health", async () => (await get(`${admin}/admin/health`, { timeoutMs: 1000 })).ok, {
     timeoutMs: 30000,
     failIf: exitedMessage(proc),
   });
@@ -108,15 +110,16 @@ before(async () => {
   work = tempDir("ttpulse-e2e-");
   dataDir = path.join(work, "data");
   fs.mkdirSync(dataDir);
-  for (const name of ["api", "next", "nginx"]) ports[name] = await freePort();
+  for (const name of ["api", "admin", "next", "nginx"]) ports[name] = await freePort();
   api = `http://127.0.0.1:${ports.api}`;
+  admin = `http://127.0.0.1:${ports.admin}`;
   site = `http://127.0.0.1:${ports.nginx}`;
 
   ttpulse = await startTtpulse();
 
   const next = startProcess("next", process.execPath, [NEXT_BIN, "start", "-H", "127.0.0.1", "-p", String(ports.next)], {
     cwd: FRONTEND,
-    env: cleanEnv({ NEXT_TELEMETRY_DISABLED: "1", NODE_ENV: "production", TTPULSE_API_URL: api }),
+    env: cleanEnv({ NEXT_TELEMETRY_DISABLED: "1", NODE_ENV: "production", TTPULSE_API_URL: api, TTPULSE_ADMIN_URL: admin }),
     logFile: path.join(ARTIFACTS, "next.log"),
   });
   await waitFor("next start", async () => (await get(`http://127.0.0.1:${ports.next}/ops`, { timeoutMs: 2000 })).ok, {
@@ -127,7 +130,7 @@ before(async () => {
   const prefix = path.join(work, "nginx");
   fs.mkdirSync(prefix);
   const conf = path.join(prefix, "nginx.conf");
-  fs.writeFileSync(conf, nginxConfig({ prefix, listenPort: ports.nginx, nextPort: ports.next, apiPort: ports.api }));
+  fs.writeFileSync(conf, nginxConfig({ prefix, listenPort: ports.nginx, nextPort: ports.next, apiPort: ports.api, adminPort: ports.admin }));
   fs.copyFileSync(conf, path.join(ARTIFACTS, "nginx.generated.conf"));
   const nginx = startProcess("nginx", nginxBinary(), ["-p", prefix, "-c", conf, "-e", path.join(prefix, "logs/error.log")], {
     cwd: prefix,
@@ -314,7 +317,11 @@ describe("dashboard end to end (ttpulse + next start + nginx + chromium)", () =>
     // Nothing was written: ttpulse itself knows no account EVIL.
     const snapshot = await getJson(`${api}/api/snapshot?positions=EVIL`);
     assert.deepEqual(snapshot.positions, []);
-    const actors = await getJson(`${api}/admin/actors`);
+    const actors = await getJson(`${admin}/admin/actors`);
+    // ttpulse's public listener serves no admin or metrics at all.
+    for (const path of ["/admin/actors", "/admin/health", "/metrics"]) {
+      assert.equal((await get(`${api}${path}`)).status, 404, `${path} on the public listener`);
+    }
     assert.equal(actors.find((a) => a.name === "processor").restarts, 0);
   });
 

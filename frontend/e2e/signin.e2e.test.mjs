@@ -52,20 +52,23 @@ const fill = (account, fillId, qty) => ({
 before(async () => {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   work = tempDir("ttpulse-signin-");
-  const ports = { api: await freePort(), next: await freePort() };
+  const ports = { api: await freePort(), admin: await freePort(), next: await freePort() };
   api = `http://127.0.0.1:${ports.api}`;
   site = `http://127.0.0.1:${ports.next}`;
   startProcess("ttpulse", TTPULSE_BIN, ["run"], {
     cwd: work,
     env: cleanEnv({
       TTPULSE_HTTP_ADDR: `127.0.0.1:${ports.api}`,
+      TTPULSE_ADMIN_ADDR: `127.0.0.1:${ports.admin}`,
       TTPULSE_DATA_DIR: path.join(work, "data"),
       TTPULSE_SOURCE: "none",
       TTPULSE_AUTH_HS256_SECRET: SECRET,
     }),
     logFile: path.join(ARTIFACTS, "signin-ttpulse.log"),
   });
-  await waitFor("ttpulse", async () => (await get(`${api}/admin/health`, { timeoutMs: 1000 })).ok, { timeoutMs: 30000 });
+  await waitFor("ttpulse", async () => (await get(`http://127.0.0.1:${ports.admin}/admin/health`, { timeoutMs: 1000 })).ok, {
+    timeoutMs: 30000,
+  });
   await ingest([
     { type: "quote", instrument: "ESZ6", bid: "6850.00", bid_qty: 5, ask: "6850.25", ask_qty: 5 },
     fill("ALPHA-1", "A-1", 3),

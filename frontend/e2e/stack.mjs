@@ -143,12 +143,13 @@ export function tempDir(prefix) {
  * substituted) inside a main context that keeps everything in `prefix` and runs in the
  * foreground.
  */
-export function nginxConfig({ prefix, listenPort, nextPort, apiPort }) {
+export function nginxConfig({ prefix, listenPort, nextPort, apiPort, adminPort }) {
   const site = fs.readFileSync(path.join(ROOT, "deploy/nginx.conf"), "utf8");
   const substitutions = [
     [/^(\s*)listen 80;$/m, `$1listen 127.0.0.1:${listenPort};`],
     [/^(\s*)server 127\.0\.0\.1:3000;$/m, `$1server 127.0.0.1:${nextPort};`],
     [/^(\s*)server 127\.0\.0\.1:8080;$/m, `$1server 127.0.0.1:${apiPort};`],
+    [/^(\s*)server 127\.0\.0\.1:9464;$/m, `$1server 127.0.0.1:${adminPort};`],
   ];
   let body = site;
   for (const [re, to] of substitutions) {

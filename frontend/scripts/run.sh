@@ -13,6 +13,7 @@ set -euo pipefail
 [ $# -gt 0 ] || { echo "usage: $0 TTPULSE_COMMAND [ARGS...]" >&2; exit 2; }
 FRONTEND=$(cd "$(dirname "$0")/.." && pwd)
 api_addr=${TTPULSE_HTTP_ADDR:-127.0.0.1:8080}
+admin_addr=${TTPULSE_ADMIN_ADDR:-127.0.0.1:9464}
 port=${TTPULSE_DASHBOARD_PORT:-3000}
 host=${TTPULSE_DASHBOARD_HOST:-127.0.0.1}
 
@@ -24,7 +25,7 @@ fi
 export NEXT_TELEMETRY_DISABLED=1
 (
   cd "$FRONTEND"
-  TTPULSE_API_URL="http://$api_addr" TTPULSE_PUBLIC_WS_URL="ws://$api_addr/ws" \
+  TTPULSE_API_URL="http://$api_addr" TTPULSE_ADMIN_URL="http://$admin_addr" TTPULSE_PUBLIC_WS_URL="ws://$api_addr/ws" \
     exec node node_modules/next/dist/bin/next start -H "$host" -p "$port"
 ) &
 next_pid=$!

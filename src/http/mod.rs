@@ -8,19 +8,35 @@ pub mod limits;
 
 use std::net::SocketAddr;
 
-use actix_web::dev::{Server, ServerHandle};
+use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpResponse, HttpServer, get, web};
 use anyhow::Context as _;
 
 use crate::config::Config;
 use crate::wiring::{self, Pipeline};
 
-/// A started server: its bound address and the future that runs it.
+/// A started process: its two listeners' addresses (the public one, and the admin one for
+/// `/admin/*` and `/metrics`), the future that runs both, and how to stop them.
 pub struct Running {
     pub addr: SocketAddr,
-    pub server: Server,
-    pub handle: ServerHandle,
+    pub admin_addr: SocketAddr,
+    pub server: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>>>>,
+    pub handle: Handles,
     pub pipeline: Pipeline,
+}
+
+/// Stops both listeners.
+#[derive(Clone)]
+pub struct Handles {
+    public: ServerHandle,
+    admin: ServerHandle,
+}
+
+impl Handles {
+    /// Stops accepting, and (`graceful`) lets open connections finish first.
+    pub async fn stop(&self, graceful: bool) {
+        futures_util::join!(self.public.stop(graceful), self.admin.stop(graceful));
+    }
 }
 
 #[get("/")]
@@ -48,15 +64,16 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, error::A
     Err(error::ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())))
 }
 
-/// Starts what the configuration asks for and binds the HTTP server: admin and metrics in every
-/// process, ingest where the ingester runs, reads and `/ws` where the api runs. Must run inside
-/// an actix `System`.
+/// Starts what the configuration asks for and binds the HTTP servers: the public one (ingest
+/// where the ingester runs, reads and `/ws` where the api runs) and the admin one (health,
+/// actors, restarts, metrics; in every process). Must run inside an actix `System`.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let auth = web::Data::new(auth::Auth::from_config(&config)?);
     auth::check_ingest_exposure(&config, config.has(crate::config::Role::Ingester))?;
     let pipeline = wiring::start(&config).await?;
     auth.count_refusals_in(pipeline.metrics.clone());
     let limits = web::Data::new(limits::Limits::new(&config, pipeline.metrics.clone()));
+    let auth_for_admin = auth.clone();
     let (serves_api, serves_ingest) = (pipeline.hub.is_some(), pipeline.ingester.is_some());
     let data = web::Data::new(pipeline.clone());
     let config_data = web::Data::new(config.clone());
@@ -91,11 +108,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         if serves_ingest {
             app = app.service(api::ingest);
         }
-        app.service(admin::health)
-            .service(admin::actors)
-            .service(admin::restart)
-            .service(admin::metrics)
-            .default_service(web::to(not_found))
+        app.default_service(web::to(not_found))
     })
     // Updates are small frames that must leave at once: without TCP_NODELAY, Nagle's algorithm
     // holds a frame back until the previous one is acknowledged, and with the client's delayed
@@ -124,7 +137,35 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         format!("cannot listen on {} (is another server using it? set TTPULSE_HTTP_ADDR)", config.http_addr)
     })?;
     let addr = server.addrs().first().copied().context("the server bound no address")?;
-    let server = server.run();
-    let handle = server.handle();
-    Ok(Running { addr, server, handle, pipeline })
+    let public = server.run();
+
+    // Operations on a listener of their own (loopback by default), so that no proxy in front of
+    // the public one can make them reachable by accident.
+    let (admin_data, admin_auth) = (web::Data::new(pipeline.clone()), auth_for_admin);
+    let admin = HttpServer::new(move || {
+        App::new()
+            .app_data(admin_data.clone())
+            .app_data(admin_auth.clone())
+            .wrap(security_headers())
+            .service(admin::health)
+            .service(admin::actors)
+            .service(admin::restart)
+            .service(admin::metrics)
+            .default_service(web::to(not_found))
+    })
+    .disable_signals()
+    .workers(1)
+    .shutdown_timeout(2)
+    .bind(config.admin_addr)
+    .with_context(|| {
+        format!("cannot listen on {} (is another server using it? set TTPULSE_ADMIN_ADDR)", config.admin_addr)
+    })?;
+    let admin_addr = admin.addrs().first().copied().context("the admin server bound no address")?;
+    let admin = admin.run();
+    let handle = Handles { public: public.handle(), admin: admin.handle() };
+    let server = Box::pin(async move {
+        let (public, admin) = futures_util::join!(public, admin);
+        public.and(admin)
+    });
+    Ok(Running { addr, admin_addr, server, handle, pipeline })
 }

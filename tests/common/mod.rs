@@ -18,8 +18,10 @@ use ttpulse::wiring::Pipeline;
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The admin listener (`/admin/*`, `/metrics`).
+    pub admin_addr: SocketAddr,
     pub pipeline: Pipeline,
-    pub handle: actix_web::dev::ServerHandle,
+    pub handle: ttpulse::http::Handles,
     pub data_dir: tempfile::TempDir,
 }
 
@@ -41,7 +43,8 @@ impl TestServer {
         let running = http::start(config).await.expect("server starts");
         let handle = running.handle.clone();
         actix_rt::spawn(running.server);
-        let server = Self { addr: running.addr, pipeline: running.pipeline, handle, data_dir };
+        let server =
+            Self { addr: running.addr, admin_addr: running.admin_addr, pipeline: running.pipeline, handle, data_dir };
         // Ready when every actor runs (the processor has restored its state).
         let health = server.url("/admin/health");
         let ready = Self::eventually(Duration::from_secs(10), async || {
@@ -61,7 +64,15 @@ impl TestServer {
         self.data_dir
     }
 
+    /// The URL of `path`: on the admin listener for `/admin/*` and `/metrics`, else on the
+    /// public one.
     pub fn url(&self, path: &str) -> String {
+        let admin = path.starts_with("/admin/") || path == "/metrics";
+        format!("http://{}{}", if admin { self.admin_addr } else { self.addr }, path)
+    }
+
+    /// The URL of `path` on the public listener, whatever it is.
+    pub fn public_url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 

@@ -194,6 +194,7 @@ impl Services {
             .env("TTPULSE_LOG", "info")
             .env("TTPULSE_ROLES", roles)
             .env("TTPULSE_HTTP_ADDR", "127.0.0.1:0")
+            .env("TTPULSE_ADMIN_ADDR", "127.0.0.1:0")
             .env("TTPULSE_KAFKA_BROKERS", self.brokers())
             .env("TTPULSE_KAFKA_GROUP", &self.group)
             .env("TTPULSE_KAFKA_PARTITIONS", "4")
@@ -209,26 +210,31 @@ impl Services {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
-            if let Some(url) = lines.find_map(|l| {
-                l.split("open ")
+            let after = |line: &str, marker: &str| {
+                line.split(marker)
                     .nth(1)
                     .and_then(|u| u.split_whitespace().next())
                     .map(|u| u.trim_end_matches('/').to_owned())
-            }) {
-                let _ = tx.send(url);
+            };
+            let url = lines.find_map(|l| after(&l, "open "));
+            let admin = lines.find_map(|l| after(&l, "admin: "));
+            if let (Some(url), Some(admin)) = (url, admin) {
+                let _ = tx.send((url, admin));
             }
             for _ in lines {}
         });
-        let url = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+        let (url, admin) = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
             panic!("{roles} did not start; log:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default())
         });
-        Role { proc: Proc(Some(child)), url, log: log_path }
+        Role { proc: Proc(Some(child)), url, admin, log: log_path }
     }
 }
 
 pub struct Role {
     pub proc: Proc,
     pub url: String,
+    /// The admin listener (`/admin/*`, `/metrics`).
+    pub admin: String,
     pub log: PathBuf,
 }
 
