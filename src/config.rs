@@ -257,6 +257,23 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_INGEST_CONFIRM_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub ingest_confirm_timeout_ms: u64,
 
+    /// Hours trades (time and sales) are kept in the database; 0 keeps them for good. Fills
+    /// (the trader's record) and positions are always kept.
+    #[arg(long, env = "TTPULSE_RETAIN_TRADES_HOURS", default_value_t = 168)]
+    pub retain_trades_hours: u64,
+
+    /// Hours 1 s candles are kept; 0 keeps them for good.
+    #[arg(long, env = "TTPULSE_RETAIN_CANDLES_1S_HOURS", default_value_t = 48)]
+    pub retain_candles_1s_hours: u64,
+
+    /// Hours 1 min candles are kept; 0 (the default) keeps them for good.
+    #[arg(long, env = "TTPULSE_RETAIN_CANDLES_1M_HOURS", default_value_t = 0)]
+    pub retain_candles_1m_hours: u64,
+
+    /// Seconds between two passes that delete rows past their retention (in short batches).
+    #[arg(long, env = "TTPULSE_PRUNE_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub prune_interval_secs: u64,
+
     /// Price band of every instrument: prices above this multiple of its reference price are
     /// refused (1 to 1000; and never above 1,000,000,000).
     #[arg(long, env = "TTPULSE_PRICE_BAND", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000))]
@@ -357,6 +374,10 @@ impl Config {
             auth_issuer: None,
             auth_audience: None,
             ingest_confirm_timeout_ms: 30_000,
+            retain_trades_hours: 168,
+            retain_candles_1s_hours: 48,
+            retain_candles_1m_hours: 0,
+            prune_interval_secs: 60,
             price_band: 10,
             max_event_qty: 100_000,
             event_time_ahead_ms: 5_000,

@@ -21,7 +21,7 @@ use ttpulse_actors::domain::InstrumentCatalog;
 use ttpulse_actors::health::{HealthRegistry, names};
 use ttpulse_actors::ingest::{IngesterActor, SourceConfig};
 use ttpulse_actors::kafka::{self, Feed, KafkaConsumerActor, KafkaProducerActor, KafkaSettings};
-use ttpulse_actors::messages::{CloseAll, Flush, RawBatch, Restart, StopIntake, SyncInstruments, UpdateBatch};
+use ttpulse_actors::messages::{CloseAll, Flush, Prune, RawBatch, Restart, StopIntake, SyncInstruments, UpdateBatch};
 use ttpulse_actors::metrics::Metrics;
 use ttpulse_actors::processor::{ProcessorActor, ProcessorConfig};
 use ttpulse_actors::session::{Hub, OutboxLimits, SessionConfig};
@@ -141,6 +141,33 @@ pub fn validate(config: &Config) -> anyhow::Result<()> {
     }
     source_config(config)?;
     Ok(())
+}
+
+/// Every `TTPULSE_PRUNE_INTERVAL_SECS`, deletes what is past its retention (through the
+/// database writer, so the deletes take turns with the processor's writes).
+fn prune_in_background(config: &Config, writer: Recipient<Prune>) {
+    let hours =
+        |h: u64| (h > 0).then(|| i64::try_from(h).unwrap_or(i64::MAX / 3_600_000_000).saturating_mul(3_600_000_000));
+    let (trades, candles_1s, candles_1m) = (
+        hours(config.retain_trades_hours),
+        hours(config.retain_candles_1s_hours),
+        hours(config.retain_candles_1m_hours),
+    );
+    if trades.is_none() && candles_1s.is_none() && candles_1m.is_none() {
+        return;
+    }
+    let interval = Duration::from_secs(config.prune_interval_secs);
+    actix_rt::spawn(async move {
+        loop {
+            actix_rt::time::sleep(interval).await;
+            let prune = Prune { now: ttpulse_actors::health::now_micros(), trades, candles_1s, candles_1m };
+            match writer.send(prune).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "pruning old rows failed; trying again next time"),
+                Err(e) => tracing::warn!(error = %e, "the database writer is unavailable for pruning"),
+            }
+        }
+    });
 }
 
 /// The librdkafka settings passed through from `TTPULSE_KAFKA_<setting>` variables.
@@ -285,6 +312,7 @@ async fn start_embedded(config: &Config) -> anyhow::Result<Pipeline> {
     let hub = parts.hub(config.ws_max_subscriptions);
     let cache = parts.local_cache(hub.clone().recipient());
     let processor = parts.processor(config, cache.clone().recipient(), &writer);
+    prune_in_background(config, writer.clone().recipient());
     let ingester = parts.ingester(config, processor.clone().recipient())?;
     let restartable = BTreeMap::from([
         (names::INGESTER, ingester.clone().recipient()),
@@ -380,6 +408,7 @@ async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pip
     {
         let processed_out = producer(kafka::PROCESSED_TOPIC, names::KAFKA_PRODUCER_PROCESSED);
         let processor = parts.processor(config, processed_out.clone().recipient(), writer);
+        prune_in_background(config, writer.clone().recipient());
         flush = Some(processor.clone().recipient());
         let feed = Feed::Raw {
             target: processor.clone().recipient(),

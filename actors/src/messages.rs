@@ -184,6 +184,25 @@ pub struct QueryTrades {
     pub limit: i64,
 }
 
+/// Deletes what is older than the retention allows, in short batches (a write of the
+/// processor waits for one batch at most). `None`: that table is kept for good.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Pruned, StoreError>")]
+pub struct Prune {
+    pub now: Micros,
+    pub trades: Option<Micros>,
+    pub candles_1s: Option<Micros>,
+    pub candles_1m: Option<Micros>,
+}
+
+/// Rows a prune deleted, by table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub trades: usize,
+    pub candles_1s: usize,
+    pub candles_1m: usize,
+}
+
 #[derive(Message, Debug)]
 #[rtype(result = "Result<(), StoreError>")]
 pub struct SyncInstruments {

@@ -12,6 +12,7 @@ pub struct Metrics {
     pub events_processed: IntCounterVec,
     pub events_duplicate: IntCounter,
     pub late_trades: IntCounter,
+    pub db_rows_pruned: IntCounterVec,
     pub stale_quotes: IntCounter,
     pub updates_published: IntCounter,
     pub updates_conflated: IntCounterVec,
@@ -101,6 +102,7 @@ impl Metrics {
             ),
             events_duplicate: counter(&r, "events_duplicate_total", "Raw events skipped as already applied"),
             late_trades: counter(&r, "late_trades_total", "Trades older than their current candle"),
+            db_rows_pruned: counter_vec(&r, "db_rows_pruned_total", "Rows deleted past their retention", &["table"]),
             stale_quotes: counter(&r, "stale_quotes_total", "Quotes older than the one their book shows (ignored)"),
             updates_published: counter(&r, "updates_published_total", "Processed updates published"),
             updates_conflated: counter_vec(

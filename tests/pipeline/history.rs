@@ -109,3 +109,38 @@ async fn time_and_sales_and_candles_since_read_back_from_the_database() {
         server.get_json(&format!("/api/candles?symbol=CLF7&interval=1s&since={}", start + 60_000_000)).await;
     assert_eq!(later, json!([]), "nothing starts a minute later");
 }
+
+/// Rows past their retention are deleted in the background; fills never are.
+#[actix_rt::test]
+async fn retention_prunes_old_trades_and_1s_candles_and_keeps_fills() {
+    let server = TestServer::start_with(|c| {
+        c.retain_trades_hours = 1;
+        c.retain_candles_1s_hours = 1;
+        c.prune_interval_secs = 1;
+        c.event_time_behind_secs = 86_400;
+    })
+    .await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_micros() as i64;
+    let hour = 3_600_000_000_i64;
+    let events = json!([
+        {"type": "trade", "event_id": "old:1", "ts": now - 3 * hour, "instrument": "CLF7", "price": "61.50", "qty": 1, "aggressor": "buy"},
+        {"type": "trade", "event_id": "old:2", "ts": now - 2 * hour, "instrument": "CLF7", "price": "61.51", "qty": 2, "aggressor": "buy"},
+        {"type": "fill", "event_id": "old:3", "ts": now - 2 * hour, "account": "ACC1", "order_id": "o", "fill_id": "F-old",
+         "instrument": "CLF7", "side": "buy", "price": "61.51", "qty": 2},
+        {"type": "trade", "event_id": "old:4", "ts": now, "instrument": "CLF7", "price": "61.52", "qty": 3, "aggressor": "buy"},
+    ]);
+    let (status, receipt) = server.ingest(&events).await;
+    assert_eq!(status, 200, "{receipt}");
+    let pruned =
+        TestServer::eventually(std::time::Duration::from_secs(10), async || server.table_counts()["trades"] == 1).await;
+    assert!(pruned, "old trades not pruned: {:?}", server.table_counts());
+    let (_, prints) = server.get_json("/api/trades?symbol=CLF7").await;
+    assert_eq!(prints[0]["event_id"], "old:4");
+    let (_, seconds) = server.get_json("/api/candles?symbol=CLF7&interval=1s").await;
+    assert_eq!(seconds.as_array().map(Vec::len), Some(1), "only the recent 1 s candle: {seconds}");
+    let (_, minutes) = server.get_json("/api/candles?symbol=CLF7&interval=1m").await;
+    assert_eq!(minutes.as_array().map(Vec::len), Some(3), "1 min candles are kept: {minutes}");
+    assert_eq!(server.table_counts()["fills"], 1, "fills are the trader's record: never pruned");
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert!(metrics.contains(r#"ttpulse_db_rows_pruned_total{table="trades"} 2"#), "{metrics}");
+}

@@ -52,6 +52,16 @@ pub enum Lane {
     Account,
 }
 
+impl Lane {
+    /// The lane's name in metrics labels and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Market => "market",
+            Lane::Account => "account",
+        }
+    }
+}
+
 /// Who may want an update: the subscription topic it is routed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Topic<'a> {

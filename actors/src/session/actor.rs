@@ -16,7 +16,6 @@ use serde::Deserialize;
 
 use super::hub::Hub;
 use super::outbox::{Outbox, OutboxLimits};
-use crate::domain::Lane;
 use crate::health::now_micros;
 use crate::messages::{Connect, Disconnect, SessionId, Subscribe, Unsubscribe, Wake};
 use crate::metrics::Metrics;
@@ -297,11 +296,7 @@ impl SessionActor {
                 tracing::error!(key = %frame.key, "withheld a frame of an account the session may not see");
                 continue;
             }
-            let lane = match frame.lane {
-                Lane::Market => "market",
-                Lane::Account => "account",
-            };
-            self.metrics.updates_sent.with_label_values(&[lane]).inc();
+            self.metrics.updates_sent.with_label_values(&[frame.lane.as_str()]).inc();
             // State restored after a restart has no ingest time (0): it measures nothing.
             if frame.ingest_ts > 0 {
                 self.metrics.end_to_end_seconds.observe((now - frame.ingest_ts).max(0) as f64 / 1e6);

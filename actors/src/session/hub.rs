@@ -130,7 +130,7 @@ impl Hub {
             }
             Pushed::Queued | Pushed::Stale => false,
             Pushed::Conflated(dropped) => {
-                self.metrics.updates_conflated.with_label_values(&[lane_name(lane)]).inc_by(dropped as u64);
+                self.metrics.updates_conflated.with_label_values(&[lane.as_str()]).inc_by(dropped as u64);
                 false
             }
             Pushed::Closed(reason) => {
@@ -166,13 +166,6 @@ impl Hub {
         for id in stalled {
             self.remove(id);
         }
-    }
-}
-
-fn lane_name(lane: Lane) -> &'static str {
-    match lane {
-        Lane::Market => "market",
-        Lane::Account => "account",
     }
 }
 

@@ -9,7 +9,9 @@ use actix::prelude::*;
 use super::{DbPool, StoreError, StoredFill, StoredTrade};
 use crate::domain::{Candle, EngineSnapshot, InstrumentCatalog};
 use crate::health::ActorHealth;
-use crate::messages::{LoadSnapshot, QueryCandles, QueryFills, QueryTrades, SyncInstruments, WriteChanges};
+use crate::messages::{
+    LoadSnapshot, Prune, Pruned, QueryCandles, QueryFills, QueryTrades, SyncInstruments, WriteChanges,
+};
 use crate::metrics::Metrics;
 use crate::with_conn;
 
@@ -84,6 +86,25 @@ impl Handler<QueryCandles> for DbActor {
         self.health.handled();
         let mut conn = self.pool.get()?;
         with_conn!(&mut conn, queries::recent_candles(&msg.symbol, msg.interval, msg.since, msg.limit))
+    }
+}
+
+impl Handler<Prune> for DbActor {
+    type Result = Result<Pruned, StoreError>;
+
+    fn handle(&mut self, msg: Prune, _: &mut Self::Context) -> Self::Result {
+        let _span = tracing::debug_span!("db_prune").entered();
+        let mut conn = self.pool.get()?;
+        let pruned = with_conn!(&mut conn, queries::prune(&msg))?;
+        for (table, rows) in
+            [("trades", pruned.trades), ("candles_1s", pruned.candles_1s), ("candles_1m", pruned.candles_1m)]
+        {
+            if rows > 0 {
+                self.metrics.db_rows_pruned.with_label_values(&[table]).inc_by(rows as u64);
+                tracing::info!(table, rows, "rows past their retention deleted");
+            }
+        }
+        Ok(pruned)
     }
 }
 
