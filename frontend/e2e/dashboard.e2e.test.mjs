@@ -7,6 +7,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
+import http from "node:http";
 import path from "node:path";
 import { chromium } from "playwright-core";
 import {
@@ -323,6 +324,34 @@ describe("dashboard end to end (ttpulse + next start + nginx + chromium)", () =>
       assert.equal((await get(`${api}${path}`)).status, 404, `${path} on the public listener`);
     }
     assert.equal(actors.find((a) => a.name === "processor").restarts, 0);
+  });
+
+  test("through nginx, a client from another address reads the dashboard and the read API only", async () => {
+    // A request from 127.0.0.5: to nginx a client that is not on its host.
+    const fromElsewhere = (pathname, method = "GET") =>
+      new Promise((resolve, reject) => {
+        const req = http.request(
+          { host: "127.0.0.1", port: ports.nginx, path: pathname, method, localAddress: "127.0.0.5", headers: { "content-type": "application/json" } },
+          (res) => {
+            res.resume();
+            res.on("end", () => resolve(res.statusCode));
+          },
+        );
+        req.on("error", reject);
+        req.setTimeout(5000, () => req.destroy(new Error(`${pathname}: timeout`)));
+        req.end(method === "POST" ? "[]" : undefined);
+      });
+    assert.equal(await fromElsewhere("/"), 200, "the dashboard");
+    assert.equal(await fromElsewhere("/api/snapshot"), 200, "the read API");
+    assert.equal(await fromElsewhere("/api/ingest", "POST"), 404, "no ingest");
+    for (const pathname of ["/admin/health", "/admin/actors", "/metrics"]) {
+      assert.equal(await fromElsewhere(pathname), 403, `${pathname} is not reachable from elsewhere`);
+    }
+    assert.equal(await fromElsewhere("/admin/actors/processor/restart", "POST"), 403);
+    // The dashboard's own pages carry the hardening headers.
+    const page = await get(`${site}/`);
+    assert.equal(page.headers.get("x-frame-options"), "DENY");
+    assert.match(page.headers.get("content-security-policy") ?? "", /frame-ancestors 'none'/);
   });
 
   test("without nginx, the Next server proxies /api, /admin, /metrics and /ws to ttpulse", async () => {
