@@ -189,6 +189,12 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_INGEST_TOKEN", hide_env_values = true)]
     pub ingest_token: Option<String>,
 
+    /// Host names clients may reach this server by (comma-separated, e.g. desk.example.com;
+    /// `*` for any). IP addresses and `localhost` are always allowed. A request naming another
+    /// host is refused (421): a page whose DNS name was rebound to this machine gets nothing.
+    #[arg(long, env = "TTPULSE_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
     /// When set, user tokens must carry this `iss` claim.
     #[arg(long, env = "TTPULSE_AUTH_ISSUER")]
     pub auth_issuer: Option<String>,
@@ -371,6 +377,7 @@ impl Config {
             admin_token: None,
             ws_allowed_origins: Vec::new(),
             ingest_token: None,
+            allowed_hosts: Vec::new(),
             auth_issuer: None,
             auth_audience: None,
             ingest_confirm_timeout_ms: 30_000,

@@ -606,3 +606,91 @@ async fn admin_and_metrics_are_only_on_the_admin_listener() {
     let ttpulse::cli::Command::Run { config } = parsed.command else { panic!("run") };
     assert_eq!(config.admin_addr, default, "loopback by default");
 }
+
+/// A request naming a host this server is not (a page whose DNS name was rebound to this
+/// machine) gets nothing: not the API, not ingest, not /ws, not admin.
+#[actix_rt::test]
+async fn requests_for_other_hosts_are_refused_against_dns_rebinding() {
+    let server = TestServer::start_with(|c| c.allowed_hosts = vec!["desk.example.com".into()]).await;
+    let with_host = |path: String, host: &str| awc::Client::new().get(path).insert_header(("host", host.to_owned()));
+    for host in ["rebind.attacker.example:8080", "rebind.attacker.example", "localhost.attacker.example"] {
+        for url in [server.public_url("/api/snapshot"), server.url("/admin/actors")] {
+            let status = with_host(url.clone(), host).send().await.expect("GET").status().as_u16();
+            assert_eq!(status, 421, "{host} {url}");
+        }
+        let ingest = awc::Client::new()
+            .post(server.public_url("/api/ingest"))
+            .insert_header(("host", host.to_owned()))
+            .insert_header(("content-type", "application/json"))
+            .send_body(json!([fill("r:1", "ACC1", "F-r", "ESZ6", "buy", "6850.25", 1)]).to_string())
+            .await
+            .expect("POST");
+        assert_eq!(ingest.status().as_u16(), 421);
+        let ws = awc::Client::new()
+            .ws(format!("ws://{}/ws", server.addr))
+            .set_header("host", host)
+            .origin(format!("http://{host}"))
+            .connect()
+            .await;
+        assert!(matches!(ws, Err(awc::error::WsClientError::InvalidResponseStatus(s)) if s.as_u16() == 421), "{host}");
+    }
+    assert_eq!(server.table_counts()["fills"], 0);
+    for host in ["desk.example.com", "DESK.example.com:443", "127.0.0.1:8080", "localhost:3000", "[::1]:8080"] {
+        let status =
+            with_host(server.public_url("/api/instruments"), host).send().await.expect("GET").status().as_u16();
+        assert_eq!(status, 200, "{host}");
+    }
+}
+
+/// Frames of every kind count against a session's rate: a binary or ping flood is cut off
+/// like a text one. Two token cookies are refused, not guessed between. `bearer` in any case.
+#[actix_rt::test]
+async fn every_frame_counts_and_tokens_are_never_guessed() {
+    use futures_util::SinkExt as _;
+    let server = with_two_accounts().await;
+    for binary in [true, false] {
+        let (_, mut framed) = awc::Client::new().ws(format!("ws://{}/ws", server.addr)).connect().await.expect("ws");
+        for _ in 0..400 {
+            let frame = if binary {
+                awc::ws::Message::Binary(vec![0u8; 8].into())
+            } else {
+                awc::ws::Message::Ping(vec![1u8; 100].into())
+            };
+            if framed.send(frame).await.is_err() {
+                break;
+            }
+        }
+        let mut client = common::WsClient::from_framed(framed);
+        assert_eq!(client.close_code(WAIT).await, Some(1008), "binary: {binary}");
+    }
+    let acc1 = token(&["ACC1"], 300, SECRET);
+    let all = token(&["*"], 300, SECRET);
+    let mut response = awc::Client::new()
+        .get(server.url("/api/positions"))
+        .insert_header(("cookie", format!("ttpulse_token={all}; ttpulse_token={acc1}")))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status().as_u16(), 401, "{:?}", response.body().await);
+    let lowercase = awc::Client::new()
+        .get(server.url("/api/positions?account=ACC1"))
+        .insert_header(("authorization", format!("bearer {acc1}")))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(lowercase.status().as_u16(), 200, "the scheme is case-insensitive");
+    // An Origin of another scheme is not this server's.
+    assert_eq!(
+        ws_status(
+            &format!("ws://{}/ws?access_token={acc1}", server.addr),
+            Some(&format!("javascript://{}", server.addr))
+        )
+        .await
+        .err(),
+        Some(403)
+    );
+    // `*` reads every granted account; an empty or `*` account is not one account.
+    assert_eq!(get(&server, "/api/snapshot?positions=*", Some(&acc1)).await.0, 200);
+    assert_eq!(get(&server, "/api/fills?account=", Some(&acc1)).await.0, 400);
+    assert_eq!(get(&server, "/api/fills?account=*", Some(&acc1)).await.0, 400);
+}

@@ -12,9 +12,12 @@ export const TOKEN_COOKIE = "ttpulse_token";
  */
 export async function userAuthorization(): Promise<string | null> {
   const header = (await headers()).get("authorization");
-  if (header?.startsWith("Bearer ")) return header;
-  const token = (await cookies()).get(TOKEN_COOKIE)?.value;
-  return token ? `Bearer ${token}` : null;
+  if (header && /^bearer /i.test(header)) return header;
+  const tokens = (await cookies()).getAll(TOKEN_COOKIE);
+  // Two token cookies (one planted by a sibling site?) are never guessed between: the API
+  // refuses this one, and the page asks to sign in.
+  if (tokens.length > 1) return "Bearer ambiguous-two-token-cookies";
+  return tokens[0]?.value ? `Bearer ${tokens[0].value}` : null;
 }
 
 /** An API answer that is not 2xx; `status` tells a refusal (401) from an outage. */

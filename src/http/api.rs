@@ -22,7 +22,7 @@ fn account_filter(access: &Access, requested: Option<&str>) -> Result<Filter, Ap
         None => Filter::All,
         Some(list) => {
             let list = split_list(list);
-            if let Some(bad) = list.iter().find(|a| !is_valid_account(a)) {
+            if let Some(bad) = list.iter().find(|a| *a != "*" && !is_valid_account(a)) {
                 return Err(ApiError::bad_request(
                     "invalid_account",
                     format!("invalid account `{bad}`: an account is {ACCOUNT_RULE}"),
@@ -219,10 +219,16 @@ pub async fn fills(
         return Err(ApiError::bad_request("bad_query", "`account` is required"));
     };
     // One account, checked like every read: its name, then the caller's grant.
-    account_filter(&access, Some(&account))?;
-    if account.contains(',') {
+    if account.contains(',') || account == "*" {
         return Err(ApiError::bad_request("bad_query", "`account` names one account"));
     }
+    if !is_valid_account(&account) {
+        return Err(ApiError::bad_request(
+            "invalid_account",
+            format!("invalid account `{account}`: an account is {ACCOUNT_RULE}"),
+        ));
+    }
+    account_filter(&access, Some(&account))?;
     if let Some(symbol) = &query.symbol {
         known_symbol(&pipeline, symbol)?;
     }

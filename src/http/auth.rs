@@ -23,6 +23,14 @@ use crate::config::{AdminAccess, Config, MarketAccess};
 /// proxy in front of the dashboard).
 pub const TOKEN_COOKIE: &str = "ttpulse_token";
 const TOKEN_COOKIE_PREFIX: &str = "ttpulse_token=";
+/// Stands for two `ttpulse_token` cookies: not a token, so it is refused like a bad one.
+const AMBIGUOUS: &str = "two ttpulse_token cookies";
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case).
+fn bearer_of(value: &str) -> Option<String> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+}
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Claims {
@@ -135,16 +143,17 @@ impl Auth {
     /// else the `ttpulse_token` cookie (a signed-in browser: sent with the page's own requests
     /// and its WebSocket, never in a URL), else `?access_token=` (kept for older clients).
     fn bearer(req: &HttpRequest) -> Option<String> {
-        let from_header = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_owned);
+        let from_header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_of);
         let from_cookie = || {
-            req.headers().get_all(header::COOKIE).filter_map(|v| v.to_str().ok()).find_map(|cookies| {
-                cookies.split(';').find_map(|pair| pair.trim().strip_prefix(TOKEN_COOKIE_PREFIX)).map(str::to_owned)
-            })
+            let mut tokens = req
+                .headers()
+                .get_all(header::COOKIE)
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|cookies| cookies.split(';'))
+                .filter_map(|pair| pair.trim().strip_prefix(TOKEN_COOKIE_PREFIX));
+            let first = tokens.next().map(str::to_owned);
+            // Two token cookies (one planted by a sibling site?) are never guessed between.
+            if tokens.next().is_some() { Some(String::from(AMBIGUOUS)) } else { first }
         };
         from_header.or_else(from_cookie).or_else(|| {
             req.query_string().split('&').find_map(|pair| pair.strip_prefix("access_token=")).map(str::to_owned)
@@ -203,11 +212,8 @@ impl Auth {
     /// Refuses a request for admin endpoints unless it comes from loopback or bears the admin
     /// token, as configured.
     pub fn check_admin(&self, req: &HttpRequest) -> Result<(), ApiError> {
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+        let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_of);
+        let presented = presented.as_deref();
         let token_ok = match (&self.admin_token, presented) {
             (Some(expected), Some(given)) => constant_time_eq(expected.as_bytes(), given.as_bytes()),
             _ => false,
@@ -236,11 +242,8 @@ impl Auth {
     /// one, the server listens on loopback only: `check_ingest_exposure` makes sure of it.)
     pub fn check_ingest(&self, req: &HttpRequest) -> Result<(), ApiError> {
         let Some(expected) = &self.ingest_token else { return Ok(()) };
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+        let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_of);
+        let presented = presented.as_deref();
         match presented {
             Some(given) if constant_time_eq(expected.as_bytes(), given.as_bytes()) => Ok(()),
             Some(_) => Err(self.refused("ingest_token", ApiError::Forbidden("wrong ingest token".into()))),
@@ -264,7 +267,10 @@ impl Auth {
             return Err(self.refused("origin", ApiError::Forbidden("an Origin is required to open /ws".into())));
         };
         let origin = origin.trim_end_matches('/');
-        let authority = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
+        let authority = match origin.split_once("://") {
+            Some((scheme, rest)) if scheme == "http" || scheme == "https" => rest,
+            _ => "",
+        };
         let own = ["host", "x-forwarded-host"].iter().any(|name| {
             req.headers()
                 .get(*name)
@@ -283,6 +289,52 @@ impl Auth {
             ))
         }
     }
+}
+
+/// The host names this server answers to (against DNS rebinding).
+#[derive(Debug, Clone)]
+pub struct HostPolicy {
+    names: Vec<String>,
+    any: bool,
+}
+
+impl HostPolicy {
+    pub fn from_config(config: &Config) -> Self {
+        let names: Vec<String> = config.allowed_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+        Self { any: names.iter().any(|h| h == "*"), names }
+    }
+
+    /// Whether `host` (a `Host` header: name or address, maybe with a port) is one of ours.
+    pub fn allows(&self, host: &str) -> bool {
+        if self.any {
+            return true;
+        }
+        let name = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+        }
+        .to_ascii_lowercase();
+        name.parse::<std::net::IpAddr>().is_ok() || name == "localhost" || self.names.contains(&name)
+    }
+}
+
+/// Refuses a request whose `Host` is not one of this server's (421): a web page whose DNS name
+/// was rebound to this machine can then neither read nor write through the user's browser.
+pub async fn allowed_host(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let policy = req.app_data::<actix_web::web::Data<HostPolicy>>().cloned();
+    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    if let Some(policy) = policy
+        && !policy.allows(&host)
+    {
+        return Err(ApiError::MisdirectedRequest(format!(
+            "this server does not answer to host `{host}`; add it to TTPULSE_ALLOWED_HOSTS"
+        ))
+        .into());
+    }
+    next.call(req).await
 }
 
 /// Refuses a configuration that would let anyone on the network write events: the ingester

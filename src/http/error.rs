@@ -27,6 +27,8 @@ pub enum ApiError {
     Full(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{0}")]
+    MisdirectedRequest(String),
 }
 
 impl ApiError {
@@ -48,6 +50,7 @@ impl ResponseError for ApiError {
             }
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::MisdirectedRequest(_) => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 
@@ -74,6 +77,7 @@ impl ResponseError for ApiError {
             ApiError::TooManyRequests(_) => "too_many_requests",
             ApiError::Full(_) => "server_full",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::MisdirectedRequest(_) => "unknown_host",
         };
         body["error"] = json!(code);
         HttpResponse::build(self.status_code()).json(body)

@@ -55,8 +55,10 @@ impl Drop for Ticket {
 }
 
 /// The address a client connects from: the peer's, or, when the peer is a proxy on this host
-/// (loopback), the client address it passed on (`X-Real-IP`, else the first `X-Forwarded-For`).
-/// Only a process on this host can set those headers and be believed.
+/// (loopback), the client address it passed on: `X-Real-IP` (nginx sets it to the peer it saw),
+/// else the last `X-Forwarded-For` entry (the one the nearest proxy appended; the first is
+/// whatever the client wrote). Only a process on this host can set those headers and be
+/// believed, and the dashboard's Next server strips them from what it forwards.
 pub fn client_address(req: &actix_web::HttpRequest) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip();
     if !peer.is_loopback() {
@@ -64,7 +66,7 @@ pub fn client_address(req: &actix_web::HttpRequest) -> Option<IpAddr> {
     }
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let forwarded = header("x-real-ip")
-        .or_else(|| header("x-forwarded-for").and_then(|v| v.split(',').next().map(str::to_owned)))
+        .or_else(|| header("x-forwarded-for").and_then(|v| v.rsplit(',').next().map(str::to_owned)))
         .and_then(|v| v.trim().parse().ok());
     Some(forwarded.unwrap_or(peer))
 }
@@ -94,8 +96,32 @@ impl Limits {
         error
     }
 
-    /// Admits a new WebSocket session of `user` (its token subject, if any) from `address`.
+    /// Admits a new WebSocket session of `user` (its token subject, if any) from `address`. The
+    /// address's own limits come first, so one address cannot spend everyone's connect rate.
     pub fn admit_session(&self, user: Option<&str>, address: Option<IpAddr>) -> Result<Ticket, ApiError> {
+        if let (Some(limiter), Some(address)) = (&self.connect_rate_per_address, address) {
+            if limiter.len() > 100_000 {
+                limiter.retain_recent();
+            }
+            if limiter.check_key(&address).is_err() {
+                return Err(self.refuse(
+                    "connect_rate_per_address",
+                    ApiError::TooManyRequests(format!(
+                        "too many new sessions per second from {address}; retry shortly"
+                    )),
+                ));
+            }
+        }
+        if let Some(address) = address
+            && self.per_address > 0
+            && self.addresses.get(&address).is_some_and(|count| *count >= self.per_address)
+        {
+            let max = self.per_address;
+            return Err(self.refuse(
+                "max_connections_per_address",
+                ApiError::TooManyRequests(format!("{address} already holds {max} sessions")),
+            ));
+        }
         if self.metrics.ws_connections.get() >= self.max_connections {
             let max = self.max_connections;
             return Err(self.refuse(
@@ -111,24 +137,12 @@ impl Limits {
                 ApiError::TooManyRequests("too many new sessions per second; retry shortly".into()),
             ));
         }
-        if let (Some(limiter), Some(address)) = (&self.connect_rate_per_address, address) {
-            if limiter.len() > 100_000 {
-                limiter.retain_recent();
-            }
-            if limiter.check_key(&address).is_err() {
-                return Err(self.refuse(
-                    "connect_rate_per_address",
-                    ApiError::TooManyRequests(format!(
-                        "too many new sessions per second from {address}; retry shortly"
-                    )),
-                ));
-            }
-        }
         let mut ticket =
             Ticket { users: self.users.clone(), user: None, addresses: self.addresses.clone(), address: None };
         if let Some(address) = address.filter(|_| self.per_address > 0) {
             let mut count = self.addresses.entry(address).or_insert(0);
             if *count >= self.per_address {
+                // Another session of the address got in since the check above.
                 let max = self.per_address;
                 drop(count);
                 return Err(self.refuse(

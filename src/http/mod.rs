@@ -74,6 +74,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     auth.count_refusals_in(pipeline.metrics.clone());
     let limits = web::Data::new(limits::Limits::new(&config, pipeline.metrics.clone()));
     let auth_for_admin = auth.clone();
+    let hosts = web::Data::new(auth::HostPolicy::from_config(&config));
+    let hosts_for_admin = hosts.clone();
     let (serves_api, serves_ingest) = (pipeline.hub.is_some(), pipeline.ingester.is_some());
     let data = web::Data::new(pipeline.clone());
     let config_data = web::Data::new(config.clone());
@@ -85,6 +87,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .app_data(config_data.clone())
             .app_data(auth.clone())
             .app_data(limits.clone())
+            .app_data(hosts.clone())
+            .wrap(actix_web::middleware::from_fn(auth::allowed_host))
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .wrap(security_headers())
             // The request line without its query string: `?access_token=` never reaches a log.
@@ -146,6 +150,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         App::new()
             .app_data(admin_data.clone())
             .app_data(admin_auth.clone())
+            .app_data(hosts_for_admin.clone())
+            .wrap(actix_web::middleware::from_fn(auth::allowed_host))
             .wrap(security_headers())
             .service(admin::health)
             .service(admin::actors)

@@ -190,9 +190,11 @@ impl SessionActor {
         });
     }
 
-    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+    /// Whether a client frame (of any kind) is within the session's rate; a refused one is
+    /// dropped (with one `rate_limited` error per window), and a flood closes the session.
+    fn admit_frame(&mut self, ctx: &mut ws::WebsocketContext<Self>) -> bool {
         match self.budget.admit() {
-            Admission::Admit => {}
+            Admission::Admit => true,
             Admission::Refuse(first) => {
                 self.metrics.refusals.with_label_values(&["ws_message_rate"]).inc();
                 if first {
@@ -201,7 +203,7 @@ impl SessionActor {
                         "too many messages; those over the rate are dropped (the session closes if it goes on)",
                     ));
                 }
-                return;
+                false
             }
             Admission::Close => {
                 tracing::warn!(session = ?self.id, "client floods messages; closing");
@@ -211,9 +213,12 @@ impl SessionActor {
                     description: Some("too many messages".into()),
                 }));
                 ctx.stop();
-                return;
+                false
             }
         }
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         let message = match parse_client_message(text) {
             Ok(m) => m,
             Err(reason) => {
@@ -265,6 +270,11 @@ impl SessionActor {
                     .wait(ctx);
             }
             ClientMessage::Unsubscribe { instruments, positions } => {
+                // "*" means every account the user may see, as in subscribe.
+                let positions = match &self.allowed_accounts {
+                    Some(allowed) if positions.iter().any(|p| p == "*") => allowed.clone(),
+                    _ => positions,
+                };
                 // Bounded like every hub message: the session waits for the hub (and reads no
                 // more of its client meanwhile), so a flood holds up only its own session.
                 self.hub
@@ -323,18 +333,21 @@ impl Actor for SessionActor {
         self.metrics.ws_connections_total.inc();
         self.heartbeat(ctx);
         if let Some(expires_at) = self.expires_at {
-            let left = std::time::UNIX_EPOCH
-                .checked_add(Duration::from_secs(expires_at))
-                .and_then(|at| at.duration_since(std::time::SystemTime::now()).ok())
-                .unwrap_or_default();
-            ctx.run_later(left, |act, ctx| {
-                tracing::info!(session = ?act.id, "token expired; closing the session");
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::Other(TOKEN_EXPIRED),
-                    description: Some("token expired: reconnect with a fresh token".into()),
-                }));
-                ctx.stop();
-            });
+            // An expiry beyond what the clock can hold is no expiry to wait for.
+            let left = match std::time::UNIX_EPOCH.checked_add(Duration::from_secs(expires_at)) {
+                None => None,
+                Some(at) => Some(at.duration_since(std::time::SystemTime::now()).unwrap_or_default()),
+            };
+            if let Some(left) = left.filter(|left| *left < Duration::from_secs(10 * 365 * 86_400)) {
+                ctx.run_later(left, |act, ctx| {
+                    tracing::info!(session = ?act.id, "token expired; closing the session");
+                    ctx.close(Some(ws::CloseReason {
+                        code: ws::CloseCode::Other(TOKEN_EXPIRED),
+                        description: Some("token expired: reconnect with a fresh token".into()),
+                    }));
+                    ctx.stop();
+                });
+            }
         }
         // Wait for the id before reading client messages: they need it.
         self.hub
@@ -373,6 +386,15 @@ impl Handler<Wake> for SessionActor {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for SessionActor {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
+        // Every frame counts against the rate, pings and binary ones too: a flood of any kind
+        // costs its own session, not the others.
+        if matches!(
+            msg,
+            Ok(ws::Message::Text(_) | ws::Message::Binary(_) | ws::Message::Ping(_) | ws::Message::Continuation(_))
+        ) && !self.admit_frame(ctx)
+        {
+            return;
+        }
         match msg {
             Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
             Ok(ws::Message::Ping(bytes)) => ctx.pong(&bytes),
