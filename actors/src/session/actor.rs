@@ -334,10 +334,9 @@ impl Actor for SessionActor {
         self.heartbeat(ctx);
         if let Some(expires_at) = self.expires_at {
             // An expiry beyond what the clock can hold is no expiry to wait for.
-            let left = match std::time::UNIX_EPOCH.checked_add(Duration::from_secs(expires_at)) {
-                None => None,
-                Some(at) => Some(at.duration_since(std::time::SystemTime::now()).unwrap_or_default()),
-            };
+            let left = std::time::UNIX_EPOCH
+                .checked_add(Duration::from_secs(expires_at))
+                .map(|at| at.duration_since(std::time::SystemTime::now()).unwrap_or_default());
             if let Some(left) = left.filter(|left| *left < Duration::from_secs(10 * 365 * 86_400)) {
                 ctx.run_later(left, |act, ctx| {
                     tracing::info!(session = ?act.id, "token expired; closing the session");
