@@ -230,6 +230,11 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_WS_CONNECT_RATE", default_value_t = 500)]
     pub ws_connect_rate: u32,
 
+    /// Most fills one lane of a subscribe's `recover` replays; a lane that missed more answers
+    /// `recovered: false` (the client pages GET /api/fills or starts from the snapshot).
+    #[arg(long, env = "TTPULSE_WS_MAX_RECOVER", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub ws_max_recover: u64,
+
     /// Client messages one WebSocket session may send per second (bursts of twice that); more
     /// are dropped with one `rate_limited` error, and a session that keeps on is closed (1008).
     /// 0: no limit.
@@ -368,6 +373,7 @@ impl Config {
             ws_connect_rate_per_address: 0,
             ws_max_subscriptions: 200,
             ws_message_rate: 20,
+            ws_max_recover: 1_000,
             tcp_user_timeout_secs: 30,
             ingest_max_rate: 0,
             auth_hs256_secret: None,

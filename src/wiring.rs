@@ -21,7 +21,9 @@ use ttpulse_actors::domain::InstrumentCatalog;
 use ttpulse_actors::health::{HealthRegistry, names};
 use ttpulse_actors::ingest::{IngesterActor, SourceConfig};
 use ttpulse_actors::kafka::{self, Feed, KafkaConsumerActor, KafkaProducerActor, KafkaSettings};
-use ttpulse_actors::messages::{CloseAll, Flush, Prune, RawBatch, Restart, StopIntake, SyncInstruments, UpdateBatch};
+use ttpulse_actors::messages::{
+    CloseAll, Flush, Prune, QueryFills, RawBatch, Restart, StopIntake, SyncInstruments, UpdateBatch,
+};
 use ttpulse_actors::metrics::Metrics;
 use ttpulse_actors::processor::{ProcessorActor, ProcessorConfig};
 use ttpulse_actors::session::{Hub, OutboxLimits, SessionConfig};
@@ -175,7 +177,7 @@ fn kafka_passthrough() -> Vec<(String, String)> {
     kafka::settings_from_env(std::env::vars(), "TTPULSE_KAFKA_", &["BROKERS", "PARTITIONS", "REPLICATION", "GROUP"])
 }
 
-fn session_config(config: &Config) -> SessionConfig {
+fn session_config(config: &Config, fills: Option<Recipient<QueryFills>>) -> SessionConfig {
     SessionConfig {
         outbox: OutboxLimits {
             account_capacity: config.ws_account_queue as usize,
@@ -184,6 +186,8 @@ fn session_config(config: &Config) -> SessionConfig {
         },
         message_rate: config.ws_message_rate,
         max_list: config.ws_max_subscriptions,
+        fills,
+        max_recover: config.ws_max_recover,
     }
 }
 
@@ -325,13 +329,13 @@ async fn start_embedded(config: &Config) -> anyhow::Result<Pipeline> {
         store: parts.store,
         hub: Some(hub),
         ingester: Some(ingester),
+        session: session_config(config, Some(reader.clone().recipient())),
         db_reader: Some(reader),
         db_pool: Some(pool),
         flush: Some(processor.clone().recipient()),
         health: parts.health,
         metrics: parts.metrics,
         restartable,
-        session: session_config(config),
         roles: Role::ALL.to_vec(),
         distributed: false,
     })
@@ -460,13 +464,13 @@ async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pip
         store: parts.store,
         hub,
         ingester,
+        session: session_config(config, reader.clone().map(|r| r.recipient())),
         db_reader: reader,
         db_pool: pool,
         flush,
         health: parts.health,
         metrics: parts.metrics,
         restartable,
-        session: session_config(config),
         roles: config.roles.clone(),
         distributed: true,
     })

@@ -104,6 +104,13 @@ async fn events_cross_the_broker_redis_and_postgres_to_two_api_processes() {
     assert_eq!((fills["fills"][0]["fill_id"].as_str(), fills["fills"][0]["seq"].as_u64()), (Some("F-1"), Some(1)));
     let (_, lane) = get_json(&format!("{}/api/fills?account=ACC1&symbol=ESZ6&since_seq=0", api[0].url)).await;
     assert_eq!(lane["fills"].as_array().map(Vec::len), Some(1), "{lane}");
+    // A client that held nothing of the lane recovers its fill over the WebSocket, from PostgreSQL.
+    let mut back = WsClient::connect(&api[1].ws_url()).await;
+    back.send(json!({"op": "subscribe", "positions": ["ACC1"], "recover": {"fills:ACC1:ESZ6": 0}})).await;
+    back.next_of_type("snapshot", WAIT).await.expect("snapshot");
+    let recovered = back.next_of_type("recovered", WAIT).await.expect("recovered");
+    assert_eq!(recovered["lanes"][0]["recovered"], true, "{recovered}");
+    assert_eq!(recovered["lanes"][0]["fills"][0]["fill_id"], "F-1", "{recovered}");
     let (_, prints) = get_json(&format!("{}/api/trades?symbol=ESZ6", api[0].url)).await;
     let ids: Vec<&str> = prints.as_array().expect("prints").iter().filter_map(|t| t["event_id"].as_str()).collect();
     assert_eq!(ids, ["d:3", "d:2"], "newest first");

@@ -230,11 +230,18 @@ pub struct Disconnect {
 /// Adds instruments (`"*"` for all) and accounts (`"*"` for all) to a session. The hub puts a
 /// snapshot of them in the session's outbox, then every later update.
 #[derive(Message, Debug)]
-#[rtype(result = "Result<(), SubscribeError>")]
+#[rtype(result = "Result<Subscribed, SubscribeError>")]
 pub struct Subscribe {
     pub id: SessionId,
     pub instruments: Vec<String>,
     pub accounts: Vec<String>,
+}
+
+/// What the snapshot of a subscription holds of the account lanes: each `fills:` key and its
+/// seq (the stream goes on after it).
+#[derive(Debug, Clone, Default)]
+pub struct Subscribed {
+    pub fill_seqs: Vec<(String, u64)>,
 }
 
 #[derive(Message, Debug)]

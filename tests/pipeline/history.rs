@@ -144,3 +144,79 @@ async fn retention_prunes_old_trades_and_1s_candles_and_keeps_fills() {
     let (_, metrics) = server.get_text("/metrics").await;
     assert!(metrics.contains(r#"ttpulse_db_rows_pruned_total{table="trades"} 2"#), "{metrics}");
 }
+
+/// A client that disconnects while fills flow, and resumes with the last seq it held, gets every
+/// missed fill once, in order, right after the snapshot, then the live stream; a lane that
+/// missed more than the bound answers `recovered: false`.
+#[actix_rt::test]
+async fn a_client_that_reconnects_recovers_the_fills_it_missed_once_and_in_order() {
+    let server = TestServer::start_with(|c| c.ws_max_recover = 50).await;
+    let fills = |from: i64, to: i64| {
+        json!(
+            (from..=to)
+                .map(|i| fill(&format!("r:{i}"), "ACC1", &format!("F-{i}"), "ESZ6", "buy", "6850.25", 1))
+                .collect::<Vec<_>>()
+        )
+    };
+    let mut ws = server.ws().await;
+    ws.subscribe(&[], &["ACC1"]).await;
+    assert_eq!(server.ingest(&fills(1, 5)).await.0, 200);
+    let seen = ws
+        .updates_until(std::time::Duration::from_secs(5), |got| got.iter().filter(|u| u["kind"] == "fill").count() == 5)
+        .await;
+    let held = seen.iter().filter(|u| u["kind"] == "fill").filter_map(|u| u["seq"].as_u64()).max().expect("fills");
+    assert_eq!(held, 5);
+    drop(ws);
+
+    // Fills flow while the client is away.
+    assert_eq!(server.ingest(&fills(6, 12)).await.0, 200);
+    let mut back = server.ws().await;
+    back.send(
+        json!({"op": "subscribe", "positions": ["ACC1"], "recover": {"fills:ACC1:ESZ6": held, "fills:ACC1:NQZ6": 0}}),
+    )
+    .await;
+    let snapshot = back.next_of_type("snapshot", std::time::Duration::from_secs(5)).await.expect("snapshot");
+    assert_eq!(snapshot["accounts"][0]["fill_seq"], 12);
+    let recovered = back.next_json(std::time::Duration::from_secs(5)).await.expect("the recovered fills come next");
+    assert_eq!(recovered["type"], "recovered", "{recovered}");
+    let lane = &recovered["lanes"]
+        .as_array()
+        .expect("lanes")
+        .iter()
+        .find(|l| l["key"] == "fills:ACC1:ESZ6")
+        .cloned()
+        .expect("lane");
+    assert_eq!(
+        (lane["recovered"].as_bool(), lane["from"].as_u64(), lane["to"].as_u64()),
+        (Some(true), Some(5), Some(12)),
+        "{lane}"
+    );
+    let seqs: Vec<u64> = lane["fills"].as_array().expect("fills").iter().filter_map(|f| f["seq"].as_u64()).collect();
+    assert_eq!(seqs, (6..=12).collect::<Vec<u64>>(), "every missed fill once, in order");
+    let other = recovered["lanes"]
+        .as_array()
+        .expect("lanes")
+        .iter()
+        .find(|l| l["key"] == "fills:ACC1:NQZ6")
+        .cloned()
+        .expect("lane");
+    assert_eq!(other["recovered"], false, "a lane the snapshot does not hold: {other}");
+
+    // Then the live stream, with no gap and no duplicate.
+    assert_eq!(server.ingest(&fills(13, 14)).await.0, 200);
+    let live = back
+        .updates_until(std::time::Duration::from_secs(5), |got| got.iter().filter(|u| u["kind"] == "fill").count() == 2)
+        .await;
+    let seqs: Vec<u64> = live.iter().filter(|u| u["kind"] == "fill").filter_map(|u| u["seq"].as_u64()).collect();
+    assert_eq!(seqs, [13, 14]);
+
+    // Beyond the bound: the client is told, and takes the snapshot (or pages /api/fills).
+    assert_eq!(server.ingest(&fills(15, 60)).await.0, 200);
+    let mut later = server.ws().await;
+    later.send(json!({"op": "subscribe", "positions": ["ACC1"], "recover": {"fills:ACC1:ESZ6": 2}})).await;
+    later.next_of_type("snapshot", std::time::Duration::from_secs(5)).await.expect("snapshot");
+    let recovered = later.next_of_type("recovered", std::time::Duration::from_secs(5)).await.expect("recovered");
+    let lane = &recovered["lanes"][0];
+    assert_eq!((lane["recovered"].as_bool(), lane["fills"].as_array().map(Vec::len)), (Some(false), Some(0)), "{lane}");
+    assert!(lane["reason"].as_str().is_some_and(|r| r.contains("more than 50")), "{lane}");
+}

@@ -6,6 +6,7 @@
 //! `{"op":"ping"}`. Server messages: `snapshot`, `update`, `pong`, `error` (the session stays
 //! open after an error).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use serde::Deserialize;
 use super::hub::Hub;
 use super::outbox::{Outbox, OutboxLimits};
 use crate::health::now_micros;
-use crate::messages::{Connect, Disconnect, SessionId, Subscribe, Unsubscribe, Wake};
+use crate::messages::{Connect, Disconnect, QueryFills, SessionId, Subscribe, Subscribed, Unsubscribe, Wake};
 use crate::metrics::Metrics;
 
 /// How often the server pings.
@@ -29,13 +30,17 @@ const DRAIN_BATCH: usize = 512;
 /// Largest client frame accepted.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SessionConfig {
     pub outbox: OutboxLimits,
     /// Client messages a session may send per second (twice that in a burst); 0: no limit.
     pub message_rate: u32,
     /// Most names in one subscribe or unsubscribe (instruments plus positions).
     pub max_list: usize,
+    /// Where a subscribe's missed fills are read from (the database reader), if anywhere.
+    pub fills: Option<Recipient<QueryFills>>,
+    /// Most fills one lane's recovery replays; beyond, `recovered: false`.
+    pub max_recover: u64,
 }
 
 /// Client messages refused for the rate within one window before the session is closed (1008).
@@ -93,6 +98,10 @@ enum ClientMessage {
         instruments: Vec<String>,
         #[serde(default)]
         positions: Vec<String>,
+        /// Per `fills:<account>:<symbol>` key, the last seq the client holds: the fills after it
+        /// are replayed from the database right after the snapshot.
+        #[serde(default)]
+        recover: std::collections::BTreeMap<String, u64>,
     },
     Unsubscribe {
         #[serde(default)]
@@ -117,6 +126,92 @@ pub struct SessionActor {
     max_list: usize,
     /// When the user's token expires (Unix seconds): the session closes then (4001).
     expires_at: Option<u64>,
+    /// Where missed fills are read from (the database reader), if this process has one.
+    fills: Option<Recipient<QueryFills>>,
+    max_recover: u64,
+    /// Lanes are being recovered: nothing is written until the `recovered` message is ready.
+    recovering: bool,
+    recovered: Option<String>,
+}
+
+/// How long a lane's recovery waits for the database to hold every fill up to the snapshot
+/// (the processor publishes a fill a few milliseconds before its write commits).
+const RECOVER_PATIENCE: Duration = Duration::from_secs(2);
+
+/// One lane of a `recovered` message.
+#[derive(Debug, serde::Serialize)]
+struct RecoveredLane {
+    key: String,
+    /// The seq the client held, and the snapshot's: the fills between are in `fills`.
+    from: u64,
+    to: u64,
+    recovered: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    fills: Vec<crate::store::StoredFill>,
+}
+
+/// Reads the fills of `key` after `held` up to `now` (the snapshot's seq), oldest first.
+async fn recover_lane(
+    fills: Option<&Recipient<QueryFills>>,
+    key: &str,
+    held: u64,
+    now: Option<u64>,
+    max: u64,
+) -> RecoveredLane {
+    let mut lane = RecoveredLane {
+        key: key.to_owned(),
+        from: held,
+        to: now.unwrap_or(held),
+        recovered: false,
+        reason: None,
+        fills: Vec::new(),
+    };
+    let refuse = |mut lane: RecoveredLane, reason: &str| {
+        lane.reason = Some(reason.to_owned());
+        lane
+    };
+    let Some(now) = now else { return refuse(lane, "not a lane of this subscription") };
+    let Some(account_symbol) = key.strip_prefix("fills:") else { return refuse(lane, "not a fills key") };
+    let Some((account, symbol)) = account_symbol.split_once(':') else { return refuse(lane, "not a fills key") };
+    if held >= now {
+        lane.recovered = true;
+        return lane;
+    }
+    let missed = now.saturating_sub(held);
+    if missed > max {
+        return refuse(
+            lane,
+            &format!("{missed} fills missed, more than {max}: take the snapshot (GET /api/fills pages them)"),
+        );
+    }
+    let Some(fills) = fills else { return refuse(lane, "this process has no database") };
+    let deadline = Instant::now() + RECOVER_PATIENCE;
+    loop {
+        let query = QueryFills {
+            account: account.to_owned(),
+            symbol: Some(symbol.to_owned()),
+            since_seq: Some(held),
+            from: None,
+            to: None,
+            cursor: None,
+            limit: i64::try_from(missed).unwrap_or(i64::MAX),
+        };
+        match fills.send(query).await {
+            Ok(Ok(rows)) if rows.len() as u64 >= missed => {
+                lane.fills = rows.into_iter().filter(|f| f.seq <= now).collect();
+                lane.recovered = lane.fills.len() as u64 == missed;
+                if !lane.recovered {
+                    return refuse(lane, "the stored lane has a gap");
+                }
+                return lane;
+            }
+            Ok(Ok(_)) if Instant::now() < deadline => actix_rt::time::sleep(Duration::from_millis(20)).await,
+            Ok(Ok(_)) => return refuse(lane, "the database does not hold every missed fill yet"),
+            Ok(Err(e)) => return refuse(lane, &format!("database read failed: {e}")),
+            Err(e) => return refuse(lane, &format!("database reader unavailable: {e}")),
+        }
+    }
 }
 
 /// Close code of a session whose token expired: reconnect with a fresh token.
@@ -152,6 +247,10 @@ pub fn start_session(
         budget: MessageBudget::new(config.message_rate),
         max_list: config.max_list,
         expires_at: user.expires_at,
+        fills: config.fills.clone(),
+        max_recover: config.max_recover,
+        recovering: false,
+        recovered: None,
     };
     ws::WsResponseBuilder::new(actor, req, stream).frame_size(MAX_FRAME_BYTES).start()
 }
@@ -232,7 +331,7 @@ impl SessionActor {
         };
         match message {
             ClientMessage::Ping => ctx.text(r#"{"type":"pong"}"#),
-            ClientMessage::Subscribe { instruments, positions }
+            ClientMessage::Subscribe { instruments, positions, .. }
             | ClientMessage::Unsubscribe { instruments, positions }
                 if instruments.len().saturating_add(positions.len()) > self.max_list =>
             {
@@ -242,7 +341,10 @@ impl SessionActor {
                     &format!("at most {} names (instruments plus positions) in one message", self.max_list),
                 ));
             }
-            ClientMessage::Subscribe { instruments, positions } => {
+            ClientMessage::Subscribe { recover, .. } if recover.len() > self.max_list => {
+                ctx.text(error_json("bad_subscription", &format!("at most {} lanes to recover", self.max_list)));
+            }
+            ClientMessage::Subscribe { instruments, positions, recover } => {
                 if instruments.is_empty() && positions.is_empty() {
                     ctx.text(error_json("bad_request", "subscribe needs `instruments` or `positions`"));
                     return;
@@ -259,13 +361,23 @@ impl SessionActor {
                         positions
                     }
                 };
+                // With lanes to recover, nothing is written until the missed fills are read: the
+                // client then gets the snapshot, the `recovered` fills, and the stream after them.
+                self.recovering = !recover.is_empty();
                 self.hub
                     .send(Subscribe { id, instruments, accounts: positions })
                     .into_actor(self)
-                    .map(|result, _, ctx| match result {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => ctx.text(error_json("bad_subscription", &e.to_string())),
-                        Err(e) => ctx.text(error_json("unavailable", &format!("hub unavailable: {e}"))),
+                    .map(move |result, act, ctx| match result {
+                        Ok(Ok(subscribed)) if !recover.is_empty() => act.recover(recover, subscribed, ctx),
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            act.recovering = false;
+                            ctx.text(error_json("bad_subscription", &e.to_string()));
+                        }
+                        Err(e) => {
+                            act.recovering = false;
+                            ctx.text(error_json("unavailable", &format!("hub unavailable: {e}")));
+                        }
                     })
                     .wait(ctx);
             }
@@ -290,10 +402,44 @@ impl SessionActor {
         }
     }
 
+    /// Reads the fills each lane missed (after the client's seq, up to the snapshot's), and
+    /// queues them as one `recovered` message; then the session writes again.
+    fn recover(
+        &mut self,
+        recover: std::collections::BTreeMap<String, u64>,
+        subscribed: Subscribed,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let now_seqs: HashMap<String, u64> = subscribed.fill_seqs.into_iter().collect();
+        let (fills, max) = (self.fills.clone(), self.max_recover);
+        let lanes = async move {
+            let mut lanes = Vec::with_capacity(recover.len());
+            for (key, held) in recover {
+                lanes.push(recover_lane(fills.as_ref(), &key, held, now_seqs.get(&key).copied(), max).await);
+            }
+            lanes
+        };
+        lanes
+            .into_actor(self)
+            .map(|lanes, act, ctx| {
+                let text = serde_json::json!({"type": "recovered", "v": 1, "lanes": lanes}).to_string();
+                act.recovered = Some(text);
+                act.recovering = false;
+                ctx.notify(Wake);
+            })
+            .wait(ctx);
+    }
+
     fn drain(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.recovering {
+            return;
+        }
         let drained = self.outbox.drain(DRAIN_BATCH);
         for text in drained.control {
             ctx.text(text);
+        }
+        if let Some(recovered) = self.recovered.take() {
+            ctx.text(recovered);
         }
         let now = now_micros();
         for frame in &drained.updates {
@@ -431,7 +577,7 @@ mod tests {
     #[test]
     fn client_messages() {
         assert!(matches!(parse_client_message(r#"{"op":"ping"}"#), Ok(ClientMessage::Ping)));
-        let Ok(ClientMessage::Subscribe { instruments, positions }) =
+        let Ok(ClientMessage::Subscribe { instruments, positions, .. }) =
             parse_client_message(r#"{"op":"subscribe","instruments":["ESZ6"]}"#)
         else {
             panic!("a subscribe")

@@ -15,7 +15,7 @@ use crate::cache::{Filter, Snapshot, StateStore};
 use crate::domain::{InstrumentCatalog, Lane, Topic};
 use crate::health::ActorHealth;
 use crate::messages::{
-    CloseAll, Connect, Disconnect, HopError, Resnapshot, SessionId, Subscribe, SubscribeError, Unsubscribe,
+    CloseAll, Connect, Disconnect, HopError, Resnapshot, SessionId, Subscribe, SubscribeError, Subscribed, Unsubscribe,
     UpdateBatch, Wake,
 };
 use crate::metrics::Metrics;
@@ -207,7 +207,7 @@ impl Handler<Disconnect> for Hub {
 }
 
 impl Handler<Subscribe> for Hub {
-    type Result = Result<(), SubscribeError>;
+    type Result = Result<Subscribed, SubscribeError>;
 
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
         if !self.sessions.contains_key(&msg.id) {
@@ -255,7 +255,8 @@ impl Handler<Subscribe> for Hub {
         if self.after_push(entry, pushed, Lane::Market) {
             self.remove(msg.id);
         }
-        Ok(())
+        let fill_seqs = key_seqs.into_iter().filter(|(key, _)| key.starts_with("fills:")).collect();
+        Ok(Subscribed { fill_seqs })
     }
 }
 
