@@ -30,10 +30,10 @@ test-unit:
 
 ## test-embedded: everything but the distributed tests (needs no services)
 test-embedded:
-	$(CARGO) test --workspace --locked --lib --test pipeline --test cli
+	$(CARGO) test --workspace --locked --lib --test it -- --skip distributed::
 
 test-distributed: deps
-	$(CARGO) test --workspace --locked --test distributed
+	$(CARGO) test --workspace --locked --test it distributed::
 
 ## migrate: create or upgrade the database schema, then exit
 migrate:

@@ -401,8 +401,8 @@ fn redis_over_tls_with_a_private_ca() {
 #[test]
 fn the_grafana_dashboard_queries_real_metrics() {
     let dashboard: serde_json::Value =
-        serde_json::from_str(include_str!("../deploy/grafana-dashboard.json")).expect("the dashboard is JSON");
-    let defined = include_str!("../actors/src/metrics.rs");
+        serde_json::from_str(include_str!("../../deploy/grafana-dashboard.json")).expect("the dashboard is JSON");
+    let defined = include_str!("../../actors/src/metrics.rs");
     let panels = dashboard["panels"].as_array().expect("panels");
     assert!(panels.len() >= 10);
     for target in panels.iter().flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default()) {

@@ -2,14 +2,12 @@
 //! PostgreSQL, each ttpulse role its own process. Needs `nisshi` (scripts/ensure-nisshi.sh),
 //! `redis-server` and a local PostgreSQL; .ci/run provides all three.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::stack::{Role, Services};
-use common::{WsClient, eventually, fill, get_json, get_text, post, quote, trade};
+use crate::common::stack::{Role, Services};
+use crate::common::{WsClient, eventually, fill, get_json, get_text, post, quote, trade};
 use serde_json::{Value, json};
 use ttpulse_actors::domain::{Changes, Engine, InstrumentCatalog, Update};
 use ttpulse_actors::ingest::simulator::Simulator;

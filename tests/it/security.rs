@@ -1,11 +1,9 @@
 //! Who may connect: user tokens and the accounts they grant, token-only market data, the
 //! Origin allowlist of /ws, and admin access by token.
 
-mod common;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{TestServer, fill, quote};
+use crate::common::{TestServer, fill, quote};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use ttpulse::config::{AdminAccess, MarketAccess};
@@ -33,13 +31,13 @@ async fn get(server: &TestServer, path: &str, bearer: Option<&str>) -> (u16, Val
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
-async fn ws_status(url: &str, origin: Option<&str>) -> Result<common::WsClient, u16> {
+async fn ws_status(url: &str, origin: Option<&str>) -> Result<crate::common::WsClient, u16> {
     let mut request = awc::Client::new().ws(url);
     if let Some(origin) = origin {
         request = request.origin(origin);
     }
     match request.connect().await {
-        Ok((_, framed)) => Ok(common::WsClient::from_framed(framed)),
+        Ok((_, framed)) => Ok(crate::common::WsClient::from_framed(framed)),
         Err(awc::error::WsClientError::InvalidResponseStatus(status)) => Err(status.as_u16()),
         Err(e) => panic!("unexpected WebSocket error: {e}"),
     }
@@ -224,7 +222,7 @@ async fn limits_refuse_with_a_reason_and_are_counted() {
     assert_eq!(ws_status(&format!("ws://{}/ws", server.addr), None).await.err(), Some(503));
     // A closed session frees its place.
     drop(first);
-    let reopened = common::eventually(WAIT, async || ws_status(&url(&user), None).await.is_ok()).await;
+    let reopened = crate::common::eventually(WAIT, async || ws_status(&url(&user), None).await.is_ok()).await;
     assert!(reopened, "the user's place was not freed");
 
     // Subscriptions per session: three topics, not four.
@@ -253,7 +251,7 @@ async fn limits_refuse_with_a_reason_and_are_counted() {
 async fn the_fills_history_is_scoped_by_the_token() {
     let server = with_two_accounts().await;
     let acc1 = token(&["ACC1"], 300, SECRET);
-    let wait = common::eventually(WAIT, async || {
+    let wait = crate::common::eventually(WAIT, async || {
         get(&server, "/api/fills?account=ACC1", Some(&acc1)).await.1["fills"].as_array().is_some_and(|f| f.len() == 1)
     });
     assert!(wait.await, "ACC1's fill is stored and readable");
@@ -448,7 +446,7 @@ async fn a_flooding_client_is_cut_off_and_never_stalls_the_others() {
 
     // The abuser is closed for flooding.
     let (sent, abuser) = flooding.await.expect("flood task");
-    let mut abuser = common::WsClient::from_framed(abuser);
+    let mut abuser = crate::common::WsClient::from_framed(abuser);
     let code = abuser.close_code(WAIT).await;
     assert_eq!(code, Some(1008), "the flooding session is closed (sent {sent} frames)");
     let (_, metrics) = server.get_text("/metrics").await;
@@ -506,10 +504,10 @@ async fn a_client_that_never_reads_is_disconnected_and_its_slot_freed() {
     next.subscribe(&["ESZ6"], &[]).await;
 }
 
-async fn ws_from(server: &TestServer, real_ip: &str) -> Result<common::WsClient, u16> {
+async fn ws_from(server: &TestServer, real_ip: &str) -> Result<crate::common::WsClient, u16> {
     let request = awc::Client::new().ws(format!("ws://{}/ws", server.addr)).set_header("x-real-ip", real_ip);
     match request.connect().await {
-        Ok((_, framed)) => Ok(common::WsClient::from_framed(framed)),
+        Ok((_, framed)) => Ok(crate::common::WsClient::from_framed(framed)),
         Err(awc::error::WsClientError::InvalidResponseStatus(status)) => Err(status.as_u16()),
         Err(e) => panic!("unexpected WebSocket error: {e}"),
     }
@@ -565,7 +563,7 @@ async fn a_token_in_the_ttpulse_token_cookie_signs_the_browser_in() {
         .connect()
         .await
         .expect("the cookie opens the WebSocket");
-    let mut ws = common::WsClient::from_framed(framed);
+    let mut ws = crate::common::WsClient::from_framed(framed);
     let snapshot = ws.subscribe(&["ESZ6"], &["*"]).await;
     let accounts: Vec<&str> =
         snapshot["positions"].as_array().expect("list").iter().filter_map(|p| p["account"].as_str()).collect();
@@ -594,12 +592,12 @@ async fn ws_status_with_cookie(server: &TestServer, token: &str) -> Option<u16> 
 async fn admin_and_metrics_are_only_on_the_admin_listener() {
     let server = TestServer::start().await;
     for path in ["/admin/health", "/admin/actors", "/metrics"] {
-        let (status, _) = common::get_text(&server.public_url(path)).await;
+        let (status, _) = crate::common::get_text(&server.public_url(path)).await;
         assert_eq!(status, 404, "{path} on the public listener");
-        let (status, _) = common::get_text(&server.url(path)).await;
+        let (status, _) = crate::common::get_text(&server.url(path)).await;
         assert_eq!(status, 200, "{path} on the admin listener");
     }
-    let (status, _) = common::post(&server.public_url("/admin/actors/hub/restart"), "").await;
+    let (status, _) = crate::common::post(&server.public_url("/admin/actors/hub/restart"), "").await;
     assert_eq!(status, 404);
     let default: std::net::SocketAddr = "127.0.0.1:9464".parse().expect("addr");
     let parsed = <ttpulse::cli::Cli as clap::Parser>::try_parse_from(["ttpulse", "run"]).expect("defaults");
@@ -660,7 +658,7 @@ async fn every_frame_counts_and_tokens_are_never_guessed() {
                 break;
             }
         }
-        let mut client = common::WsClient::from_framed(framed);
+        let mut client = crate::common::WsClient::from_framed(framed);
         assert_eq!(client.close_code(WAIT).await, Some(1008), "binary: {binary}");
     }
     let acc1 = token(&["ACC1"], 300, SECRET);

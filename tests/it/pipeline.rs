@@ -1,16 +1,13 @@
 //! The whole embedded pipeline through its public surface: HTTP ingest in, WebSocket and HTTP
 //! snapshot out, rows in the database, admin endpoints, supervision.
 
-#[path = "pipeline/abuse.rs"]
 mod abuse;
-mod common;
-#[path = "pipeline/history.rs"]
 mod history;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{TestServer, fill, quote, trade};
+use crate::common::{TestServer, fill, quote, trade};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(5);

@@ -1,0 +1,14 @@
+//! The integration tests, one binary (linking ttpulse, diesel and rdkafka once):
+//! - `pipeline`: the embedded pipeline through its public surface (with `abuse`: extreme and
+//!   hostile input; `history`: the trader's record read back);
+//! - `security`: who may connect, read, write and how much;
+//! - `cli`: the binary as an operator runs it;
+//! - `distributed`: one process per role against a real broker (nisshi), Redis and PostgreSQL.
+//!
+//! `cargo test --test it distributed::` runs one group; `--skip distributed::` the others.
+
+mod cli;
+mod common;
+mod distributed;
+mod pipeline;
+mod security;
