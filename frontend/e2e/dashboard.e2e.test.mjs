@@ -11,6 +11,7 @@ import http from "node:http";
 import path from "node:path";
 import { chromium } from "playwright-core";
 import {
+  CHROMIUM_ARGS,
   FRONTEND,
   ROOT,
   cleanEnv,
@@ -21,8 +22,8 @@ import {
   nginxConfig,
   sleep,
   startProcess,
-  stopAll,
   stopProcess,
+  tearDown,
   tempDir,
   waitFor,
 } from "./stack.mjs";
@@ -153,16 +154,7 @@ before(async () => {
     headless: true,
     viewport: { width: 1440, height: 900 },
     timeout: 30000,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
+    args: CHROMIUM_ARGS,
   });
   browser.setDefaultTimeout(10000);
   page = browser.pages()[0] ?? (await browser.newPage());
@@ -172,14 +164,7 @@ before(async () => {
   });
 }, { timeout: 150000 });
 
-after(async () => {
-  try {
-    if (browser) await Promise.race([browser.close(), sleep(10000)]);
-  } finally {
-    await stopAll();
-    if (work && !process.env.E2E_KEEP_TMP) fs.rmSync(work, { recursive: true, force: true });
-  }
-}, { timeout: 60000 });
+after(() => tearDown(browser, work), { timeout: 60000 });
 
 describe("dashboard end to end (ttpulse + next start + nginx + chromium)", () => {
   test("(a) the HTML nginx serves for / already holds the snapshot's prices (no JS)", async () => {

@@ -9,7 +9,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
-import { FRONTEND, ROOT, cleanEnv, freePort, get, sleep, startProcess, stopAll, tempDir, waitFor } from "./stack.mjs";
+import { CHROMIUM_ARGS, FRONTEND, ROOT, cleanEnv, freePort, get, sleep, startProcess, tearDown, tempDir, waitFor } from "./stack.mjs";
 
 const TTPULSE_BIN = path.resolve(ROOT, process.env.TTPULSE_BIN || "target/debug/ttpulse");
 const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
@@ -84,19 +84,11 @@ before(async () => {
     executablePath: CHROMIUM,
     headless: true,
     timeout: 30000,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
+    args: CHROMIUM_ARGS,
   });
 }, { timeout: 120000 });
 
-after(async () => {
-  try {
-    if (browser) await Promise.race([browser.close(), sleep(10000)]);
-  } finally {
-    await stopAll();
-    if (work && !process.env.E2E_KEEP_TMP) fs.rmSync(work, { recursive: true, force: true });
-  }
-}, { timeout: 60000 });
+after(() => tearDown(browser, work), { timeout: 60000 });
 
 describe("signing in (ttpulse with tokens + next start + chromium)", () => {
   test("without a token the first HTML is a sign-in page, with no account's data", async () => {

@@ -117,6 +117,19 @@ export async function stopProcess(proc, { graceMs = 5000, signal = "SIGTERM" } =
   return proc.exitCode;
 }
 
+/**
+ * A test file's teardown: closes the browser (bounded), stops every process, and removes the
+ * run's temp dir unless E2E_KEEP_TMP is set.
+ */
+export async function tearDown(browser, work) {
+  try {
+    if (browser) await Promise.race([browser.close(), sleep(10000)]);
+  } finally {
+    await stopAll();
+    if (work && !process.env.E2E_KEEP_TMP) fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
 /** Stops everything still running (in reverse start order). */
 export async function stopAll() {
   for (const proc of [...started].reverse()) await stopProcess(proc);
@@ -188,6 +201,21 @@ export function nginxBinary() {
   if (which.status === 0) return which.stdout.trim();
   throw new Error("nginx is not installed (scripts/frontend-e2e.sh installs it)");
 }
+
+/**
+ * Flags for Debian's Chromium here: headless as root, and nothing that reaches the network
+ * (this machine's closed network refuses background connections).
+ */
+export const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
 
 /** The environment without variables that would change how ttpulse runs. */
 export function cleanEnv(extra) {

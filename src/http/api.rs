@@ -145,17 +145,31 @@ fn known_symbol(pipeline: &Pipeline, symbol: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Sends a query to the database reader, mapping what can go wrong to a 503.
-async fn read_database<M>(pipeline: &Pipeline, query: M) -> Result<M::Result, ApiError>
+/// The `symbol` a read requires, known to the catalog.
+fn required_symbol(pipeline: &Pipeline, symbol: &Option<String>) -> Result<String, ApiError> {
+    let Some(symbol) = symbol.clone() else {
+        return Err(ApiError::bad_request("bad_query", "`symbol` is required"));
+    };
+    known_symbol(pipeline, &symbol)?;
+    Ok(symbol)
+}
+
+/// Asks the database reader, mapping what can go wrong (no database, reader gone, failed
+/// query) to a 503.
+async fn read_database<M, T>(pipeline: &Pipeline, query: M) -> Result<T, ApiError>
 where
-    M: actix::Message + Send + 'static,
-    M::Result: Send,
+    M: actix::Message<Result = Result<T, ttpulse_actors::store::StoreError>> + Send + 'static,
+    T: Send + 'static,
     ttpulse_actors::store::DbActor: actix::Handler<M>,
 {
     let Some(db_reader) = &pipeline.db_reader else {
         return Err(ApiError::Unavailable("this process has no database".into()));
     };
-    db_reader.send(query).await.map_err(|e| ApiError::Unavailable(format!("database reader unavailable: {e}")))
+    db_reader
+        .send(query)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("database reader unavailable: {e}")))?
+        .map_err(|e| ApiError::Unavailable(e.to_string()))
 }
 
 /// `GET /api/candles?symbol=ESZ6&interval=1s|1m&limit=100`: the latest candles, oldest first.
@@ -167,10 +181,7 @@ pub async fn candles(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     auth.access(&req)?;
-    let Some(symbol) = query.symbol.clone() else {
-        return Err(ApiError::bad_request("bad_query", "`symbol` is required"));
-    };
-    known_symbol(&pipeline, &symbol)?;
+    let symbol = required_symbol(&pipeline, &query.symbol)?;
     let interval_text = query.interval.as_deref().unwrap_or("1m");
     let Some(interval) = Interval::parse(interval_text) else {
         return Err(ApiError::bad_request(
@@ -179,9 +190,7 @@ pub async fn candles(
         ));
     };
     let limit = history_limit(query.limit, 100)?;
-    let candles = read_database(&pipeline, QueryCandles { symbol, interval, since: query.since, limit })
-        .await?
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let candles = read_database(&pipeline, QueryCandles { symbol, interval, since: query.since, limit }).await?;
     Ok(HttpResponse::Ok().json(candles))
 }
 
@@ -260,7 +269,7 @@ pub async fn fills(
         cursor,
         limit,
     };
-    let fills = read_database(&pipeline, request).await?.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let fills = read_database(&pipeline, request).await?;
     // A full page may have more after it.
     let next = (!reading_a_lane && fills.len() as i64 == limit)
         .then(|| fills.last().map(|f| format!("{}:{}:{}", f.ts, f.symbol, f.seq)))
@@ -293,14 +302,9 @@ pub async fn trades(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     auth.access(&req)?;
-    let Some(symbol) = query.symbol.clone() else {
-        return Err(ApiError::bad_request("bad_query", "`symbol` is required"));
-    };
-    known_symbol(&pipeline, &symbol)?;
+    let symbol = required_symbol(&pipeline, &query.symbol)?;
     let limit = history_limit(query.limit, 100)?;
-    let trades = read_database(&pipeline, QueryTrades { symbol, before: query.before, limit })
-        .await?
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let trades = read_database(&pipeline, QueryTrades { symbol, before: query.before, limit }).await?;
     Ok(HttpResponse::Ok().json(trades))
 }
 
