@@ -11,7 +11,7 @@ use actix::prelude::*;
 use dashmap::DashMap;
 use serde::Serialize;
 
-use crate::domain::{Candle, InstrumentState, PositionState, Published, Update};
+use crate::domain::{Candle, InstrumentState, Key, PositionState, Published, Update};
 use crate::health::ActorHealth;
 use crate::messages::{HopError, UpdateBatch};
 use crate::metrics::Metrics;
@@ -64,10 +64,18 @@ impl Snapshot {
     /// Every key in the snapshot and its seq.
     pub fn key_seqs(&self) -> Vec<(String, u64)> {
         let mut out = Vec::new();
-        out.extend(self.instruments.iter().map(|s| (format!("inst:{}", s.symbol), s.seq)));
-        out.extend(self.candles.iter().map(|c| (format!("candle:{}:{}", c.symbol, c.interval), c.seq)));
-        out.extend(self.positions.iter().map(|p| (format!("pos:{}:{}", p.account, p.symbol), p.seq)));
-        out.extend(self.accounts.iter().map(|a| (format!("fills:{}:{}", a.account, a.symbol), a.fill_seq)));
+        out.extend(self.instruments.iter().map(|s| (Key::Instrument(&s.symbol).to_string(), s.seq)));
+        out.extend(self.candles.iter().map(|c| (Key::Candle(&c.symbol, c.interval).to_string(), c.seq)));
+        out.extend(
+            self.positions
+                .iter()
+                .map(|p| (Key::Position { account: &p.account, symbol: &p.symbol }.to_string(), p.seq)),
+        );
+        out.extend(
+            self.accounts
+                .iter()
+                .map(|a| (Key::Fills { account: &a.account, symbol: &a.symbol }.to_string(), a.fill_seq)),
+        );
         out
     }
 }

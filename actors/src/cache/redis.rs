@@ -26,27 +26,45 @@ use crate::health::ActorHealth;
 use crate::messages::{HopError, LoadSnapshot, Resnapshot, UpdateBatch};
 use crate::metrics::Metrics;
 
-pub const UPDATES_CHANNEL: &str = "tt_updates";
-const KEYS_SET: &str = "tt:keys";
-const EPOCH_KEY: &str = "tt:epoch";
+/// Written once for the Rust constants and the Lua script alike (`concat!` needs literals).
+macro_rules! redis_names {
+    (prefix) => {
+        "tt:"
+    };
+    (channel) => {
+        "tt_updates"
+    };
+}
+
+pub const UPDATES_CHANNEL: &str = redis_names!(channel);
+/// Every Redis key of ttpulse is this prefix and a state key (`domain::Key`).
+pub const KEY_PREFIX: &str = redis_names!(prefix);
+const KEYS_SET: &str = concat!(redis_names!(prefix), "keys");
+const EPOCH_KEY: &str = concat!(redis_names!(prefix), "epoch");
 const RESYNC: &str = r#"{"type":"resync","v":1}"#;
 
 /// ARGV: key, seq, json, key, seq, json, ... Applies each where seq is newer; returns how many.
-const APPLY_LUA: &str = r#"
-local applied = 0
-for i = 1, #ARGV, 3 do
-  local key = 'tt:' .. ARGV[i]
-  local seq = tonumber(ARGV[i + 1])
-  local current = tonumber(redis.call('HGET', key, 'seq') or '0')
-  if seq > current then
-    redis.call('HSET', key, 'seq', ARGV[i + 1], 'json', ARGV[i + 2])
-    redis.call('SADD', 'tt:keys', key)
-    redis.call('PUBLISH', 'tt_updates', ARGV[i + 2])
-    applied = applied + 1
-  end
-end
-return applied
-"#;
+const APPLY_LUA: &str = concat!(
+    "local applied = 0\n",
+    "for i = 1, #ARGV, 3 do\n",
+    "  local key = '",
+    redis_names!(prefix),
+    "' .. ARGV[i]\n",
+    "  local seq = tonumber(ARGV[i + 1])\n",
+    "  local current = tonumber(redis.call('HGET', key, 'seq') or '0')\n",
+    "  if seq > current then\n",
+    "    redis.call('HSET', key, 'seq', ARGV[i + 1], 'json', ARGV[i + 2])\n",
+    "    redis.call('SADD', '",
+    redis_names!(prefix),
+    "keys', key)\n",
+    "    redis.call('PUBLISH', '",
+    redis_names!(channel),
+    "', ARGV[i + 2])\n",
+    "    applied = applied + 1\n",
+    "  end\n",
+    "end\n",
+    "return applied\n",
+);
 
 async fn apply(conn: &mut ConnectionManager, script: &redis::Script, updates: &[Published]) -> redis::RedisResult<i64> {
     let mut applied = 0;

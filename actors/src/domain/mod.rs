@@ -12,6 +12,7 @@ pub mod engine;
 pub mod events;
 pub mod ids;
 pub mod instruments;
+pub mod keys;
 pub mod market;
 pub mod positions;
 pub mod updates;
@@ -22,6 +23,7 @@ pub use events::{
     EventBody, EventId, EventIdAllocator, Fill, Quote, RawEvent, Side, TimeWindow, Trade, ValidEvent, ValidationError,
 };
 pub use instruments::{InstrumentCatalog, InstrumentSpec};
+pub use keys::Key;
 pub use market::{InstrumentBook, InstrumentState};
 pub use positions::PositionState;
 pub use updates::{FillReport, Lane, Published, Topic, Update};

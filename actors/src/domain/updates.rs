@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::Micros;
 use super::candles::Candle;
 use super::events::Side;
+use super::keys::Key;
 use super::market::InstrumentState;
 use super::positions::PositionState;
 
@@ -71,12 +72,13 @@ pub enum Topic<'a> {
 
 impl Update {
     pub fn key(&self) -> String {
-        match self {
-            Update::Instrument(s) => format!("inst:{}", s.symbol),
-            Update::Candle(c) => format!("candle:{}:{}", c.symbol, c.interval),
-            Update::Position(p) => format!("pos:{}:{}", p.account, p.symbol),
-            Update::Fill(f) => format!("fills:{}:{}", f.account, f.symbol),
-        }
+        let key = match self {
+            Update::Instrument(s) => Key::Instrument(&s.symbol),
+            Update::Candle(c) => Key::Candle(&c.symbol, c.interval),
+            Update::Position(p) => Key::Position { account: &p.account, symbol: &p.symbol },
+            Update::Fill(f) => Key::Fills { account: &f.account, symbol: &f.symbol },
+        };
+        key.to_string()
     }
 
     pub fn seq(&self) -> u64 {

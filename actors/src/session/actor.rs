@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::hub::Hub;
 use super::outbox::{Outbox, OutboxLimits};
+use crate::domain::Key;
 use crate::health::now_micros;
 use crate::messages::{Connect, Disconnect, QueryFills, SessionId, Subscribe, Subscribed, Unsubscribe, Wake};
 use crate::metrics::Metrics;
@@ -172,8 +173,7 @@ async fn recover_lane(
         lane
     };
     let Some(now) = now else { return refuse(lane, "not a lane of this subscription") };
-    let Some(account_symbol) = key.strip_prefix("fills:") else { return refuse(lane, "not a fills key") };
-    let Some((account, symbol)) = account_symbol.split_once(':') else { return refuse(lane, "not a fills key") };
+    let Some(Key::Fills { account, symbol }) = Key::parse(key) else { return refuse(lane, "not a fills key") };
     if held >= now {
         lane.recovered = true;
         return lane;
@@ -257,11 +257,7 @@ pub fn start_session(
 
 /// The account in a `pos:<account>:<symbol>` or `fills:<account>:<symbol>` key.
 fn account_of(key: &str) -> Option<&str> {
-    let mut parts = key.split(':');
-    match parts.next() {
-        Some("pos") | Some("fills") => parts.next(),
-        _ => None,
-    }
+    Key::parse(key).and_then(|key| key.account())
 }
 
 /// Reads a client message; the error is the sentence sent back in an `error` message.

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::outbox::{Frame, Outbox, Pushed};
 use crate::cache::{Filter, Snapshot, StateStore};
-use crate::domain::{InstrumentCatalog, Lane, Topic};
+use crate::domain::{InstrumentCatalog, Key, Lane, Topic};
 use crate::health::ActorHealth;
 use crate::messages::{
     CloseAll, Connect, Disconnect, HopError, Resnapshot, SessionId, Subscribe, SubscribeError, Subscribed, Unsubscribe,
@@ -255,7 +255,8 @@ impl Handler<Subscribe> for Hub {
         if self.after_push(entry, pushed, Lane::Market) {
             self.remove(msg.id);
         }
-        let fill_seqs = key_seqs.into_iter().filter(|(key, _)| key.starts_with("fills:")).collect();
+        let fill_seqs =
+            key_seqs.into_iter().filter(|(key, _)| matches!(Key::parse(key), Some(Key::Fills { .. }))).collect();
         Ok(Subscribed { fill_seqs })
     }
 }
