@@ -235,6 +235,8 @@ pub struct Subscribe {
     pub id: SessionId,
     pub instruments: Vec<String>,
     pub accounts: Vec<String>,
+    /// Instruments (`"*"` for all) whose prints the session wants.
+    pub trades: Vec<String>,
 }
 
 /// What the snapshot of a subscription holds of the account lanes: each `fills:` key and its
@@ -250,6 +252,7 @@ pub struct Unsubscribe {
     pub id: SessionId,
     pub instruments: Vec<String>,
     pub accounts: Vec<String>,
+    pub trades: Vec<String>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

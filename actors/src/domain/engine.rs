@@ -18,7 +18,7 @@ use super::events::{EventBody, Fill, Quote, Side, Trade, ValidEvent, ValidationE
 use super::instruments::{InstrumentCatalog, InstrumentSpec};
 use super::market::InstrumentBook;
 use super::positions::PositionState;
-use super::updates::{FillReport, Published, Update};
+use super::updates::{FillReport, Published, TradePrint, Update};
 
 /// What applying one event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -330,6 +330,16 @@ impl Engine {
             series.push((key, candles, outcome));
         }
         out.push(Published::new(Update::Instrument(book.state.clone()), event.ingest_ts));
+        let print = TradePrint {
+            symbol: trade.instrument.clone(),
+            seq: book.state.trades,
+            event_id: event.id.to_string(),
+            price: trade.price,
+            qty: trade.qty,
+            aggressor: trade.aggressor,
+            ts: event.ts,
+        };
+        out.push(Published::new(Update::Trade(print), event.ingest_ts));
         changes.instruments.insert(trade.instrument.clone(), book.clone());
         self.books.insert(trade.instrument.clone(), book);
         let mut outcome = Outcome::Applied;
@@ -446,6 +456,7 @@ mod tests {
             vec![
                 expect("inst:ESZ6", 1),
                 expect("inst:ESZ6", 2),
+                expect("trades:ESZ6", 1),
                 expect("candle:ESZ6:1s", 1),
                 expect("candle:ESZ6:1m", 1),
                 expect("pos:ACC1:ESZ6", 1),
@@ -455,15 +466,21 @@ mod tests {
                 expect("pos:ACC1:ESZ6", 2),
             ]
         );
-        let Update::Position(p) = &out[7].update else { panic!("position expected") };
+        let Update::Position(p) = &out[8].update else { panic!("position expected") };
         // (6851.25 - 6850) * 2 * 50 = 125
         assert_eq!(p.unrealized_pnl.to_string(), "125");
-        let Update::Position(p) = &out[4].update else { panic!("position expected") };
+        let Update::Position(p) = &out[5].update else { panic!("position expected") };
         // Marked at the fill to mid 6850.25: 0.25 * 2 * 50 = 25
         assert_eq!(p.unrealized_pnl.to_string(), "25");
         // Each update carries the ingest time of the event that caused it.
         let ingest: Vec<Micros> = out.iter().map(|p| p.ingest_ts).collect();
-        assert_eq!(ingest, [1_000_005, 1_100_005, 1_100_005, 1_100_005, 1_200_005, 1_200_005, 2_300_005, 2_300_005]);
+        assert_eq!(
+            ingest,
+            [1_000_005, 1_100_005, 1_100_005, 1_100_005, 1_100_005, 1_200_005, 1_200_005, 2_300_005, 2_300_005]
+        );
+        // The print: the instrument's trade count, the event that carried it.
+        let Update::Trade(print) = &out[2].update else { panic!("print expected") };
+        assert_eq!((print.seq, print.event_id.as_str(), print.qty), (1, "t:2", 2));
         assert_eq!(changes.trades.len(), 1);
         assert_eq!(changes.fills.len(), 1);
         assert_eq!(changes.candles.len(), 2);
@@ -546,7 +563,7 @@ mod tests {
         }
         let mut tail = Vec::new();
         restored.apply(&events[3], &mut tail, &mut changes).unwrap();
-        assert_eq!(tail, out_full[6..].to_vec());
+        assert_eq!(tail, out_full[7..].to_vec());
     }
 
     #[test]

@@ -11,8 +11,16 @@ use super::candles::Interval;
 pub enum Key<'a> {
     Instrument(&'a str),
     Candle(&'a str, Interval),
-    Position { account: &'a str, symbol: &'a str },
-    Fills { account: &'a str, symbol: &'a str },
+    Position {
+        account: &'a str,
+        symbol: &'a str,
+    },
+    Fills {
+        account: &'a str,
+        symbol: &'a str,
+    },
+    /// An instrument's prints (its latest print is the key's state).
+    Trades(&'a str),
 }
 
 impl<'a> Key<'a> {
@@ -22,6 +30,7 @@ impl<'a> Key<'a> {
         let mut parts = text.split(':');
         let key = match (parts.next()?, parts.next()?, parts.next()) {
             ("inst", symbol, None) => Key::Instrument(symbol),
+            ("trades", symbol, None) => Key::Trades(symbol),
             ("candle", symbol, Some(interval)) => Key::Candle(symbol, Interval::parse(interval)?),
             ("pos", account, Some(symbol)) => Key::Position { account, symbol },
             ("fills", account, Some(symbol)) => Key::Fills { account, symbol },
@@ -46,6 +55,7 @@ impl fmt::Display for Key<'_> {
             Key::Candle(symbol, interval) => write!(f, "candle:{symbol}:{interval}"),
             Key::Position { account, symbol } => write!(f, "pos:{account}:{symbol}"),
             Key::Fills { account, symbol } => write!(f, "fills:{account}:{symbol}"),
+            Key::Trades(symbol) => write!(f, "trades:{symbol}"),
         }
     }
 }
@@ -62,6 +72,7 @@ mod tests {
             Key::Candle("6EZ6", Interval::OneMinute),
             Key::Position { account: "desk-1.A_2", symbol: "ZNH7" },
             Key::Fills { account: "ACC1", symbol: "ESZ6" },
+            Key::Trades("CLF7"),
         ];
         for key in keys {
             let text = key.to_string();

@@ -26,7 +26,7 @@ pub use instruments::{InstrumentCatalog, InstrumentSpec};
 pub use keys::Key;
 pub use market::{InstrumentBook, InstrumentState};
 pub use positions::PositionState;
-pub use updates::{FillReport, Lane, Published, Topic, Update};
+pub use updates::{FillReport, Lane, Published, Topic, TradePrint, Update};
 
 /// Unix time in microseconds, the one time unit used across the system.
 pub type Micros = i64;

@@ -33,6 +33,21 @@ pub struct FillReport {
     pub position: PositionState,
 }
 
+/// A print (time and sales), sent to the sessions that asked for an instrument's prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TradePrint {
+    pub symbol: String,
+    /// The instrument's trade count with this print: a jump means prints were skipped (a slow
+    /// client's market lane keeps the newest per key); `GET /api/trades` has them all.
+    pub seq: u64,
+    pub event_id: String,
+    pub price: Decimal,
+    pub qty: i64,
+    pub aggressor: Side,
+    /// Exchange time (Unix micros).
+    pub ts: Micros,
+}
+
 /// One change of one key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "data", rename_all = "lowercase")]
@@ -41,6 +56,7 @@ pub enum Update {
     Candle(Candle),
     Position(PositionState),
     Fill(FillReport),
+    Trade(TradePrint),
 }
 
 /// The delivery lane of an update.
@@ -68,6 +84,8 @@ impl Lane {
 pub enum Topic<'a> {
     Instrument(&'a str),
     Account(&'a str),
+    /// An instrument's prints: only for sessions that asked for them.
+    Prints(&'a str),
 }
 
 impl Update {
@@ -77,6 +95,7 @@ impl Update {
             Update::Candle(c) => Key::Candle(&c.symbol, c.interval),
             Update::Position(p) => Key::Position { account: &p.account, symbol: &p.symbol },
             Update::Fill(f) => Key::Fills { account: &f.account, symbol: &f.symbol },
+            Update::Trade(t) => Key::Trades(&t.symbol),
         };
         key.to_string()
     }
@@ -87,6 +106,7 @@ impl Update {
             Update::Candle(c) => c.seq,
             Update::Position(p) => p.seq,
             Update::Fill(f) => f.seq,
+            Update::Trade(t) => t.seq,
         }
     }
 
@@ -96,6 +116,7 @@ impl Update {
             Update::Candle(_) => "candle",
             Update::Position(_) => "position",
             Update::Fill(_) => "fill",
+            Update::Trade(_) => "trade",
         }
     }
 
@@ -112,6 +133,7 @@ impl Update {
             Update::Candle(c) => Topic::Instrument(&c.symbol),
             Update::Position(p) => Topic::Account(&p.account),
             Update::Fill(f) => Topic::Account(&f.account),
+            Update::Trade(t) => Topic::Prints(&t.symbol),
         }
     }
 }

@@ -143,7 +143,7 @@ impl Handler<UpdateBatch> for KafkaProducerActor {
             .iter()
             .map(|u| {
                 let key = match u.update.topic() {
-                    Topic::Instrument(s) => s,
+                    Topic::Instrument(s) | Topic::Prints(s) => s,
                     Topic::Account(a) => a,
                 };
                 (key.to_owned(), u.to_json())

@@ -99,6 +99,9 @@ enum ClientMessage {
         instruments: Vec<String>,
         #[serde(default)]
         positions: Vec<String>,
+        /// Instruments (`"*"` for all) whose prints (time and sales) to send.
+        #[serde(default)]
+        trades: Vec<String>,
         /// Per `fills:<account>:<symbol>` key, the last seq the client holds: the fills after it
         /// are replayed from the database right after the snapshot.
         #[serde(default)]
@@ -109,6 +112,8 @@ enum ClientMessage {
         instruments: Vec<String>,
         #[serde(default)]
         positions: Vec<String>,
+        #[serde(default)]
+        trades: Vec<String>,
     },
     Ping,
 }
@@ -327,9 +332,9 @@ impl SessionActor {
         };
         match message {
             ClientMessage::Ping => ctx.text(r#"{"type":"pong"}"#),
-            ClientMessage::Subscribe { instruments, positions, .. }
-            | ClientMessage::Unsubscribe { instruments, positions }
-                if instruments.len().saturating_add(positions.len()) > self.max_list =>
+            ClientMessage::Subscribe { instruments, positions, trades, .. }
+            | ClientMessage::Unsubscribe { instruments, positions, trades }
+                if instruments.len().saturating_add(positions.len()).saturating_add(trades.len()) > self.max_list =>
             {
                 self.metrics.refusals.with_label_values(&["max_subscriptions"]).inc();
                 ctx.text(error_json(
@@ -340,9 +345,9 @@ impl SessionActor {
             ClientMessage::Subscribe { recover, .. } if recover.len() > self.max_list => {
                 ctx.text(error_json("bad_subscription", &format!("at most {} lanes to recover", self.max_list)));
             }
-            ClientMessage::Subscribe { instruments, positions, recover } => {
-                if instruments.is_empty() && positions.is_empty() {
-                    ctx.text(error_json("bad_request", "subscribe needs `instruments` or `positions`"));
+            ClientMessage::Subscribe { instruments, positions, trades, recover } => {
+                if instruments.is_empty() && positions.is_empty() && trades.is_empty() {
+                    ctx.text(error_json("bad_request", "subscribe needs `instruments`, `positions` or `trades`"));
                     return;
                 }
                 let positions = match &self.allowed_accounts {
@@ -361,7 +366,7 @@ impl SessionActor {
                 // client then gets the snapshot, the `recovered` fills, and the stream after them.
                 self.recovering = !recover.is_empty();
                 self.hub
-                    .send(Subscribe { id, instruments, accounts: positions })
+                    .send(Subscribe { id, instruments, accounts: positions, trades })
                     .into_actor(self)
                     .map(move |result, act, ctx| match result {
                         Ok(Ok(subscribed)) if !recover.is_empty() => act.recover(recover, subscribed, ctx),
@@ -377,7 +382,7 @@ impl SessionActor {
                     })
                     .wait(ctx);
             }
-            ClientMessage::Unsubscribe { instruments, positions } => {
+            ClientMessage::Unsubscribe { instruments, positions, trades } => {
                 // "*" means every account the user may see, as in subscribe.
                 let positions = match &self.allowed_accounts {
                     Some(allowed) if positions.iter().any(|p| p == "*") => allowed.clone(),
@@ -386,7 +391,7 @@ impl SessionActor {
                 // Bounded like every hub message: the session waits for the hub (and reads no
                 // more of its client meanwhile), so a flood holds up only its own session.
                 self.hub
-                    .send(Unsubscribe { id, instruments, accounts: positions })
+                    .send(Unsubscribe { id, instruments, accounts: positions, trades })
                     .into_actor(self)
                     .map(|result, _, ctx| {
                         if let Err(e) = result {

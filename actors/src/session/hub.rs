@@ -27,6 +27,8 @@ enum TopicKey {
     AllInstruments,
     Account(String),
     AllAccounts,
+    Prints(String),
+    AllPrints,
 }
 
 struct Entry {
@@ -37,17 +39,16 @@ struct Entry {
 
 impl Entry {
     fn wants_key(&self, key: &str) -> bool {
-        let mut parts = key.split(':');
-        let (kind, name) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-        match kind {
-            "inst" | "candle" => {
-                self.topics.contains(&TopicKey::AllInstruments)
-                    || self.topics.contains(&TopicKey::Instrument(name.into()))
+        let wants = |one: TopicKey, all: TopicKey| self.topics.contains(&all) || self.topics.contains(&one);
+        match Key::parse(key) {
+            Some(Key::Instrument(symbol) | Key::Candle(symbol, _)) => {
+                wants(TopicKey::Instrument(symbol.into()), TopicKey::AllInstruments)
             }
-            "pos" | "fills" => {
-                self.topics.contains(&TopicKey::AllAccounts) || self.topics.contains(&TopicKey::Account(name.into()))
+            Some(Key::Position { account, .. } | Key::Fills { account, .. }) => {
+                wants(TopicKey::Account(account.into()), TopicKey::AllAccounts)
             }
-            _ => false,
+            Some(Key::Trades(symbol)) => wants(TopicKey::Prints(symbol.into()), TopicKey::AllPrints),
+            None => false,
         }
     }
 }
@@ -111,6 +112,7 @@ impl Hub {
         let (one, all) = match topic {
             Topic::Instrument(s) => (TopicKey::Instrument(s.to_owned()), TopicKey::AllInstruments),
             Topic::Account(a) => (TopicKey::Account(a.to_owned()), TopicKey::AllAccounts),
+            Topic::Prints(s) => (TopicKey::Prints(s.to_owned()), TopicKey::AllPrints),
         };
         let mut ids: Vec<SessionId> = Vec::new();
         for key in [one, all] {
@@ -213,7 +215,9 @@ impl Handler<Subscribe> for Hub {
         if !self.sessions.contains_key(&msg.id) {
             return Err(SubscribeError::NotConnected(msg.id));
         }
-        if let Some(unknown) = msg.instruments.iter().find(|s| *s != "*" && self.catalog.get(s).is_none()) {
+        if let Some(unknown) =
+            msg.instruments.iter().chain(&msg.trades).find(|s| *s != "*" && self.catalog.get(s).is_none())
+        {
             return Err(SubscribeError::UnknownInstrument(unknown.clone()));
         }
         if let Some(bad) = msg.accounts.iter().find(|a| *a != "*" && !crate::domain::ids::is_valid_account(a)) {
@@ -229,6 +233,11 @@ impl Handler<Subscribe> for Hub {
         match &accounts {
             Filter::All => topics.push(TopicKey::AllAccounts),
             Filter::Only(list) => topics.extend(list.iter().cloned().map(TopicKey::Account)),
+        }
+        // Prints have no state to snapshot: they start with the next one.
+        match Filter::from_list(&msg.trades) {
+            Filter::All => topics.push(TopicKey::AllPrints),
+            Filter::Only(list) => topics.extend(list.into_iter().map(TopicKey::Prints)),
         }
         if let Some(entry) = self.sessions.get(&msg.id) {
             let new: HashSet<&TopicKey> = topics.iter().filter(|t| !entry.topics.contains(t)).collect();
@@ -332,6 +341,9 @@ impl Handler<Unsubscribe> for Hub {
         }
         for name in &msg.accounts {
             dropped.push(if name == "*" { TopicKey::AllAccounts } else { TopicKey::Account(name.clone()) });
+        }
+        for name in &msg.trades {
+            dropped.push(if name == "*" { TopicKey::AllPrints } else { TopicKey::Prints(name.clone()) });
         }
         for topic in &dropped {
             entry.topics.remove(topic);

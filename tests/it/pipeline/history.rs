@@ -220,3 +220,56 @@ async fn a_client_that_reconnects_recovers_the_fills_it_missed_once_and_in_order
     assert_eq!((lane["recovered"].as_bool(), lane["fills"].as_array().map(Vec::len)), (Some(false), Some(0)), "{lane}");
     assert!(lane["reason"].as_str().is_some_and(|r| r.contains("more than 50")), "{lane}");
 }
+
+/// Time and sales live: a session that asks for an instrument's prints gets each print with its
+/// seq (the instrument's trade count); sessions that did not ask get none.
+#[actix_rt::test]
+async fn prints_stream_to_the_sessions_that_ask_for_them() {
+    let server = TestServer::start().await;
+    let mut tape = server.ws().await;
+    tape.send(json!({"op": "subscribe", "trades": ["ESZ6"]})).await;
+    tape.next_of_type("snapshot", std::time::Duration::from_secs(5)).await.expect("snapshot");
+    let mut board = server.ws().await;
+    board.subscribe(&["*"], &[]).await;
+    let events = json!([
+        trade("t:1", "ESZ6", "6850.25", 2, "buy"),
+        trade("t:2", "NQZ6", "24500.00", 1, "sell"),
+        trade("t:3", "ESZ6", "6850.00", 5, "sell"),
+        trade("t:4", "ESZ6", "6850.50", 1, "buy"),
+    ]);
+    assert_eq!(server.ingest(&events).await.0, 200);
+    let prints = tape.updates_until(std::time::Duration::from_secs(5), |got| got.len() == 3).await;
+    let seen: Vec<(String, u64, String)> = prints
+        .iter()
+        .map(|u| {
+            (
+                u["key"].as_str().unwrap_or("").to_owned(),
+                u["seq"].as_u64().unwrap_or(0),
+                u["data"]["event_id"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("trades:ESZ6".into(), 1, "t:1".into()),
+            ("trades:ESZ6".into(), 2, "t:3".into()),
+            ("trades:ESZ6".into(), 3, "t:4".into())
+        ]
+    );
+    assert!(prints.iter().all(|u| u["kind"] == "trade"));
+    assert_eq!((prints[1]["data"]["price"].as_str(), prints[1]["data"]["qty"].as_i64()), (Some("6850.00"), Some(5)));
+    assert_eq!(prints[1]["data"]["aggressor"], "sell");
+    // The board, subscribed to every instrument's state, gets no prints.
+    let board_updates = board.updates_until(std::time::Duration::from_millis(500), |_| false).await;
+    assert!(!board_updates.is_empty() && board_updates.iter().all(|u| u["kind"] != "trade"));
+    // Unsubscribed: no more prints.
+    tape.send(json!({"op": "unsubscribe", "trades": ["ESZ6"]})).await;
+    tokio_sleep().await;
+    assert_eq!(server.ingest(&json!([trade("t:5", "ESZ6", "6850.25", 1, "buy")])).await.0, 200);
+    assert_eq!(tape.next_json(std::time::Duration::from_millis(300)).await, None);
+}
+
+async fn tokio_sleep() {
+    actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+}
