@@ -41,12 +41,14 @@ migrate:
 
 ## bench: the benchmarks behind BENCHMARKS.md (about 15 minutes), written to bench/results/
 bench: deps
-	$(CARGO) build --release --locked -p ttpulse --bin ttpulse -p ttpulse-bench
+	$(CARGO) build --release --locked -p ttpulse --bin ttpulse
+	$(CARGO) build --release --locked -p ttpulse-bench
 	./target/release/ttpulse-bench run --out bench/results
 
 ## bench-quick: the same in a few minutes (fewer rates, shorter windows), to bench/results/quick/
 bench-quick: deps
-	$(CARGO) build --release --locked -p ttpulse --bin ttpulse -p ttpulse-bench
+	$(CARGO) build --release --locked -p ttpulse --bin ttpulse
+	$(CARGO) build --release --locked -p ttpulse-bench
 	./target/release/ttpulse-bench run --quick --out bench/results/quick
 
 ## fuzz: the property-based fuzz targets (event decoder, WebSocket message parser, ingest body)

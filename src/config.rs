@@ -281,6 +281,10 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_RETAIN_CANDLES_1M_HOURS", default_value_t = 0)]
     pub retain_candles_1m_hours: u64,
 
+    /// Hours 1 s P&L samples are kept; 0 keeps them for good (1 min samples always are).
+    #[arg(long, env = "TTPULSE_RETAIN_PNL_1S_HOURS", default_value_t = 48)]
+    pub retain_pnl_1s_hours: u64,
+
     /// Seconds between two passes that delete rows past their retention (in short batches).
     #[arg(long, env = "TTPULSE_PRUNE_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub prune_interval_secs: u64,
@@ -390,6 +394,7 @@ impl Config {
             retain_trades_hours: 168,
             retain_candles_1s_hours: 48,
             retain_candles_1m_hours: 0,
+            retain_pnl_1s_hours: 48,
             prune_interval_secs: 60,
             price_band: 10,
             max_event_qty: 100_000,

@@ -22,7 +22,7 @@ use ttpulse_actors::health::{HealthRegistry, names};
 use ttpulse_actors::ingest::{IngesterActor, SourceConfig};
 use ttpulse_actors::kafka::{self, Feed, KafkaConsumerActor, KafkaProducerActor, KafkaSettings};
 use ttpulse_actors::messages::{
-    CloseAll, Flush, Prune, QueryFills, RawBatch, Restart, StopIntake, SyncInstruments, UpdateBatch,
+    CloseAll, Flush, Prune, QueryFills, RawBatch, Restart, SamplePnl, StopIntake, SyncInstruments, UpdateBatch,
 };
 use ttpulse_actors::metrics::Metrics;
 use ttpulse_actors::processor::{ProcessorActor, ProcessorConfig};
@@ -150,23 +150,55 @@ pub fn validate(config: &Config) -> anyhow::Result<()> {
 fn prune_in_background(config: &Config, writer: Recipient<Prune>) {
     let hours =
         |h: u64| (h > 0).then(|| i64::try_from(h).unwrap_or(i64::MAX / 3_600_000_000).saturating_mul(3_600_000_000));
-    let (trades, candles_1s, candles_1m) = (
+    let (trades, candles_1s, candles_1m, pnl_1s) = (
         hours(config.retain_trades_hours),
         hours(config.retain_candles_1s_hours),
         hours(config.retain_candles_1m_hours),
+        hours(config.retain_pnl_1s_hours),
     );
-    if trades.is_none() && candles_1s.is_none() && candles_1m.is_none() {
+    if trades.is_none() && candles_1s.is_none() && candles_1m.is_none() && pnl_1s.is_none() {
         return;
     }
     let interval = Duration::from_secs(config.prune_interval_secs);
     actix_rt::spawn(async move {
         loop {
             actix_rt::time::sleep(interval).await;
-            let prune = Prune { now: ttpulse_actors::health::now_micros(), trades, candles_1s, candles_1m };
+            let prune = Prune { now: ttpulse_actors::health::now_micros(), trades, candles_1s, candles_1m, pnl_1s };
             match writer.send(prune).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "pruning old rows failed; trying again next time"),
                 Err(e) => tracing::warn!(error = %e, "the database writer is unavailable for pruning"),
+            }
+        }
+    });
+}
+
+/// Every second, samples each account's P&L from the stored positions (through the database
+/// writer, after the writes before it), stores it, and publishes it downstream as `pnl` updates.
+/// With several processors each samples: the same second gives the same seq, which the cache
+/// keeps once.
+fn sample_pnl_in_background(writer: Recipient<SamplePnl>, downstream: Recipient<UpdateBatch>) {
+    actix_rt::spawn(async move {
+        let mut tick = actix_rt::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let points = match writer.send(SamplePnl { now: ttpulse_actors::health::now_micros() }).await {
+                Ok(Ok(points)) => points,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "sampling P&L failed; trying again in a second");
+                    continue;
+                }
+                Err(_) => return,
+            };
+            if points.is_empty() {
+                continue;
+            }
+            let updates: Vec<_> = points
+                .into_iter()
+                .map(|p| ttpulse_actors::domain::Published::new(ttpulse_actors::domain::Update::Pnl(p), 0))
+                .collect();
+            if let Err(e) = downstream.send(UpdateBatch { updates: updates.into() }).await {
+                tracing::warn!(error = %e, "the next hop did not take the P&L samples");
             }
         }
     });
@@ -317,6 +349,7 @@ async fn start_embedded(config: &Config) -> anyhow::Result<Pipeline> {
     let cache = parts.local_cache(hub.clone().recipient());
     let processor = parts.processor(config, cache.clone().recipient(), &writer);
     prune_in_background(config, writer.clone().recipient());
+    sample_pnl_in_background(writer.clone().recipient(), cache.clone().recipient());
     let ingester = parts.ingester(config, processor.clone().recipient())?;
     let restartable = BTreeMap::from([
         (names::INGESTER, ingester.clone().recipient()),
@@ -413,6 +446,7 @@ async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pip
         let processed_out = producer(kafka::PROCESSED_TOPIC, names::KAFKA_PRODUCER_PROCESSED);
         let processor = parts.processor(config, processed_out.clone().recipient(), writer);
         prune_in_background(config, writer.clone().recipient());
+        sample_pnl_in_background(writer.clone().recipient(), processed_out.clone().recipient());
         flush = Some(processor.clone().recipient());
         let feed = Feed::Raw {
             target: processor.clone().recipient(),

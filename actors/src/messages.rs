@@ -13,7 +13,8 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::domain::{
-    Candle, Changes, EngineSnapshot, InstrumentSpec, Interval, Micros, Published, RawEvent, ValidEvent, ValidationError,
+    Candle, Changes, EngineSnapshot, InstrumentSpec, Interval, Micros, PnlPoint, Published, RawEvent, ValidEvent,
+    ValidationError,
 };
 use crate::session::outbox::Outbox;
 use crate::store::{StoreError, StoredFill, StoredTrade};
@@ -193,6 +194,7 @@ pub struct Prune {
     pub trades: Option<Micros>,
     pub candles_1s: Option<Micros>,
     pub candles_1m: Option<Micros>,
+    pub pnl_1s: Option<Micros>,
 }
 
 /// Rows a prune deleted, by table.
@@ -201,6 +203,25 @@ pub struct Pruned {
     pub trades: usize,
     pub candles_1s: usize,
     pub candles_1m: usize,
+    pub pnl_1s: usize,
+}
+
+/// Samples every account's P&L now, stores it (1 s and 1 min buckets) and returns the points.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Vec<PnlPoint>, StoreError>")]
+pub struct SamplePnl {
+    pub now: Micros,
+}
+
+/// An account's P&L over time, oldest first.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Vec<PnlPoint>, StoreError>")]
+pub struct QueryPnl {
+    pub account: String,
+    pub interval: Interval,
+    pub from: Option<Micros>,
+    pub to: Option<Micros>,
+    pub limit: i64,
 }
 
 #[derive(Message, Debug)]

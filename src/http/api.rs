@@ -6,7 +6,9 @@ use serde_json::json;
 use ttpulse_actors::cache::Filter;
 use ttpulse_actors::domain::ids::{ACCOUNT_RULE, is_valid_account};
 use ttpulse_actors::domain::{Interval, RawEvent};
-use ttpulse_actors::messages::{FillCursor, IngestError, IngestEvents, QueryCandles, QueryFills, QueryTrades};
+use ttpulse_actors::messages::{
+    FillCursor, IngestError, IngestEvents, QueryCandles, QueryFills, QueryPnl, QueryTrades,
+};
 use ttpulse_actors::session::{SessionUser, start_session};
 
 use super::auth::{Access, Auth};
@@ -205,6 +207,24 @@ pub struct FillsQuery {
     limit: Option<i64>,
 }
 
+/// The one account a read of account history names: required, valid, and granted.
+fn one_account(access: &Access, account: Option<&str>) -> Result<String, ApiError> {
+    let Some(account) = account else {
+        return Err(ApiError::bad_request("bad_query", "`account` is required"));
+    };
+    if account.contains(',') || account == "*" {
+        return Err(ApiError::bad_request("bad_query", "`account` names one account"));
+    }
+    if !is_valid_account(account) {
+        return Err(ApiError::bad_request(
+            "invalid_account",
+            format!("invalid account `{account}`: an account is {ACCOUNT_RULE}"),
+        ));
+    }
+    account_filter(access, Some(account))?;
+    Ok(account.to_owned())
+}
+
 /// Start of the UTC day holding `micros`: the trading day when a read names no time.
 fn day_start(micros: i64) -> i64 {
     const DAY: i64 = 86_400_000_000;
@@ -224,20 +244,7 @@ pub async fn fills(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let access = auth.access(&req)?;
-    let Some(account) = query.account.clone() else {
-        return Err(ApiError::bad_request("bad_query", "`account` is required"));
-    };
-    // One account, checked like every read: its name, then the caller's grant.
-    if account.contains(',') || account == "*" {
-        return Err(ApiError::bad_request("bad_query", "`account` names one account"));
-    }
-    if !is_valid_account(&account) {
-        return Err(ApiError::bad_request(
-            "invalid_account",
-            format!("invalid account `{account}`: an account is {ACCOUNT_RULE}"),
-        ));
-    }
-    account_filter(&access, Some(&account))?;
+    let account = one_account(&access, query.account.as_deref())?;
     if let Some(symbol) = &query.symbol {
         known_symbol(&pipeline, symbol)?;
     }
@@ -284,6 +291,40 @@ fn parse_cursor(text: &str) -> Option<FillCursor> {
     let symbol = parts.next()?.to_owned();
     let seq = parts.next()?.parse().ok()?;
     Some(FillCursor { ts, symbol, seq })
+}
+
+#[derive(Deserialize)]
+pub struct PnlQuery {
+    account: Option<String>,
+    interval: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/pnl?account=ACC1[&interval=1s|1m][&from=][&to=][&limit=]`: the account's P&L over
+/// time (realized, unrealized, total), sampled every second into 1 s and 1 min buckets, oldest
+/// first; account data, scoped by the caller's token.
+#[get("/api/pnl")]
+pub async fn pnl(
+    pipeline: web::Data<Pipeline>,
+    query: web::Query<PnlQuery>,
+    auth: web::Data<Auth>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let access = auth.access(&req)?;
+    let account = one_account(&access, query.account.as_deref())?;
+    let interval_text = query.interval.as_deref().unwrap_or("1m");
+    let Some(interval) = Interval::parse(interval_text) else {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            format!("`interval` must be `1s` or `1m`, got `{interval_text}`"),
+        ));
+    };
+    let limit = history_limit(query.limit, 300)?;
+    let points =
+        read_database(&pipeline, QueryPnl { account, interval, from: query.from, to: query.to, limit }).await?;
+    Ok(HttpResponse::Ok().json(points))
 }
 
 #[derive(Deserialize)]

@@ -107,6 +107,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 .service(api::candles)
                 .service(api::fills)
                 .service(api::trades)
+                .service(api::pnl)
                 .service(api::websocket);
         }
         if serves_ingest {

@@ -102,6 +102,17 @@ async fn events_cross_the_broker_redis_and_postgres_to_two_api_processes() {
     assert_eq!((fills["fills"][0]["fill_id"].as_str(), fills["fills"][0]["seq"].as_u64()), (Some("F-1"), Some(1)));
     let (_, lane) = get_json(&format!("{}/api/fills?account=ACC1&symbol=ESZ6&since_seq=0", api[0].url)).await;
     assert_eq!(lane["fills"].as_array().map(Vec::len), Some(1), "{lane}");
+    // P&L over time is sampled by the processor, stored in PostgreSQL and pushed through Kafka and
+    // Redis to the api processes' sessions.
+    let sampled = eventually(WAIT, async || {
+        let (_, points) = get_json(&format!("{}/api/pnl?account=ACC1&interval=1s", api[0].url)).await;
+        points.as_array().is_some_and(|p| !p.is_empty())
+    })
+    .await;
+    assert!(sampled, "no P&L samples stored");
+    let pushed =
+        clients[0].updates_until(WAIT, |got| got.iter().any(|u| u["kind"] == "pnl" && u["key"] == "pnl:ACC1:1s")).await;
+    assert!(pushed.iter().any(|u| u["kind"] == "pnl"), "no pnl update reached the api's session");
     // A client that held nothing of the lane recovers its fill over the WebSocket, from PostgreSQL.
     let mut back = WsClient::connect(&api[1].ws_url()).await;
     back.send(json!({"op": "subscribe", "positions": ["ACC1"], "recover": {"fills:ACC1:ESZ6": 0}})).await;
@@ -310,13 +321,26 @@ async fn redis_restarted_empty_is_rebuilt_and_clients_get_a_fresh_snapshot() {
     ingest(&all, &[quote("r:1", "GCG7", "4050.0", "4050.1"), fill("r:2", "ACC2", "F-r", "GCG7", "buy", "4050.1", 2)])
         .await;
     assert!(eventually(WAIT, async || services.redis_cli(&["HGET", "tt:pos:ACC2:GCG7", "seq"]) == "1").await);
-    let keys_before = services.redis_cli(&["SCARD", "tt:keys"]);
+    // The state keys (P&L samples come back by themselves every second; they are not state to
+    // rebuild).
+    let state_keys = |services: &Services| {
+        let mut keys: Vec<String> = services
+            .redis_cli(&["SMEMBERS", "tt:keys"])
+            .lines()
+            .filter(|k| !k.is_empty() && !k.starts_with("tt:pnl:"))
+            .map(str::to_owned)
+            .collect();
+        keys.sort();
+        keys
+    };
+    let keys_before = state_keys(&services);
+    assert_eq!(keys_before.len(), 3, "inst, pos and fills: {keys_before:?}");
 
     services.stop_redis();
     services.start_redis();
     assert_eq!(services.redis_cli(&["SCARD", "tt:keys"]), "0", "a new, empty Redis");
     // The cache updater rebuilds it from the database...
-    let rebuilt = eventually(WAIT, async || services.redis_cli(&["SCARD", "tt:keys"]) == keys_before).await;
+    let rebuilt = eventually(WAIT, async || state_keys(&services) == keys_before).await;
     assert!(rebuilt, "Redis not rebuilt; log:\n{}", all.log_text());
     assert_eq!(services.redis_cli(&["HGET", "tt:inst:GCG7", "seq"]), "1");
     // ...and the client gets a fresh snapshot holding the state (skipping any snapshot sent

@@ -466,6 +466,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/candles", "get"),
         ("/api/fills", "get"),
         ("/api/trades", "get"),
+        ("/api/pnl", "get"),
         ("/api/ingest", "post"),
         ("/api/openapi.json", "get"),
         ("/ws", "get"),
@@ -481,5 +482,5 @@ async fn the_openapi_document_describes_every_route() {
         assert_ne!(code, 404, "{path} is described but not served");
     }
     // And nothing is described that the server does not serve.
-    assert_eq!(paths.len(), 13, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 14, "{:?}", paths.keys().collect::<Vec<_>>());
 }

@@ -256,6 +256,9 @@ async fn the_fills_history_is_scoped_by_the_token() {
     });
     assert!(wait.await, "ACC1's fill is stored and readable");
     assert_eq!(get(&server, "/api/fills?account=ACC2", Some(&acc1)).await.0, 403);
+    assert_eq!(get(&server, "/api/pnl?account=ACC2", Some(&acc1)).await.0, 403, "P&L is account data too");
+    assert_eq!(get(&server, "/api/pnl?account=ACC1", None).await.0, 401);
+    assert_eq!(get(&server, "/api/pnl?account=ACC1", Some(&acc1)).await.0, 200);
     assert_eq!(get(&server, "/api/fills?account=ACC1", None).await.0, 401);
     let all = token(&["*"], 300, SECRET);
     let (status, body) = get(&server, "/api/fills?account=ACC2", Some(&all)).await;

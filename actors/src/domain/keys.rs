@@ -21,6 +21,11 @@ pub enum Key<'a> {
     },
     /// An instrument's prints (its latest print is the key's state).
     Trades(&'a str),
+    /// An account's P&L over time, per interval.
+    Pnl {
+        account: &'a str,
+        interval: Interval,
+    },
 }
 
 impl<'a> Key<'a> {
@@ -31,6 +36,7 @@ impl<'a> Key<'a> {
         let key = match (parts.next()?, parts.next()?, parts.next()) {
             ("inst", symbol, None) => Key::Instrument(symbol),
             ("trades", symbol, None) => Key::Trades(symbol),
+            ("pnl", account, Some(interval)) => Key::Pnl { account, interval: Interval::parse(interval)? },
             ("candle", symbol, Some(interval)) => Key::Candle(symbol, Interval::parse(interval)?),
             ("pos", account, Some(symbol)) => Key::Position { account, symbol },
             ("fills", account, Some(symbol)) => Key::Fills { account, symbol },
@@ -42,7 +48,7 @@ impl<'a> Key<'a> {
     /// The account of an account's key (its position or its fills).
     pub fn account(&self) -> Option<&'a str> {
         match self {
-            Key::Position { account, .. } | Key::Fills { account, .. } => Some(account),
+            Key::Position { account, .. } | Key::Fills { account, .. } | Key::Pnl { account, .. } => Some(account),
             _ => None,
         }
     }
@@ -56,6 +62,7 @@ impl fmt::Display for Key<'_> {
             Key::Position { account, symbol } => write!(f, "pos:{account}:{symbol}"),
             Key::Fills { account, symbol } => write!(f, "fills:{account}:{symbol}"),
             Key::Trades(symbol) => write!(f, "trades:{symbol}"),
+            Key::Pnl { account, interval } => write!(f, "pnl:{account}:{interval}"),
         }
     }
 }
@@ -73,6 +80,7 @@ mod tests {
             Key::Position { account: "desk-1.A_2", symbol: "ZNH7" },
             Key::Fills { account: "ACC1", symbol: "ESZ6" },
             Key::Trades("CLF7"),
+            Key::Pnl { account: "ACC1", interval: Interval::OneMinute },
         ];
         for key in keys {
             let text = key.to_string();

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod instruments;
 pub mod keys;
 pub mod market;
+pub mod pnl;
 pub mod positions;
 pub mod updates;
 
@@ -25,6 +26,7 @@ pub use events::{
 pub use instruments::{InstrumentCatalog, InstrumentSpec};
 pub use keys::Key;
 pub use market::{InstrumentBook, InstrumentState};
+pub use pnl::PnlPoint;
 pub use positions::PositionState;
 pub use updates::{FillReport, Lane, Published, Topic, TradePrint, Update};
 

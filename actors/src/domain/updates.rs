@@ -11,6 +11,7 @@ use super::candles::Candle;
 use super::events::Side;
 use super::keys::Key;
 use super::market::InstrumentState;
+use super::pnl::PnlPoint;
 use super::positions::PositionState;
 
 /// Schema version of the update wire format.
@@ -57,6 +58,8 @@ pub enum Update {
     Position(PositionState),
     Fill(FillReport),
     Trade(TradePrint),
+    /// An account's P&L, sampled every second (its 1 s or 1 min bucket).
+    Pnl(PnlPoint),
 }
 
 /// The delivery lane of an update.
@@ -96,6 +99,7 @@ impl Update {
             Update::Position(p) => Key::Position { account: &p.account, symbol: &p.symbol },
             Update::Fill(f) => Key::Fills { account: &f.account, symbol: &f.symbol },
             Update::Trade(t) => Key::Trades(&t.symbol),
+            Update::Pnl(p) => Key::Pnl { account: &p.account, interval: p.interval },
         };
         key.to_string()
     }
@@ -107,6 +111,7 @@ impl Update {
             Update::Position(p) => p.seq,
             Update::Fill(f) => f.seq,
             Update::Trade(t) => t.seq,
+            Update::Pnl(p) => p.seq,
         }
     }
 
@@ -117,6 +122,7 @@ impl Update {
             Update::Position(_) => "position",
             Update::Fill(_) => "fill",
             Update::Trade(_) => "trade",
+            Update::Pnl(_) => "pnl",
         }
     }
 
@@ -134,6 +140,7 @@ impl Update {
             Update::Position(p) => Topic::Account(&p.account),
             Update::Fill(f) => Topic::Account(&f.account),
             Update::Trade(t) => Topic::Prints(&t.symbol),
+            Update::Pnl(p) => Topic::Account(&p.account),
         }
     }
 }

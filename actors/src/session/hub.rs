@@ -44,7 +44,7 @@ impl Entry {
             Some(Key::Instrument(symbol) | Key::Candle(symbol, _)) => {
                 wants(TopicKey::Instrument(symbol.into()), TopicKey::AllInstruments)
             }
-            Some(Key::Position { account, .. } | Key::Fills { account, .. }) => {
+            Some(Key::Position { account, .. } | Key::Fills { account, .. } | Key::Pnl { account, .. }) => {
                 wants(TopicKey::Account(account.into()), TopicKey::AllAccounts)
             }
             Some(Key::Trades(symbol)) => wants(TopicKey::Prints(symbol.into()), TopicKey::AllPrints),

@@ -7,10 +7,11 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use super::{DbPool, StoreError, StoredFill, StoredTrade};
-use crate::domain::{Candle, EngineSnapshot, InstrumentCatalog};
+use crate::domain::{Candle, EngineSnapshot, InstrumentCatalog, PnlPoint};
 use crate::health::ActorHealth;
 use crate::messages::{
-    LoadSnapshot, Prune, Pruned, QueryCandles, QueryFills, QueryTrades, SyncInstruments, WriteChanges,
+    LoadSnapshot, Prune, Pruned, QueryCandles, QueryFills, QueryPnl, QueryTrades, SamplePnl, SyncInstruments,
+    WriteChanges,
 };
 use crate::metrics::Metrics;
 use crate::with_conn;
@@ -96,15 +97,38 @@ impl Handler<Prune> for DbActor {
         let _span = tracing::debug_span!("db_prune").entered();
         let mut conn = self.pool.get()?;
         let pruned = with_conn!(&mut conn, queries::prune(&msg))?;
-        for (table, rows) in
-            [("trades", pruned.trades), ("candles_1s", pruned.candles_1s), ("candles_1m", pruned.candles_1m)]
-        {
+        let tables = [
+            ("trades", pruned.trades),
+            ("candles_1s", pruned.candles_1s),
+            ("candles_1m", pruned.candles_1m),
+            ("pnl_1s", pruned.pnl_1s),
+        ];
+        for (table, rows) in tables {
             if rows > 0 {
                 self.metrics.db_rows_pruned.with_label_values(&[table]).inc_by(rows as u64);
                 tracing::info!(table, rows, "rows past their retention deleted");
             }
         }
         Ok(pruned)
+    }
+}
+
+impl Handler<SamplePnl> for DbActor {
+    type Result = Result<Vec<PnlPoint>, StoreError>;
+
+    fn handle(&mut self, msg: SamplePnl, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.pool.get()?;
+        with_conn!(&mut conn, queries::sample_pnl(&self.catalog, msg.now))
+    }
+}
+
+impl Handler<QueryPnl> for DbActor {
+    type Result = Result<Vec<PnlPoint>, StoreError>;
+
+    fn handle(&mut self, msg: QueryPnl, _: &mut Self::Context) -> Self::Result {
+        self.health.handled();
+        let mut conn = self.pool.get()?;
+        with_conn!(&mut conn, queries::pnl_history(&msg))
     }
 }
 

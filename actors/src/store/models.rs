@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use rust_decimal::Decimal;
 
 use super::StoreError;
-use super::schema::{candles, event_watermarks, fills, instrument_states, instruments, positions, trades};
+use super::schema::{candles, event_watermarks, fills, instrument_states, instruments, pnl_samples, positions, trades};
 use crate::domain::engine::{FillRecord, TradeRecord};
 use crate::domain::{
     Candle, FillReport, InstrumentBook, InstrumentSpec, InstrumentState, Interval, PositionState, Side,
@@ -118,6 +118,51 @@ pub struct FillReadRow {
     pub price: String,
     pub qty: i64,
     pub ts: i64,
+}
+
+#[derive(Insertable, AsChangeset, Queryable, Selectable)]
+#[diesel(table_name = pnl_samples)]
+pub struct PnlRow {
+    pub account: String,
+    pub period: String,
+    pub start_ts: i64,
+    pub realized: String,
+    pub unrealized: String,
+    pub sampled_at: i64,
+}
+
+impl From<&crate::domain::PnlPoint> for PnlRow {
+    fn from(p: &crate::domain::PnlPoint) -> Self {
+        Self {
+            account: p.account.clone(),
+            period: p.interval.as_str().to_owned(),
+            start_ts: p.start,
+            realized: p.realized.to_string(),
+            unrealized: p.unrealized.to_string(),
+            sampled_at: to_i64(p.seq),
+        }
+    }
+}
+
+impl TryFrom<PnlRow> for crate::domain::PnlPoint {
+    type Error = StoreError;
+
+    fn try_from(r: PnlRow) -> Result<Self, StoreError> {
+        let realized = decimal("realized", &r.realized)?;
+        let unrealized = decimal("unrealized", &r.unrealized)?;
+        Ok(Self {
+            interval: crate::domain::Interval::parse(&r.period)
+                .ok_or_else(|| StoreError::Corrupt(format!("pnl_samples.period holds `{}`", r.period)))?,
+            total: realized
+                .checked_add(unrealized)
+                .ok_or_else(|| StoreError::Corrupt("a P&L total overflows".into()))?,
+            account: r.account,
+            start: r.start_ts,
+            realized,
+            unrealized,
+            seq: to_u64(r.sampled_at),
+        })
+    }
 }
 
 /// A stored side (`buy` or `sell`).

@@ -92,6 +92,83 @@ macro_rules! backend_queries {
                 .map_err(StoreError::from)
             }
 
+            /// Every stored position, marked to its instrument's mid in `mids`.
+            fn marked_positions(
+                conn: &mut $conn,
+                catalog: &InstrumentCatalog,
+                mids: &HashMap<String, Option<rust_decimal::Decimal>>,
+            ) -> Result<Vec<crate::domain::PositionState>, StoreError> {
+                let mut out = Vec::new();
+                for row in positions::table.select(PositionRow::as_select()).load(conn)? {
+                    let multiplier = catalog.get(&row.symbol).map(|s| s.multiplier).ok_or_else(|| {
+                        StoreError::Corrupt(format!("position in `{}`, which is not in the catalog", row.symbol))
+                    })?;
+                    let mark = mids.get(&row.symbol).copied().flatten();
+                    out.push(row.into_state(mark, multiplier)?);
+                }
+                Ok(out)
+            }
+
+            /// Samples every account's P&L at `now` from the stored positions and mids, and
+            /// stores it in its 1 s and 1 min buckets (a later sample of a bucket replaces an
+            /// earlier one). Returns the points, to publish.
+            pub fn sample_pnl(
+                conn: &mut $conn,
+                catalog: &InstrumentCatalog,
+                now: crate::domain::Micros,
+            ) -> Result<Vec<crate::domain::PnlPoint>, StoreError> {
+                let mids: HashMap<String, Option<rust_decimal::Decimal>> = instrument_states::table
+                    .select(InstrumentStateRow::as_select())
+                    .load(conn)?
+                    .into_iter()
+                    .map(InstrumentBook::try_from)
+                    .map(|book| book.map(|b| (b.state.symbol.clone(), b.state.mid)))
+                    .collect::<Result<_, _>>()?;
+                let positions = marked_positions(conn, catalog, &mids)?;
+                let points = crate::domain::pnl::points(&crate::domain::pnl::by_account(&positions), now);
+                conn.transaction::<(), diesel::result::Error, _>(|conn| {
+                    for point in &points {
+                        let row = PnlRow::from(point);
+                        forward_only(
+                            diesel::insert_into(pnl_samples::table)
+                                .values(&row)
+                                .on_conflict((pnl_samples::account, pnl_samples::period, pnl_samples::start_ts))
+                                .do_update()
+                                .set(&row),
+                            pnl_samples::sampled_at.lt(excluded(pnl_samples::sampled_at)),
+                        )
+                        .execute(conn)?;
+                    }
+                    Ok(())
+                })?;
+                Ok(points)
+            }
+
+            /// An account's P&L samples of one interval, oldest first: the latest `limit`, within
+            /// [`from`, `to`] when given.
+            pub fn pnl_history(
+                conn: &mut $conn,
+                query: &crate::messages::QueryPnl,
+            ) -> Result<Vec<crate::domain::PnlPoint>, StoreError> {
+                let mut select = pnl_samples::table
+                    .filter(pnl_samples::account.eq(&query.account))
+                    .filter(pnl_samples::period.eq(query.interval.as_str()))
+                    .into_boxed();
+                if let Some(from) = query.from {
+                    select = select.filter(pnl_samples::start_ts.ge(from));
+                }
+                if let Some(to) = query.to {
+                    select = select.filter(pnl_samples::start_ts.le(to));
+                }
+                let mut rows = select
+                    .order(pnl_samples::start_ts.desc())
+                    .limit(query.limit)
+                    .select(PnlRow::as_select())
+                    .load(conn)?;
+                rows.reverse();
+                rows.into_iter().map(crate::domain::PnlPoint::try_from).collect()
+            }
+
             /// Records the instrument catalog (reference data for SQL users).
             pub fn sync_instruments(conn: &mut $conn, specs: &[InstrumentSpec]) -> Result<(), StoreError> {
                 conn.transaction::<(), diesel::result::Error, _>(|conn| {
@@ -135,14 +212,7 @@ macro_rules! backend_queries {
                     }
                 }
 
-                let mut positions_out = Vec::new();
-                for row in positions::table.select(PositionRow::as_select()).load(conn)? {
-                    let multiplier = catalog.get(&row.symbol).map(|s| s.multiplier).ok_or_else(|| {
-                        StoreError::Corrupt(format!("position in `{}`, which is not in the catalog", row.symbol))
-                    })?;
-                    let mark = mids.get(&row.symbol).copied().flatten();
-                    positions_out.push(row.into_state(mark, multiplier)?);
-                }
+                let positions_out = marked_positions(conn, catalog, &mids)?;
 
                 let fill_seqs = fills::table
                     .group_by((fills::account, fills::symbol))
@@ -244,6 +314,22 @@ macro_rules! backend_queries {
                         let Some(oldest) = oldest else { break };
                         let bound = cutoff.min(oldest.saturating_add(super::PRUNE_SLICE));
                         pruned.trades += diesel::delete(trades::table.filter(trades::ts.lt(bound))).execute(conn)?;
+                    }
+                }
+                if let Some(age) = prune.pnl_1s {
+                    let cutoff = prune.now.saturating_sub(age);
+                    let series = pnl_samples::period.eq(Interval::OneSecond.as_str());
+                    for _ in 0..super::PRUNE_BATCHES {
+                        let oldest: Option<i64> = pnl_samples::table
+                            .filter(series)
+                            .filter(pnl_samples::start_ts.lt(cutoff))
+                            .select(diesel::dsl::min(pnl_samples::start_ts))
+                            .first(conn)?;
+                        let Some(oldest) = oldest else { break };
+                        let bound = cutoff.min(oldest.saturating_add(super::PRUNE_SLICE));
+                        pruned.pnl_1s +=
+                            diesel::delete(pnl_samples::table.filter(series).filter(pnl_samples::start_ts.lt(bound)))
+                                .execute(conn)?;
                     }
                 }
                 for (interval, age, count) in [

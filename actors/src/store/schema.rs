@@ -37,6 +37,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    pnl_samples (account, period, start_ts) {
+        account -> Text,
+        period -> Text,
+        start_ts -> BigInt,
+        realized -> Text,
+        unrealized -> Text,
+        sampled_at -> BigInt,
+    }
+}
+
+diesel::table! {
     candles (symbol, period, start_ts) {
         symbol -> Text,
         period -> Text,
@@ -97,4 +108,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     instrument_states,
     positions,
     event_watermarks,
+    pnl_samples,
 );

@@ -273,3 +273,41 @@ async fn prints_stream_to_the_sessions_that_ask_for_them() {
 async fn tokio_sleep() {
     actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
 }
+
+/// P&L over time: every account's realized and unrealized P&L, sampled every second, stored in
+/// 1 s and 1 min buckets, read back by `GET /api/pnl` and pushed as `pnl` updates.
+#[actix_rt::test]
+async fn pnl_is_sampled_every_second_stored_and_pushed() {
+    let server = TestServer::start().await;
+    let mut ws = server.ws().await;
+    ws.subscribe(&[], &["ACC1"]).await;
+    let events = json!([
+        quote("p:1", "ESZ6", "6850.00", "6850.25"),
+        fill("p:2", "ACC1", "F-1", "ESZ6", "buy", "6850.00", 2),
+        fill("p:3", "ACC1", "F-2", "ESZ6", "sell", "6851.00", 1),
+        fill("p:4", "ACC2", "F-3", "ESZ6", "buy", "6850.25", 1),
+    ]);
+    assert_eq!(server.ingest(&events).await.0, 200);
+    // Realized (6851 - 6850) x 1 x 50 = 50; unrealized (6850.125 - 6850) x 1 x 50 = 6.25.
+    let pushed = ws
+        .updates_until(std::time::Duration::from_secs(5), |got| {
+            got.iter().any(|u| u["kind"] == "pnl" && u["key"] == "pnl:ACC1:1s" && u["data"]["total"] == "56.25")
+        })
+        .await;
+    let point = pushed.iter().rfind(|u| u["key"] == "pnl:ACC1:1s").expect("a pnl update for ACC1");
+    assert_eq!((point["data"]["realized"].as_str(), point["data"]["unrealized"].as_str()), (Some("50"), Some("6.25")));
+    assert!(pushed.iter().all(|u| u["kind"] != "pnl" || u["data"]["account"] == "ACC1"), "only the subscribed account");
+
+    let (status, seconds) = server.get_json("/api/pnl?account=ACC1&interval=1s").await;
+    assert_eq!(status, 200, "{seconds}");
+    let last = seconds.as_array().and_then(|s| s.last()).cloned().expect("1 s samples");
+    assert_eq!((last["total"].as_str(), last["interval"].as_str()), (Some("56.25"), Some("1s")), "{seconds}");
+    let starts: Vec<i64> = seconds.as_array().expect("samples").iter().filter_map(|p| p["start"].as_i64()).collect();
+    assert!(starts.windows(2).all(|w| w[1] - w[0] >= 1_000_000), "one per second, oldest first: {starts:?}");
+    let (_, minutes) = server.get_json("/api/pnl?account=ACC1&interval=1m").await;
+    assert!(minutes.as_array().is_some_and(|m| !m.is_empty() && m.len() <= 2), "{minutes}");
+    let (_, other) = server.get_json("/api/pnl?account=ACC2&interval=1s").await;
+    // (6850.125 - 6850.25) x 1 x 50 = -6.25
+    assert_eq!(other.as_array().and_then(|s| s.last()).map(|p| p["total"].clone()), Some(json!("-6.25")));
+    assert_eq!(server.get_json("/api/pnl?account=ACC1&interval=5m").await.0, 400);
+}

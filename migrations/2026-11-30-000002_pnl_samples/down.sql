@@ -1,0 +1,1 @@
+DROP TABLE pnl_samples;
