@@ -22,7 +22,7 @@ use ttpulse_actors::health::{HealthRegistry, names};
 use ttpulse_actors::ingest::{IngesterActor, SourceConfig};
 use ttpulse_actors::kafka::{self, Feed, KafkaConsumerActor, KafkaProducerActor, KafkaSettings};
 use ttpulse_actors::messages::{
-    CloseAll, Flush, Prune, QueryFills, RawBatch, Restart, SamplePnl, StopIntake, SyncInstruments, UpdateBatch,
+    CloseAll, Flush, Prune, Pruned, QueryFills, RawBatch, Restart, SamplePnl, StopIntake, SyncInstruments, UpdateBatch,
 };
 use ttpulse_actors::metrics::Metrics;
 use ttpulse_actors::processor::{ProcessorActor, ProcessorConfig};
@@ -163,11 +163,22 @@ fn prune_in_background(config: &Config, writer: Recipient<Prune>) {
     actix_rt::spawn(async move {
         loop {
             actix_rt::time::sleep(interval).await;
-            let prune = Prune { now: ttpulse_actors::health::now_micros(), trades, candles_1s, candles_1m, pnl_1s };
-            match writer.send(prune).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "pruning old rows failed; trying again next time"),
-                Err(e) => tracing::warn!(error = %e, "the database writer is unavailable for pruning"),
+            // One short slice per table per message: the processor's writes queue up between
+            // them. A backlog (retention just turned on) is worked off slice after slice.
+            for _ in 0..10_000 {
+                let prune = Prune { now: ttpulse_actors::health::now_micros(), trades, candles_1s, candles_1m, pnl_1s };
+                match writer.send(prune).await {
+                    Ok(Ok(pruned)) if pruned == Pruned::default() => break,
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "pruning old rows failed; trying again next time");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the database writer is unavailable for pruning");
+                        break;
+                    }
+                }
             }
         }
     });

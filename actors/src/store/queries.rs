@@ -445,10 +445,11 @@ macro_rules! backend_queries {
     };
 }
 
-/// Statements one prune runs at most per table, and the slice of time (Unix micros) each
-/// deletes: at 5,000 trades/s a slice is some 300,000 rows.
-const PRUNE_BATCHES: usize = 20;
-const PRUNE_SLICE: i64 = 60_000_000;
+/// Statements one prune runs at most per table (one: the writer takes the processor's writes
+/// between two prunes), and the slice of time (Unix micros) each deletes: at 5,000 trades/s a
+/// slice is some 50,000 rows, a short pause for the writer.
+const PRUNE_BATCHES: usize = 1;
+const PRUNE_SLICE: i64 = 10_000_000;
 
 /// Rows per multi-row INSERT: well under PostgreSQL's limit on bound parameters.
 const INSERT_CHUNK: usize = 1_000;
