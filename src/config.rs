@@ -268,6 +268,12 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_INGEST_CONFIRM_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub ingest_confirm_timeout_ms: u64,
 
+    /// Whether prints (time and sales, the `trade` update kind) are published downstream: each
+    /// trade is then one more update through Kafka and Redis, whether or not a session asked
+    /// for prints. `false` saves that; `/api/trades` still has every print.
+    #[arg(long, env = "TTPULSE_PUBLISH_PRINTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub publish_prints: bool,
+
     /// Hours trades (time and sales) are kept in the database; 0 keeps them for good. Fills
     /// (the trader's record) and positions are always kept.
     #[arg(long, env = "TTPULSE_RETAIN_TRADES_HOURS", default_value_t = 168)]
@@ -391,6 +397,7 @@ impl Config {
             auth_issuer: None,
             auth_audience: None,
             ingest_confirm_timeout_ms: 30_000,
+            publish_prints: true,
             retain_trades_hours: 168,
             retain_candles_1s_hours: 48,
             retain_candles_1m_hours: 0,
@@ -401,6 +408,28 @@ impl Config {
             event_time_ahead_ms: 5_000,
             event_time_behind_secs: 86_400,
             shutdown_grace_secs: 20,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every setting is documented where the docs say: `.env.example` and docs/configuration.md.
+    #[test]
+    fn every_setting_is_documented() {
+        let source = include_str!("config.rs");
+        let env_example = include_str!("../.env.example");
+        let reference = include_str!("../docs/configuration.md");
+        let keys: Vec<&str> = source
+            .split("env = \"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .filter(|key| key.starts_with("TTPULSE_"))
+            .collect();
+        assert!(keys.len() > 50, "{keys:?}");
+        for key in keys {
+            assert!(env_example.contains(key), "{key} is not in .env.example");
+            assert!(reference.contains(&format!("`{key}`")), "{key} is not in docs/configuration.md");
         }
     }
 }

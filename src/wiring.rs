@@ -235,7 +235,11 @@ fn session_config(config: &Config, fills: Option<Recipient<QueryFills>>) -> Sess
 }
 
 fn processor_config(config: &Config) -> ProcessorConfig {
-    ProcessorConfig { flush_interval: config.flush_interval(), flush_rows: config.db_flush_rows as usize }
+    ProcessorConfig {
+        flush_interval: config.flush_interval(),
+        flush_rows: config.db_flush_rows as usize,
+        publish_prints: config.publish_prints,
+    }
 }
 
 /// Starts what the configuration asks for. Must run inside an actix `System`.

@@ -34,11 +34,14 @@ const MAX_CRASH_RECORDS: usize = 1_000;
 pub struct ProcessorConfig {
     pub flush_interval: Duration,
     pub flush_rows: usize,
+    /// Whether prints (`trade` updates) go downstream: each trade is then one more update on
+    /// hop 2 and hop 3, whether or not a session asked for prints.
+    pub publish_prints: bool,
 }
 
 impl Default for ProcessorConfig {
     fn default() -> Self {
-        Self { flush_interval: Duration::from_millis(5), flush_rows: 5_000 }
+        Self { flush_interval: Duration::from_millis(5), flush_rows: 5_000, publish_prints: true }
     }
 }
 
@@ -307,6 +310,9 @@ impl Handler<RawBatch> for ProcessorActor {
             return AtomicResponse::new(Box::pin(fut::ready(Err(error))));
         }
         self.health.handled_n(batch.events.len() as u64);
+        if !self.config.publish_prints {
+            updates.retain(|p| !matches!(p.update, crate::domain::Update::Trade(_)));
+        }
         self.metrics.updates_published.inc_by(updates.len() as u64);
         self.pending.merge(changes);
         self.health.set_queue_depth(self.pending.rows() as i64);
