@@ -98,6 +98,10 @@ impl ProcessorActor {
 
     /// Why `event` is refused without being tried, if it crashed the processor too often.
     fn quarantined(&self, event: &ValidEvent) -> Option<ValidationError> {
+        // The hot path: nothing ever crashed, nothing to look up (the key costs two strings).
+        if self.crashes.is_empty() {
+            return None;
+        }
         let (count, panic) = self.crashes.get(&crash_key(event))?;
         (*count >= CRASHES_BEFORE_QUARANTINE).then(|| {
             ValidationError::new("event", format!("quarantined: it crashed the processor {count} times ({panic})"))
