@@ -1,7 +1,6 @@
 //! The processes a benchmark runs: ttpulse (embedded, or one process per role), the nisshi
 //! broker, redis-server, a PostgreSQL database, and their CPU and memory.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -98,24 +97,9 @@ pub fn ttpulse(bin: &Path, name: &str, env: &[(String, String)], logs: &Path) ->
         cmd.stdout(Stdio::piped()).stderr(log).spawn().with_context(|| format!("start {}", bin.display()))?;
     let stdout = child.stdout.take().context("stdout")?;
     let mut proc = Proc { name: name.to_owned(), child, admin: String::new() };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
-        let after = |line: &str, marker: &str| {
-            line.split(marker)
-                .nth(1)
-                .and_then(|u| u.split_whitespace().next())
-                .map(|u| u.trim_end_matches('/').to_owned())
-        };
-        let url = lines.find_map(|l| after(&l, "open "));
-        let admin = lines.find_map(|l| after(&l, "admin: "));
-        if let (Some(url), Some(admin)) = (url, admin) {
-            let _ = tx.send((url, admin));
-        }
-        for _ in lines {}
-    });
-    let (url, admin) =
-        rx.recv_timeout(Duration::from_secs(60)).with_context(|| format!("{name} did not start; see its log"))?;
+    let ttpulse_harness::Banner { url, admin } = ttpulse_harness::read_banner(stdout)
+        .recv_timeout(Duration::from_secs(60))
+        .with_context(|| format!("{name} did not start; see its log"))?;
     wait_healthy(&admin)?;
     proc.admin = admin;
     if let Ok(Some(status)) = proc.child.try_wait() {

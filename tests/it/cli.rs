@@ -1,7 +1,6 @@
 //! The binary as an operator runs it: clear one-line errors for a taken port, an unusable data
 //! folder or a bad setting, `migrate`, and `run` serving the simulator's live stream.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -85,13 +84,9 @@ fn spawn_run(env: &[(&str, &str)]) -> (Killed, String, String) {
     env.push(("TTPULSE_HTTP_ADDR", "127.0.0.1:0"));
     let mut child = ttpulse(&["run"], &env).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
-    let after = |line: &str, marker: &str| {
-        line.split(marker).nth(1).and_then(|u| u.split_whitespace().next()).map(|u| u.trim_end_matches('/').to_owned())
-    };
-    let url = lines.find_map(|line| after(&line, "open ")).expect("the URL is printed");
-    let admin = lines.find_map(|line| after(&line, "admin: ")).expect("the admin URL is printed");
-    (Killed(child), url, admin)
+    let banner =
+        ttpulse_harness::read_banner(stdout).recv_timeout(Duration::from_secs(60)).expect("the URLs are printed");
+    (Killed(child), banner.url, banner.admin)
 }
 
 struct Killed(Child);
@@ -273,10 +268,9 @@ fn tokens_in_query_strings_never_reach_the_log() {
     let mut child =
         cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&log).expect("log")).spawn().expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
-    let url = lines
-        .find_map(|line| line.split("open ").nth(1).and_then(|u| u.split_whitespace().next()).map(str::to_owned))
-        .expect("the URL is printed");
+    let banner =
+        ttpulse_harness::read_banner(stdout).recv_timeout(Duration::from_secs(60)).expect("the URL is printed");
+    let url = format!("{}/", banner.url);
     let child = Killed(child);
     let secret = "eyJhbGciOiJIUzI1NiJ9.SECRET-PART-OF-A-TOKEN.c2lnbmF0dXJl";
     let _ = Command::new("curl")

@@ -1,7 +1,6 @@
 //! Real services for the distributed tests: a nisshi broker, a redis-server and a fresh
 //! PostgreSQL database per test, and ttpulse role processes started from the built binary.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -207,23 +206,8 @@ impl Services {
         }
         let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().expect("ttpulse starts");
         let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
-            let after = |line: &str, marker: &str| {
-                line.split(marker)
-                    .nth(1)
-                    .and_then(|u| u.split_whitespace().next())
-                    .map(|u| u.trim_end_matches('/').to_owned())
-            };
-            let url = lines.find_map(|l| after(&l, "open "));
-            let admin = lines.find_map(|l| after(&l, "admin: "));
-            if let (Some(url), Some(admin)) = (url, admin) {
-                let _ = tx.send((url, admin));
-            }
-            for _ in lines {}
-        });
-        let (url, admin) = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+        let rx = ttpulse_harness::read_banner(stdout);
+        let ttpulse_harness::Banner { url, admin } = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
             panic!("{roles} did not start; log:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default())
         });
         Role { proc: Proc(Some(child)), url, admin, log: log_path }
