@@ -27,6 +27,7 @@ deps:
 
 test-unit:
 	$(CARGO) test --workspace --locked --lib
+	$(CARGO) test --locked -p ttpulse-bench --bins
 
 ## test-embedded: everything but the distributed tests (needs no services)
 test-embedded:

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use crate::measure::Latency;
 use crate::{RateRow, Report};
 
 pub fn write(report: &Report, out: &Path) -> anyhow::Result<()> {
@@ -64,6 +65,19 @@ fn server(r: &RateRow) -> String {
     }
 }
 
+/// One row of the latency table: the columns every path shares, then its own last column.
+fn latency_row(s: &mut String, rate: u32, path: &str, l: &Latency, server: &str, last: &str) {
+    let _ = writeln!(
+        s,
+        "| {rate} | {path} | {} | {} | {} | {} | {server} | {:.0} | {last} |",
+        ms(l.p50_ms),
+        ms(l.p99_ms),
+        ms(l.p999_ms),
+        ms(l.max_ms),
+        l.per_second
+    );
+}
+
 fn row(rate: u32, rows: &[RateRow]) -> Option<&RateRow> {
     rows.iter().find(|r| r.rate == rate)
 }
@@ -78,26 +92,16 @@ pub fn summary(report: &Report) -> String {
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
     for r in &report.embedded {
-        let _ = writeln!(
-            s,
-            "| {} | ttpulse embedded | {} | {} | {} | {} | {} | {:.0} | {} |",
-            r.rate,
-            ms(r.latency.p50_ms),
-            ms(r.latency.p99_ms),
-            ms(r.latency.p999_ms),
-            ms(r.latency.max_ms),
-            server(r),
-            r.latency.per_second,
-            if r.rate == 10_000 {
-                format!(
-                    "target p99 < 1 ms: client {}, server {}",
-                    if r.latency.p99_ms < 1.0 { "met" } else { "missed" },
-                    if r.server_p99_ms.is_some_and(|p| p <= 1.0) { "met" } else { "missed" }
-                )
-            } else {
-                "-".to_owned()
-            }
-        );
+        let target = if r.rate == 10_000 {
+            format!(
+                "target p99 < 1 ms: client {}, server {}",
+                if r.latency.p99_ms < 1.0 { "met" } else { "missed" },
+                if r.server_p99_ms.is_some_and(|p| p <= 1.0) { "met" } else { "missed" }
+            )
+        } else {
+            "-".to_owned()
+        };
+        latency_row(&mut s, r.rate, "ttpulse embedded", &r.latency, &server(r), &target);
     }
     for r in &report.distributed {
         let (k, red) = (row(r.rate, &report.kafka_raw), row(r.rate, &report.redis_raw));
@@ -105,46 +109,18 @@ pub fn summary(report: &Report) -> String {
         let ratio = limit.map_or("-".to_owned(), |l| {
             format!("{:.2}x of 2 broker + 1 Redis trips ({} ms); target <= 1.5x", r.latency.p99_ms / l, ms(l))
         });
-        let _ = writeln!(
-            s,
-            "| {} | ttpulse distributed | {} | {} | {} | {} | {} | {:.0} | {} |",
-            r.rate,
-            ms(r.latency.p50_ms),
-            ms(r.latency.p99_ms),
-            ms(r.latency.p999_ms),
-            ms(r.latency.max_ms),
-            server(r),
-            r.latency.per_second,
-            ratio
-        );
+        latency_row(&mut s, r.rate, "ttpulse distributed", &r.latency, &server(r), &ratio);
     }
     for (name, rows) in
         [("raw broker produce->consume", &report.kafka_raw), ("raw Redis PUBLISH->subscriber", &report.redis_raw)]
     {
         for r in rows.iter() {
-            let _ = writeln!(
-                s,
-                "| {} | {name} | {} | {} | {} | {} | - | {:.0} | limit |",
-                r.rate,
-                ms(r.latency.p50_ms),
-                ms(r.latency.p99_ms),
-                ms(r.latency.p999_ms),
-                ms(r.latency.max_ms),
-                r.latency.per_second
-            );
+            latency_row(&mut s, r.rate, name, &r.latency, "-", "limit");
         }
     }
     if let Some(p) = &report.polling_1s {
-        let _ = writeln!(
-            s,
-            "| {} | legacy 1 s snapshot polling | {} | {} | {} | {} | - | {:.0} | baseline |",
-            report.embedded.first().map_or(0, |r| r.rate),
-            ms(p.p50_ms),
-            ms(p.p99_ms),
-            ms(p.p999_ms),
-            ms(p.max_ms),
-            p.per_second
-        );
+        let rate = report.embedded.first().map_or(0, |r| r.rate);
+        latency_row(&mut s, rate, "legacy 1 s snapshot polling", p, "-", "baseline");
     }
 
     let _ = writeln!(s, "\n### Warm-up (first seconds, excluded above)\n");
@@ -230,4 +206,21 @@ pub fn summary(report: &Report) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The recorded run renders to exactly the summary BENCHMARKS.md quotes, so a change to the
+    /// tables' code cannot silently change (or drop) a published figure.
+    #[test]
+    fn the_recorded_run_renders_its_published_summary() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/after-trust");
+        let report: Report =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).expect("results.json"))
+                .expect("a recorded report");
+        let published = std::fs::read_to_string(dir.join("summary.md")).expect("summary.md");
+        assert_eq!(summary(&report), published);
+    }
 }
