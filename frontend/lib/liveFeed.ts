@@ -93,6 +93,7 @@ export class LiveFeed {
   private readonly conflator: FrameConflator;
   private readonly listeners = new Set<() => void>();
   private readonly candleListeners = new Set<(c: Candle) => void>();
+  private readonly resyncListeners = new Set<() => void>();
   private readonly serverView: FeedView;
   private view: FeedView;
 
@@ -148,6 +149,16 @@ export class LiveFeed {
   onCandle(listener: (c: Candle) => void): () => void {
     this.candleListeners.add(listener);
     return () => this.candleListeners.delete(listener);
+  }
+
+  /**
+   * Called after every snapshot is applied (the first one of each connection, one asked for
+   * after a gap, one the server sent unasked): whatever was missed while it was not live, a
+   * history view should read again.
+   */
+  onResync(listener: () => void): () => void {
+    this.resyncListeners.add(listener);
+    return () => this.resyncListeners.delete(listener);
   }
 
   // --- lifecycle ------------------------------------------------------------------------------
@@ -261,6 +272,7 @@ export class LiveFeed {
         this.attempt = 0;
         this.conn = "live";
         this.lastError = null;
+        for (const listener of this.resyncListeners) listener();
         break;
       case "update": {
         const result = this.store.applyUpdate(msg);
