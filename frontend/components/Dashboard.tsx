@@ -2,9 +2,11 @@
 // The trading screen. Rendered on the server with the snapshot the page fetched (so the first
 // HTML has prices), then hydrated: useLiveFeed opens the WebSocket and keeps it current.
 
-import { useCallback, useMemo, useState } from "react";
+import { useCallback, useEffect, useMemo, useState } from "react";
 import { useLiveFeed } from "@/lib/useLiveFeed";
 import type { FeedView } from "@/lib/liveFeed";
+import type { BlotterInit } from "@/lib/blotter";
+import { BlotterFeed } from "@/lib/blotterFeed";
 import type { Instrument, Snapshot } from "@/lib/types";
 import Header from "./Header";
 import MarketWatch from "./MarketWatch";
@@ -18,6 +20,8 @@ export const INSTRUMENT_STALE_MS = 5000;
 
 export interface DashboardProps {
   initial: Snapshot | null;
+  /** The blotter's first pages, read by the server after the snapshot. */
+  initialFills?: BlotterInit | null;
   catalog: Instrument[];
   wsUrl: string | null;
   serverNow: number;
@@ -47,8 +51,13 @@ function Banner({ view, apiError }: { view: FeedView; apiError: string | null })
   );
 }
 
-export default function Dashboard({ initial, catalog, wsUrl, serverNow, apiError }: DashboardProps) {
-  const { view, feed } = useLiveFeed({ url: wsUrl, initial, initialNowMs: serverNow });
+export default function Dashboard({ initial, initialFills, catalog, wsUrl, serverNow, apiError }: DashboardProps) {
+  const [blotter] = useState(() => new BlotterFeed(initialFills ?? null));
+  const { view, feed } = useLiveFeed({ url: wsUrl, initial, initialNowMs: serverNow, recover: blotter.recoverFrom });
+  useEffect(() => {
+    blotter.attach(feed);
+    return () => blotter.detach();
+  }, [blotter, feed]);
   const data = view.data;
   const catalogBySymbol = useMemo(() => Object.fromEntries(catalog.map((c) => [c.symbol, c])), [catalog]);
   const [chosen, setChosen] = useState<string | null>(null);
@@ -100,9 +109,9 @@ export default function Dashboard({ initial, catalog, wsUrl, serverNow, apiError
         <section className="panel panel-fills" aria-labelledby="h-fills">
           <div className="panel-head">
             <h2 id="h-fills">Fills</h2>
-            <span className="panel-meta">live, newest first</span>
+            <span className="panel-meta">today, newest first</span>
           </div>
-          <Fills fills={data.fills} catalog={catalogBySymbol} />
+          <Fills blotter={blotter} catalog={catalogBySymbol} />
         </section>
       </main>
     </div>

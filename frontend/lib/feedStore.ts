@@ -50,12 +50,9 @@ export interface FeedData {
   /** Recent mids (or lasts) per symbol, oldest first, for sparklines. */
   sparks: Record<string, number[]>;
   ticks: Record<string, InstrumentTicks>;
-  /** Recent fills, newest first. */
-  fills: FillReport[];
 }
 
 export const SPARK_POINTS = 60;
-export const MAX_FILLS = 50;
 
 export function candleKey(symbol: string, interval: string): string {
   return `${symbol}:${interval}`;
@@ -89,7 +86,6 @@ export class FeedStore {
   private fillLanes = new Map<string, number>();
   private sparks = new Map<string, number[]>();
   private ticks = new Map<string, InstrumentTicks>();
-  private fills: FillReport[] = [];
   private tickCounter = 0;
   private cached: FeedData | null = null;
   /** Parts of the view changed since it was last built; the others keep their identity. */
@@ -181,7 +177,6 @@ export class FeedStore {
       accounts: fresh("accounts") ? this.fillsPerAccount() : old!.accounts,
       sparks: fresh("sparks") ? Object.fromEntries(this.sparks) : old!.sparks,
       ticks: fresh("ticks") ? Object.fromEntries(this.ticks) : old!.ticks,
-      fills: this.fills,
     };
     this.dirty.clear();
     return this.cached;
@@ -245,8 +240,8 @@ export class FeedStore {
     }
     this.fillLanes.set(lane, fill.seq);
     if (fill.position) this.applyPosition(fill.position);
-    this.fills = [fill, ...this.fills].slice(0, MAX_FILLS);
-    this.touch("accounts", "fills");
+    // The blotter (lib/blotter.ts) keeps the fills themselves.
+    this.touch("accounts");
     return "applied";
   }
 

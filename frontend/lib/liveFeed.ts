@@ -6,7 +6,7 @@
 import { backoffDelay } from "./backoff";
 import { createFrameConflator, type Caf, type FrameConflator, type Raf } from "./conflate";
 import { FeedStore, type FeedData } from "./feedStore";
-import type { Candle, ServerMessage, Snapshot } from "./types";
+import type { Candle, FillReport, RecoveredLane, ServerMessage, Snapshot } from "./types";
 
 export type ConnState = "connecting" | "live" | "stale" | "disconnected";
 
@@ -67,6 +67,11 @@ export interface LiveFeedOptions {
   connectTimeoutMs?: number;
   /** Housekeeping tick: liveness, ping, the clock of stale marks. */
   tickMs?: number;
+  /**
+   * The fill lanes to resume and the last seq held of each, sent as the subscribe's `recover`
+   * (the server answers the fills in between in a `recovered` message after the snapshot).
+   */
+  recover?: () => Record<string, number>;
 }
 
 const CONNECTING = 0;
@@ -93,7 +98,9 @@ export class LiveFeed {
   private readonly conflator: FrameConflator;
   private readonly listeners = new Set<() => void>();
   private readonly candleListeners = new Set<(c: Candle) => void>();
-  private readonly resyncListeners = new Set<() => void>();
+  private readonly resyncListeners = new Set<(snapshot: Snapshot) => void>();
+  private readonly fillListeners = new Set<(fill: FillReport) => void>();
+  private readonly recoveredListeners = new Set<(lanes: RecoveredLane[]) => void>();
   private readonly serverView: FeedView;
   private view: FeedView;
 
@@ -156,9 +163,21 @@ export class LiveFeed {
    * after a gap, one the server sent unasked): whatever was missed while it was not live, a
    * history view should read again.
    */
-  onResync(listener: () => void): () => void {
+  onResync(listener: (snapshot: Snapshot) => void): () => void {
     this.resyncListeners.add(listener);
     return () => this.resyncListeners.delete(listener);
+  }
+
+  /** Called for every fill the stream applies, in lane order (the blotter keeps them). */
+  onFill(listener: (fill: FillReport) => void): () => void {
+    this.fillListeners.add(listener);
+    return () => this.fillListeners.delete(listener);
+  }
+
+  /** Called with the server's answer to a subscribe's `recover`, after its snapshot. */
+  onRecovered(listener: (lanes: RecoveredLane[]) => void): () => void {
+    this.recoveredListeners.add(listener);
+    return () => this.recoveredListeners.delete(listener);
   }
 
   // --- lifecycle ------------------------------------------------------------------------------
@@ -245,11 +264,13 @@ export class LiveFeed {
   private sendSubscribe(): boolean {
     const socket = this.socket;
     if (!socket || socket.readyState !== OPEN) return false;
+    const recover = this.opts.recover?.() ?? {};
     socket.send(
       JSON.stringify({
         op: "subscribe",
         instruments: this.opts.instruments ?? ["*"],
         positions: this.opts.positions ?? ["*"],
+        ...(Object.keys(recover).length > 0 ? { recover } : {}),
       }),
     );
     return true;
@@ -272,7 +293,10 @@ export class LiveFeed {
         this.attempt = 0;
         this.conn = "live";
         this.lastError = null;
-        for (const listener of this.resyncListeners) listener();
+        for (const listener of this.resyncListeners) listener(msg);
+        break;
+      case "recovered":
+        for (const listener of this.recoveredListeners) listener(msg.lanes ?? []);
         break;
       case "update": {
         const result = this.store.applyUpdate(msg);
@@ -280,6 +304,8 @@ export class LiveFeed {
           this.requestResnapshot(`gap on ${msg.key}: got seq ${msg.seq}`);
         } else if (result === "applied" && msg.kind === "candle") {
           for (const listener of this.candleListeners) listener(msg.data);
+        } else if (result === "applied" && msg.kind === "fill") {
+          for (const listener of this.fillListeners) listener(msg.data);
         }
         if (msg.ingest_ts > 0) this.delayMs = Math.max(0, this.now() - msg.ingest_ts / 1000);
         if (this.conn === "stale" && !this.store.awaitingSnapshot) this.conn = "live";

@@ -1,6 +1,7 @@
 // Server-side reads of the ttpulse API for the first render (server components only).
 
 import { cookies, headers } from "next/headers";
+import type { BlotterInit, FillsPage } from "./blotter";
 import type { Instrument, Snapshot } from "./types";
 
 /** The cookie a signed-in browser carries its ttpulse token in (set by the sign-in proxy). */
@@ -44,8 +45,14 @@ export async function fetchJson<T>(path: string, timeoutMs = 3000, authorization
   return (await res.json()) as T;
 }
 
+/** Fills per account in the first render's blotter, and the most accounts it reads. */
+export const FIRST_FILLS_PAGE = 50;
+export const FIRST_FILLS_ACCOUNTS = 25;
+
 export interface InitialData {
   snapshot: Snapshot | null;
+  /** The blotter's first pages, read after the snapshot (null without one). */
+  fills: BlotterInit | null;
   catalog: Instrument[];
   error: string | null;
   /** The API needs a token for this page and the request brought none (or a refused one). */
@@ -74,10 +81,39 @@ export async function loadInitialData(): Promise<InitialData> {
     snapshot.status === "rejected" && !signInRequired
       ? `the ttpulse API (${apiUrl()}) did not answer: ${String(snapshot.reason?.message ?? snapshot.reason)}`
       : null;
+  const shown = snapshot.status === "fulfilled" && !signInRequired ? snapshot.value : null;
   return {
-    snapshot: snapshot.status === "fulfilled" && !signInRequired ? snapshot.value : null,
+    snapshot: shown,
+    fills: shown ? await loadFirstFills(shown, authorization) : null,
     catalog: catalog.status === "fulfilled" ? catalog.value : [],
     error,
     signInRequired,
   };
+}
+
+/**
+ * The newest fills of each account in the snapshot, read *after* it: so each page holds every
+ * fill the snapshot counted since the page's oldest row, and the live stream (which starts at a
+ * later snapshot) is joined by the client's `recover` without a gap. An account whose page
+ * cannot be read is left out: the client reads it once it is live.
+ */
+async function loadFirstFills(snapshot: Snapshot, authorization: string | null): Promise<BlotterInit> {
+  const lanes: Record<string, number> = {};
+  const accounts = new Set<string>();
+  for (const a of snapshot.accounts ?? []) {
+    if (!a.symbol) continue;
+    lanes[`fills:${a.account}:${a.symbol}`] = a.fill_seq;
+    accounts.add(a.account);
+  }
+  const chosen = [...accounts].sort().slice(0, FIRST_FILLS_ACCOUNTS);
+  const pages = await Promise.allSettled(
+    chosen.map((account) =>
+      fetchJson<FillsPage>(`/api/fills?account=${encodeURIComponent(account)}&limit=${FIRST_FILLS_PAGE}`, 3000, authorization),
+    ),
+  );
+  const init: BlotterInit = { pages: {}, lanes };
+  pages.forEach((page, i) => {
+    if (page.status === "fulfilled") init.pages[chosen[i]] = page.value;
+  });
+  return init;
 }

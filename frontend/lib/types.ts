@@ -85,11 +85,20 @@ export interface FillReport {
 }
 
 /** A catalog entry from GET /api/instruments. */
+/**
+ * How traders write an instrument's prices (display only: prices stay decimal strings):
+ * plain decimals, bond futures' handle and 32nds ("112-16+"), or grains' cents and eighths
+ * ("445'2").
+ */
+export type PriceFormat = "decimal" | "thirty_seconds" | "eighths";
+
 export interface Instrument {
   symbol: string;
   description: string;
   tick_size: Dec;
   multiplier: Dec;
+  /** Absent from an older server: then "decimal". */
+  price_format?: PriceFormat;
 }
 
 interface UpdateHeader {
@@ -109,9 +118,24 @@ export type UpdateMessage =
 
 export type SnapshotMessage = Snapshot & { type: "snapshot"; v: number };
 
+/** A fill as GET /api/fills and a `recovered` lane give it (no position; its event id). */
+export type StoredFill = Omit<FillReport, "position"> & { event_id?: string };
+
+/** One lane of a `recovered` message: the fills after `from` up to `to`, oldest first. */
+export interface RecoveredLane {
+  key: string;
+  from: number;
+  to: number;
+  recovered: boolean;
+  /** Why not, when `recovered` is false. */
+  reason?: string;
+  fills?: StoredFill[];
+}
+
 export type ServerMessage =
   | SnapshotMessage
   | UpdateMessage
+  | { type: "recovered"; v: number; lanes: RecoveredLane[] }
   | { type: "pong" }
   | { type: "error"; code: string; message: string };
 

@@ -1,0 +1,189 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { BlotterFeed, RECOVER_WAIT_MS, REFILL_PAGE } from "@/lib/blotterFeed";
+import type { BlotterFill } from "@/lib/blotter";
+import { LiveFeed } from "@/lib/liveFeed";
+import { FakeSocket, fakeRaf, fillUpdate, snapshot } from "./helpers";
+
+const T0 = 1_795_617_000_000_000;
+
+function stored(account: string, seq: number, symbol = "ESZ6"): BlotterFill {
+  return { account, symbol, seq, fill_id: `F-${seq}`, order_id: `o-${seq}`, side: "buy", price: "100.25", qty: 1, ts: T0 };
+}
+
+/** A fake GET /api/fills: the lane ACC1/ESZ6 holds fills 1..`upTo`. Records every path read. */
+function fakeApi(upTo: () => number, fail = () => false) {
+  const paths: string[] = [];
+  const fetchJson = async (path: string) => {
+    paths.push(path);
+    if (fail()) throw new Error("HTTP 503");
+    const q = new URL(path, "http://x").searchParams;
+    const limit = Number(q.get("limit"));
+    if (q.has("since_seq")) {
+      const from = Number(q.get("since_seq"));
+      const fills = [];
+      for (let s = from + 1; s <= upTo() && fills.length < limit; s += 1) fills.push(stored(q.get("account")!, s));
+      return { fills, next: null };
+    }
+    const fills = [];
+    for (let s = upTo(); s >= 1 && fills.length < limit; s -= 1) fills.push(stored(q.get("account")!, s));
+    return { fills, next: null };
+  };
+  return { paths, fetchJson };
+}
+
+function setup(init: ConstructorParameters<typeof BlotterFeed>[0], api: ReturnType<typeof fakeApi>) {
+  const frames = fakeRaf();
+  const blotter = new BlotterFeed(init, { fetchJson: api.fetchJson, raf: frames.raf, caf: frames.caf, random: () => 0.5 });
+  const feed = new LiveFeed({
+    url: "ws://test/ws",
+    initial: snapshot(),
+    socketFactory: FakeSocket.factory,
+    raf: frames.raf,
+    caf: frames.caf,
+    random: () => 0.5,
+    recover: blotter.recoverFrom,
+  });
+  blotter.attach(feed);
+  feed.start();
+  return { blotter, feed, frames };
+}
+
+const seqs = (b: BlotterFeed) => b.blotter.view().rows.map((r) => r.seq);
+const lane = (fill_seq: number) => [{ account: "ACC1", symbol: "ESZ6", fill_seq }];
+const flush = () => vi.advanceTimersByTimeAsync(0);
+
+beforeEach(() => {
+  FakeSocket.reset();
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe("BlotterFeed", () => {
+  it("resumes on reconnect with the seq it holds and takes the recovered fills once, in order", async () => {
+    const api = fakeApi(() => 4);
+    const { blotter, feed } = setup({ pages: { ACC1: { fills: [4, 3, 2, 1].map((s) => stored("ACC1", s)), next: null } }, lanes: { "fills:ACC1:ESZ6": 4 } }, api);
+    let ws = FakeSocket.last();
+    ws.open();
+    expect(JSON.parse(ws.sent[0]).recover).toEqual({ "fills:ACC1:ESZ6": 4 });
+    ws.receive({ type: "snapshot", v: 1, ...snapshot({ accounts: lane(4) }) });
+    ws.receive(fillUpdate("ACC1", 5));
+    expect(seqs(blotter)).toEqual([5, 4, 3, 2, 1]);
+
+    // The network drops; fills 6..8 happen meanwhile.
+    ws.serverClose(1006);
+    await vi.advanceTimersByTimeAsync(1000);
+    ws = FakeSocket.last();
+    ws.open();
+    expect(JSON.parse(ws.sent[0]).recover).toEqual({ "fills:ACC1:ESZ6": 5 });
+    ws.receive({ type: "snapshot", v: 1, ...snapshot({ accounts: lane(8) }) });
+    expect(blotter.getView().refilling).toBe(0); // not published yet
+    ws.receive({
+      type: "recovered",
+      v: 1,
+      lanes: [{ key: "fills:ACC1:ESZ6", from: 5, to: 8, recovered: true, fills: [6, 7, 8].map((s) => stored("ACC1", s)) }],
+    });
+    ws.receive(fillUpdate("ACC1", 9));
+    ws.receive(fillUpdate("ACC1", 9)); // a duplicate changes nothing
+    expect(seqs(blotter)).toEqual([9, 8, 7, 6, 5, 4, 3, 2, 1]);
+    await vi.advanceTimersByTimeAsync(RECOVER_WAIT_MS + 10);
+    expect(api.paths).toEqual([]); // nothing had to be read over HTTP
+    feed.stop();
+    blotter.detach();
+  });
+
+  it("reads a lane the server would not recover over HTTP, and live fills meanwhile are kept", async () => {
+    let stored_ = 3;
+    const api = fakeApi(() => stored_);
+    const { blotter, feed } = setup({ pages: { ACC1: { fills: [stored("ACC1", 1)], next: null } }, lanes: { "fills:ACC1:ESZ6": 1 } }, api);
+    const ws = FakeSocket.last();
+    ws.open();
+    stored_ = 1200;
+    ws.receive({ type: "snapshot", v: 1, ...snapshot({ accounts: lane(1200) }) });
+    ws.receive({ type: "recovered", v: 1, lanes: [{ key: "fills:ACC1:ESZ6", from: 1, to: 1200, recovered: false, reason: "too many" }] });
+    ws.receive(fillUpdate("ACC1", 1201)); // arrives while the hole is read
+    stored_ = 1201;
+    await flush();
+    await flush();
+    await flush();
+    expect(api.paths[0]).toBe(`/api/fills?account=ACC1&symbol=ESZ6&since_seq=1&limit=${REFILL_PAGE}`);
+    expect(api.paths.length).toBe(3); // 500 + 500 + 201 (the last one short)
+    expect(blotter.blotter.laneSeq("fills:ACC1:ESZ6")).toBe(1201);
+    expect(seqs(blotter)).toEqual(Array.from({ length: 1201 }, (_, i) => 1201 - i));
+    feed.stop();
+    blotter.detach();
+  });
+
+  it("after an account-lane gap, the resubscribe's recover fills the hole", async () => {
+    const api = fakeApi(() => 8);
+    const { blotter, feed } = setup({ pages: { ACC1: { fills: [stored("ACC1", 4)], next: null } }, lanes: { "fills:ACC1:ESZ6": 4 } }, api);
+    const ws = FakeSocket.last();
+    ws.open();
+    ws.receive({ type: "snapshot", v: 1, ...snapshot({ accounts: lane(4) }) });
+    ws.receive(fillUpdate("ACC1", 5));
+    ws.receive(fillUpdate("ACC1", 7)); // 6 lost: the feed subscribes again, recovering from 5
+    const resubscribe = JSON.parse(ws.sent[ws.sent.length - 1]);
+    expect(resubscribe.recover).toEqual({ "fills:ACC1:ESZ6": 5 });
+    ws.receive({ type: "snapshot", v: 1, ...snapshot({ accounts: lane(7) }) });
+    ws.receive({ type: "recovered", v: 1, lanes: [{ key: "fills:ACC1:ESZ6", from: 5, to: 7, recovered: true, fills: [6, 7].map((s) => stored("ACC1", s)) }] });
+    expect(seqs(blotter)).toEqual([7, 6, 5, 4]);
+    feed.stop();
+    blotter.detach();
+  });
+
+  it("a recover the server never answers is read over HTTP after a while", async () => {
+    const api = fakeApi(() => 6);
+    const { blotter, feed } = setup({ pages: { ACC1: { fills: [stored("ACC1", 4)], next: null } }, lanes: { "fills:ACC1:ESZ6": 4 } }, api);
+    const ws = FakeSocket.last();
+    ws.open();
+    ws.receive({ type: "snapshot", v: 1, ...snapshot({ accounts: lane(6) }) });
+    await vi.advanceTimersByTimeAsync(RECOVER_WAIT_MS - 100);
+    expect(api.paths).toEqual([]);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(api.paths).toEqual([`/api/fills?account=ACC1&symbol=ESZ6&since_seq=4&limit=${REFILL_PAGE}`]);
+    expect(seqs(blotter)).toEqual([6, 5, 4]);
+    feed.stop();
+    blotter.detach();
+  });
+
+  it("a page the server rendered without reads the first page after the snapshot; failures are shown and retried", async () => {
+    let down = true;
+    const api = fakeApi(() => 3, () => down);
+    const { blotter, feed, frames } = setup(null, api);
+    const ws = FakeSocket.last();
+    ws.open();
+    ws.receive({ type: "snapshot", v: 1, ...snapshot({ accounts: lane(3) }) });
+    await flush();
+    frames.frame();
+    expect(api.paths).toEqual(["/api/fills?account=ACC1&limit=100"]);
+    expect(blotter.getView().error).toMatch(/could not read the fills of ACC1: HTTP 503/);
+    down = false;
+    await vi.advanceTimersByTimeAsync(300);
+    frames.frame();
+    expect(api.paths.length).toBe(2);
+    expect(blotter.getView().error).toBeNull();
+    expect(blotter.getView().rows.map((r) => r.seq)).toEqual([3, 2, 1]);
+    // The lane is complete up to the snapshot: the next live fill extends it.
+    ws.receive(fillUpdate("ACC1", 4));
+    expect(blotter.blotter.laneSeq("fills:ACC1:ESZ6")).toBe(4);
+    feed.stop();
+    blotter.detach();
+  });
+
+  it("load more reads the next page of every account that has one", async () => {
+    const paths: string[] = [];
+    const fetchJson = async (path: string) => {
+      paths.push(path);
+      return { fills: [stored("ACC1", 1)], next: null };
+    };
+    const frames = fakeRaf();
+    const b = new BlotterFeed({ pages: { ACC1: { fills: [stored("ACC1", 2)], next: "ts:ESZ6:2" }, ACC2: { fills: [], next: null } }, lanes: {} }, { fetchJson, raf: frames.raf, caf: frames.caf });
+    expect(b.getView().more).toBe(true);
+    await b.loadMore();
+    frames.frame();
+    expect(paths).toEqual(["/api/fills?account=ACC1&cursor=ts%3AESZ6%3A2&limit=100"]);
+    expect(b.getView().rows.map((r) => r.seq)).toEqual([2, 1]);
+    expect(b.getView().more).toBe(false);
+  });
+});
