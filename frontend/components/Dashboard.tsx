@@ -13,6 +13,7 @@ import MarketWatch from "./MarketWatch";
 import CandleChart from "./CandleChart";
 import Positions from "./Positions";
 import Fills from "./Fills";
+import PanelBoundary from "./PanelBoundary";
 import { fmtInt } from "@/lib/format";
 
 /** An instrument that has not changed for this long (while connected) is marked stale. */
@@ -28,8 +29,18 @@ export interface DashboardProps {
   apiError: string | null;
 }
 
-function Banner({ view, apiError }: { view: FeedView; apiError: string | null }) {
+function Banner({ view, apiError, onRetry }: { view: FeedView; apiError: string | null; onRetry: () => void }) {
   if (view.conn === "live") return null;
+  if (view.conn === "refused") {
+    return (
+      <div className="banner banner-refused" role="alert" data-testid="conn-banner">
+        The server refused the live feed ({view.lastError ?? "no reason given"}): values below are frozen.{" "}
+        <button type="button" className="banner-action" onClick={onRetry}>
+          Try again
+        </button>
+      </div>
+    );
+  }
   let text: string;
   if (view.conn === "disconnected") {
     const wait = view.retryAt ? Math.max(0, Math.ceil((view.retryAt - view.nowMs) / 1000)) : null;
@@ -64,6 +75,7 @@ export default function Dashboard({ initial, initialFills, catalog, wsUrl, serve
   const selected =
     chosen ?? (data.instruments.find((s) => s.symbol === "ESZ6") ?? data.instruments[0])?.symbol ?? null;
   const onSelect = useCallback((symbol: string) => setChosen(symbol), []);
+  const onRetry = useCallback(() => feed.retry(), [feed]);
   const connected = view.conn === "live" || view.conn === "stale";
   const totalVolume = data.instruments.reduce((n, s) => n + s.volume, 0);
 
@@ -75,7 +87,7 @@ export default function Dashboard({ initial, initialFills, catalog, wsUrl, serve
       data-connections={view.connections}
     >
       <Header page="dashboard" conn={view.conn} delayMs={view.delayMs} nowMs={view.nowMs} />
-      <Banner view={view} apiError={apiError} />
+      <Banner view={view} apiError={apiError} onRetry={onRetry} />
       <main className="layout">
         <section className="panel panel-watch" aria-labelledby="h-watch">
           <div className="panel-head">
@@ -84,34 +96,42 @@ export default function Dashboard({ initial, initialFills, catalog, wsUrl, serve
               {data.instruments.length} instruments · vol {fmtInt(totalVolume)}
             </span>
           </div>
-          <MarketWatch
-            instruments={data.instruments}
-            sparks={data.sparks}
-            ticks={data.ticks}
-            catalog={catalogBySymbol}
-            selected={selected}
-            onSelect={onSelect}
-            nowMs={view.nowMs}
-            connected={connected}
-            staleMs={INSTRUMENT_STALE_MS}
-          />
+          <PanelBoundary name="market watch">
+            <MarketWatch
+              instruments={data.instruments}
+              sparks={data.sparks}
+              ticks={data.ticks}
+              catalog={catalogBySymbol}
+              selected={selected}
+              onSelect={onSelect}
+              nowMs={view.nowMs}
+              connected={connected}
+              staleMs={INSTRUMENT_STALE_MS}
+            />
+          </PanelBoundary>
         </section>
         <section className="panel panel-chart" aria-label="Candle chart">
-          <CandleChart feed={feed} symbol={selected} info={selected ? catalogBySymbol[selected] : undefined} latest={data.candles} />
+          <PanelBoundary name="chart">
+            <CandleChart feed={feed} symbol={selected} info={selected ? catalogBySymbol[selected] : undefined} latest={data.candles} />
+          </PanelBoundary>
         </section>
         <section className="panel panel-positions" aria-labelledby="h-pos">
           <div className="panel-head">
             <h2 id="h-pos">Positions</h2>
             <span className="panel-meta">P&amp;L by average cost · marked to mid</span>
           </div>
-          <Positions positions={data.positions} accounts={data.accounts} catalog={catalogBySymbol} />
+          <PanelBoundary name="positions">
+            <Positions positions={data.positions} accounts={data.accounts} catalog={catalogBySymbol} />
+          </PanelBoundary>
         </section>
         <section className="panel panel-fills" aria-labelledby="h-fills">
           <div className="panel-head">
             <h2 id="h-fills">Fills</h2>
             <span className="panel-meta">today, newest first</span>
           </div>
-          <Fills blotter={blotter} catalog={catalogBySymbol} />
+          <PanelBoundary name="fills">
+            <Fills blotter={blotter} catalog={catalogBySymbol} />
+          </PanelBoundary>
         </section>
       </main>
     </div>

@@ -7,6 +7,7 @@ const LABEL: Record<ConnState, string> = {
   live: "live",
   stale: "stale",
   disconnected: "disconnected",
+  refused: "refused",
 };
 
 export function ConnBadge({ conn }: { conn: ConnState }) {

@@ -78,6 +78,11 @@ function sparkValue(s: InstrumentState): number | null {
   return num(s.mid) ?? num(s.last);
 }
 
+/** The state with the higher seq (the snapshot's on a tie). */
+function newer<T extends { seq: number }>(held: T | undefined, incoming: T): T {
+  return held && held.seq > incoming.seq ? held : incoming;
+}
+
 export class FeedStore {
   private instruments = new Map<string, InstrumentState>();
   private candles = new Map<string, Candle>();
@@ -103,17 +108,33 @@ export class FeedStore {
   }
 
   applySnapshot(snapshot: Snapshot): void {
-    this.instruments.clear();
-    this.candles.clear();
-    this.positions.clear();
-    this.fillLanes.clear();
+    // A snapshot replaces the set of keys, but never moves a key back: one from an api process
+    // whose Redis mirror lags behind the stream already seen keeps the newer state held here.
+    const instruments = this.instruments;
+    const candles = this.candles;
+    const positions = this.positions;
+    const fillLanes = this.fillLanes;
+    this.instruments = new Map();
+    this.candles = new Map();
+    this.positions = new Map();
+    this.fillLanes = new Map();
     for (const s of snapshot.instruments ?? []) {
-      this.instruments.set(s.symbol, s);
-      this.pushSpark(s);
+      const held = instruments.get(s.symbol);
+      this.instruments.set(s.symbol, newer(held, s));
+      if (held !== newer(held, s)) this.pushSpark(s);
     }
-    for (const c of snapshot.candles ?? []) this.candles.set(candleKey(c.symbol, c.interval), c);
-    for (const p of snapshot.positions ?? []) this.positions.set(positionKey(p.account, p.symbol), p);
-    for (const a of snapshot.accounts ?? []) this.fillLanes.set(fillLaneKey(a), a.fill_seq);
+    for (const c of snapshot.candles ?? []) {
+      const key = candleKey(c.symbol, c.interval);
+      this.candles.set(key, newer(candles.get(key), c));
+    }
+    for (const p of snapshot.positions ?? []) {
+      const key = positionKey(p.account, p.symbol);
+      this.positions.set(key, newer(positions.get(key), p));
+    }
+    for (const a of snapshot.accounts ?? []) {
+      const key = fillLaneKey(a);
+      this.fillLanes.set(key, Math.max(a.fill_seq, fillLanes.get(key) ?? 0));
+    }
     // Symbols that left the snapshot lose their history.
     for (const symbol of [...this.sparks.keys()]) {
       if (!this.instruments.has(symbol)) this.sparks.delete(symbol);

@@ -8,18 +8,24 @@ import { createFrameConflator, type Caf, type FrameConflator, type Raf } from ".
 import { FeedStore, type FeedData } from "./feedStore";
 import type { Candle, FillReport, RecoveredLane, ServerMessage, Snapshot } from "./types";
 
-export type ConnState = "connecting" | "live" | "stale" | "disconnected";
+/** `refused`: the server answered the subscribe with an error (e.g. `forbidden`); see `lastError`. */
+export type ConnState = "connecting" | "live" | "stale" | "disconnected" | "refused";
 
 export interface FeedView {
   data: FeedData;
   conn: ConnState;
   /** End-to-end delay of the newest update (now − ingest_ts), ms; null when unknown. */
   delayMs: number | null;
-  /** The clock the view was published at (ms): stale marks are computed against it. */
+  /**
+   * The clock the view was published at (ms), on the server's clock as far as the pongs tell
+   * (exchange times and ingest times are server-side): stale marks are computed against it.
+   */
   nowMs: number;
+  /** How far the server's clock is ahead of this browser's (ms), from the last pong. */
+  clockOffsetMs: number;
   /** While disconnected: when the next connection attempt starts (ms). */
   retryAt: number | null;
-  /** Failed connection attempts since the last snapshot. */
+  /** Connections in a row that did not stay up for `stableAfterMs` (they set the backoff). */
   attempt: number;
   /** Connections opened so far. */
   connections: number;
@@ -68,6 +74,12 @@ export interface LiveFeedOptions {
   /** Housekeeping tick: liveness, ping, the clock of stale marks. */
   tickMs?: number;
   /**
+   * A connection live this long resets the reconnect backoff. A snapshot alone does not: a
+   * server that closes every session soon after its snapshot (4008/4009 under load) is not
+   * hammered with reconnects.
+   */
+  stableAfterMs?: number;
+  /**
    * The fill lanes to resume and the last seq held of each, sent as the subscribe's `recover`
    * (the server answers the fills in between in a `recovered` message after the snapshot).
    */
@@ -76,9 +88,12 @@ export interface LiveFeedOptions {
 
 const CONNECTING = 0;
 const OPEN = 1;
-/** Close codes that mean "you were too slow": reconnect at once and resnapshot. */
+/** Close codes that mean "you were too slow": reconnect (with the backoff) and resnapshot. */
 export const CLOSE_ACCOUNT_OVERFLOW = 4008;
 export const CLOSE_TOO_SLOW = 4009;
+
+/** Error codes that refuse a subscribe for good (until something changes on the user's side). */
+const REFUSALS = new Set(["forbidden", "bad_subscription", "bad_request"]);
 
 export function defaultWsUrl(): string {
   if (typeof location === "undefined") return "ws://127.0.0.1:8080/ws";
@@ -90,7 +105,7 @@ export class LiveFeed {
   private readonly opts: Required<
     Pick<
       LiveFeedOptions,
-      "staleAfterMs" | "deadAfterMs" | "pingEveryMs" | "snapshotTimeoutMs" | "connectTimeoutMs" | "tickMs"
+      "staleAfterMs" | "deadAfterMs" | "pingEveryMs" | "snapshotTimeoutMs" | "connectTimeoutMs" | "tickMs" | "stableAfterMs"
     >
   > &
     LiveFeedOptions;
@@ -116,6 +131,9 @@ export class LiveFeed {
   private retryAt: number | null = null;
   private lastHeard = 0;
   private lastPing = 0;
+  /** When the current connection got its first snapshot (ms), or null. */
+  private liveSince: number | null = null;
+  private clockOffsetMs = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private snapshotTimer: ReturnType<typeof setTimeout> | null = null;
   private subscribeRetry: ReturnType<typeof setTimeout> | null = null;
@@ -132,6 +150,7 @@ export class LiveFeed {
       snapshotTimeoutMs: 5000,
       connectTimeoutMs: 5000,
       tickMs: 1000,
+      stableAfterMs: 10000,
       ...options,
     };
     this.now = options.now ?? Date.now;
@@ -207,6 +226,15 @@ export class LiveFeed {
         /* already closed */
       }
     }
+  }
+
+  /** After a refusal: subscribes again (e.g. once the user signed in again). */
+  retry(): void {
+    if (this.conn !== "refused") return;
+    this.conn = "connecting";
+    this.lastError = null;
+    if (!this.sendSubscribe()) this.dropSocket("retry");
+    this.conflator.schedule();
   }
 
   /** Asks for a fresh snapshot on the open socket (subscribing again answers with one). */
@@ -290,7 +318,7 @@ export class LiveFeed {
         this.store.applySnapshot(msg);
         if (this.snapshotTimer) clearTimeout(this.snapshotTimer);
         this.snapshotTimer = null;
-        this.attempt = 0;
+        this.liveSince ??= this.now();
         this.conn = "live";
         this.lastError = null;
         for (const listener of this.resyncListeners) listener(msg);
@@ -307,12 +335,16 @@ export class LiveFeed {
         } else if (result === "applied" && msg.kind === "fill") {
           for (const listener of this.fillListeners) listener(msg.data);
         }
-        if (msg.ingest_ts > 0) this.delayMs = Math.max(0, this.now() - msg.ingest_ts / 1000);
+        if (msg.ingest_ts > 0) this.delayMs = Math.max(0, this.serverNow() - msg.ingest_ts / 1000);
         if (this.conn === "stale" && !this.store.awaitingSnapshot) this.conn = "live";
         break;
       }
       case "error":
         this.lastError = `${msg.code}: ${msg.message}`;
+        if (REFUSALS.has(msg.code) && this.conn === "connecting") {
+          // Subscribing again would be refused again: say so, and wait for the user.
+          this.conn = "refused";
+        }
         if (msg.code === "not_ready" || msg.code === "unavailable") {
           if (this.subscribeRetry) clearTimeout(this.subscribeRetry);
           this.subscribeRetry = setTimeout(() => {
@@ -321,8 +353,18 @@ export class LiveFeed {
           }, 250);
         }
         break;
+      case "pong":
+        if (typeof msg.server_ts === "number" && msg.server_ts > 0) {
+          // The server's time at the pong, against the middle of the ping's round trip.
+          const now = this.now();
+          const sent = this.lastPing > 0 && now - this.lastPing < 2000 ? this.lastPing : now;
+          this.clockOffsetMs = Math.round(msg.server_ts / 1000 - (sent + now) / 2);
+        }
+        if (this.conn !== "stale" || this.store.awaitingSnapshot) return;
+        this.conn = "live";
+        break;
       default:
-        // "pong" and any type this client does not know: liveness only.
+        // Any type this client does not know: liveness only.
         if (this.conn !== "stale" || this.store.awaitingSnapshot) return;
         this.conn = "live";
     }
@@ -337,10 +379,13 @@ export class LiveFeed {
     this.snapshotTimer = null;
     this.conn = "disconnected";
     this.delayMs = null;
+    if (this.liveSince != null && this.now() - this.liveSince >= this.opts.stableAfterMs) this.attempt = 0;
+    this.liveSince = null;
     if (reason) this.lastError = `closed ${code}: ${reason}`;
     else if (code !== 1000 && code !== 1005) this.lastError = `closed ${code}`;
-    const tooSlow = code === CLOSE_ACCOUNT_OVERFLOW || code === CLOSE_TOO_SLOW;
-    const delay = backoffDelay(tooSlow ? 0 : this.attempt, { random: this.opts.random });
+    // 4008/4009 (too slow) take the backoff like any close: the first one after a stable
+    // connection reconnects at once, repeated ones wait longer and longer.
+    const delay = backoffDelay(this.attempt, { random: this.opts.random });
     this.attempt += 1;
     this.retryAt = this.now() + delay;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
@@ -377,6 +422,7 @@ export class LiveFeed {
         return;
       }
       if (this.conn === "live" && quiet > this.opts.staleAfterMs) this.conn = "stale";
+      if (this.liveSince != null && now - this.liveSince >= this.opts.stableAfterMs) this.attempt = 0;
       if (now - this.lastPing >= this.opts.pingEveryMs) {
         this.lastPing = now;
         socket.send('{"op":"ping"}');
@@ -386,12 +432,18 @@ export class LiveFeed {
     this.conflator.schedule();
   }
 
+  /** This browser's clock moved to the server's. */
+  private serverNow(): number {
+    return this.now() + this.clockOffsetMs;
+  }
+
   private buildView(nowMs: number): FeedView {
     return {
       data: this.store.view(),
       conn: this.conn,
       delayMs: this.delayMs,
       nowMs,
+      clockOffsetMs: this.clockOffsetMs,
       retryAt: this.retryAt,
       attempt: this.attempt,
       connections: this.connections,
@@ -401,7 +453,7 @@ export class LiveFeed {
   }
 
   private publish(): void {
-    this.view = this.buildView(this.now());
+    this.view = this.buildView(this.serverNow());
     this.publishes += 1;
     for (const listener of this.listeners) listener();
   }

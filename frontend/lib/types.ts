@@ -136,7 +136,8 @@ export type ServerMessage =
   | SnapshotMessage
   | UpdateMessage
   | { type: "recovered"; v: number; lanes: RecoveredLane[] }
-  | { type: "pong" }
+  /** `server_ts`: the server's clock (Unix µs) when it answered; absent from older servers. */
+  | { type: "pong"; server_ts?: Micros }
   | { type: "error"; code: string; message: string };
 
 /** A row of GET /admin/actors. */

@@ -36,7 +36,7 @@ function setup(init: ConstructorParameters<typeof BlotterFeed>[0], api: ReturnTy
   const blotter = new BlotterFeed(init, { fetchJson: api.fetchJson, raf: frames.raf, caf: frames.caf, random: () => 0.5 });
   const feed = new LiveFeed({
     url: "ws://test/ws",
-    initial: snapshot(),
+    initial: snapshot({ accounts: [] }),
     socketFactory: FakeSocket.factory,
     raf: frames.raf,
     caf: frames.caf,

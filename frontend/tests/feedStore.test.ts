@@ -76,6 +76,29 @@ describe("FeedStore: market lane", () => {
     expect(c.positions).not.toBe(b.positions);
   });
 
+  it("a snapshot never moves a key back, and drops the keys it no longer holds", () => {
+    const store = new FeedStore(snapshot());
+    store.applyUpdate(instUpdate(inst("ESZ6", 9, { bid: "101.00" })));
+    store.applyUpdate(fillUpdate("ACC1", 5, pos("ACC1", "ESZ6", 7, { net_qty: 5 })));
+    // A snapshot from a lagging mirror: ESZ6 at seq 6, the position at 3, the lane at 4; NQZ6
+    // is gone, CLF7 is new.
+    store.applySnapshot(
+      snapshot({
+        instruments: [inst("ESZ6", 6, { bid: "99.00" }), inst("CLF7", 2)],
+        positions: [pos("ACC1", "ESZ6", 3, { net_qty: 1 })],
+        accounts: [{ account: "ACC1", symbol: "ESZ6", fill_seq: 4 }],
+      }),
+    );
+    const v = store.view();
+    expect(v.instruments.map((s) => [s.symbol, s.seq, s.bid])).toEqual([["CLF7", 2, "100.00"], ["ESZ6", 9, "101.00"]]);
+    expect(v.positions.map((p) => [p.seq, p.net_qty])).toEqual([[7, 5]]);
+    expect(store.fillSeq("fills:ACC1:ESZ6")).toBe(5);
+    expect(store.applyUpdate(fillUpdate("ACC1", 6))).toBe("applied");
+    // A newer snapshot replaces as before.
+    store.applySnapshot(snapshot({ instruments: [inst("ESZ6", 12, { bid: "102.00" })] }));
+    expect(store.view().instruments.map((s) => [s.seq, s.bid])).toEqual([[12, "102.00"]]);
+  });
+
   it("marks a quiet instrument stale", () => {
     const s = inst("ESZ6", 1, { updated_at: 1_000_000_000 }); // 1,000,000 ms
     expect(isInstrumentStale(s, 1_004_000, 5000)).toBe(false);
@@ -151,9 +174,9 @@ describe("FeedStore: account lane", () => {
   it("a snapshot replaces the state", () => {
     const store = new FeedStore(snapshot());
     store.applyUpdate(instUpdate(inst("ESZ6", 50)));
-    store.applySnapshot(snapshot({ instruments: [inst("ESZ6", 20)], positions: [], accounts: [] }));
+    store.applySnapshot(snapshot({ instruments: [inst("ESZ6", 60)], positions: [], accounts: [] }));
     const v = store.view();
-    expect(v.instruments.map((s) => [s.symbol, s.seq])).toEqual([["ESZ6", 20]]);
+    expect(v.instruments.map((s) => [s.symbol, s.seq])).toEqual([["ESZ6", 60]]);
     expect(v.positions).toEqual([]);
     expect(v.sparks.NQZ6).toBeUndefined();
     expect(store.snapshots).toBe(2);

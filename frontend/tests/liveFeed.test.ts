@@ -128,7 +128,8 @@ describe("LiveFeed", () => {
     for (let i = 1; i < delays.length; i++) expect(delays[i]).toBeGreaterThanOrEqual(delays[i - 1]);
     expect(Math.max(...delays)).toBeLessThanOrEqual(BACKOFF_CAP_MS);
     expect(random).toHaveBeenCalled();
-    // the server comes back: subscribe again, the snapshot replaces the state, attempts reset
+    // the server comes back: subscribe again, the snapshot replaces the state; the backoff
+    // resets once the connection has stayed up (a snapshot alone does not)
     const ws = FakeSocket.last();
     vi.advanceTimersByTime(BACKOFF_CAP_MS);
     const fresh = FakeSocket.last();
@@ -138,24 +139,72 @@ describe("LiveFeed", () => {
     fresh.receive({ type: "snapshot", v: 1, ...snapshot({ instruments: [inst("ESZ6", 77)] }) });
     frames.frame();
     expect(feed.getView().conn).toBe("live");
-    expect(feed.getView().attempt).toBe(0);
+    expect(feed.getView().attempt).toBe(9);
     expect(feed.getView().data.instruments.map((s) => s.seq)).toEqual([77]);
+    vi.advanceTimersByTime(11000); // the tick after 10 s live
+    frames.frame();
+    expect(feed.getView().attempt).toBe(0);
     feed.stop();
   });
 
-  it("closes 4008/4009 reconnect at once (shortest backoff)", () => {
+  it("4008/4009 after a stable connection reconnect at once; repeated ones back off (no storm)", () => {
     const { feed, frames } = makeFeed({ random: () => 0 });
     const ws = goLive(feed, frames);
-    // pretend several failures happened before
-    ws.serverClose(1006);
-    vi.advanceTimersByTime(200);
-    FakeSocket.last().serverClose(1006);
-    vi.advanceTimersByTime(300);
-    FakeSocket.last().open();
-    FakeSocket.last().serverClose(4009, "too slow");
+    vi.advanceTimersByTime(11000); // a connection that stayed up
+    ws.serverClose(4009, "too slow");
     frames.frame();
     expect(feed.getView().retryAt! - Date.now()).toBe(125);
     expect(feed.getView().lastError).toContain("4009");
+    // Each new session gets its snapshot and is closed again at once: the snapshot does not
+    // reset the backoff, so the reconnects slow down instead of looping every 125 ms.
+    const delays: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      vi.advanceTimersByTime(feed.getView().retryAt! - Date.now());
+      const next = FakeSocket.last();
+      next.open();
+      next.receive({ type: "snapshot", v: 1, ...snapshot() });
+      vi.advanceTimersByTime(500);
+      next.serverClose(i % 2 ? 4008 : 4009, "too slow");
+      frames.frame();
+      delays.push(feed.getView().retryAt! - Date.now());
+    }
+    expect(delays).toEqual([250, 500, 1000, 2000, 2500]);
+    feed.stop();
+  });
+
+  it("a refused subscribe says so instead of connecting forever, and can be retried", () => {
+    const { feed, frames } = makeFeed();
+    feed.start();
+    const ws = FakeSocket.last();
+    ws.open();
+    ws.receive({ type: "error", code: "forbidden", message: "account `ACC9` is not granted" });
+    frames.frame();
+    expect(feed.getView().conn).toBe("refused");
+    expect(feed.getView().lastError).toBe("forbidden: account `ACC9` is not granted");
+    vi.advanceTimersByTime(5000);
+    expect(ws.subscribes()).toBe(1); // no retry loop on its own
+    feed.retry();
+    expect(ws.subscribes()).toBe(2);
+    ws.receive({ type: "snapshot", v: 1, ...snapshot() });
+    frames.frame();
+    expect(feed.getView().conn).toBe("live");
+    feed.stop();
+  });
+
+  it("measures staleness and delay on the server's clock (from the pong)", () => {
+    const { feed, frames } = makeFeed({ pingEveryMs: 1000 });
+    const ws = goLive(feed, frames);
+    vi.advanceTimersByTime(1000);
+    expect(ws.sent).toContain('{"op":"ping"}');
+    // The server's clock is 60 s ahead of this browser's.
+    ws.receive({ type: "pong", server_ts: (Date.now() + 60_000) * 1000 });
+    frames.frame();
+    expect(feed.getView().clockOffsetMs).toBe(60_000);
+    expect(feed.getView().nowMs).toBe(Date.now() + 60_000);
+    // An update ingested 5 ms ago on the server's clock is 5 ms old, not -59.995 s.
+    ws.receive(instUpdate(inst("ESZ6", 99), (Date.now() + 60_000 - 5) * 1000));
+    frames.frame();
+    expect(feed.getView().delayMs).toBe(5);
     feed.stop();
   });
 
