@@ -4,8 +4,8 @@ import { memo, useCallback, useEffect, useState } from "react";
 import type { InstrumentTicks, Tick } from "@/lib/feedStore";
 import { isInstrumentStale } from "@/lib/feedStore";
 import type { Instrument, InstrumentState } from "@/lib/types";
-import { decimalsOf, signDec } from "@/lib/decimal";
-import { DASH, fmtChange, fmtInt, fmtPct, fmtPrice } from "@/lib/format";
+import { signDec } from "@/lib/decimal";
+import { fmtAvgPrice, fmtInstrumentChange, fmtInstrumentPrice, fmtInt, fmtPct } from "@/lib/format";
 import { Sparkline } from "./Sparkline";
 
 export interface MarketWatchProps {
@@ -43,7 +43,6 @@ interface RowProps {
 }
 
 const Row = memo(function Row({ s, info, spark, ticks, selected, cursor, stale, onClick }: RowProps) {
-  const dp = decimalsOf(info?.tick_size);
   const lastDir = ticks?.last?.dir;
   return (
     <tr
@@ -60,20 +59,20 @@ const Row = memo(function Row({ s, info, spark, ticks, selected, cursor, stale, 
         {stale && <span className="tag tag-stale">stale</span>}
       </th>
       <td key={`b${ticks?.bid?.n ?? 0}`} className={`num px bid ${flashClass(ticks?.bid)}`} data-field="bid">
-        {fmtPrice(s.bid, dp)}
+        {fmtInstrumentPrice(s.bid, info)}
       </td>
       <td key={`a${ticks?.ask?.n ?? 0}`} className={`num px ask ${flashClass(ticks?.ask)}`} data-field="ask">
-        {fmtPrice(s.ask, dp)}
+        {fmtInstrumentPrice(s.ask, info)}
       </td>
       <td
         key={`l${ticks?.last?.n ?? 0}`}
         className={`num px last ${lastDir ? (lastDir > 0 ? "up" : "down") : ""} ${flashClass(ticks?.last)}`}
         data-field="last"
       >
-        {fmtPrice(s.last, dp)}
+        {fmtInstrumentPrice(s.last, info)}
       </td>
       <td className={`num chg ${tone(s.change)}`} data-field="change">
-        {fmtChange(s.change, dp)}
+        {fmtInstrumentChange(s.change, info)}
       </td>
       <td className={`num pct ${tone(s.change_pct)}`} data-field="change_pct">
         {fmtPct(s.change_pct)}
@@ -81,8 +80,8 @@ const Row = memo(function Row({ s, info, spark, ticks, selected, cursor, stale, 
       <td className="num vol" data-field="volume">
         {fmtInt(s.volume)}
       </td>
-      <td className="num vwap" data-field="vwap">
-        {s.vwap == null ? DASH : fmtPrice(s.vwap, dp)}
+      <td className="num vwap" data-field="vwap" title={s.vwap ?? undefined}>
+        {fmtAvgPrice(s.vwap, info)}
       </td>
       <td className="trend">
         <Sparkline values={spark} />

@@ -1,8 +1,8 @@
 import { Fragment, memo } from "react";
 import type { Instrument, PositionState } from "@/lib/types";
-import { addDec, decimalsOf, signDec, sumDec } from "@/lib/decimal";
+import { addDec, signDec, sumDec } from "@/lib/decimal";
 import { accountTotals } from "@/lib/positions";
-import { fmtAvg, fmtInt, fmtMoney, fmtSignedInt } from "@/lib/format";
+import { fmtAvgPrice, fmtInt, fmtMoney, fmtSignedInt } from "@/lib/format";
 
 export interface PositionsProps {
   positions: PositionState[];
@@ -90,7 +90,6 @@ function PositionsImpl({ positions, accounts, catalog }: PositionsProps) {
                   <Money value={g.total} className="total" />
                 </tr>
                 {g.rows.map((p) => {
-                  const dp = decimalsOf(catalog[p.symbol]?.tick_size);
                   const total = addDec(p.realized_pnl, p.unrealized_pnl);
                   return (
                     <tr
@@ -106,7 +105,7 @@ function PositionsImpl({ positions, accounts, catalog }: PositionsProps) {
                         {fmtSignedInt(p.net_qty)}
                       </td>
                       <td className="num" title={p.avg_price}>
-                        {p.net_qty === 0 ? "—" : fmtAvg(p.avg_price, dp)}
+                        {p.net_qty === 0 ? "—" : fmtAvgPrice(p.avg_price, catalog[p.symbol])}
                       </td>
                       <Money value={p.realized_pnl} />
                       <Money value={p.unrealized_pnl} />

@@ -98,6 +98,7 @@ pub async fn instruments(pipeline: web::Data<Pipeline>) -> HttpResponse {
                 "description": s.description,
                 "tick_size": s.tick_size.to_string(),
                 "multiplier": s.multiplier.to_string(),
+                "price_format": s.price_format.as_str(),
             })
         })
         .collect();

@@ -1,4 +1,4 @@
-//! Instrument reference data: symbol, tick size and contract multiplier.
+//! Instrument reference data: symbol, tick size, contract multiplier and price notation.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +21,33 @@ pub struct InstrumentSpec {
     pub max_price: Decimal,
     /// Most contracts one trade or fill may carry (and one side of a quote may show).
     pub max_qty: i64,
+    /// How traders write this instrument's prices; display only, prices stay decimals on the wire.
+    #[serde(default)]
+    pub price_format: PriceFormat,
+}
+
+/// The notation a dashboard prints an instrument's prices in (`GET /api/instruments`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceFormat {
+    /// Plain decimals, padded to the tick's decimals ("6850.25").
+    #[default]
+    Decimal,
+    /// Bond futures: the handle and 32nds, with halves and quarters of a 32nd ("112-16+").
+    ThirtySeconds,
+    /// Grains: cents and eighths of a cent ("445'2" for 445.25).
+    Eighths,
+}
+
+impl PriceFormat {
+    /// The wire name: `decimal`, `thirty_seconds` or `eighths`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Decimal => "decimal",
+            Self::ThirtySeconds => "thirty_seconds",
+            Self::Eighths => "eighths",
+        }
+    }
 }
 
 /// Default band: prices up to this multiple of the reference price are accepted.
@@ -68,9 +95,11 @@ impl InstrumentCatalog {
                 reference_price: px.parse().unwrap_or_default(),
                 max_price: Decimal::ZERO,
                 max_qty: DEFAULT_MAX_QTY,
+                price_format: PriceFormat::Decimal,
             }
             .with_price_band(DEFAULT_PRICE_BAND)
         };
+        let in_format = |spec: InstrumentSpec, price_format: PriceFormat| InstrumentSpec { price_format, ..spec };
         Self::new([
             spec("ESZ6", "E-mini S&P 500 Dec 2026", "0.25", "50", "6850.00"),
             spec("NQZ6", "E-mini Nasdaq-100 Dec 2026", "0.25", "20", "24500.00"),
@@ -81,9 +110,9 @@ impl InstrumentCatalog {
             spec("GCG7", "Gold Feb 2027", "0.1", "100", "4050.0"),
             spec("SIH7", "Silver Mar 2027", "0.005", "5000", "48.500"),
             spec("HGH7", "Copper Mar 2027", "0.0005", "25000", "5.1000"),
-            spec("ZNH7", "10-Year T-Note Mar 2027", "0.015625", "1000", "112.5"),
+            in_format(spec("ZNH7", "10-Year T-Note Mar 2027", "0.015625", "1000", "112.5"), PriceFormat::ThirtySeconds),
             spec("6EZ6", "Euro FX Dec 2026", "0.00005", "125000", "1.16000"),
-            spec("ZCH7", "Corn Mar 2027", "0.25", "50", "445.00"),
+            in_format(spec("ZCH7", "Corn Mar 2027", "0.25", "50", "445.00"), PriceFormat::Eighths),
         ])
     }
 
@@ -144,6 +173,35 @@ mod tests {
         let wide = InstrumentCatalog::default_futures().with_limits(u32::MAX, 7);
         let es = wide.get("ESZ6").unwrap();
         assert_eq!((es.max_price, es.max_qty), (MAX_PRICE_LIMIT, 7), "capped at the hard limit");
+    }
+
+    #[test]
+    fn price_formats_follow_the_trading_convention() {
+        let catalog = InstrumentCatalog::default_futures();
+        let format = |symbol: &str| catalog.get(symbol).map(|s| s.price_format);
+        assert_eq!(format("ZNH7"), Some(PriceFormat::ThirtySeconds));
+        assert_eq!(format("ZCH7"), Some(PriceFormat::Eighths));
+        for spec in catalog.iter().filter(|s| !["ZNH7", "ZCH7"].contains(&s.symbol.as_str())) {
+            assert_eq!(spec.price_format, PriceFormat::Decimal, "{}", spec.symbol);
+        }
+        // The wire names `GET /api/instruments` prints, the same as serde's.
+        for (format, name) in [
+            (PriceFormat::Decimal, "decimal"),
+            (PriceFormat::ThirtySeconds, "thirty_seconds"),
+            (PriceFormat::Eighths, "eighths"),
+        ] {
+            assert_eq!(format.as_str(), name);
+            assert_eq!(serde_json::to_value(format).unwrap(), serde_json::json!(name));
+            assert_eq!(serde_json::from_value::<PriceFormat>(serde_json::json!(name)).unwrap(), format);
+        }
+        // Limits keep the format; a spec serialized without it reads back as decimal.
+        let limited = InstrumentCatalog::default_futures().with_limits(5, 10);
+        assert_eq!(limited.get("ZNH7").map(|s| s.price_format), Some(PriceFormat::ThirtySeconds));
+        let mut json = serde_json::to_value(catalog.get("ZCH7").unwrap()).unwrap();
+        assert_eq!(json["price_format"], "eighths");
+        json.as_object_mut().unwrap().remove("price_format");
+        let old: InstrumentSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(old.price_format, PriceFormat::Decimal);
     }
 
     #[test]
