@@ -234,7 +234,11 @@ async fn bad_websocket_messages_get_an_error_and_the_session_stays_open() {
         assert_eq!(reply["code"], code, "{message}: {reply}");
     }
     ws.send(json!({"op": "ping"})).await;
-    assert!(ws.next_of_type("pong", WAIT).await.is_some());
+    let pong = ws.next_of_type("pong", WAIT).await.expect("a pong");
+    // The pong carries the server's clock (the dashboard marks staleness against it).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_micros() as i64;
+    let server_ts = pong["server_ts"].as_i64().unwrap_or_default();
+    assert!((server_ts - now).abs() < 5_000_000, "{pong}");
     // Still subscribes and streams after all that.
     ws.subscribe(&["*"], &[]).await;
     server.ingest(&json!([quote("w:1", "ZCH7", "445.00", "445.25")])).await;

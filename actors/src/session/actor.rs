@@ -331,7 +331,9 @@ impl SessionActor {
             return;
         };
         match message {
-            ClientMessage::Ping => ctx.text(r#"{"type":"pong"}"#),
+            // The server's clock, so that a client can mark quiet instruments stale against the
+            // clock their exchange times come from rather than its own.
+            ClientMessage::Ping => ctx.text(format!(r#"{{"type":"pong","server_ts":{}}}"#, now_micros())),
             ClientMessage::Subscribe { instruments, positions, trades, .. }
             | ClientMessage::Unsubscribe { instruments, positions, trades }
                 if instruments.len().saturating_add(positions.len()).saturating_add(trades.len()) > self.max_list =>
