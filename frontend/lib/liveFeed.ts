@@ -6,7 +6,7 @@
 import { backoffDelay } from "./backoff";
 import { createFrameConflator, type Caf, type FrameConflator, type Raf } from "./conflate";
 import { FeedStore, type FeedData } from "./feedStore";
-import type { Candle, FillReport, RecoveredLane, ServerMessage, Snapshot } from "./types";
+import type { Candle, FillReport, PnlPoint, RecoveredLane, ServerMessage, Snapshot, TradePrint } from "./types";
 
 /** `refused`: the server answered the subscribe with an error (e.g. `forbidden`); see `lastError`. */
 export type ConnState = "connecting" | "live" | "stale" | "disconnected" | "refused";
@@ -54,8 +54,12 @@ export interface LiveFeedOptions {
   initial?: Snapshot | null;
   /** The clock of the first (server-rendered) view, so that hydration matches. */
   initialNowMs?: number;
+  /** Instruments to follow (states and candles); `["*"]` (all) by default. See `setInstruments`. */
   instruments?: string[];
+  /** Accounts to follow (positions, fills, P&L); `["*"]` (all the user may see) by default. */
   positions?: string[];
+  /** Instruments whose prints (time and sales) to follow; none by default. See `setTrades`. */
+  trades?: string[];
   socketFactory?: SocketFactory;
   raf?: Raf;
   caf?: Caf;
@@ -116,6 +120,10 @@ export class LiveFeed {
   private readonly resyncListeners = new Set<(snapshot: Snapshot) => void>();
   private readonly fillListeners = new Set<(fill: FillReport) => void>();
   private readonly recoveredListeners = new Set<(lanes: RecoveredLane[]) => void>();
+  private readonly tradeListeners = new Set<(print: TradePrint) => void>();
+  private readonly pnlListeners = new Set<(point: PnlPoint) => void>();
+  private instruments: string[];
+  private trades: string[];
   private readonly serverView: FeedView;
   private view: FeedView;
 
@@ -154,6 +162,8 @@ export class LiveFeed {
       ...options,
     };
     this.now = options.now ?? Date.now;
+    this.instruments = options.instruments ?? ["*"];
+    this.trades = options.trades ?? [];
     this.store = new FeedStore(options.initial ?? null);
     this.conflator = createFrameConflator(() => this.publish(), options.raf, options.caf);
     this.serverView = this.buildView(options.initialNowMs ?? this.now());
@@ -191,6 +201,40 @@ export class LiveFeed {
   onFill(listener: (fill: FillReport) => void): () => void {
     this.fillListeners.add(listener);
     return () => this.fillListeners.delete(listener);
+  }
+
+  /** Called for every print of the instruments `setTrades` follows, in order. */
+  onTrade(listener: (print: TradePrint) => void): () => void {
+    this.tradeListeners.add(listener);
+    return () => this.tradeListeners.delete(listener);
+  }
+
+  /** Called for every P&L sample of the accounts followed (each second, 1 s and 1 min keys). */
+  onPnl(listener: (point: PnlPoint) => void): () => void {
+    this.pnlListeners.add(listener);
+    return () => this.pnlListeners.delete(listener);
+  }
+
+  /**
+   * Follows these instruments from now on (what is on screen) instead of the ones before:
+   * unsubscribes the ones dropped and subscribes the whole set again, whose snapshot then
+   * replaces the state (so the store holds exactly what is followed).
+   */
+  setInstruments(symbols: string[]): void {
+    const next = [...new Set(symbols)].sort();
+    if (sameList(next, this.instruments)) return;
+    const dropped = this.instruments.filter((s) => !next.includes(s));
+    this.instruments = next;
+    this.changeSubscription({ instruments: dropped, positions: [] });
+  }
+
+  /** Follows the prints of these instruments (time and sales) instead of the ones before. */
+  setTrades(symbols: string[]): void {
+    const next = [...new Set(symbols)].sort();
+    if (sameList(next, this.trades)) return;
+    const dropped = this.trades.filter((s) => !next.includes(s));
+    this.trades = next;
+    this.changeSubscription({ trades: dropped });
   }
 
   /** Called with the server's answer to a subscribe's `recover`, after its snapshot. */
@@ -235,6 +279,15 @@ export class LiveFeed {
     this.lastError = null;
     if (!this.sendSubscribe()) this.dropSocket("retry");
     this.conflator.schedule();
+  }
+
+  /** Sends an unsubscribe of what was dropped, then the whole subscription again. */
+  private changeSubscription(dropped: { instruments?: string[]; positions?: string[]; trades?: string[] }): void {
+    const socket = this.socket;
+    if (!socket || socket.readyState !== OPEN) return; // the next connection subscribes to the new set
+    const any = Object.values(dropped).some((list) => list && list.length > 0);
+    if (any) socket.send(JSON.stringify({ op: "unsubscribe", instruments: [], positions: [], ...dropped }));
+    if (this.conn !== "refused") this.sendSubscribe();
   }
 
   /** Asks for a fresh snapshot on the open socket (subscribing again answers with one). */
@@ -296,8 +349,9 @@ export class LiveFeed {
     socket.send(
       JSON.stringify({
         op: "subscribe",
-        instruments: this.opts.instruments ?? ["*"],
+        instruments: this.instruments,
         positions: this.opts.positions ?? ["*"],
+        ...(this.trades.length > 0 ? { trades: this.trades } : {}),
         ...(Object.keys(recover).length > 0 ? { recover } : {}),
       }),
     );
@@ -334,6 +388,10 @@ export class LiveFeed {
           for (const listener of this.candleListeners) listener(msg.data);
         } else if (result === "applied" && msg.kind === "fill") {
           for (const listener of this.fillListeners) listener(msg.data);
+        } else if (msg.kind === "trade") {
+          for (const listener of this.tradeListeners) listener(msg.data);
+        } else if (msg.kind === "pnl") {
+          for (const listener of this.pnlListeners) listener(msg.data);
         }
         if (msg.ingest_ts > 0) this.delayMs = Math.max(0, this.serverNow() - msg.ingest_ts / 1000);
         if (this.conn === "stale" && !this.store.awaitingSnapshot) this.conn = "live";
@@ -464,4 +522,8 @@ function detach(socket: SocketLike): void {
   socket.onmessage = null;
   socket.onclose = null;
   socket.onerror = null;
+}
+
+function sameList(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

@@ -84,6 +84,31 @@ export interface FillReport {
   position: PositionState;
 }
 
+/** A print (time and sales): a `trade` update's data and a row of GET /api/trades. */
+export interface TradePrint {
+  symbol: string;
+  /** The instrument's trade count with this print (absent from GET /api/trades rows). */
+  seq?: number;
+  event_id: string;
+  price: Dec;
+  qty: number;
+  aggressor: "buy" | "sell";
+  ts: Micros;
+}
+
+/** An account's P&L sample: a `pnl` update's data and a row of GET /api/pnl. */
+export interface PnlPoint {
+  account: string;
+  interval: Interval;
+  /** Bucket start. */
+  start: Micros;
+  realized: Dec;
+  unrealized: Dec;
+  total: Dec;
+  /** Sample time in Unix seconds: grows with every sample of the key. */
+  seq: number;
+}
+
 /** A catalog entry from GET /api/instruments. */
 /**
  * How traders write an instrument's prices (display only: prices stay decimal strings):
@@ -114,7 +139,9 @@ export type UpdateMessage =
   | (UpdateHeader & { kind: "instrument"; data: InstrumentState })
   | (UpdateHeader & { kind: "candle"; data: Candle })
   | (UpdateHeader & { kind: "position"; data: PositionState })
-  | (UpdateHeader & { kind: "fill"; data: FillReport });
+  | (UpdateHeader & { kind: "fill"; data: FillReport })
+  | (UpdateHeader & { kind: "trade"; data: TradePrint })
+  | (UpdateHeader & { kind: "pnl"; data: PnlPoint });
 
 export type SnapshotMessage = Snapshot & { type: "snapshot"; v: number };
 

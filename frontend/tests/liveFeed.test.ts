@@ -208,6 +208,51 @@ describe("LiveFeed", () => {
     feed.stop();
   });
 
+  it("follows what is on screen: setInstruments unsubscribes the dropped and resubscribes the set", () => {
+    const { feed, frames } = makeFeed({ instruments: ["ESZ6", "NQZ6"] });
+    const ws = goLive(feed, frames);
+    expect(JSON.parse(ws.sent[0]).instruments).toEqual(["ESZ6", "NQZ6"]);
+    feed.setInstruments(["NQZ6", "CLF7"]);
+    const [unsub, sub] = ws.sent.slice(-2).map((m) => JSON.parse(m));
+    expect(unsub).toEqual({ op: "unsubscribe", instruments: ["ESZ6"], positions: [] });
+    expect(sub).toMatchObject({ op: "subscribe", instruments: ["CLF7", "NQZ6"], positions: ["*"] });
+    // Its snapshot holds exactly the new set: ESZ6 leaves the store.
+    ws.receive({ type: "snapshot", v: 1, ...snapshot({ instruments: [inst("NQZ6", 9), inst("CLF7", 1)] }) });
+    frames.frame();
+    expect(feed.getView().data.instruments.map((s) => s.symbol)).toEqual(["CLF7", "NQZ6"]);
+    expect(feed.getView().resnapshots).toBe(0); // not a gap
+    // The same set again sends nothing.
+    const sent = ws.sent.length;
+    feed.setInstruments(["CLF7", "NQZ6", "CLF7"]);
+    expect(ws.sent.length).toBe(sent);
+    // A reconnect subscribes to the set of now.
+    ws.serverClose(1006);
+    vi.advanceTimersByTime(1000);
+    FakeSocket.last().open();
+    expect(JSON.parse(FakeSocket.last().sent[0]).instruments).toEqual(["CLF7", "NQZ6"]);
+    feed.stop();
+  });
+
+  it("passes prints and P&L samples to their listeners; setTrades follows an instrument's prints", () => {
+    const { feed, frames } = makeFeed();
+    const ws = goLive(feed, frames);
+    const prints: number[] = [];
+    const pnl: string[] = [];
+    feed.onTrade((t) => prints.push(t.seq ?? -1));
+    feed.onPnl((p) => pnl.push(`${p.account}:${p.interval}:${p.total}`));
+    feed.setTrades(["ESZ6"]);
+    expect(JSON.parse(ws.sent[ws.sent.length - 1])).toMatchObject({ op: "subscribe", trades: ["ESZ6"] });
+    const print = { symbol: "ESZ6", seq: 3, event_id: "e", price: "100.25", qty: 1, aggressor: "buy", ts: 1 };
+    ws.receive({ type: "update", v: 1, kind: "trade", key: "trades:ESZ6", seq: 3, ingest_ts: 1, data: print });
+    const point = { account: "ACC1", interval: "1s", start: 0, realized: "0", unrealized: "12.5", total: "12.5", seq: 1 };
+    ws.receive({ type: "update", v: 1, kind: "pnl", key: "pnl:ACC1:1s", seq: 1, ingest_ts: 0, data: point });
+    expect(prints).toEqual([3]);
+    expect(pnl).toEqual(["ACC1:1s:12.5"]);
+    feed.setTrades([]);
+    expect(JSON.parse(ws.sent[ws.sent.length - 2])).toEqual({ op: "unsubscribe", instruments: [], positions: [], trades: ["ESZ6"] });
+    feed.stop();
+  });
+
   it("goes stale when the socket is quiet, drops it when silent too long, and pings", () => {
     const { feed, frames } = makeFeed({ staleAfterMs: 3000, deadAfterMs: 8000, pingEveryMs: 2000 });
     const ws = goLive(feed, frames);
