@@ -1,0 +1,309 @@
+// One account's P&L over time at one interval (1 s or 1 min buckets), as plain data: no React,
+// no DOM, no fetch, no timers. The chart (components/PnlChart.tsx) feeds it pages of
+// GET /api/pnl and live `pnl` samples, and asks it what to redraw.
+//
+// Rules (docs/protocol.md, "HTTP API" and "WebSocket protocol"):
+// - Points are keyed by bucket start (Unix µs) and kept oldest first.
+// - A point is replaced only by a sample with a higher `seq` (the sample time in Unix seconds,
+//   growing with every sample of the key): an equal or lower seq is the same or an older state
+//   and is ignored. History rows carry the seq too, so a page and live samples merge the same
+//   way whichever arrives first.
+// - At most `maxPoints` points are kept. When that is exceeded, the oldest are dropped down to
+//   `trimTo` (a batch: a full 1 s series is redrawn whole once a minute, not every second). A
+//   sample older than the oldest point ever dropped is ignored (it would only be dropped again).
+// - Malformed input never throws: a row that is not a P&L point (missing account, interval,
+//   start or seq) is skipped; a point whose decimals do not parse is kept (its seq still orders
+//   it) but has no chart value (a gap in the line) and is printed as given.
+// - Every operation says what changed: "none", "last" (only the newest point changed, or one
+//   new newest point was added: the chart can `update` it) or "all" (an older point changed or
+//   points were dropped: `setData`). `takeRedraw` sums up everything since the last redraw.
+
+import { DASH, fmtMoney } from "./format";
+import { parseDec } from "./decimal";
+import type { Interval, Micros, PnlPoint } from "./types";
+
+export type { PnlPoint } from "./types";
+
+/** The most points kept per interval: 15 minutes of 1 s buckets, 10 hours of 1 min buckets. */
+export const MAX_POINTS: Record<Interval, number> = { "1s": 900, "1m": 600 };
+/** How many points a trim drops below `MAX_POINTS` at once. */
+export const TRIM_BATCH: Record<Interval, number> = { "1s": 60, "1m": 30 };
+
+export type PnlChange = "none" | "last" | "all";
+
+export interface PnlResult {
+  change: PnlChange;
+  /** The bucket starts whose point was added or replaced, ascending. */
+  changed: Micros[];
+  /** How many of the oldest points were dropped to keep the bound. */
+  dropped: number;
+}
+
+/**
+ * What the chart has to do to show the series: nothing, replace everything (`setData`), or
+ * `update` these points in order (each at or after the newest point the chart holds).
+ */
+export type Redraw =
+  | { kind: "none" }
+  | { kind: "all"; points: PnlPoint[] }
+  | { kind: "update"; points: PnlPoint[] };
+
+export interface PnlSeriesOptions {
+  maxPoints?: number;
+  /** Points left after a trim (default `maxPoints − TRIM_BATCH`). */
+  trimTo?: number;
+}
+
+/** A line point as lightweight-charts takes it (time in Unix seconds); no value: a gap. */
+export type PnlChartDatum = { time: number; value: number } | { time: number };
+
+const DECIMAL_RE = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$/;
+
+/** The value of a decimal string as a float, for the chart only; null when it is no decimal. */
+export function decValue(text: unknown): number | null {
+  if (typeof text !== "string") return null;
+  const t = text.trim();
+  if (!DECIMAL_RE.test(t)) return null;
+  const v = parseFloat(t);
+  return Number.isFinite(v) ? v : null;
+}
+
+/** -1, 0 or 1 for a decimal string, exactly; 0 for anything that is no decimal. */
+export function decSign(text: unknown): -1 | 0 | 1 {
+  if (typeof text !== "string" || !DECIMAL_RE.test(text.trim())) return 0;
+  try {
+    const { units } = parseDec(text);
+    return units < 0n ? -1 : units > 0n ? 1 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Money for the legend: exact (fmtMoney: rounded half away from zero to 2 decimals, grouped),
+ * never through floats. Text that is no decimal is printed as given (cut to 40 characters);
+ * a missing value is a dash.
+ */
+export function fmtPnl(text: unknown): string {
+  if (text == null) return DASH;
+  if (typeof text !== "string") return String(text).slice(0, 40) || DASH;
+  if (!DECIMAL_RE.test(text.trim())) return text.slice(0, 40) || DASH;
+  try {
+    return fmtMoney(text.trim());
+  } catch {
+    return text.slice(0, 40);
+  }
+}
+
+/** Whether `x` has what a point needs to be placed: account, interval, start and seq. */
+export function isPnlPoint(x: unknown): x is PnlPoint {
+  if (typeof x !== "object" || x === null) return false;
+  const p = x as Record<string, unknown>;
+  return (
+    typeof p.account === "string" &&
+    (p.interval === "1s" || p.interval === "1m") &&
+    typeof p.start === "number" &&
+    Number.isSafeInteger(p.start) &&
+    p.start >= 0 &&
+    typeof p.seq === "number" &&
+    Number.isFinite(p.seq)
+  );
+}
+
+/** The chart time of a bucket: its start in Unix seconds. */
+export function chartTime(start: Micros): number {
+  return Math.floor(start / 1_000_000);
+}
+
+/** A point as the chart draws it: its total, or a gap when the total is no decimal. */
+export function toChartDatum(p: PnlPoint): PnlChartDatum {
+  const value = decValue(p.total);
+  const time = chartTime(p.start);
+  return value === null ? { time } : { time, value };
+}
+
+/**
+ * Points as chart data: strictly ascending times (lightweight-charts refuses equal times; two
+ * starts within one second keep the later one).
+ */
+export function toChartData(points: readonly PnlPoint[]): PnlChartDatum[] {
+  const out: PnlChartDatum[] = [];
+  for (const p of points) {
+    const d = toChartDatum(p);
+    const prev = out[out.length - 1];
+    if (prev && prev.time === d.time) out[out.length - 1] = d;
+    else if (!prev || d.time > prev.time) out.push(d);
+  }
+  return out;
+}
+
+interface Op {
+  prevLast: Micros | null;
+  changed: Set<Micros>;
+  dropped: number;
+}
+
+export class PnlSeries {
+  readonly maxPoints: number;
+  readonly trimTo: number;
+  private readonly byStart = new Map<Micros, PnlPoint>();
+  /** Bucket starts, ascending. */
+  private starts: Micros[] = [];
+  private maxSeq = 0;
+  /** Samples before this start were dropped by a trim: they are not taken again. */
+  private floor: Micros | null = null;
+  // What the chart holds: the newest start drawn (null: nothing, or not drawn yet), and what
+  // changed since.
+  private drawnLast: Micros | null = null;
+  private dirtyMin: Micros | null = null;
+  /** A fresh series must clear whatever the chart showed before. */
+  private dirtyAll = true;
+
+  constructor(
+    readonly account: string,
+    readonly interval: Interval,
+    options: PnlSeriesOptions = {},
+  ) {
+    this.maxPoints = Math.max(1, Math.floor(options.maxPoints ?? MAX_POINTS[interval]));
+    const trim = options.trimTo ?? this.maxPoints - TRIM_BATCH[interval];
+    this.trimTo = Math.min(this.maxPoints, Math.max(1, Math.floor(trim)));
+  }
+
+  /** The points, oldest first. */
+  points(): PnlPoint[] {
+    return this.starts.map((s) => this.byStart.get(s)!);
+  }
+
+  point(start: Micros): PnlPoint | undefined {
+    return this.byStart.get(start);
+  }
+
+  /** The newest point (the latest bucket). */
+  last(): PnlPoint | undefined {
+    const n = this.starts.length;
+    return n ? this.byStart.get(this.starts[n - 1]) : undefined;
+  }
+
+  get size(): number {
+    return this.starts.length;
+  }
+
+  /** The highest seq taken so far; 0 when none. */
+  get lastSeq(): number {
+    return this.maxSeq;
+  }
+
+  /**
+   * Where to read again after a snapshot (a reconnect may have left a gap): the start of the
+   * newest point held (its bucket may have changed since), or null (the latest page) when
+   * nothing is held. GET /api/pnl answers the latest `limit` rows from there on: if the gap is
+   * longer than that, what lies before the page would have been trimmed anyway.
+   */
+  refetchFrom(): Micros | null {
+    const n = this.starts.length;
+    return n ? this.starts[n - 1] : null;
+  }
+
+  /** A live `pnl` sample. */
+  applyLive(p: PnlPoint): PnlResult {
+    const op = this.begin();
+    if (this.mine(p)) this.put(p, op);
+    return this.end(op);
+  }
+
+  /** A page of GET /api/pnl (any order; rows of another account or interval are skipped). */
+  mergeHistory(rows: readonly unknown[]): PnlResult {
+    const op = this.begin();
+    if (Array.isArray(rows)) for (const r of rows) if (this.mine(r)) this.put(r, op);
+    return this.end(op);
+  }
+
+  /**
+   * What to draw since the last call, and from then on the chart is taken to hold it. Call it
+   * only when there is a chart to draw on: until then the changes wait.
+   */
+  takeRedraw(): Redraw {
+    if (!this.dirtyAll && this.dirtyMin === null) return { kind: "none" };
+    let redraw: Redraw;
+    if (this.dirtyAll || this.drawnLast === null || this.dirtyMin! < this.drawnLast) {
+      redraw = { kind: "all", points: this.points() };
+    } else {
+      const from = this.dirtyMin!;
+      const points: PnlPoint[] = [];
+      for (let i = this.starts.length - 1; i >= 0 && this.starts[i] >= from; i--) points.push(this.byStart.get(this.starts[i])!);
+      redraw = { kind: "update", points: points.reverse() };
+    }
+    this.drawnLast = this.refetchFrom();
+    this.dirtyMin = null;
+    this.dirtyAll = false;
+    return redraw;
+  }
+
+  /** The chart was (re)created or failed to draw: the next redraw replaces everything. */
+  markUndrawn(): void {
+    this.dirtyAll = true;
+  }
+
+  /** Whether a redraw is waiting. */
+  get dirty(): boolean {
+    return this.dirtyAll || this.dirtyMin !== null;
+  }
+
+  // --- internals ------------------------------------------------------------------------------
+
+  private mine(p: unknown): p is PnlPoint {
+    return isPnlPoint(p) && p.account === this.account && p.interval === this.interval;
+  }
+
+  private put(p: PnlPoint, op: Op): void {
+    if (this.floor !== null && p.start < this.floor) return;
+    const held = this.byStart.get(p.start);
+    if (held && p.seq <= held.seq) return;
+    if (!held) this.insertStart(p.start);
+    this.byStart.set(p.start, p);
+    if (p.seq > this.maxSeq) this.maxSeq = p.seq;
+    op.changed.add(p.start);
+  }
+
+  private insertStart(start: Micros): void {
+    const starts = this.starts;
+    if (!starts.length || start > starts[starts.length - 1]) {
+      starts.push(start);
+      return;
+    }
+    let lo = 0;
+    let hi = starts.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (starts[mid] < start) lo = mid + 1;
+      else hi = mid;
+    }
+    starts.splice(lo, 0, start);
+  }
+
+  private begin(): Op {
+    const n = this.starts.length;
+    return { prevLast: n ? this.starts[n - 1] : null, changed: new Set(), dropped: 0 };
+  }
+
+  private end(op: Op): PnlResult {
+    if (this.starts.length > this.maxPoints) {
+      const drop = this.starts.length - this.trimTo;
+      for (const start of this.starts.slice(0, drop)) {
+        this.byStart.delete(start);
+        op.changed.delete(start);
+      }
+      this.starts = this.starts.slice(drop);
+      this.floor = this.starts[0];
+      op.dropped = drop;
+      this.dirtyAll = true;
+    }
+    const changed = [...op.changed].sort((a, b) => a - b);
+    for (const start of changed) if (this.dirtyMin === null || start < this.dirtyMin) this.dirtyMin = start;
+    if (op.dropped > 0) return { change: "all", changed, dropped: op.dropped };
+    if (changed.length === 0) return { change: "none", changed, dropped: 0 };
+    const newest = this.starts[this.starts.length - 1];
+    const onlyNewest = changed.length === 1 && changed[0] === newest && (op.prevLast === null || newest >= op.prevLast);
+    return { change: onlyNewest ? "last" : "all", changed, dropped: 0 };
+  }
+}
