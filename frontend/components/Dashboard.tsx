@@ -14,6 +14,19 @@ import CandleChart from "./CandleChart";
 import Positions from "./Positions";
 import Fills from "./Fills";
 import PanelBoundary from "./PanelBoundary";
+import WatchlistBar from "./WatchlistBar";
+import { storedActiveSymbols, useWatchlists } from "@/lib/useWatchlists";
+import {
+  activeSymbols,
+  addSymbol,
+  arrange,
+  createList,
+  deleteActiveList,
+  removeSymbol,
+  setActive,
+  toggleSort,
+  type SortColumn,
+} from "@/lib/watchlist";
 import { fmtInt } from "@/lib/format";
 
 /** An instrument that has not changed for this long (while connected) is marked stale. */
@@ -64,20 +77,41 @@ function Banner({ view, apiError, onRetry }: { view: FeedView; apiError: string 
 
 export default function Dashboard({ initial, initialFills, catalog, wsUrl, serverNow, apiError }: DashboardProps) {
   const [blotter] = useState(() => new BlotterFeed(initialFills ?? null));
-  const { view, feed } = useLiveFeed({ url: wsUrl, initial, initialNowMs: serverNow, recover: blotter.recoverFrom });
+  // The socket's first subscribe already names the stored watchlist (not `*` then a change).
+  const [firstWatch] = useState(() => storedActiveSymbols(catalog.map((c) => c.symbol)));
+  const { view, feed } = useLiveFeed({
+    url: wsUrl,
+    initial,
+    initialNowMs: serverNow,
+    recover: blotter.recoverFrom,
+    instruments: firstWatch,
+  });
   useEffect(() => {
     blotter.attach(feed);
     return () => blotter.detach();
   }, [blotter, feed]);
   const data = view.data;
   const catalogBySymbol = useMemo(() => Object.fromEntries(catalog.map((c) => [c.symbol, c])), [catalog]);
+  const catalogSymbols = useMemo(() => catalog.map((c) => c.symbol), [catalog]);
+  const [lists, updateLists] = useWatchlists(catalogSymbols);
+  const watched = useMemo(() => (lists ? activeSymbols(lists) : null), [lists]);
+  const sort = lists?.sort ?? null;
+  // The market watch shows the active watchlist (all instruments until the browser's lists are
+  // read), in the list's order or sorted by a column.
+  const rows = useMemo(() => (watched ? arrange(data.instruments, watched, sort) : data.instruments), [data.instruments, watched, sort]);
   const [chosen, setChosen] = useState<string | null>(null);
-  const selected =
-    chosen ?? (data.instruments.find((s) => s.symbol === "ESZ6") ?? data.instruments[0])?.symbol ?? null;
+  const selected = chosen ?? (rows.find((s) => s.symbol === "ESZ6") ?? rows[0])?.symbol ?? null;
   const onSelect = useCallback((symbol: string) => setChosen(symbol), []);
+  // The socket follows what is on screen: the watchlist and the charted instrument.
+  useEffect(() => {
+    if (!watched) return;
+    feed.setInstruments(selected && !watched.includes(selected) ? [...watched, selected] : watched);
+  }, [feed, watched, selected]);
+  const onSort = useCallback((column: SortColumn) => updateLists((w) => ({ ...w, sort: toggleSort(w.sort, column) })), [updateLists]);
+  const onRemove = useCallback((symbol: string) => updateLists((w) => removeSymbol(w, symbol)), [updateLists]);
   const onRetry = useCallback(() => feed.retry(), [feed]);
   const connected = view.conn === "live" || view.conn === "stale";
-  const totalVolume = data.instruments.reduce((n, s) => n + s.volume, 0);
+  const totalVolume = rows.reduce((n, s) => n + s.volume, 0);
 
   return (
     <div
@@ -93,12 +127,22 @@ export default function Dashboard({ initial, initialFills, catalog, wsUrl, serve
           <div className="panel-head">
             <h2 id="h-watch">Market watch</h2>
             <span className="panel-meta num">
-              {data.instruments.length} instruments · vol {fmtInt(totalVolume)}
+              {rows.length} instruments · vol {fmtInt(totalVolume)}
             </span>
           </div>
+          {lists && (
+            <WatchlistBar
+              lists={lists}
+              catalog={catalog}
+              onActivate={(name) => updateLists((w) => setActive(w, name))}
+              onCreate={(name) => updateLists((w) => createList(w, name))}
+              onDeleteActive={() => updateLists(deleteActiveList)}
+              onAdd={(symbol) => updateLists((w) => addSymbol(w, symbol))}
+            />
+          )}
           <PanelBoundary name="market watch">
             <MarketWatch
-              instruments={data.instruments}
+              instruments={rows}
               sparks={data.sparks}
               ticks={data.ticks}
               catalog={catalogBySymbol}
@@ -107,6 +151,9 @@ export default function Dashboard({ initial, initialFills, catalog, wsUrl, serve
               nowMs={view.nowMs}
               connected={connected}
               staleMs={INSTRUMENT_STALE_MS}
+              sort={lists ? sort : null}
+              onSort={lists ? onSort : undefined}
+              onRemove={lists ? onRemove : undefined}
             />
           </PanelBoundary>
         </section>

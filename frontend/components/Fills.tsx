@@ -6,8 +6,7 @@
 import { memo, useState, useSyncExternalStore } from "react";
 import type { Instrument } from "@/lib/types";
 import type { BlotterFeed } from "@/lib/blotterFeed";
-import { decimalsOf } from "@/lib/decimal";
-import { fmtInt, fmtPrice, fmtTime } from "@/lib/format";
+import { fmtInstrumentPrice, fmtInt, fmtTime } from "@/lib/format";
 
 /** Rows shown at first, and how many more each "Load more" shows. */
 export const FILLS_SHOWN = 50;
@@ -62,7 +61,7 @@ function FillsImpl({ blotter, catalog }: { blotter: BlotterFeed; catalog: Record
                 <span className={`side side-${f.side}`}>{f.side === "buy" ? "BUY" : "SELL"}</span>
               </td>
               <td className="num">{fmtInt(f.qty)}</td>
-              <td className="num">{fmtPrice(f.price, decimalsOf(catalog[f.symbol]?.tick_size))}</td>
+              <td className="num">{fmtInstrumentPrice(f.price, catalog[f.symbol])}</td>
               <td className="num muted">{f.seq}</td>
             </tr>
           ))}

@@ -6,6 +6,7 @@ import { isInstrumentStale } from "@/lib/feedStore";
 import type { Instrument, InstrumentState } from "@/lib/types";
 import { signDec } from "@/lib/decimal";
 import { fmtAvgPrice, fmtInstrumentChange, fmtInstrumentPrice, fmtInt, fmtPct } from "@/lib/format";
+import type { Sort, SortColumn } from "@/lib/watchlist";
 import { Sparkline } from "./Sparkline";
 
 export interface MarketWatchProps {
@@ -19,7 +20,23 @@ export interface MarketWatchProps {
   /** Per-instrument stale marks are shown only while the socket is up. */
   connected: boolean;
   staleMs: number;
+  /** The column the rows are sorted by (they come sorted), null for the list's order. */
+  sort?: Sort | null;
+  onSort?: (column: SortColumn) => void;
+  /** Removes an instrument from the watchlist shown. */
+  onRemove?: (symbol: string) => void;
 }
+
+const COLUMNS: { column: SortColumn; label: string; numeric: boolean }[] = [
+  { column: "symbol", label: "Symbol", numeric: false },
+  { column: "bid", label: "Bid", numeric: true },
+  { column: "ask", label: "Ask", numeric: true },
+  { column: "last", label: "Last", numeric: true },
+  { column: "change", label: "Chg", numeric: true },
+  { column: "change_pct", label: "Chg %", numeric: true },
+  { column: "volume", label: "Volume", numeric: true },
+  { column: "vwap", label: "VWAP", numeric: true },
+];
 
 function flashClass(tick: Tick | undefined): string {
   if (!tick) return "";
@@ -40,9 +57,10 @@ interface RowProps {
   cursor: boolean;
   stale: boolean;
   onClick: (symbol: string) => void;
+  onRemove?: (symbol: string) => void;
 }
 
-const Row = memo(function Row({ s, info, spark, ticks, selected, cursor, stale, onClick }: RowProps) {
+const Row = memo(function Row({ s, info, spark, ticks, selected, cursor, stale, onClick, onRemove }: RowProps) {
   const lastDir = ticks?.last?.dir;
   return (
     <tr
@@ -57,6 +75,21 @@ const Row = memo(function Row({ s, info, spark, ticks, selected, cursor, stale, 
       <th scope="row" className="sym" title={info ? `${info.description} · tick ${info.tick_size} · ×${info.multiplier}` : undefined}>
         <span className="sym-code">{s.symbol}</span>
         {stale && <span className="tag tag-stale">stale</span>}
+        {onRemove && (
+          <button
+            type="button"
+            className="wl-remove"
+            aria-label={`Remove ${s.symbol} from the watchlist`}
+            title="Remove from the watchlist"
+            onClick={(e) => {
+              e.stopPropagation();
+              onRemove(s.symbol);
+            }}
+            data-remove={s.symbol}
+          >
+            ×
+          </button>
+        )}
       </th>
       <td key={`b${ticks?.bid?.n ?? 0}`} className={`num px bid ${flashClass(ticks?.bid)}`} data-field="bid">
         {fmtInstrumentPrice(s.bid, info)}
@@ -100,6 +133,9 @@ export default function MarketWatch({
   nowMs,
   connected,
   staleMs,
+  sort = null,
+  onSort,
+  onRemove,
 }: MarketWatchProps) {
   const [cursor, setCursor] = useState<string | null>(selected);
 
@@ -162,14 +198,26 @@ export default function MarketWatch({
       >
         <thead>
           <tr>
-            <th scope="col" className="sym">Symbol</th>
-            <th scope="col" className="num">Bid</th>
-            <th scope="col" className="num">Ask</th>
-            <th scope="col" className="num">Last</th>
-            <th scope="col" className="num">Chg</th>
-            <th scope="col" className="num">Chg %</th>
-            <th scope="col" className="num">Volume</th>
-            <th scope="col" className="num">VWAP</th>
+            {COLUMNS.map(({ column, label, numeric }) => {
+              const active = sort?.column === column;
+              return (
+                <th
+                  key={column}
+                  scope="col"
+                  className={numeric ? "num" : "sym"}
+                  aria-sort={active ? (sort!.dir === 1 ? "ascending" : "descending") : undefined}
+                >
+                  {onSort ? (
+                    <button type="button" className={`sort ${active ? "sorted" : ""}`} onClick={() => onSort(column)} data-sort={column}>
+                      {label}
+                      <span aria-hidden="true">{active ? (sort!.dir === 1 ? " ▲" : " ▼") : ""}</span>
+                    </button>
+                  ) : (
+                    label
+                  )}
+                </th>
+              );
+            })}
             <th scope="col" className="trend">Trend</th>
           </tr>
         </thead>
@@ -177,7 +225,7 @@ export default function MarketWatch({
           {instruments.length === 0 && (
             <tr>
               <td colSpan={9} className="empty">
-                No instruments yet.
+                {onRemove ? "This watchlist is empty: add instruments with the search above." : "No instruments yet."}
               </td>
             </tr>
           )}
@@ -192,6 +240,7 @@ export default function MarketWatch({
               cursor={s.symbol === cursor}
               stale={connected && isInstrumentStale(s, nowMs, staleMs)}
               onClick={onClick}
+              onRemove={onRemove}
             />
           ))}
         </tbody>

@@ -43,6 +43,9 @@ let ttpulse;
 let browser;
 let page;
 const pageErrors = [];
+/** What the page's WebSockets sent (subscribes...) and the keys of the updates they received. */
+const wsSent = [];
+const wsUpdates = [];
 const consoleErrors = [];
 let expectingOutage = false; // the browser logs failed WebSocket attempts while ttpulse is down
 
@@ -85,9 +88,25 @@ function cellText(row, field) {
   return m ? m[1] : null;
 }
 
-/** The page shows a price padded with zeros to the tick's decimals: "6850.5" → "6850.50". */
-function samePrice(shown, given) {
+/**
+ * The page shows a price as traders read it: padded with zeros to the tick's decimals
+ * ("6850.5" → "6850.50"), in 32nds for bond futures ("112.515625" → "112-16+") and in eighths
+ * for grains ("445.25" → "445'2"). Worked out here independently of the page's code.
+ */
+function samePrice(shown, given, info) {
   if (given == null) return shown === "—";
+  const [int, frac = ""] = given.split(".");
+  const fraction = Number(`0.${frac || "0"}`);
+  if (info?.price_format === "thirty_seconds" && !given.startsWith("-")) {
+    const n = fraction * 32;
+    const whole = Math.floor(n);
+    const half = n - whole === 0.5;
+    if (n === whole || half) return shown === `${int}-${String(whole).padStart(2, "0")}${half ? "+" : ""}`;
+  }
+  if (info?.price_format === "eighths" && !given.startsWith("-")) {
+    const n = fraction * 8;
+    if (Number.isInteger(n)) return shown === `${int}'${n}`;
+  }
   if (shown === given) return true;
   if (!shown.startsWith(given)) return false;
   const rest = shown.slice(given.length);
@@ -159,6 +178,14 @@ before(async () => {
   browser.setDefaultTimeout(10000);
   page = browser.pages()[0] ?? (await browser.newPage());
   page.on("pageerror", (e) => pageErrors.push(e.message));
+  page.on("websocket", (ws) => {
+    ws.on("framesent", (f) => wsSent.push(String(f.payload)));
+    ws.on("framereceived", (f) => {
+      const text = String(f.payload);
+      const key = /^\{"type":"update","v":\d+,"key":"([^"]+)"/.exec(text)?.[1];
+      if (key) wsUpdates.push({ t: Date.now(), key });
+    });
+  });
   page.on("console", (m) => {
     if (m.type() === "error" && !expectingOutage) consoleErrors.push(m.text());
   });
@@ -168,6 +195,9 @@ after(() => tearDown(browser, work), { timeout: 60000 });
 
 describe("dashboard end to end (ttpulse + next start + nginx + chromium)", () => {
   test("(a) the HTML nginx serves for / already holds the snapshot's prices (no JS)", async () => {
+    const catalog = Object.fromEntries((await getJson(`${api}/api/instruments`)).map((i) => [i.symbol, i]));
+    assert.equal(catalog.ZNH7?.price_format, "thirty_seconds", "the catalog says how ZNH7 is quoted");
+    let fractional = 0;
     for (let attempt = 1; attempt <= 10; attempt++) {
       const before = await getJson(`${api}/api/snapshot`);
       const res = await get(`${site}/`);
@@ -186,13 +216,20 @@ describe("dashboard end to end (ttpulse + next start + nginx + chromium)", () =>
         if (s.seq === later.seq) {
           // Unchanged while the page was rendered: the row must show exactly these values.
           assert.equal(seq, s.seq);
-          assert.ok(samePrice(cellText(row, "bid"), s.bid), `${s.symbol} bid: page ${cellText(row, "bid")} vs API ${s.bid}`);
-          assert.ok(samePrice(cellText(row, "ask"), s.ask), `${s.symbol} ask: page ${cellText(row, "ask")} vs API ${s.ask}`);
-          assert.ok(samePrice(cellText(row, "last"), s.last), `${s.symbol} last: page ${cellText(row, "last")} vs API ${s.last}`);
+          assert.ok(samePrice(cellText(row, "bid"), s.bid, catalog[s.symbol]), `${s.symbol} bid: page ${cellText(row, "bid")} vs API ${s.bid}`);
+          assert.ok(samePrice(cellText(row, "ask"), s.ask, catalog[s.symbol]), `${s.symbol} ask: page ${cellText(row, "ask")} vs API ${s.ask}`);
+          assert.ok(samePrice(cellText(row, "last"), s.last, catalog[s.symbol]), `${s.symbol} last: page ${cellText(row, "last")} vs API ${s.last}`);
           exact += 1;
+        }
+        // Whatever the value, bond futures and grains are quoted in their notation.
+        const shape = { thirty_seconds: /^\d+-\d{2}\+?$/, eighths: /^\d+'[0-7]$/ }[catalog[s.symbol]?.price_format];
+        if (shape && s.bid != null) {
+          assert.match(cellText(row, "bid"), shape, `${s.symbol} bid in its notation`);
+          fractional += 1;
         }
       }
       if (exact > 0) {
+        assert.ok(fractional > 0, "a 32nds or eighths instrument was on the page");
         // Positions are server-rendered too.
         for (const p of before.positions.slice(0, 3)) {
           assert.ok(html.includes(`data-position="${p.account}:${p.symbol}"`), `position row ${p.account}:${p.symbol}`);
@@ -469,6 +506,57 @@ describe("dashboard end to end (ttpulse + next start + nginx + chromium)", () =>
     const after = new Set((await shownFills()).map(([k]) => k));
     assert.deepEqual(before.filter((k) => !after.has(k)), [], "every fill seen before the reload is shown after it");
     await assertComplete("after the reload");
+  });
+
+  test("a watchlist: search and add, remove, sort, the socket follows it, and it is there after a reload", async () => {
+    const rowSymbols = () => page.$$eval("[data-testid=market-watch] tr[data-symbol]", (rows) => rows.map((r) => r.getAttribute("data-symbol")));
+    const lastSubscribe = () => JSON.parse(wsSent.filter((m) => m.includes('"op":"subscribe"')).at(-1));
+    assert.ok((await rowSymbols()).length >= 10, "the first visit watches the whole catalog");
+    await page.click("[data-testid=watchlist-new]");
+    await page.fill("[data-testid=watchlist-name]", "Rates & energy");
+    await page.press("[data-testid=watchlist-name]", "Enter");
+    await page.waitForFunction(() => document.querySelectorAll("[data-testid=market-watch] tr[data-symbol]").length === 0);
+    // Search by description, pick with Enter; by symbol, pick with a click.
+    await page.fill("[data-testid=watchlist-search]", "crude");
+    await page.press("[data-testid=watchlist-search]", "Enter");
+    await page.fill("[data-testid=watchlist-search]", "zn");
+    await page.click("[data-match=ZNH7]");
+    await page.fill("[data-testid=watchlist-search]", "ES");
+    await page.press("[data-testid=watchlist-search]", "Enter");
+    await page.waitForFunction(() => document.querySelectorAll("[data-testid=market-watch] tr[data-symbol]").length === 3);
+    assert.deepEqual(await rowSymbols(), ["CLF7", "ZNH7", "ESZ6"], "in the order added");
+    // Remove one (the button shows on hover).
+    await page.hover("tr[data-symbol=ZNH7]");
+    await page.click("[data-remove=ZNH7]");
+    await page.waitForFunction(() => !document.querySelector("[data-testid=market-watch] tr[data-symbol=ZNH7]"));
+    // Sort by symbol, then back to the list's order.
+    await page.click("[data-sort=symbol]");
+    assert.deepEqual(await rowSymbols(), ["CLF7", "ESZ6"]);
+    await page.click("[data-sort=symbol]");
+    assert.deepEqual(await rowSymbols(), ["ESZ6", "CLF7"]);
+    await page.click("[data-sort=symbol]");
+    assert.deepEqual(await rowSymbols(), ["CLF7", "ESZ6"]);
+
+    // The socket follows what is on screen (the list, and the charted instrument): no more `*`.
+    const charted = await page.textContent("[data-testid=chart-symbol]");
+    const want = [...new Set(["CLF7", "ESZ6", charted])].sort();
+    assert.deepEqual(lastSubscribe().instruments, want, "the last subscribe names what is on screen");
+    await sleep(1500); // updates queued before the unsubscribe drain
+    const since = Date.now();
+    await sleep(2000);
+    const keys = new Set(wsUpdates.filter((u) => u.t >= since && /^(inst|candle):/.test(u.key)).map((u) => u.key.split(":")[1]));
+    assert.ok(keys.size > 0, "market updates still arrive");
+    assert.deepEqual([...keys].filter((k) => !want.includes(k)), [], "no market updates for instruments off screen");
+
+    // Saved in the browser: a reload shows the same list, and subscribes to it from the start.
+    const sentBefore = wsSent.length;
+    await page.reload();
+    await page.waitForFunction(() => document.querySelector("[data-testid=conn-state]")?.getAttribute("data-state") === "live", null, { timeout: 20000 });
+    await page.waitForFunction(() => document.querySelectorAll("[data-testid=market-watch] tr[data-symbol]").length === 2);
+    assert.deepEqual(await rowSymbols(), ["CLF7", "ESZ6"]);
+    assert.equal(await page.$eval("[data-testid=watchlist-select]", (el) => el.value), "Rates & energy");
+    const firstSubscribe = JSON.parse(wsSent.slice(sentBefore).find((m) => m.includes('"op":"subscribe"')));
+    assert.ok(!firstSubscribe.instruments.includes("*"), `the page subscribes to its list, not to everything: ${JSON.stringify(firstSubscribe)}`);
   });
 
   test("no uncaught errors in the page, no console errors (hydration included) while the stack was up", () => {

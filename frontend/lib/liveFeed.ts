@@ -162,7 +162,7 @@ export class LiveFeed {
       ...options,
     };
     this.now = options.now ?? Date.now;
-    this.instruments = options.instruments ?? ["*"];
+    this.instruments = options.instruments ? [...new Set(options.instruments)].sort() : ["*"];
     this.trades = options.trades ?? [];
     this.store = new FeedStore(options.initial ?? null);
     this.conflator = createFrameConflator(() => this.publish(), options.raf, options.caf);
