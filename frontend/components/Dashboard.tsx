@@ -29,6 +29,12 @@ import {
 } from "@/lib/watchlist";
 import { fmtInt } from "@/lib/format";
 
+/**
+ * The screen shows the newest data at most this often: five times a second is as fast as a
+ * trader reads a price, and it keeps the page cheap to leave open all day at any update rate.
+ */
+export const VIEW_EVERY_MS = 200;
+
 /** An instrument that has not changed for this long (while connected) is marked stale. */
 export const INSTRUMENT_STALE_MS = 5000;
 
@@ -85,6 +91,7 @@ export default function Dashboard({ initial, initialFills, catalog, wsUrl, serve
     initialNowMs: serverNow,
     recover: blotter.recoverFrom,
     instruments: firstWatch,
+    publishEveryMs: VIEW_EVERY_MS,
   });
   useEffect(() => {
     blotter.attach(feed);

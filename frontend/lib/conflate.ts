@@ -11,7 +11,18 @@ export interface FrameConflator {
   readonly pending: boolean;
 }
 
-export function createFrameConflator(publish: () => void, raf?: Raf, caf?: Caf): FrameConflator {
+/**
+ * `minIntervalMs` > 0 also spaces publishes at least that far apart (a screen a trader reads
+ * need not repaint 60 times a second at 200 updates a second): a schedule within the interval
+ * waits for its end, then for the next frame.
+ */
+export function createFrameConflator(
+  publish: () => void,
+  raf?: Raf,
+  caf?: Caf,
+  minIntervalMs = 0,
+  now: () => number = Date.now,
+): FrameConflator {
   const request: Raf =
     raf ??
     (typeof requestAnimationFrame === "function"
@@ -23,26 +34,40 @@ export function createFrameConflator(publish: () => void, raf?: Raf, caf?: Caf):
       ? cancelAnimationFrame.bind(globalThis)
       : (h) => clearTimeout(h as unknown as ReturnType<typeof setTimeout>));
   let handle: number | null = null;
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  let last = Number.NEGATIVE_INFINITY;
+  const run = () => {
+    handle = null;
+    last = now();
+    publish();
+  };
+  const cancel = () => {
+    if (handle !== null) cancelFrame(handle);
+    if (timer !== null) clearTimeout(timer);
+    handle = null;
+    timer = null;
+  };
   return {
     schedule() {
-      if (handle !== null) return;
-      handle = request(() => {
-        handle = null;
-        publish();
-      });
+      if (handle !== null || timer !== null) return;
+      const wait = last + minIntervalMs - now();
+      if (wait <= 0) {
+        handle = request(run);
+        return;
+      }
+      timer = setTimeout(() => {
+        timer = null;
+        handle = request(run);
+      }, wait);
     },
     flush() {
-      if (handle === null) return;
-      cancelFrame(handle);
-      handle = null;
-      publish();
+      if (handle === null && timer === null) return;
+      cancel();
+      run();
     },
-    cancel() {
-      if (handle !== null) cancelFrame(handle);
-      handle = null;
-    },
+    cancel,
     get pending() {
-      return handle !== null;
+      return handle !== null || timer !== null;
     },
   };
 }

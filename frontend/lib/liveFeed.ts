@@ -78,6 +78,11 @@ export interface LiveFeedOptions {
   /** Housekeeping tick: liveness, ping, the clock of stale marks. */
   tickMs?: number;
   /**
+   * Publish the view at most this often (ms), on an animation frame: the screen's refresh
+   * rate for data, whatever the update rate (0: every frame).
+   */
+  publishEveryMs?: number;
+  /**
    * A connection live this long resets the reconnect backoff. A snapshot alone does not: a
    * server that closes every session soon after its snapshot (4008/4009 under load) is not
    * hammered with reconnects.
@@ -165,7 +170,7 @@ export class LiveFeed {
     this.instruments = options.instruments ? [...new Set(options.instruments)].sort() : ["*"];
     this.trades = options.trades ?? [];
     this.store = new FeedStore(options.initial ?? null);
-    this.conflator = createFrameConflator(() => this.publish(), options.raf, options.caf);
+    this.conflator = createFrameConflator(() => this.publish(), options.raf, options.caf, options.publishEveryMs ?? 0, this.now);
     this.serverView = this.buildView(options.initialNowMs ?? this.now());
     this.view = this.serverView;
   }

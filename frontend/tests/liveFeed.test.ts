@@ -328,3 +328,24 @@ describe("LiveFeed", () => {
     feed.stop();
   });
 });
+
+describe("LiveFeed publish rate", () => {
+  it("publishEveryMs spaces the views however fast updates come, and the newest state is shown", () => {
+    const { feed, frames } = makeFeed({ publishEveryMs: 200 });
+    const ws = goLive(feed, frames);
+    const before = feed.publishes;
+    // 1,000 updates a second for one second.
+    for (let i = 0; i < 1000; i++) {
+      ws.receive(instUpdate(inst("ESZ6", 100 + i, { bid: `${100 + i}.00` })));
+      vi.advanceTimersByTime(1);
+      frames.frame();
+    }
+    vi.advanceTimersByTime(200);
+    frames.frame();
+    const published = feed.publishes - before;
+    expect(published).toBeGreaterThanOrEqual(4);
+    expect(published).toBeLessThanOrEqual(7); // about 5 a second, not 1,000 (nor 60)
+    expect(feed.getView().data.instruments.find((s) => s.symbol === "ESZ6")?.seq).toBe(1099);
+    feed.stop();
+  });
+});
