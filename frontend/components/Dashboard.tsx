@@ -14,6 +14,7 @@ import CandleChart from "./CandleChart";
 import Positions from "./Positions";
 import Fills from "./Fills";
 import PanelBoundary from "./PanelBoundary";
+import PnlChart from "./PnlChart";
 import WatchlistBar from "./WatchlistBar";
 import { storedActiveSymbols, useWatchlists } from "@/lib/useWatchlists";
 import {
@@ -118,6 +119,7 @@ export default function Dashboard({ initial, initialFills, catalog, wsUrl, serve
   const onRemove = useCallback((symbol: string) => updateLists((w) => removeSymbol(w, symbol)), [updateLists]);
   const onRetry = useCallback(() => feed.retry(), [feed]);
   const connected = view.conn === "live" || view.conn === "stale";
+  const pnlAccounts = useMemo(() => [...new Set(data.positions.map((p) => p.account))].sort(), [data.positions]);
   const totalVolume = rows.reduce((n, s) => n + s.volume, 0);
 
   return (
@@ -185,6 +187,11 @@ export default function Dashboard({ initial, initialFills, catalog, wsUrl, serve
           </div>
           <PanelBoundary name="fills">
             <Fills blotter={blotter} catalog={catalogBySymbol} />
+          </PanelBoundary>
+        </section>
+        <section className="panel panel-pnl" aria-label="P&amp;L over time">
+          <PanelBoundary name="P&L chart">
+            <PnlChart feed={feed} accounts={pnlAccounts} />
           </PanelBoundary>
         </section>
       </main>
