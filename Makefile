@@ -1,7 +1,7 @@
 # ttpulse: the two commands are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run build test deps bench bench-quick frontend test-frontend fuzz test-unit test-embedded test-distributed fmt lint migrate clean up down status
+.PHONY: run build test deps bench bench-page bench-quick frontend test-frontend fuzz test-unit test-embedded test-distributed fmt lint migrate clean up down status
 
 ## run: build ttpulse (release) and the dashboard, start both on the embedded default (every role
 ## in one process); prints the dashboard URL
@@ -45,6 +45,14 @@ bench: deps
 	$(CARGO) build --release --locked -p ttpulse --bin ttpulse
 	$(CARGO) build --release --locked -p ttpulse-bench
 	./target/release/ttpulse-bench run --out bench/results
+	$(MAKE) bench-page
+
+## bench-page: what the dashboard costs the browser to keep open (headless Chromium, main
+## thread busy at 200 and 2,000 events/s and quiet), to bench/results/page-cost.json
+bench-page:
+	$(CARGO) build --release --locked -p ttpulse --bin ttpulse
+	scripts/frontend-build.sh --if-needed
+	node frontend/bench/page-cost.mjs --out bench/results/page-cost.json
 
 ## bench-quick: the same in a few minutes (fewer rates, shorter windows), to bench/results/quick/
 bench-quick: deps
