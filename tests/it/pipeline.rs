@@ -377,6 +377,9 @@ async fn state_survives_a_restart_of_the_whole_server() {
     // The cache was rebuilt from the database: the same state, the same seqs.
     let (_, after) = server.get_json("/api/snapshot").await;
     assert_eq!(before, after);
+    // The quote's sizes (5 x 7) are stored and restored with the rest of the instrument's state.
+    let es = &after["instruments"][0];
+    assert_eq!((&es["symbol"], &es["bid_qty"], &es["ask_qty"]), (&json!("ESZ6"), &json!(5), &json!(7)));
     assert_eq!(after["accounts"], json!([{"account": "ACC1", "symbol": "ESZ6", "fill_seq": 1}]));
     // Old events are still recognised; new ones continue the seqs.
     let (_, again) = server.ingest(&events).await;

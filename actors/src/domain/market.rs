@@ -20,7 +20,14 @@ pub struct InstrumentState {
     /// Grows by one with every change of this instrument.
     pub seq: u64,
     pub bid: Option<Decimal>,
+    /// Size of the best bid the state shows (contracts); 0 when there is none. Absent from
+    /// state stored before sizes were kept (Redis, snapshots): read as 0.
+    #[serde(default)]
+    pub bid_qty: i64,
     pub ask: Option<Decimal>,
+    /// Size of the best ask the state shows (contracts); 0 when there is none.
+    #[serde(default)]
+    pub ask_qty: i64,
     pub mid: Option<Decimal>,
     pub spread: Option<Decimal>,
     pub last: Option<Decimal>,
@@ -42,7 +49,9 @@ impl InstrumentState {
             symbol: symbol.to_owned(),
             seq: 0,
             bid: None,
+            bid_qty: 0,
             ask: None,
+            ask_qty: 0,
             mid: None,
             spread: None,
             last: None,
@@ -82,8 +91,9 @@ impl InstrumentBook {
         Self { state, notional, quote_ts: at, trade_ts: at }
     }
 
-    /// Applies a quote; `Ok(false)` when it is older than the quote the book shows (stale:
-    /// nothing changed). All or nothing: on a refusal nothing changed.
+    /// Applies a quote (prices and sizes); `Ok(false)` when it is older than the quote the book
+    /// shows (stale: nothing changed, sizes included). All or nothing: on a refusal nothing
+    /// changed.
     pub fn apply_quote(&mut self, quote: &Quote, ts: Micros) -> Result<bool, ValidationError> {
         if ts < self.quote_ts {
             return Ok(false);
@@ -97,7 +107,9 @@ impl InstrumentBook {
         let seq = self.state.seq.checked_add(1).or_refuse("instrument", "the instrument's seq")?;
         let s = &mut self.state;
         s.bid = Some(quote.bid);
+        s.bid_qty = quote.bid_qty;
         s.ask = Some(quote.ask);
+        s.ask_qty = quote.ask_qty;
         s.mid = Some(mid.normalize());
         s.spread = Some(spread);
         s.seq = seq;
@@ -170,8 +182,52 @@ mod tests {
         let s = &book.state;
         assert_eq!(s.mid, Some(d("6850.125")));
         assert_eq!(s.spread, Some(d("0.25")));
+        assert_eq!((s.bid_qty, s.ask_qty), (5, 7));
         assert_eq!((s.seq, s.updated_at), (1, 10));
         assert_eq!(s.last, None);
+    }
+
+    #[test]
+    fn sizes_follow_the_quote_the_state_shows() {
+        let mut book = InstrumentBook::new("ESZ6");
+        assert_eq!((book.state.bid_qty, book.state.ask_qty), (0, 0), "no quote, no size");
+        let quote = |bid_qty, ask_qty| Quote {
+            instrument: "ESZ6".into(),
+            bid: d("6850.00"),
+            bid_qty,
+            ask: d("6850.25"),
+            ask_qty,
+        };
+        assert_eq!(book.apply_quote(&quote(5, 7), 10), Ok(true));
+        // Same prices, new sizes: the sizes move (a quote of the same time is not stale).
+        assert_eq!(book.apply_quote(&quote(12, 0), 10), Ok(true));
+        assert_eq!((book.state.bid_qty, book.state.ask_qty, book.state.seq), (12, 0, 2));
+        // A stale quote with other sizes changes nothing, sizes included.
+        let before = book.clone();
+        assert_eq!(book.apply_quote(&quote(99, 98), 9), Ok(false));
+        assert_eq!((book.state.bid_qty, book.state.ask_qty), (12, 0));
+        assert_eq!(book, before);
+        // Trades leave the sizes alone.
+        book.apply_trade(&trade("6850.25", 3), 11).unwrap();
+        assert_eq!((book.state.bid_qty, book.state.ask_qty), (12, 0));
+        // A refused quote leaves them too.
+        let top = Quote { instrument: "ESZ6".into(), bid: Decimal::MAX, bid_qty: 1, ask: Decimal::MAX, ask_qty: 1 };
+        book.apply_quote(&top, 12).unwrap_err();
+        assert_eq!((book.state.bid_qty, book.state.ask_qty), (12, 0));
+    }
+
+    #[test]
+    fn state_stored_without_sizes_reads_as_zero() {
+        let mut state = InstrumentState::empty("ESZ6");
+        state.bid = Some(d("6850.00"));
+        state.bid_qty = 4;
+        let mut json = serde_json::to_value(&state).unwrap();
+        assert_eq!((json["bid_qty"].as_i64(), json["ask_qty"].as_i64()), (Some(4), Some(0)));
+        let object = json.as_object_mut().unwrap();
+        object.remove("bid_qty");
+        object.remove("ask_qty");
+        let old: InstrumentState = serde_json::from_value(json).unwrap();
+        assert_eq!((old.bid, old.bid_qty, old.ask_qty), (Some(d("6850.00")), 0, 0));
     }
 
     #[test]

@@ -277,6 +277,8 @@ pub struct InstrumentStateRow {
     pub notional: String,
     pub trades: i64,
     pub updated_at: i64,
+    pub bid_qty: i64,
+    pub ask_qty: i64,
 }
 
 impl From<&InstrumentBook> for InstrumentStateRow {
@@ -296,6 +298,8 @@ impl From<&InstrumentBook> for InstrumentStateRow {
             notional: b.notional.to_string(),
             trades: to_i64(s.trades),
             updated_at: s.updated_at,
+            bid_qty: s.bid_qty,
+            ask_qty: s.ask_qty,
         }
     }
 }
@@ -310,6 +314,8 @@ impl TryFrom<InstrumentStateRow> for InstrumentBook {
         state.seq = to_u64(r.seq);
         state.bid = opt_decimal("bid", r.bid.as_deref())?;
         state.ask = opt_decimal("ask", r.ask.as_deref())?;
+        state.bid_qty = r.bid_qty;
+        state.ask_qty = r.ask_qty;
         state.last = opt_decimal("last", r.last.as_deref())?;
         state.open = opt_decimal("open", r.open.as_deref())?;
         state.high = opt_decimal("high", r.high.as_deref())?;

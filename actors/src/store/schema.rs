@@ -77,6 +77,8 @@ diesel::table! {
         notional -> Text,
         trades -> BigInt,
         updated_at -> BigInt,
+        bid_qty -> BigInt,
+        ask_qty -> BigInt,
     }
 }
 
