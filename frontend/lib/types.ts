@@ -9,7 +9,11 @@ export interface InstrumentState {
   symbol: string;
   seq: number;
   bid: Dec | null;
+  /** Size of the bid shown (contracts), 0 when none; absent from older servers. */
+  bid_qty?: number;
   ask: Dec | null;
+  /** Size of the ask shown (contracts), 0 when none; absent from older servers. */
+  ask_qty?: number;
   mid: Dec | null;
   spread: Dec | null;
   last: Dec | null;
