@@ -15,6 +15,7 @@ import Positions from "./Positions";
 import Fills from "./Fills";
 import PanelBoundary from "./PanelBoundary";
 import PnlChart from "./PnlChart";
+import InstrumentDetail from "./InstrumentDetail";
 import WatchlistBar from "./WatchlistBar";
 import { storedActiveSymbols, useWatchlists } from "@/lib/useWatchlists";
 import {
@@ -119,6 +120,7 @@ export default function Dashboard({ initial, initialFills, catalog, wsUrl, serve
   const onRemove = useCallback((symbol: string) => updateLists((w) => removeSymbol(w, symbol)), [updateLists]);
   const onRetry = useCallback(() => feed.retry(), [feed]);
   const connected = view.conn === "live" || view.conn === "stale";
+  const selectedState = selected ? data.instruments.find((s) => s.symbol === selected) : undefined;
   const pnlAccounts = useMemo(() => [...new Set(data.positions.map((p) => p.account))].sort(), [data.positions]);
   const totalVolume = rows.reduce((n, s) => n + s.volume, 0);
 
@@ -187,6 +189,16 @@ export default function Dashboard({ initial, initialFills, catalog, wsUrl, serve
           </div>
           <PanelBoundary name="fills">
             <Fills blotter={blotter} catalog={catalogBySymbol} />
+          </PanelBoundary>
+        </section>
+        <section className="panel panel-detail" aria-label="Instrument detail">
+          <PanelBoundary name="instrument detail">
+            <InstrumentDetail
+              feed={feed}
+              symbol={selected}
+              state={selectedState}
+              info={selected ? catalogBySymbol[selected] : undefined}
+            />
           </PanelBoundary>
         </section>
         <section className="panel panel-pnl" aria-label="P&amp;L over time">
