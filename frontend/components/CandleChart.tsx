@@ -1,17 +1,64 @@
 "use client";
 // Candles of the selected instrument: history from GET /api/candles, then every candle update
 // from the live feed, applied to the chart directly (lightweight-charts batches its own drawing).
+// The bars are kept in a CandleSeries (lib/candleSeries.ts): merged by seq, bounded, and read
+// again with `/api/candles?since=` after every snapshot (reconnects) and when the feed skipped
+// states that may have been the final state of an earlier bar.
+//
+// Test hook: with `debug` in the page's query string (e.g. `/?debug`), the chart publishes
+// `window.__ttpulseChart` = { symbol, interval, fetches(), pending(), bars() }, where bars() are
+// the bars the chart itself holds (time in s, OHLC, volume), for the end-to-end test
+// (e2e/chart.e2e.test.mjs). Without `debug`, nothing is published.
 
 import { useEffect, useRef, useState } from "react";
 import type { CandlestickData, HistogramData, IChartApi, ISeriesApi, UTCTimestamp } from "lightweight-charts";
 import type { LiveFeed } from "@/lib/liveFeed";
 import type { Candle, Instrument, Interval } from "@/lib/types";
 import { decimalsOf } from "@/lib/decimal";
+import { CandleSeries, type Change, type Refetch } from "@/lib/candleSeries";
+import { candleKey } from "@/lib/feedStore";
 import { DASH, fmtInt, fmtPrice } from "@/lib/format";
 
 const UP = "#3fb950";
 const DOWN = "#f85149";
-const HISTORY = 300;
+/** Refetches that found the database still behind are retried after 250 ms, 500 ms, ... */
+const RETRY_MS = 250;
+const MAX_RETRIES = 5;
+
+/** One bar as the chart holds it (the debug hook's view). */
+export interface ChartBar {
+  time: number;
+  open: number;
+  high: number;
+  low: number;
+  close: number;
+  volume: number | null;
+}
+
+export interface ChartDebug {
+  symbol: string;
+  interval: Interval;
+  /** /api/candles requests made for this (symbol, interval) so far. */
+  fetches: () => number;
+  /** What the series still has to read again, if anything. */
+  pending: () => Refetch | null;
+  bars: () => ChartBar[];
+}
+
+declare global {
+  interface Window {
+    __ttpulseChart?: ChartDebug;
+  }
+}
+
+function debugEnabled(): boolean {
+  return typeof window !== "undefined" && new URLSearchParams(window.location.search).has("debug");
+}
+
+/** The earlier of two `since`s; null (the latest page) wins over any. */
+function earliest(a: number | null, b: number | null): number | null {
+  return a === null || b === null ? null : Math.min(a, b);
+}
 
 export interface CandleChartProps {
   feed: LiveFeed;
@@ -44,6 +91,18 @@ function toVolume(c: Candle): HistogramData<UTCTimestamp> {
     value: c.volume,
     color: up ? "rgba(63,185,80,0.45)" : "rgba(248,81,73,0.45)",
   };
+}
+
+function chartBars(s: Series): ChartBar[] {
+  const volumes = new Map<number, number>();
+  for (const v of s.volume.data()) if ("value" in v) volumes.set(v.time as number, v.value);
+  const out: ChartBar[] = [];
+  for (const b of s.candles.data()) {
+    if (!("open" in b)) continue;
+    const time = b.time as number;
+    out.push({ time, open: b.open, high: b.high, low: b.low, close: b.close, volume: volumes.get(time) ?? null });
+  }
+  return out;
 }
 
 export default function CandleChart({ feed, symbol, info, latest }: CandleChartProps) {
@@ -103,64 +162,150 @@ export default function CandleChart({ feed, symbol, info, latest }: CandleChartP
     });
   }, [ready, info, dp]);
 
-  // History for (symbol, interval), then live updates.
+  // History for (symbol, interval), live updates, and refetches of what may be stale. The bars
+  // live in a CandleSeries (lib/candleSeries.ts); the chart mirrors it: `update` when only the
+  // newest bar changed, `setData` when an older bar changed or bars were dropped.
   useEffect(() => {
     const s = seriesRef.current;
     if (!ready || !s || !symbol) return;
+    const series = new CandleSeries(symbol, interval);
+    const key = candleKey(symbol, interval);
     let cancelled = false;
-    let loaded = false;
-    let lastTime = 0;
-    let hasBars = false;
-    const pending: Candle[] = [];
-    const apply = (c: Candle) => {
-      const t = Math.floor(c.start / 1_000_000);
-      if (t < lastTime) return; // an older bucket: the chart only updates the newest bar
-      lastTime = t;
-      s.candles.update(toBar(c));
-      s.volume.update(toVolume(c));
-      if (!hasBars) {
+    let loaded = false; // the first page has been answered (or failed)
+    let inFlight = false;
+    let queued: Refetch | null = null; // at most one more fetch waits, its `since` the earliest asked
+    let retries = 0; // refetches in a row that left bars stale (the database was behind)
+    let retryTimer: ReturnType<typeof setTimeout> | null = null;
+    let fetches = 0;
+    let hasBars = false; // "ok" was shown
+
+    const render = (change: Change) => {
+      if (change === "none") return;
+      if (change === "last") {
+        const bar = series.last()!;
+        s.candles.update(toBar(bar));
+        s.volume.update(toVolume(bar));
+      } else {
+        const bars = series.bars();
+        s.candles.setData(bars.map(toBar));
+        s.volume.setData(bars.map(toVolume));
+      }
+      if (loaded && !hasBars && series.size) {
         hasBars = true;
         setStatus("ok");
       }
     };
-    const off = feed.onCandle((c) => {
+
+    const fetchPage = (since: number | null) => {
+      inFlight = true;
+      fetches += 1;
+      const limit = series.maxBars;
+      const page = { since, limit };
+      const url =
+        `/api/candles?symbol=${encodeURIComponent(symbol)}&interval=${interval}&limit=${limit}` +
+        (since === null ? "" : `&since=${since}`);
+      fetch(url, { cache: "no-store" })
+        .then((res) => (res.ok ? (res.json() as Promise<Candle[]>) : Promise.reject(new Error(`HTTP ${res.status}`))))
+        .then((rows) => {
+          if (cancelled) return; // the symbol or interval changed meanwhile: not ours any more
+          const first = !loaded;
+          loaded = true;
+          const result = series.mergeHistory(rows, page);
+          render(result.change);
+          if (first) {
+            // A medium history fills the width; a long one (or a very short one) shows its
+            // newest bars at the default spacing.
+            const n = series.size;
+            if (n >= 25 && n < 80) s.chart.timeScale().fitContent();
+            else s.chart.timeScale().scrollToRealTime();
+            hasBars = n > 0;
+            setStatus(n ? "ok" : "empty");
+          }
+          if (result.refetch) {
+            // Still stale: the database had not stored the skipped states yet (or the page
+            // stopped short). Try again, a little later each time, a few times.
+            if (retries < MAX_RETRIES) {
+              const delay = RETRY_MS * 2 ** retries;
+              retries += 1;
+              const again = result.refetch;
+              if (retryTimer) clearTimeout(retryTimer);
+              retryTimer = setTimeout(() => {
+                retryTimer = null;
+                request(again);
+              }, delay);
+            }
+          } else {
+            retries = 0;
+          }
+        })
+        .catch((e: unknown) => {
+          if (cancelled) return;
+          if (!loaded) {
+            loaded = true;
+            setStatus(`error: ${e instanceof Error ? e.message : String(e)}`);
+          }
+          // A failed refetch leaves the chart as it was; the next resync or jump asks again.
+        })
+        .finally(() => {
+          if (cancelled) return;
+          inFlight = false;
+          const next = queued;
+          queued = null;
+          if (next) request(next);
+        });
+    };
+
+    // Coalesced: one fetch in flight, one more queued (asking from the earliest `since`).
+    const request = (r: Refetch) => {
+      if (cancelled) return;
+      if (inFlight) {
+        queued = queued === null ? r : { since: earliest(queued.since, r.since) };
+        return;
+      }
+      fetchPage(r.since);
+    };
+
+    const offCandle = feed.onCandle((c) => {
       if (c.symbol !== symbol || c.interval !== interval) return;
-      if (loaded) apply(c);
-      else pending.push(c);
+      const result = series.applyLive(c);
+      render(result.change);
+      if (result.refetch) {
+        retries = 0;
+        request(result.refetch);
+      }
     });
+    // After every snapshot (reconnect, gap, unasked): apply its candle of this series and read
+    // again what may have been missed while the feed was not live.
+    const offResync = feed.onResync(() => {
+      const result = series.resync(feed.store.view().candles[key]);
+      render(result.change);
+      if (!loaded) return; // the first page is still coming; its merge checks the seqs
+      retries = 0;
+      if (result.refetch) request(result.refetch);
+    });
+
     s.candles.setData([]);
     s.volume.setData([]);
     setStatus("loading");
-    const url = `/api/candles?symbol=${encodeURIComponent(symbol)}&interval=${interval}&limit=${HISTORY}`;
-    fetch(url, { cache: "no-store" })
-      .then((res) => (res.ok ? (res.json() as Promise<Candle[]>) : Promise.reject(new Error(`HTTP ${res.status}`))))
-      .then((history) => {
-        if (cancelled) return;
-        // Sorted, one bar per bucket start (the newest state wins).
-        const byStart = new Map<number, Candle>();
-        for (const c of history) byStart.set(c.start, c);
-        const sorted = [...byStart.values()].sort((a, b) => a.start - b.start);
-        s.candles.setData(sorted.map(toBar));
-        s.volume.setData(sorted.map(toVolume));
-        lastTime = sorted.length ? Math.floor(sorted[sorted.length - 1].start / 1_000_000) : 0;
-        loaded = true;
-        for (const c of pending) apply(c);
-        pending.length = 0;
-        // A medium history fills the width; a long one (or a very short one) shows its newest
-        // bars at the default spacing.
-        if (sorted.length >= 25 && sorted.length < 80) s.chart.timeScale().fitContent();
-        else s.chart.timeScale().scrollToRealTime();
-        hasBars = hasBars || sorted.length > 0;
-        setStatus(hasBars ? "ok" : "empty");
-      })
-      .catch((e: unknown) => {
-        if (cancelled) return;
-        loaded = true;
-        setStatus(`error: ${e instanceof Error ? e.message : String(e)}`);
-      });
+    request({ since: null });
+
+    if (debugEnabled()) {
+      window.__ttpulseChart = {
+        symbol,
+        interval,
+        fetches: () => fetches,
+        pending: () => series.pending,
+        bars: () => chartBars(s),
+      };
+    }
     return () => {
       cancelled = true;
-      off();
+      if (retryTimer) clearTimeout(retryTimer);
+      offCandle();
+      offResync();
+      if (debugEnabled() && window.__ttpulseChart?.symbol === symbol && window.__ttpulseChart.interval === interval) {
+        delete window.__ttpulseChart;
+      }
     };
   }, [ready, feed, symbol, interval]);
 
