@@ -6,7 +6,7 @@
 // states that may have been the final state of an earlier bar.
 //
 // Test hook: with `debug` in the page's query string (e.g. `/?debug`), the chart publishes
-// `window.__ttpulseChart` = { symbol, interval, fetches(), pending(), bars() }, where bars() are
+// `window.__ttpulseChart` = { symbol, interval, series, fetches(), pending(), bars() }, where bars() are
 // the bars the chart itself holds (time in s, OHLC, volume), for the end-to-end test
 // (e2e/chart.e2e.test.mjs). Without `debug`, nothing is published.
 
@@ -38,6 +38,8 @@ export interface ChartBar {
 export interface ChartDebug {
   symbol: string;
   interval: Interval;
+  /** How many times the chart has (re)started a series (a new symbol or interval, a remount). */
+  series: number;
   /** /api/candles requests made for this (symbol, interval) so far. */
   fetches: () => number;
   /** What the series still has to read again, if anything. */
@@ -50,6 +52,9 @@ declare global {
     __ttpulseChart?: ChartDebug;
   }
 }
+
+/** Series started so far on this page (the debug hook's `series`). */
+let seriesStarted = 0;
 
 function debugEnabled(): boolean {
   return typeof window !== "undefined" && new URLSearchParams(window.location.search).has("debug");
@@ -169,6 +174,7 @@ export default function CandleChart({ feed, symbol, info, latest }: CandleChartP
     const s = seriesRef.current;
     if (!ready || !s || !symbol) return;
     const series = new CandleSeries(symbol, interval);
+    seriesStarted += 1;
     const key = candleKey(symbol, interval);
     let cancelled = false;
     let loaded = false; // the first page has been answered (or failed)
@@ -293,6 +299,7 @@ export default function CandleChart({ feed, symbol, info, latest }: CandleChartP
       window.__ttpulseChart = {
         symbol,
         interval,
+        series: seriesStarted,
         fetches: () => fetches,
         pending: () => series.pending,
         bars: () => chartBars(s),

@@ -82,7 +82,7 @@ const waitConn = (state, timeoutMs) => waitFor(`the page to be ${state}`, async 
 const chartInfo = () =>
   page.evaluate(() => {
     const c = window.__ttpulseChart;
-    return c ? { symbol: c.symbol, interval: c.interval, fetches: c.fetches(), pending: c.pending(), bars: c.bars() } : null;
+    return c ? { symbol: c.symbol, interval: c.interval, series: c.series, fetches: c.fetches(), pending: c.pending(), bars: c.bars() } : null;
   });
 
 /** The stored 1 s candles of `symbol` from `sinceSec` on, as the chart would hold them. */
@@ -256,6 +256,9 @@ describe("candle chart across a ttpulse restart (ttpulse + next start + nginx + 
     // The resync made the chart read /api/candles again, and it now agrees with it everywhere:
     // before the stop, the outage (no trades, no buckets), and while the page was off the feed.
     const { chart } = await assertChartMatchesApi(symbol, "after the restart");
+    // ...by itself: the same series (not a new one from a remount or a symbol flip, which would
+    // start from a fresh history read), which read /api/candles again after the reconnect.
+    assert.equal(chart.series, before.series, "the chart kept its series across the restart (no reset)");
     assert.ok(chart.fetches > before.fetches, `the chart refetched after the reconnect (${before.fetches} → ${chart.fetches})`);
     const times = new Set(chart.bars.map((b) => b.time));
     for (const b of missed) assert.ok(times.has(b.time), `bucket ${b.time} (written while the page was off the feed) is on the chart`);
