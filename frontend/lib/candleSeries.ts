@@ -39,7 +39,11 @@ export interface Refetch {
 
 export interface SeriesResult {
   change: Change;
-  /** Set when bars may be stale: what to fetch. */
+  /**
+   * What to fetch, when this operation found bars that may be stale (a seq jump, a resync), or
+   * a history page left them stale. A range already asked for is not asked again by later live
+   * candles (see `pending`).
+   */
   refetch: Refetch | null;
 }
 
@@ -121,7 +125,10 @@ export class CandleSeries {
     if (!this.mine(c)) return NONE;
     const op = this.begin();
     if (this.lastSeq_ > 0 || this.historySeen) {
-      if (c.seq > this.lastSeq_ + 1 && c.start !== this.lastSeqStart) this.markStale(this.lastSeqStart, c.seq - 1);
+      if (c.seq > this.lastSeq_ + 1 && c.start !== this.lastSeqStart) {
+        this.markStale(this.lastSeqStart, c.seq - 1);
+        op.signal = true;
+      }
     } else if (!this.firstLive) {
       this.firstLive = { seq: c.seq, start: c.start };
     }
@@ -161,6 +168,8 @@ export class CandleSeries {
         s.since = Math.max(s.since ?? lastRow.start, lastRow.start);
       }
     }
+    // Still (or newly) stale after a page: the caller reads again (later, if the database was behind).
+    op.signal = this.stale !== null;
     return this.end(op);
   }
 
@@ -204,6 +213,7 @@ export class CandleSeries {
     this.lastSeqStart = current.start;
     this.firstLive = null;
     this.stale = { since: current.start, needSeq: current.seq - 1 };
+    op.signal = true;
     return this.end(op);
   }
 
@@ -255,6 +265,8 @@ export class CandleSeries {
       prevLast: n ? this.starts[n - 1] : null,
       minChanged: null as Micros | null,
       dropped: false,
+      /** The op asks for a refetch: it found (or still has) a stale range. */
+      signal: false,
       changed(start: Micros) {
         if (op.minChanged === null || start < op.minChanged) op.minChanged = start;
       },
@@ -271,7 +283,7 @@ export class CandleSeries {
       // Bars that are no longer kept need not be read again.
       if (this.stale && this.stale.since !== null && this.stale.since < this.starts[0]) this.stale.since = this.starts[0];
     }
-    const refetch = this.stale ? { since: this.stale.since } : null;
+    const refetch = op.signal && this.stale ? { since: this.stale.since } : null;
     if (op.dropped) return { change: "all", refetch };
     if (op.minChanged === null) return { change: "none", refetch };
     const newest = this.starts[this.starts.length - 1];
