@@ -83,9 +83,14 @@ function rowHtml(html, symbol) {
   return m ? m[0] : null;
 }
 
+/** The text of a cell, its HTML entities decoded (React writes `'` as `&#x27;`). */
 function cellText(row, field) {
   const m = new RegExp(`data-field="${field}"[^>]*>([^<]*)<`).exec(row);
-  return m ? m[1] : null;
+  if (!m) return null;
+  const named = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" };
+  return m[1].replace(/&(#x[0-9a-f]+|#\d+|[a-z]+);/gi, (all, e) =>
+    e[0] === "#" ? String.fromCodePoint(e[1] === "x" ? parseInt(e.slice(2), 16) : Number(e.slice(1))) : named[e] ?? all,
+  );
 }
 
 /**
