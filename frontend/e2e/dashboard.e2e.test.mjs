@@ -283,6 +283,53 @@ describe("dashboard end to end (ttpulse + next start + nginx + chromium)", () =>
     assert.equal(await page.getAttribute(".app", "data-connections"), "1", "one WebSocket connection so far");
   });
 
+  test("the P&L on screen is /api/positions' own: same seq, same exact values, exact totals", async () => {
+    /** Exact sum of decimal strings (scaled BigInt), as the server would print it. */
+    const exactSum = (...texts) => {
+      const scale = Math.max(...texts.map((t) => (t.split(".")[1] ?? "").length));
+      const total = texts.reduce((n, t) => {
+        const [i, f = ""] = t.replace("-", "").split(".");
+        const v = BigInt(i + f.padEnd(scale, "0"));
+        return n + (t.startsWith("-") ? -v : v);
+      }, 0n);
+      const neg = total < 0n;
+      const digits = (neg ? -total : total).toString().padStart(scale + 1, "0");
+      const text = scale ? `${digits.slice(0, -scale)}.${digits.slice(-scale)}` : digits;
+      return `${neg ? "-" : ""}${text}`;
+    };
+    /** The same number, whatever the trailing zeros ("20.50" and "20.5"). */
+    const norm = (t) => {
+      const text = exactSum(t);
+      const trimmed = text.includes(".") ? text.replace(/0+$/, "").replace(/\.$/, "") : text;
+      return trimmed === "-0" ? "0" : trimmed;
+    };
+    const same = (a, b) => norm(a) === norm(b);
+    let compared = 0;
+    for (let attempt = 0; attempt < 20 && compared < 3; attempt += 1) {
+      const rows = await page.$$eval("tr[data-position]", (trs) =>
+        trs.map((tr) => ({
+          key: tr.getAttribute("data-position"),
+          seq: Number(tr.getAttribute("data-seq")),
+          net: tr.querySelectorAll("td")[0]?.textContent,
+          money: [...tr.querySelectorAll("td[title]")].slice(-3).map((td) => td.getAttribute("title")),
+        })),
+      );
+      const api = await getJson(`${site}/api/positions`);
+      for (const p of api) {
+        const row = rows.find((r) => r.key === `${p.account}:${p.symbol}` && r.seq === p.seq);
+        if (!row) continue;
+        const [realized, unrealized, total] = row.money;
+        assert.equal(row.net.replace("+", "").replace(/,/g, ""), String(p.net_qty), `${row.key} net qty`);
+        assert.equal(realized, p.realized_pnl, `${row.key} realized`);
+        assert.equal(unrealized, p.unrealized_pnl, `${row.key} unrealized`);
+        assert.ok(same(total, exactSum(p.realized_pnl, p.unrealized_pnl)), `${row.key} total ${total} = realized + unrealized`);
+        compared += 1;
+      }
+      await sleep(200);
+    }
+    assert.ok(compared >= 3, `positions compared at the same seq: ${compared}`);
+  });
+
   test("keyboard: arrow keys move the row cursor, Enter charts it", async () => {
     const first = await page.textContent("[data-testid=chart-symbol]");
     await page.focus("[data-testid=market-watch]");
