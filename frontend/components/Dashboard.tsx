@@ -51,6 +51,13 @@ export interface DashboardProps {
 }
 
 function Banner({ view, apiError, onRetry }: { view: FeedView; apiError: string | null; onRetry: () => void }) {
+  if (view.conn === "live" && view.refusal) {
+    return (
+      <div className="banner banner-stale" role="alert" data-testid="conn-banner">
+        The server refused the last change of what this page follows ({view.refusal}); the rest is live.
+      </div>
+    );
+  }
   if (view.conn === "live") return null;
   if (view.conn === "refused") {
     return (
@@ -84,16 +91,20 @@ function Banner({ view, apiError, onRetry }: { view: FeedView; apiError: string 
 }
 
 export default function Dashboard({ initial, initialFills, catalog, wsUrl, serverNow, apiError }: DashboardProps) {
-  const [blotter] = useState(() => new BlotterFeed(initialFills ?? null));
+  const [blotter] = useState(() => new BlotterFeed(initialFills ?? null, { publishEveryMs: VIEW_EVERY_MS }));
   // The socket's first subscribe already names the stored watchlist (not `*` then a change).
   const [firstWatch] = useState(() => storedActiveSymbols(catalog.map((c) => c.symbol)));
+  // `?repaint=frame` repaints on every frame instead, for `make bench-page`'s side-by-side row.
+  const [viewEvery] = useState(() =>
+    typeof location !== "undefined" && new URLSearchParams(location.search).get("repaint") === "frame" ? 0 : VIEW_EVERY_MS,
+  );
   const { view, feed } = useLiveFeed({
     url: wsUrl,
     initial,
     initialNowMs: serverNow,
     recover: blotter.recoverFrom,
     instruments: firstWatch,
-    publishEveryMs: VIEW_EVERY_MS,
+    publishEveryMs: viewEvery,
   });
   useEffect(() => {
     blotter.attach(feed);

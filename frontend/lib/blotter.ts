@@ -72,6 +72,7 @@ export class Blotter {
 
   /** A page of an account's fills, newest first (the first page or a "load more"). */
   addPage(account: string, page: FillsPage): void {
+    // An account's oldest row read by paging (+Infinity before any: an empty page hides nothing).
     let oldest = this.paging.get(account)?.oldestTs ?? Number.POSITIVE_INFINITY;
     for (const f of page.fills) {
       if (f.account !== account) continue;
@@ -153,10 +154,24 @@ export class Blotter {
     // Rows older than some account's oldest page may be missing that account's fills: they are
     // shown once that account's older page is read.
     let cutoff = Number.NEGATIVE_INFINITY;
-    for (const p of this.paging.values()) if (p.next != null) cutoff = Math.max(cutoff, p.oldestTs);
+    for (const p of this.paging.values()) {
+      if (p.next != null && Number.isFinite(p.oldestTs)) cutoff = Math.max(cutoff, p.oldestTs);
+    }
     const rows = [...this.rows.values()].filter((f) => f.ts >= cutoff).sort(newestFirst);
     this.cached = { rows, more: this.accountsWithMore().length > 0, refilling: Object.keys(this.holes()).length };
     return this.cached;
+  }
+
+  /** The lane is complete up to `seq`, and to whatever was held right beyond it. */
+  private advance(lane: string, seq: number): void {
+    let next = seq;
+    const ahead = this.ahead.get(lane);
+    if (ahead) {
+      for (const held of ahead) if (held <= seq) ahead.delete(held);
+      while (ahead.delete(next + 1)) next += 1;
+      if (ahead.size === 0) this.ahead.delete(lane);
+    }
+    this.laneSeqs.set(lane, next);
   }
 
   private changed(): void {
@@ -174,15 +189,12 @@ export class Blotter {
     if (paged) {
       // A page holds everything of its account from its oldest row up: a lane's newest row in
       // it is where the lane is complete to, unless the lane already knew more.
-      if (fill.seq > seq) this.laneSeqs.set(lane, fill.seq);
+      if (fill.seq > seq) this.advance(lane, fill.seq);
       return true;
     }
     if (fill.seq <= seq) return true;
     if (fill.seq === seq + 1) {
-      let next = fill.seq;
-      const ahead = this.ahead.get(lane);
-      while (ahead?.delete(next + 1)) next += 1;
-      this.laneSeqs.set(lane, next);
+      this.advance(lane, fill.seq);
     } else {
       let ahead = this.ahead.get(lane);
       if (!ahead) this.ahead.set(lane, (ahead = new Set()));

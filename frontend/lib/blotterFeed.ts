@@ -17,6 +17,8 @@ export const REFILL_PAGE = 500;
 export const MAX_REFILL_PAGES = 20;
 /** Fills per "load more" page per account. */
 export const MORE_PAGE = 100;
+/** The longest wait between reads of a lane that stays behind (or of a read that fails). */
+export const RETRY_CAP_MS = 15000;
 /** A lane the socket was asked to recover and that is still behind after this is read over HTTP. */
 export const RECOVER_WAIT_MS = 3000;
 
@@ -34,6 +36,8 @@ export interface BlotterFeedOptions {
   raf?: Raf;
   caf?: Caf;
   random?: () => number;
+  /** Publish the view at most this often (ms); 0: every frame. */
+  publishEveryMs?: number;
 }
 
 async function browserFetchJson(path: string): Promise<unknown> {
@@ -79,7 +83,7 @@ export class BlotterFeed {
     this.blotter = new Blotter(init);
     this.fetchJson = options.fetchJson ?? browserFetchJson;
     this.random = options.random;
-    this.conflator = createFrameConflator(() => this.publish(), options.raf, options.caf);
+    this.conflator = createFrameConflator(() => this.publish(), options.raf, options.caf, options.publishEveryMs ?? 0);
     this.serverView = this.buildView();
     this.view = this.serverView;
   }
@@ -195,7 +199,11 @@ export class BlotterFeed {
         this.conflator.schedule();
         if (body.fills.length < REFILL_PAGE || this.blotter.laneSeq(lane) === held) break;
       }
-      this.succeeded();
+      this.error = null;
+      // Still behind (the database lags the stream, or the gap is more than one refill reads):
+      // read again after a backoff, until the lane is complete.
+      if (lane in this.blotter.holes()) this.retryLater();
+      else this.failures = 0;
     } catch (e) {
       this.failed(`could not read the fills of ${account} ${symbol}: ${message(e)}`);
     } finally {
@@ -228,8 +236,13 @@ export class BlotterFeed {
   private failed(text: string): void {
     this.error = text;
     this.conflator.schedule();
+    this.retryLater();
+  }
+
+  /** Reads every hole and wanted first page again after a backoff (one timer for all). */
+  private retryLater(): void {
     if (this.retryTimer || !this.running) return;
-    const delay = backoffDelay(this.failures++, { random: this.random });
+    const delay = backoffDelay(this.failures++, { random: this.random, capMs: RETRY_CAP_MS });
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       for (const account of this.firstPageWanted) void this.readFirstPage(account);

@@ -50,7 +50,9 @@ export function createFrameConflator(
   return {
     schedule() {
       if (handle !== null || timer !== null) return;
-      const wait = last + minIntervalMs - now();
+      // Never longer than one interval: a wall clock stepped back (NTP, a resumed VM) must not
+      // freeze the screen for the size of the step.
+      const wait = Math.min(minIntervalMs, last + minIntervalMs - now());
       if (wait <= 0) {
         handle = request(run);
         return;

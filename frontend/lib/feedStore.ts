@@ -121,7 +121,7 @@ export class FeedStore {
     for (const s of snapshot.instruments ?? []) {
       const held = instruments.get(s.symbol);
       this.instruments.set(s.symbol, newer(held, s));
-      if (held !== newer(held, s)) this.pushSpark(s);
+      if (held !== newer(held, s)) this.pushSpark(s, held);
     }
     for (const c of snapshot.candles ?? []) {
       const key = candleKey(c.symbol, c.interval);

@@ -33,6 +33,11 @@ export interface FeedView {
   resnapshots: number;
   /** The last error the server sent, or the last close reason. */
   lastError: string | null;
+  /**
+   * A change of subscription the server refused while the feed was live (e.g. a watchlist
+   * symbol it does not know): the earlier subscription goes on; cleared by the next snapshot.
+   */
+  refusal: string | null;
 }
 
 /** The subset of the browser WebSocket that the feed uses (a fake can stand in for tests). */
@@ -101,6 +106,9 @@ const OPEN = 1;
 export const CLOSE_ACCOUNT_OVERFLOW = 4008;
 export const CLOSE_TOO_SLOW = 4009;
 
+/** The most a server's clock may be off this browser's and still be believed (a day). */
+const MAX_CLOCK_OFFSET_MS = 86_400_000;
+
 /** Error codes that refuse a subscribe for good (until something changes on the user's side). */
 const REFUSALS = new Set(["forbidden", "bad_subscription", "bad_request"]);
 
@@ -141,6 +149,7 @@ export class LiveFeed {
   private connections = 0;
   private resnapshots = 0;
   private lastError: string | null = null;
+  private refusal: string | null = null;
   private retryAt: number | null = null;
   private lastHeard = 0;
   private lastPing = 0;
@@ -380,6 +389,7 @@ export class LiveFeed {
         this.liveSince ??= this.now();
         this.conn = "live";
         this.lastError = null;
+        this.refusal = null;
         for (const listener of this.resyncListeners) listener(msg);
         break;
       case "recovered":
@@ -407,6 +417,9 @@ export class LiveFeed {
         if (REFUSALS.has(msg.code) && this.conn === "connecting") {
           // Subscribing again would be refused again: say so, and wait for the user.
           this.conn = "refused";
+        } else if (REFUSALS.has(msg.code)) {
+          // A change refused while live: the data goes on; the screen says what was refused.
+          this.refusal = this.lastError;
         }
         if (msg.code === "not_ready" || msg.code === "unavailable") {
           if (this.subscribeRetry) clearTimeout(this.subscribeRetry);
@@ -417,11 +430,14 @@ export class LiveFeed {
         }
         break;
       case "pong":
-        if (typeof msg.server_ts === "number" && msg.server_ts > 0) {
-          // The server's time at the pong, against the middle of the ping's round trip.
+        if (typeof msg.server_ts === "number" && Number.isFinite(msg.server_ts)) {
+          // The server's time at the pong, against the middle of the ping's round trip. An
+          // offset of more than a day is no clock skew but a broken value (milliseconds sent
+          // for microseconds, garbage): it is ignored rather than moving every stale mark.
           const now = this.now();
           const sent = this.lastPing > 0 && now - this.lastPing < 2000 ? this.lastPing : now;
-          this.clockOffsetMs = Math.round(msg.server_ts / 1000 - (sent + now) / 2);
+          const offset = Math.round(msg.server_ts / 1000 - (sent + now) / 2);
+          if (Math.abs(offset) <= MAX_CLOCK_OFFSET_MS) this.clockOffsetMs = offset;
         }
         if (this.conn !== "stale" || this.store.awaitingSnapshot) return;
         this.conn = "live";
@@ -512,6 +528,7 @@ export class LiveFeed {
       connections: this.connections,
       resnapshots: this.resnapshots,
       lastError: this.lastError,
+      refusal: this.refusal,
     };
   }
 

@@ -97,7 +97,12 @@ export function createList(w: Watchlists, name: string): Watchlists {
   const base = cleanListName(name);
   if (!base || w.lists.length >= MAX_LISTS) return w;
   let unique = base;
-  for (let n = 2; w.lists.some((l) => l.name === unique); n += 1) unique = `${base} ${n}`;
+  for (let n = 2; w.lists.some((l) => l.name === unique); n += 1) {
+    // The number goes within MAX_NAME: a longer name would be cut when read back, and meet
+    // the first list's name.
+    const suffix = ` ${n}`;
+    unique = `${base.slice(0, MAX_NAME - suffix.length).trimEnd()}${suffix}`;
+  }
   return { ...w, active: unique, lists: [...w.lists, { name: unique, symbols: [] }] };
 }
 

@@ -1,0 +1,99 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { BlotterFeed, MAX_REFILL_PAGES, RECOVER_WAIT_MS, REFILL_PAGE } from "@/lib/blotterFeed";
+import type { BlotterFill } from "@/lib/blotter";
+import { LiveFeed } from "@/lib/liveFeed";
+import { FakeSocket, fakeRaf, fillUpdate, snapshot } from "./helpers";
+
+const T0 = 1_795_617_000_000_000;
+const LANE = "fills:ACC1:ESZ6";
+
+function stored(account: string, seq: number, symbol = "ESZ6"): BlotterFill {
+  return { account, symbol, seq, fill_id: `F-${seq}`, order_id: `o-${seq}`, side: "buy", price: "100.25", qty: 1, ts: T0 + seq };
+}
+
+/** GET /api/fills over a database that holds fills 1..upTo() of ACC1/ESZ6. */
+function fakeApi(upTo: () => number) {
+  const paths: string[] = [];
+  const fetchJson = async (path: string) => {
+    paths.push(path);
+    const q = new URL(path, "http://x").searchParams;
+    const limit = Number(q.get("limit"));
+    const fills = [];
+    if (q.has("since_seq")) {
+      for (let s = Number(q.get("since_seq")) + 1; s <= upTo() && fills.length < limit; s += 1) fills.push(stored("ACC1", s));
+    } else {
+      for (let s = upTo(); s >= 1 && fills.length < limit; s -= 1) fills.push(stored("ACC1", s));
+    }
+    return { fills, next: null };
+  };
+  return { paths, fetchJson };
+}
+
+function setup(heldUpTo: number, api: ReturnType<typeof fakeApi>) {
+  const frames = fakeRaf();
+  const init = {
+    pages: { ACC1: { fills: Array.from({ length: heldUpTo }, (_, i) => stored("ACC1", heldUpTo - i)), next: null } },
+    lanes: { [LANE]: heldUpTo },
+  };
+  const blotter = new BlotterFeed(init, { fetchJson: api.fetchJson, raf: frames.raf, caf: frames.caf, random: () => 0.5 });
+  const feed = new LiveFeed({
+    url: "ws://test/ws",
+    initial: snapshot({ accounts: [] }),
+    socketFactory: FakeSocket.factory,
+    raf: frames.raf,
+    caf: frames.caf,
+    random: () => 0.5,
+    recover: blotter.recoverFrom,
+  });
+  blotter.attach(feed);
+  feed.start();
+  return { blotter, feed, frames };
+}
+
+const lane = (fill_seq: number) => [{ account: "ACC1", symbol: "ESZ6", fill_seq }];
+
+beforeEach(() => {
+  FakeSocket.reset();
+  vi.useFakeTimers();
+});
+afterEach(() => vi.useRealTimers());
+
+describe("attack: a since_seq refill that ends while the lane is still behind", () => {
+  it("keeps reading (with backoff) when the database lags the stream by more than the recover wait", async () => {
+    let inDb = 7; // the database is a few seconds behind the stream (distributed mode under load)
+    const api = fakeApi(() => inDb);
+    const { blotter, feed } = setup(3, api);
+    const ws = FakeSocket.last();
+    ws.open();
+    ws.receive({ type: "snapshot", v: 1, ...snapshot({ accounts: lane(10) }) });
+    ws.receive({ type: "recovered", v: 1, lanes: [{ key: LANE, from: 3, to: 10, recovered: false, reason: "database did not answer in time" }] });
+    await vi.advanceTimersByTimeAsync(RECOVER_WAIT_MS + 100);
+    inDb = 12; // the database caught up a few seconds later
+    ws.receive(fillUpdate("ACC1", 11));
+    ws.receive(fillUpdate("ACC1", 12));
+    await vi.advanceTimersByTimeAsync(60_000);
+    // Expected: fills 8..10 are read once the database has them; the lane is complete and no longer "refilling".
+    expect(blotter.blotter.laneSeq(LANE)).toBe(12);
+    // (Rows sort by fill time; this test's live fills carry an older time than its stored ones.)
+    expect(blotter.blotter.view().rows.map((r) => r.seq).sort((a, b) => b - a)).toEqual([12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1]);
+    expect(blotter.blotter.view().refilling).toBe(0);
+    feed.stop();
+    blotter.detach();
+  });
+
+  it("goes on past MAX_REFILL_PAGES pages when the gap is larger than one refill can read", async () => {
+    const gap = 2 * REFILL_PAGE * MAX_REFILL_PAGES + 500; // more than the first refill plus the one the recover timer starts
+    const api = fakeApi(() => 1 + gap);
+    const { blotter, feed } = setup(1, api);
+    const ws = FakeSocket.last();
+    ws.open();
+    ws.receive({ type: "snapshot", v: 1, ...snapshot({ accounts: lane(1 + gap) }) });
+    ws.receive({ type: "recovered", v: 1, lanes: [{ key: LANE, from: 1, to: 1 + gap, recovered: false, reason: "too many" }] });
+    await vi.advanceTimersByTimeAsync(60_000);
+    // Expected: the whole gap is read, in more than one refill if need be.
+    expect(blotter.blotter.laneSeq(LANE)).toBe(1 + gap);
+    expect(blotter.blotter.view().refilling).toBe(0);
+    feed.stop();
+    blotter.detach();
+  });
+});
