@@ -17,8 +17,11 @@ import type { Candle, Instrument, Interval } from "@/lib/types";
 import { decimalsOf } from "@/lib/decimal";
 import { CandleSeries, type Change, type Refetch } from "@/lib/candleSeries";
 import { candleKey } from "@/lib/feedStore";
+import { createFrameConflator } from "@/lib/conflate";
 import { DASH, fmtInt, fmtPrice } from "@/lib/format";
 
+/** The chart draws its changes at most this often (as the rest of the screen, VIEW_EVERY_MS). */
+const DRAW_EVERY_MS = 200;
 const UP = "#3fb950";
 const DOWN = "#f85149";
 /** Refetches that found the database still behind are retried after 250 ms, 500 ms, ... */
@@ -185,21 +188,39 @@ export default function CandleChart({ feed, symbol, info, latest }: CandleChartP
     let fetches = 0;
     let hasBars = false; // "ok" was shown
 
-    const render = (change: Change) => {
-      if (change === "none") return;
-      if (change === "last") {
-        const bar = series.last()!;
-        s.candles.update(toBar(bar));
-        s.volume.update(toVolume(bar));
-      } else {
+    // Changes are drawn at most every DRAW_EVERY_MS: the bars changed since the last draw are
+    // updated in order (the previous newest one may have got its final state, then a new one
+    // started), or the whole series is set when an older bar changed or bars were trimmed.
+    let pending: Change = "none";
+    let pendingFrom = Number.POSITIVE_INFINITY;
+    const draw = () => {
+      if (cancelled) return;
+      if (pending === "all") {
         const bars = series.bars();
         s.candles.setData(bars.map(toBar));
         s.volume.setData(bars.map(toVolume));
+      } else if (pending === "last") {
+        for (const bar of series.bars().filter((b) => b.start >= pendingFrom)) {
+          s.candles.update(toBar(bar));
+          s.volume.update(toVolume(bar));
+        }
       }
+      pending = "none";
+      pendingFrom = Number.POSITIVE_INFINITY;
       if (loaded && !hasBars && series.size) {
         hasBars = true;
         setStatus("ok");
       }
+    };
+    const drawer = createFrameConflator(draw, undefined, undefined, DRAW_EVERY_MS);
+    const render = (change: Change) => {
+      if (change === "none") return;
+      if (change === "all") pending = "all";
+      else if (pending !== "all") {
+        pending = "last";
+        pendingFrom = Math.min(pendingFrom, series.last()!.start);
+      }
+      drawer.schedule();
     };
 
     const fetchPage = (since: number | null) => {
@@ -307,6 +328,7 @@ export default function CandleChart({ feed, symbol, info, latest }: CandleChartP
     }
     return () => {
       cancelled = true;
+      drawer.cancel();
       if (retryTimer) clearTimeout(retryTimer);
       offCandle();
       offResync();

@@ -68,9 +68,15 @@ function useTimeAndSales(feed: LiveFeed, symbol: string | null): TasData {
     let retries = 0;
     let retryTimer: ReturnType<typeof setTimeout> | null = null;
     let status: TasStatus = LOADING;
-    const frame = createFrameConflator(() => {
-      if (!cancelled) setData({ symbol, prints: tas.prints(), status });
-    });
+    // Prints are shown at most 5 times a second, like the rest of the screen.
+    const frame = createFrameConflator(
+      () => {
+        if (!cancelled) setData({ symbol, prints: tas.prints(), status });
+      },
+      undefined,
+      undefined,
+      200,
+    );
 
     const clearRetry = () => {
       if (retryTimer) clearTimeout(retryTimer);

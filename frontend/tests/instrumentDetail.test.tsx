@@ -73,8 +73,10 @@ async function answer(call: FetchCall, rows: TradePrint[] | null) {
   await settle();
 }
 
+/** The next frame the prints may be shown in: they are shown at most every 200 ms. */
 function frame() {
   act(() => {
+    vi.advanceTimersByTime(200);
     frames.frame();
   });
 }
@@ -89,6 +91,7 @@ beforeEach(() => {
   calls = [];
   commits = 0;
   frames = fakeRaf();
+  vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval", "Date"] });
   vi.stubGlobal("requestAnimationFrame", frames.raf);
   vi.stubGlobal("cancelAnimationFrame", frames.caf);
   vi.stubGlobal("fetch", (url: string, init?: RequestInit) =>
@@ -114,6 +117,7 @@ beforeEach(() => {
 
 afterEach(() => {
   act(() => root.unmount());
+  vi.useRealTimers();
   container.remove();
   feed.stop();
   vi.unstubAllGlobals();
@@ -226,8 +230,8 @@ describe("InstrumentDetail", () => {
 
     // Disconnected; prints 8 and 9 went by. The snapshot of the new connection asks again.
     act(() => ws.serverClose(1006));
-    await act(async () => {
-      await new Promise((r) => setTimeout(r, 300)); // the first reconnect waits 125–250 ms
+    act(() => {
+      vi.advanceTimersByTime(300); // the first reconnect waits 125–250 ms
     });
     const ws2 = FakeSocket.last();
     expect(ws2).not.toBe(ws);
