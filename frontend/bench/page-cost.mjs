@@ -18,8 +18,10 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
 import {
+  CHROMIUM,
   CHROMIUM_ARGS,
   FRONTEND,
+  NEXT_BIN,
   ROOT,
   cleanEnv,
   freePort,
@@ -48,8 +50,6 @@ const RATES = args.rates.split(",").map(Number);
 const WINDOW_S = Number(args.seconds);
 const WARMUP_S = Number(args.warmup);
 const TTPULSE_BIN = path.resolve(ROOT, process.env.TTPULSE_BIN || "target/release/ttpulse");
-const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
-const NEXT_BIN = path.join(FRONTEND, "node_modules/next/dist/bin/next");
 
 for (const [what, file, fix] of [
   ["ttpulse", TTPULSE_BIN, "make bench-page builds it"],

@@ -17,9 +17,13 @@ import fs from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
 import {
+  ARTIFACTS,
+  CHROMIUM,
   CHROMIUM_ARGS,
   FRONTEND,
+  NEXT_BIN,
   ROOT,
+  TTPULSE_BIN,
   cleanEnv,
   freePort,
   get,
@@ -34,10 +38,6 @@ import {
   waitFor,
 } from "./stack.mjs";
 
-const TTPULSE_BIN = path.resolve(ROOT, process.env.TTPULSE_BIN || "target/debug/ttpulse");
-const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
-const ARTIFACTS = path.join(FRONTEND, "test-results");
-const NEXT_BIN = path.join(FRONTEND, "node_modules/next/dist/bin/next");
 const LOGS = { ttpulse: "chart-ttpulse.log", next: "chart-next.log", nginx: "chart-nginx.log" };
 
 const ports = {};

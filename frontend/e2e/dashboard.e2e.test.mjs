@@ -11,9 +11,13 @@ import http from "node:http";
 import path from "node:path";
 import { chromium } from "playwright-core";
 import {
+  ARTIFACTS,
+  CHROMIUM,
   CHROMIUM_ARGS,
   FRONTEND,
+  NEXT_BIN,
   ROOT,
+  TTPULSE_BIN,
   cleanEnv,
   freePort,
   get,
@@ -28,10 +32,6 @@ import {
   waitFor,
 } from "./stack.mjs";
 
-const TTPULSE_BIN = path.resolve(ROOT, process.env.TTPULSE_BIN || "target/debug/ttpulse");
-const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
-const ARTIFACTS = path.join(FRONTEND, "test-results");
-const NEXT_BIN = path.join(FRONTEND, "node_modules/next/dist/bin/next");
 
 const ports = {};
 let work; // temp dir of this run

@@ -9,12 +9,24 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
-import { CHROMIUM_ARGS, FRONTEND, ROOT, cleanEnv, freePort, get, sleep, startProcess, tearDown, tempDir, waitFor } from "./stack.mjs";
+import {
+  ARTIFACTS,
+  CHROMIUM,
+  CHROMIUM_ARGS,
+  FRONTEND,
+  NEXT_BIN,
+  ROOT,
+  TTPULSE_BIN,
+  cleanEnv,
+  freePort,
+  get,
+  sleep,
+  startProcess,
+  tearDown,
+  tempDir,
+  waitFor,
+} from "./stack.mjs";
 
-const TTPULSE_BIN = path.resolve(ROOT, process.env.TTPULSE_BIN || "target/debug/ttpulse");
-const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
-const ARTIFACTS = path.join(FRONTEND, "test-results");
-const NEXT_BIN = path.join(FRONTEND, "node_modules/next/dist/bin/next");
 const SECRET = "an-e2e-secret-of-at-least-32-bytes-long";
 
 let work;

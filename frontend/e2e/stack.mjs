@@ -11,6 +11,12 @@ import { fileURLToPath } from "node:url";
 
 export const FRONTEND = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const ROOT = path.resolve(FRONTEND, "..");
+/** What the tests run: the ttpulse binary (debug unless TTPULSE_BIN says), Chromium, Next. */
+export const TTPULSE_BIN = path.resolve(ROOT, process.env.TTPULSE_BIN || "target/debug/ttpulse");
+export const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
+export const NEXT_BIN = path.join(FRONTEND, "node_modules/next/dist/bin/next");
+/** Logs and screenshots of the end-to-end tests. */
+export const ARTIFACTS = path.join(FRONTEND, "test-results");
 
 const started = new Set();
 
