@@ -18,6 +18,7 @@ import { decimalsOf } from "@/lib/decimal";
 import { CandleSeries, type Change, type Refetch } from "@/lib/candleSeries";
 import { candleKey } from "@/lib/feedStore";
 import { createFrameConflator } from "@/lib/conflate";
+import { chartOptions } from "@/lib/chartTheme";
 import { DASH, fmtInt, fmtPrice } from "@/lib/format";
 
 /** The chart draws its changes at most this often (as the rest of the screen, VIEW_EVERY_MS). */
@@ -127,19 +128,7 @@ export default function CandleChart({ feed, symbol, info, latest }: CandleChartP
     let chart: IChartApi | null = null;
     import("lightweight-charts").then(({ createChart, CandlestickSeries, HistogramSeries, ColorType, CrosshairMode }) => {
       if (disposed || !containerRef.current) return;
-      chart = createChart(containerRef.current, {
-        autoSize: true,
-        layout: {
-          background: { type: ColorType.Solid, color: "transparent" },
-          textColor: "#9aa7b4",
-          fontFamily: "ui-monospace, SFMono-Regular, Menlo, Consolas, 'Liberation Mono', monospace",
-          fontSize: 11,
-        },
-        grid: { vertLines: { color: "#1a222c" }, horzLines: { color: "#1a222c" } },
-        rightPriceScale: { borderColor: "#263241" },
-        timeScale: { borderColor: "#263241", timeVisible: true, secondsVisible: true, rightOffset: 3, barSpacing: 8, minBarSpacing: 2 },
-        crosshair: { mode: CrosshairMode.Normal },
-      });
+      chart = createChart(containerRef.current, chartOptions({ ColorType, CrosshairMode }, { timeScale: { barSpacing: 8, minBarSpacing: 2 } }));
       const candles = chart.addSeries(CandlestickSeries, {
         upColor: UP,
         downColor: DOWN,

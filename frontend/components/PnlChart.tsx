@@ -17,6 +17,7 @@ import type { BaselineData, IChartApi, ISeriesApi, UTCTimestamp, WhitespaceData 
 import type { LiveFeed } from "@/lib/liveFeed";
 import type { Interval, Micros, PnlPoint } from "@/lib/types";
 import { createFrameConflator } from "@/lib/conflate";
+import { chartOptions } from "@/lib/chartTheme";
 import { DASH } from "@/lib/format";
 import { PnlSeries, decSign, fmtPnl, toChartData, toChartDatum, type PnlChartDatum } from "@/lib/pnlSeries";
 
@@ -99,19 +100,10 @@ export default function PnlChart({ feed, accounts }: PnlChartProps) {
     import("lightweight-charts")
       .then(({ createChart, BaselineSeries, ColorType, CrosshairMode }) => {
         if (disposed || !containerRef.current) return;
-        chart = createChart(containerRef.current, {
-          autoSize: true,
-          layout: {
-            background: { type: ColorType.Solid, color: "transparent" },
-            textColor: "#9aa7b4",
-            fontFamily: "ui-monospace, SFMono-Regular, Menlo, Consolas, 'Liberation Mono', monospace",
-            fontSize: 11,
-          },
-          grid: { vertLines: { color: "#1a222c" }, horzLines: { color: "#1a222c" } },
-          rightPriceScale: { borderColor: "#263241", scaleMargins: { top: 0.15, bottom: 0.1 } },
-          timeScale: { borderColor: "#263241", timeVisible: true, secondsVisible: true, rightOffset: 3 },
-          crosshair: { mode: CrosshairMode.Normal },
-        });
+        chart = createChart(
+          containerRef.current,
+          chartOptions({ ColorType, CrosshairMode }, { rightPriceScale: { scaleMargins: { top: 0.15, bottom: 0.1 } } }),
+        );
         const line = chart.addSeries(BaselineSeries, {
           baseValue: { type: "price", price: 0 },
           topLineColor: "#3fb950",
