@@ -243,36 +243,24 @@ const Quote = memo(function Quote({
               </span>
             </td>
           </tr>
-          <tr>
-            <th scope="row">Open</th>
-            <td className="num" data-field="open">
-              {fmtInstrumentPrice(s?.open, info)}
-            </td>
-            <th scope="row">VWAP</th>
-            <td className="num" data-field="vwap">
-              {fmtAvgPrice(s?.vwap, info)}
-            </td>
-          </tr>
-          <tr>
-            <th scope="row">High</th>
-            <td className="num" data-field="high">
-              {fmtInstrumentPrice(s?.high, info)}
-            </td>
-            <th scope="row">Volume</th>
-            <td className="num" data-field="volume">
-              {fmtInt(s?.volume)}
-            </td>
-          </tr>
-          <tr>
-            <th scope="row">Low</th>
-            <td className="num" data-field="low">
-              {fmtInstrumentPrice(s?.low, info)}
-            </td>
-            <th scope="row">Trades</th>
-            <td className="num" data-field="trades">
-              {fmtInt(s?.trades)}
-            </td>
-          </tr>
+          {(
+            [
+              ["Open", "open", fmtInstrumentPrice(s?.open, info), "VWAP", "vwap", fmtAvgPrice(s?.vwap, info)],
+              ["High", "high", fmtInstrumentPrice(s?.high, info), "Volume", "volume", fmtInt(s?.volume)],
+              ["Low", "low", fmtInstrumentPrice(s?.low, info), "Trades", "trades", fmtInt(s?.trades)],
+            ] as const
+          ).map(([label, field, value, label2, field2, value2]) => (
+            <tr key={field}>
+              <th scope="row">{label}</th>
+              <td className="num" data-field={field}>
+                {value}
+              </td>
+              <th scope="row">{label2}</th>
+              <td className="num" data-field={field2}>
+                {value2}
+              </td>
+            </tr>
+          ))}
         </tbody>
       </table>
     </div>
