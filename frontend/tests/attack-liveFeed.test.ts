@@ -1,30 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { LiveFeed } from "@/lib/liveFeed";
 import { isInstrumentStale } from "@/lib/feedStore";
-import { FakeSocket, fakeRaf, inst, snapshot } from "./helpers";
-
-function makeFeed(over: Partial<ConstructorParameters<typeof LiveFeed>[0]> = {}) {
-  const frames = fakeRaf();
-  const feed = new LiveFeed({
-    url: "ws://test/ws",
-    initial: snapshot(),
-    socketFactory: FakeSocket.factory,
-    raf: frames.raf,
-    caf: frames.caf,
-    random: () => 0.5,
-    ...over,
-  });
-  return { feed, frames };
-}
-
-function goLive(feed: LiveFeed, frames: ReturnType<typeof fakeRaf>) {
-  feed.start();
-  const ws = FakeSocket.last();
-  ws.open();
-  ws.receive({ type: "snapshot", v: 1, ...snapshot() });
-  frames.frame();
-  return ws;
-}
+import { FakeSocket, goLive, inst, makeFeed, snapshot } from "./helpers";
 
 beforeEach(() => {
   FakeSocket.reset();

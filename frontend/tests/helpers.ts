@@ -1,3 +1,4 @@
+import { LiveFeed } from "@/lib/liveFeed";
 import type { FillReport, InstrumentState, PositionState, Snapshot, UpdateMessage } from "@/lib/types";
 
 export function inst(symbol: string, seq: number, over: Partial<InstrumentState> = {}): InstrumentState {
@@ -145,4 +146,29 @@ export function fakeRaf() {
       return queue.size;
     },
   };
+}
+
+/** A LiveFeed on a FakeSocket and a manual requestAnimationFrame, jitter fixed at 0.5. */
+export function makeFeed(over: Partial<ConstructorParameters<typeof LiveFeed>[0]> = {}) {
+  const frames = fakeRaf();
+  const feed = new LiveFeed({
+    url: "ws://test/ws",
+    initial: snapshot(),
+    socketFactory: FakeSocket.factory,
+    raf: frames.raf,
+    caf: frames.caf,
+    random: () => 0.5,
+    ...over,
+  });
+  return { feed, frames };
+}
+
+/** Starts a feed, opens its socket and serves the snapshot. */
+export function goLive(feed: LiveFeed, frames: ReturnType<typeof fakeRaf>) {
+  feed.start();
+  const ws = FakeSocket.last();
+  ws.open();
+  ws.receive({ type: "snapshot", v: 1, ...snapshot() });
+  frames.frame();
+  return ws;
 }

@@ -1,31 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { LiveFeed } from "@/lib/liveFeed";
 import { BACKOFF_CAP_MS } from "@/lib/backoff";
-import { FakeSocket, fakeRaf, fillUpdate, inst, instUpdate, snapshot } from "./helpers";
-
-function makeFeed(over: Partial<ConstructorParameters<typeof LiveFeed>[0]> = {}) {
-  const frames = fakeRaf();
-  const feed = new LiveFeed({
-    url: "ws://test/ws",
-    initial: snapshot(),
-    socketFactory: FakeSocket.factory,
-    raf: frames.raf,
-    caf: frames.caf,
-    random: () => 0.5,
-    ...over,
-  });
-  return { feed, frames };
-}
-
-/** Starts a feed, opens its socket and serves the snapshot. */
-function goLive(feed: LiveFeed, frames: ReturnType<typeof fakeRaf>) {
-  feed.start();
-  const ws = FakeSocket.last();
-  ws.open();
-  ws.receive({ type: "snapshot", v: 1, ...snapshot() });
-  frames.frame();
-  return ws;
-}
+import { FakeSocket, fakeRaf, fillUpdate, goLive, inst, instUpdate, makeFeed, snapshot } from "./helpers";
 
 beforeEach(() => {
   FakeSocket.reset();
