@@ -18,33 +18,23 @@ import path from "node:path";
 import { chromium } from "playwright-core";
 import {
   ARTIFACTS,
-  CHROMIUM,
-  CHROMIUM_ARGS,
-  FRONTEND,
-  NEXT_BIN,
-  ROOT,
-  TTPULSE_BIN,
-  cleanEnv,
-  freePort,
-  get,
   getJson,
-  nginxBinary,
-  nginxConfig,
+  launchBrowser,
+  newStack,
   sleep,
-  startProcess,
+  startNext,
+  startNginx,
+  startTtpulse,
   stopProcess,
   tearDown,
-  tempDir,
   waitFor,
 } from "./stack.mjs";
 
 const LOGS = { ttpulse: "chart-ttpulse.log", next: "chart-next.log", nginx: "chart-nginx.log" };
 
-const ports = {};
+let stack; // this run's folders, ports and URLs (newStack)
 let work;
-let dataDir;
 let api;
-let admin;
 let site;
 let ttpulse;
 let browser;
@@ -52,28 +42,10 @@ let page;
 let nginx;
 const pageErrors = [];
 
-const tail = (text, n = 30) => text.split("\n").slice(-n).join("\n");
-const exitedMessage = (proc) => () =>
-  proc.exitCode !== undefined ? `${proc.name} exited (${proc.exitCode}):\n${tail(proc.output())}` : null;
-
-async function startTtpulse() {
-  const proc = startProcess("ttpulse", TTPULSE_BIN, ["run"], {
-    cwd: work,
-    env: cleanEnv({
-      TTPULSE_HTTP_ADDR: `127.0.0.1:${ports.api}`,
-      TTPULSE_ADMIN_ADDR: `127.0.0.1:${ports.admin}`,
-      TTPULSE_DATA_DIR: dataDir,
-      TTPULSE_SIM_RATE: "200",
-      RUST_LOG: "info",
-    }),
-    logFile: path.join(ARTIFACTS, LOGS.ttpulse),
-  });
-  await waitFor("ttpulse to answer /admin/health", async () => (await get(`${admin}/admin/health`, { timeoutMs: 1000 })).ok, {
-    timeoutMs: 30000,
-    failIf: exitedMessage(proc),
-  });
-  return proc;
-}
+/** ttpulse with its simulator at 200 events/s; started again, it restores its state. */
+const ttpulseUp = () => startTtpulse(stack, { logFile: path.join(ARTIFACTS, LOGS.ttpulse) });
+/** nginx (deploy/nginx.conf on the test's ports); started again with the same config and port. */
+const nginxUp = () => startNginx(stack, { logFile: path.join(ARTIFACTS, LOGS.nginx) });
 
 const connState = () => page.evaluate(() => document.querySelector("[data-testid=conn-state]")?.getAttribute("data-state"));
 const chartStatus = () => page.evaluate(() => document.querySelector(".chart-status")?.textContent ?? null);
@@ -138,62 +110,14 @@ async function assertChartMatchesApi(symbol, what, timeoutMs = 15000) {
   assert.fail(`${what}: the chart differs from /api/candles in ${last.diffs.length} bucket(s):\n${last.diffs.slice(0, 20).join("\n")}`);
 }
 
-/** nginx (deploy/nginx.conf on the test's ports); started again with the same config and port. */
-async function startNginx() {
-  const prefix = path.join(work, "nginx");
-  const conf = path.join(prefix, "nginx.conf");
-  if (!fs.existsSync(conf)) {
-    fs.mkdirSync(prefix, { recursive: true });
-    fs.writeFileSync(conf, nginxConfig({ prefix, listenPort: ports.nginx, nextPort: ports.next, apiPort: ports.api, adminPort: ports.admin }));
-  }
-  const proc = startProcess("nginx", nginxBinary(), ["-p", prefix, "-c", conf, "-e", path.join(prefix, "logs/error.log")], {
-    cwd: prefix,
-    env: process.env,
-    logFile: path.join(ARTIFACTS, LOGS.nginx),
-  });
-  await waitFor("nginx", async () => (await get(`${site}/api/instruments`, { timeoutMs: 2000 })).ok, {
-    timeoutMs: 15000,
-    failIf: exitedMessage(proc),
-  });
-  return proc;
-}
-
 before(async () => {
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
   for (const f of Object.values(LOGS)) fs.rmSync(path.join(ARTIFACTS, f), { force: true });
-  assert.ok(fs.existsSync(TTPULSE_BIN), `no ttpulse binary at ${TTPULSE_BIN} (cargo build --bin ttpulse, or set TTPULSE_BIN)`);
-  assert.ok(fs.existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (apt-get install chromium)`);
-  assert.ok(fs.existsSync(path.join(FRONTEND, ".next/BUILD_ID")), "the dashboard is not built (scripts/frontend-build.sh)");
-  work = tempDir("ttpulse-chart-e2e-");
-  dataDir = path.join(work, "data");
-  fs.mkdirSync(dataDir);
-  for (const name of ["api", "admin", "next", "nginx"]) ports[name] = await freePort();
-  api = `http://127.0.0.1:${ports.api}`;
-  admin = `http://127.0.0.1:${ports.admin}`;
-  site = `http://127.0.0.1:${ports.nginx}`;
-
-  ttpulse = await startTtpulse();
-
-  const next = startProcess("next", process.execPath, [NEXT_BIN, "start", "-H", "127.0.0.1", "-p", String(ports.next)], {
-    cwd: FRONTEND,
-    env: cleanEnv({ NEXT_TELEMETRY_DISABLED: "1", NODE_ENV: "production", TTPULSE_API_URL: api, TTPULSE_ADMIN_URL: admin }),
-    logFile: path.join(ARTIFACTS, LOGS.next),
-  });
-  await waitFor("next start", async () => (await get(`http://127.0.0.1:${ports.next}/ops`, { timeoutMs: 2000 })).ok, {
-    timeoutMs: 30000,
-    failIf: exitedMessage(next),
-  });
-
-  nginx = await startNginx();
-
-  browser = await chromium.launchPersistentContext(path.join(work, "chromium-profile"), {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 1440, height: 900 },
-    timeout: 30000,
-    args: CHROMIUM_ARGS,
-  });
-  browser.setDefaultTimeout(10000);
+  stack = await newStack("ttpulse-chart-e2e-");
+  ({ work, api, site } = stack);
+  ttpulse = await ttpulseUp();
+  await startNext(stack, { logFile: path.join(ARTIFACTS, LOGS.next) });
+  nginx = await nginxUp();
+  browser = await launchBrowser(stack, chromium);
   page = browser.pages()[0] ?? (await browser.newPage());
   page.on("pageerror", (e) => pageErrors.push(e.message));
 }, { timeout: 150000 });
@@ -238,7 +162,7 @@ describe("candle chart across a ttpulse restart (ttpulse + next start + nginx + 
     // and the simulator's trades of those seconds reach the page only if it reads
     // /api/candles again once it is back on the feed.
     await stopProcess(nginx);
-    ttpulse = await startTtpulse(); // same port, same data dir: the state is restored
+    ttpulse = await ttpulseUp(); // same port, same data dir: the state is restored
     const restartedAt = Math.floor(Date.now() / 1000);
     await waitFor(
       `trades of ${symbol} after the restart`,
@@ -248,7 +172,7 @@ describe("candle chart across a ttpulse restart (ttpulse + next start + nginx + 
     const missedFrom = restartedAt + 1;
     const missedTo = Math.floor(Date.now() / 1000) - 1; // buckets closed before the page could connect
     assert.equal(await connState(), "disconnected", "the page is off the feed while nginx is down");
-    nginx = await startNginx(); // same port, same config
+    nginx = await nginxUp(); // same port, same config
     await waitConn("live", 20000);
     const missed = (await apiBars(symbol, missedFrom)).filter((b) => b.time <= missedTo);
     assert.ok(missed.length >= 1, `buckets of ${symbol} were stored while the page was off the feed (${missedFrom}..${missedTo})`);

@@ -12,30 +12,23 @@ import path from "node:path";
 import { chromium } from "playwright-core";
 import {
   ARTIFACTS,
-  CHROMIUM,
-  CHROMIUM_ARGS,
-  FRONTEND,
-  NEXT_BIN,
-  ROOT,
-  TTPULSE_BIN,
-  cleanEnv,
-  freePort,
   get,
   getJson,
-  nginxBinary,
-  nginxConfig,
+  launchBrowser,
+  newStack,
   sleep,
-  startProcess,
+  startNext,
+  startNginx,
+  startTtpulse,
   stopProcess,
   tearDown,
-  tempDir,
   waitFor,
 } from "./stack.mjs";
 
 
-const ports = {};
+let stack; // this run's folders, ports and URLs (newStack)
+let ports; // its free ports
 let work; // temp dir of this run
-let dataDir; // ttpulse's data dir: kept across its restart
 let api; // ttpulse, direct
 let admin; // ttpulse's admin listener
 let site; // nginx
@@ -49,33 +42,8 @@ const wsUpdates = [];
 const consoleErrors = [];
 let expectingOutage = false; // the browser logs failed WebSocket attempts while ttpulse is down
 
-const tail = (text, n = 30) => text.split("\n").slice(-n).join("\n");
-const exitedMessage = (proc) => () =>
-  proc.exitCode !== undefined ? `${proc.name} exited (${proc.exitCode}):\n${tail(proc.output())}` : null;
-
-async function startTtpulse() {
-  const proc = startProcess("ttpulse", TTPULSE_BIN, ["run"], {
-    cwd: work, // no stray .env is picked up from here
-    env: cleanEnv({
-      TTPULSE_HTTP_ADDR: `127.0.0.1:${ports.api}`,
-      TTPULSE_ADMIN_ADDR: `127.0.0.1:${ports.admin}`,
-      TTPULSE_DATA_DIR: dataDir,
-      TTPULSE_SIM_RATE: "200",
-      RUST_LOG: "info",
-    }),
-    logFile: path.join(ARTIFACTS, "ttpulse.log"),
-  });
-  await waitFor("ttpulse to answer /admin/health", async () => (await get(`${admin}/admin/health`, { timeoutMs: 1000 })).ok, {
-    timeoutMs: 30000,
-    failIf: exitedMessage(proc),
-  });
-  await waitFor(
-    "the simulator's first quotes",
-    async () => (await getJson(`${api}/api/snapshot`)).instruments.filter((s) => s.bid != null).length >= 3,
-    { timeoutMs: 15000, failIf: exitedMessage(proc) },
-  );
-  return proc;
-}
+/** ttpulse with its simulator at 200 events/s; started again, it restores its state. */
+const ttpulseUp = () => startTtpulse(stack, { logFile: path.join(ARTIFACTS, "ttpulse.log"), quotes: 3 });
 
 /** The HTML of the market-watch row of `symbol`, or null. */
 function rowHtml(html, symbol) {
@@ -128,59 +96,13 @@ function pageSeqs() {
 const connState = () => page.getAttribute("[data-testid=conn-state]", "data-state");
 
 before(async () => {
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
   for (const f of ["ttpulse.log", "next.log", "nginx.log"]) fs.rmSync(path.join(ARTIFACTS, f), { force: true });
-  assert.ok(fs.existsSync(TTPULSE_BIN), `no ttpulse binary at ${TTPULSE_BIN} (cargo build --bin ttpulse, or set TTPULSE_BIN)`);
-  assert.ok(fs.existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (apt-get install chromium)`);
-  assert.ok(fs.existsSync(path.join(FRONTEND, ".next/BUILD_ID")), "the dashboard is not built (scripts/frontend-build.sh)");
-  work = tempDir("ttpulse-e2e-");
-  dataDir = path.join(work, "data");
-  fs.mkdirSync(dataDir);
-  for (const name of ["api", "admin", "next", "nginx"]) ports[name] = await freePort();
-  api = `http://127.0.0.1:${ports.api}`;
-  admin = `http://127.0.0.1:${ports.admin}`;
-  site = `http://127.0.0.1:${ports.nginx}`;
-
-  ttpulse = await startTtpulse();
-
-  const next = startProcess("next", process.execPath, [NEXT_BIN, "start", "-H", "127.0.0.1", "-p", String(ports.next)], {
-    cwd: FRONTEND,
-    env: cleanEnv({ NEXT_TELEMETRY_DISABLED: "1", NODE_ENV: "production", TTPULSE_API_URL: api, TTPULSE_ADMIN_URL: admin }),
-    logFile: path.join(ARTIFACTS, "next.log"),
-  });
-  await waitFor("next start", async () => (await get(`http://127.0.0.1:${ports.next}/ops`, { timeoutMs: 2000 })).ok, {
-    timeoutMs: 30000,
-    failIf: exitedMessage(next),
-  });
-
-  const prefix = path.join(work, "nginx");
-  fs.mkdirSync(prefix);
-  const conf = path.join(prefix, "nginx.conf");
-  fs.writeFileSync(conf, nginxConfig({ prefix, listenPort: ports.nginx, nextPort: ports.next, apiPort: ports.api, adminPort: ports.admin }));
-  fs.copyFileSync(conf, path.join(ARTIFACTS, "nginx.generated.conf"));
-  const nginx = startProcess("nginx", nginxBinary(), ["-p", prefix, "-c", conf, "-e", path.join(prefix, "logs/error.log")], {
-    cwd: prefix,
-    env: process.env,
-    logFile: path.join(ARTIFACTS, "nginx.log"),
-  });
-  await waitFor("nginx", async () => (await get(`${site}/api/instruments`, { timeoutMs: 2000 })).ok, {
-    timeoutMs: 15000,
-    failIf: () => {
-      const m = exitedMessage(nginx)();
-      if (!m) return null;
-      const log = path.join(prefix, "logs/error.log");
-      return `${m}\n${fs.existsSync(log) ? tail(fs.readFileSync(log, "utf8")) : ""}`;
-    },
-  });
-
-  browser = await chromium.launchPersistentContext(path.join(work, "chromium-profile"), {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 1440, height: 900 },
-    timeout: 30000,
-    args: CHROMIUM_ARGS,
-  });
-  browser.setDefaultTimeout(10000);
+  stack = await newStack("ttpulse-e2e-");
+  ({ work, api, admin, site, ports } = stack);
+  ttpulse = await ttpulseUp();
+  await startNext(stack, { logFile: path.join(ARTIFACTS, "next.log") });
+  await startNginx(stack, { logFile: path.join(ARTIFACTS, "nginx.log"), copyConfigTo: path.join(ARTIFACTS, "nginx.generated.conf") });
+  browser = await launchBrowser(stack, chromium);
   page = browser.pages()[0] ?? (await browser.newPage());
   page.on("pageerror", (e) => pageErrors.push(e.message));
   page.on("websocket", (ws) => {
@@ -474,7 +396,7 @@ describe("dashboard end to end (ttpulse + next start + nginx + chromium)", () =>
       assert.deepEqual(await pageSeqs(), frozen, "nothing moves while disconnected");
       await page.screenshot({ path: path.join(ARTIFACTS, "dashboard-disconnected.png") });
 
-      ttpulse = await startTtpulse(); // same port, same data dir
+      ttpulse = await ttpulseUp(); // same port, same data dir
       await page.waitForFunction(() => document.querySelector("[data-testid=conn-state]")?.getAttribute("data-state") === "live", null, {
         timeout: 20000,
       });

@@ -232,3 +232,117 @@ export function cleanEnv(extra) {
   }
   return { ...env, ...extra };
 }
+
+// ---- the stack of the dashboard's end-to-end tests and benchmark ----------------------------
+
+export const tail = (text, n = 30) => text.split("\n").slice(-n).join("\n");
+
+/** For `waitFor`'s `failIf`: a message once `proc` has exited, with the end of its output. */
+export const exitedMessage = (proc) => () =>
+  proc.exitCode !== undefined ? `${proc.name} exited (${proc.exitCode}):\n${tail(proc.output())}` : null;
+
+/**
+ * A fresh stack's temp folder, ttpulse data folder, free ports and URLs: `api` (ttpulse),
+ * `admin` (its admin listener), `next` and `site` (nginx). Checks first that what the tests
+ * run is there.
+ */
+export async function newStack(prefix) {
+  for (const [what, file, fix] of [
+    ["ttpulse binary", TTPULSE_BIN, "cargo build --bin ttpulse, or set TTPULSE_BIN"],
+    ["Chromium", CHROMIUM, "apt-get install chromium"],
+    ["built dashboard", path.join(FRONTEND, ".next/BUILD_ID"), "scripts/frontend-build.sh"],
+  ]) {
+    if (!fs.existsSync(file)) throw new Error(`no ${what} at ${file} (${fix})`);
+  }
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const work = tempDir(prefix);
+  const dataDir = path.join(work, "data");
+  fs.mkdirSync(dataDir);
+  const ports = {};
+  for (const name of ["api", "admin", "next", "nginx"]) ports[name] = await freePort();
+  const url = (port) => `http://127.0.0.1:${port}`;
+  return { work, dataDir, ports, api: url(ports.api), admin: url(ports.admin), next: url(ports.next), site: url(ports.nginx) };
+}
+
+/**
+ * ttpulse (`run`, embedded) on the stack's ports and data folder, the simulator at `rate`
+ * events/s; waits for its health and, with `quotes`, for that many instruments with quotes.
+ * Started again on the same stack, it restores its state.
+ */
+export async function startTtpulse(stack, { logFile, rate = 200, quotes = 0, bin = TTPULSE_BIN, rustLog = "info" }) {
+  const proc = startProcess("ttpulse", bin, ["run"], {
+    cwd: stack.work, // no stray .env is picked up from here
+    env: cleanEnv({
+      TTPULSE_HTTP_ADDR: `127.0.0.1:${stack.ports.api}`,
+      TTPULSE_ADMIN_ADDR: `127.0.0.1:${stack.ports.admin}`,
+      TTPULSE_DATA_DIR: stack.dataDir,
+      TTPULSE_SIM_RATE: String(rate),
+      RUST_LOG: rustLog,
+    }),
+    logFile,
+  });
+  await waitFor("ttpulse to answer /admin/health", async () => (await get(`${stack.admin}/admin/health`, { timeoutMs: 1000 })).ok, {
+    timeoutMs: 30000,
+    failIf: exitedMessage(proc),
+  });
+  if (quotes > 0) {
+    await waitFor(
+      `${quotes} instruments with quotes`,
+      async () => (await getJson(`${stack.api}/api/snapshot`)).instruments.filter((s) => s.bid != null).length >= quotes,
+      { timeoutMs: 15000, failIf: exitedMessage(proc) },
+    );
+  }
+  return proc;
+}
+
+/** The built dashboard (`next start`) reading the stack's ttpulse. */
+export async function startNext(stack, { logFile }) {
+  const proc = startProcess("next", process.execPath, [NEXT_BIN, "start", "-H", "127.0.0.1", "-p", String(stack.ports.next)], {
+    cwd: FRONTEND,
+    env: cleanEnv({ NEXT_TELEMETRY_DISABLED: "1", NODE_ENV: "production", TTPULSE_API_URL: stack.api, TTPULSE_ADMIN_URL: stack.admin }),
+    logFile,
+  });
+  await waitFor("next start", async () => (await get(`${stack.next}/ops`, { timeoutMs: 2000 })).ok, {
+    timeoutMs: 30000,
+    failIf: exitedMessage(proc),
+  });
+  return proc;
+}
+
+/**
+ * nginx with deploy/nginx.conf on the stack's ports (the config is written once, so a restart
+ * reuses it); `copyConfigTo` keeps a copy of the generated config.
+ */
+export async function startNginx(stack, { logFile, copyConfigTo }) {
+  const prefix = path.join(stack.work, "nginx");
+  const conf = path.join(prefix, "nginx.conf");
+  if (!fs.existsSync(conf)) {
+    fs.mkdirSync(prefix, { recursive: true });
+    const { ports } = stack;
+    fs.writeFileSync(conf, nginxConfig({ prefix, listenPort: ports.nginx, nextPort: ports.next, apiPort: ports.api, adminPort: ports.admin }));
+  }
+  if (copyConfigTo) fs.copyFileSync(conf, copyConfigTo);
+  const errorLog = path.join(prefix, "logs/error.log");
+  const proc = startProcess("nginx", nginxBinary(), ["-p", prefix, "-c", conf, "-e", errorLog], { cwd: prefix, env: process.env, logFile });
+  await waitFor("nginx", async () => (await get(`${stack.site}/api/instruments`, { timeoutMs: 2000 })).ok, {
+    timeoutMs: 15000,
+    failIf: () => {
+      const m = exitedMessage(proc)();
+      return m && `${m}\n${fs.existsSync(errorLog) ? tail(fs.readFileSync(errorLog, "utf8")) : ""}`;
+    },
+  });
+  return proc;
+}
+
+/** Headless Chromium (a persistent profile in the stack's folder) at 1440×900. */
+export async function launchBrowser(stack, chromium) {
+  const browser = await chromium.launchPersistentContext(path.join(stack.work, "chromium-profile"), {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1440, height: 900 },
+    timeout: 30000,
+    args: CHROMIUM_ARGS,
+  });
+  browser.setDefaultTimeout(10000);
+  return browser;
+}
