@@ -23,6 +23,7 @@
 //   newest bar was added: the chart calls `series.update`) or "all" (an older bar changed, bars
 //   were dropped: the chart calls `setData`).
 
+import { Buckets } from "./buckets";
 import type { Candle, Interval, Micros } from "./types";
 
 /** The most bars kept per interval: 15 minutes of 1 s bars, 10 hours of 1 min bars. */
@@ -71,9 +72,7 @@ const NONE: SeriesResult = { change: "none", refetch: null };
 export class CandleSeries {
   readonly maxBars: number;
   readonly trimTo: number;
-  private readonly bars_ = new Map<Micros, Candle>();
-  /** Bucket starts, ascending. */
-  private starts: Micros[] = [];
+  private readonly buckets: Buckets<Candle>;
   private lastSeq_ = 0;
   /** The bucket of the state with `lastSeq_`: where skipped states can start. */
   private lastSeqStart: Micros | null = null;
@@ -90,24 +89,24 @@ export class CandleSeries {
   ) {
     this.maxBars = Math.max(1, options.maxBars ?? MAX_BARS[interval]);
     this.trimTo = Math.min(this.maxBars, Math.max(1, options.trimTo ?? this.maxBars - TRIM_BATCH[interval]));
+    this.buckets = new Buckets(this.maxBars, this.trimTo);
   }
 
   /** The bars, oldest first. */
   bars(): Candle[] {
-    return this.starts.map((start) => this.bars_.get(start)!);
+    return this.buckets.values();
   }
 
   bar(start: Micros): Candle | undefined {
-    return this.bars_.get(start);
+    return this.buckets.get(start);
   }
 
   last(): Candle | undefined {
-    const n = this.starts.length;
-    return n ? this.bars_.get(this.starts[n - 1]) : undefined;
+    return this.buckets.last();
   }
 
   get size(): number {
-    return this.starts.length;
+    return this.buckets.size;
   }
 
   /** The highest seq seen (live or history); 0 when none. */
@@ -184,7 +183,7 @@ export class CandleSeries {
       if (this.lastSeq_ > 0 && current.seq < this.lastSeq_) result = this.rebase(current);
       else result = this.applyLive(current);
     }
-    const since = this.stale ? this.stale.since : this.size ? (this.lastSeqStart ?? this.starts[this.size - 1]) : null;
+    const since = this.stale ? this.stale.since : this.size ? (this.lastSeqStart ?? this.buckets.lastStart()) : null;
     return { change: result.change, refetch: { since } };
   }
 
@@ -202,12 +201,8 @@ export class CandleSeries {
    */
   private rebase(current: Candle): SeriesResult {
     const op = this.begin();
-    while (this.starts.length && this.starts[this.starts.length - 1] > current.start) {
-      this.bars_.delete(this.starts.pop()!);
-      op.dropped = true;
-    }
-    if (!this.bars_.has(current.start)) this.insertStart(current.start);
-    this.bars_.set(current.start, current);
+    if (this.buckets.dropAfter(current.start)) op.dropped = true;
+    this.buckets.set(current);
     op.changed(current.start);
     this.lastSeq_ = current.seq;
     this.lastSeqStart = current.start;
@@ -236,33 +231,12 @@ export class CandleSeries {
 
   /** Stores `c` unless its bar holds an equal or newer state; true when it changed the bar. */
   private put(c: Candle): boolean {
-    const held = this.bars_.get(c.start);
-    if (held && c.seq <= held.seq) return false;
-    if (!held) this.insertStart(c.start);
-    this.bars_.set(c.start, c);
-    return true;
-  }
-
-  private insertStart(start: Micros): void {
-    const starts = this.starts;
-    if (!starts.length || start > starts[starts.length - 1]) {
-      starts.push(start);
-      return;
-    }
-    let lo = 0;
-    let hi = starts.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (starts[mid] < start) lo = mid + 1;
-      else hi = mid;
-    }
-    starts.splice(lo, 0, start);
+    return this.buckets.put(c);
   }
 
   private begin() {
-    const n = this.starts.length;
     const op = {
-      prevLast: n ? this.starts[n - 1] : null,
+      prevLast: this.buckets.lastStart(),
       minChanged: null as Micros | null,
       dropped: false,
       /** The op asks for a refetch: it found (or still has) a stale range. */
@@ -275,18 +249,16 @@ export class CandleSeries {
   }
 
   private end(op: ReturnType<CandleSeries["begin"]>): SeriesResult {
-    if (this.starts.length > this.maxBars) {
-      const drop = this.starts.length - this.trimTo;
-      for (const start of this.starts.slice(0, drop)) this.bars_.delete(start);
-      this.starts = this.starts.slice(drop);
+    if (this.buckets.trim().length > 0) {
       op.dropped = true;
       // Bars that are no longer kept need not be read again.
-      if (this.stale && this.stale.since !== null && this.stale.since < this.starts[0]) this.stale.since = this.starts[0];
+      const first = this.buckets.firstStart()!;
+      if (this.stale && this.stale.since !== null && this.stale.since < first) this.stale.since = first;
     }
     const refetch = op.signal && this.stale ? { since: this.stale.since } : null;
     if (op.dropped) return { change: "all", refetch };
     if (op.minChanged === null) return { change: "none", refetch };
-    const newest = this.starts[this.starts.length - 1];
+    const newest = this.buckets.lastStart();
     // Only the newest bar changed, and it is the old newest bar or one bar past it.
     const onlyNewest = op.minChanged === newest && (op.prevLast === null || newest >= op.prevLast);
     return { change: onlyNewest ? "last" : "all", refetch };

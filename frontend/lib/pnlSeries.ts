@@ -20,6 +20,7 @@
 
 import { DASH, fmtMoney } from "./format";
 import { parseDec } from "./decimal";
+import { Buckets } from "./buckets";
 import type { Interval, Micros, PnlPoint } from "./types";
 
 export type { PnlPoint } from "./types";
@@ -146,9 +147,7 @@ interface Op {
 export class PnlSeries {
   readonly maxPoints: number;
   readonly trimTo: number;
-  private readonly byStart = new Map<Micros, PnlPoint>();
-  /** Bucket starts, ascending. */
-  private starts: Micros[] = [];
+  private readonly buckets: Buckets<PnlPoint>;
   private maxSeq = 0;
   /** Samples before this start were dropped by a trim: they are not taken again. */
   private floor: Micros | null = null;
@@ -167,25 +166,25 @@ export class PnlSeries {
     this.maxPoints = Math.max(1, Math.floor(options.maxPoints ?? MAX_POINTS[interval]));
     const trim = options.trimTo ?? this.maxPoints - TRIM_BATCH[interval];
     this.trimTo = Math.min(this.maxPoints, Math.max(1, Math.floor(trim)));
+    this.buckets = new Buckets(this.maxPoints, this.trimTo);
   }
 
   /** The points, oldest first. */
   points(): PnlPoint[] {
-    return this.starts.map((s) => this.byStart.get(s)!);
+    return this.buckets.values();
   }
 
   point(start: Micros): PnlPoint | undefined {
-    return this.byStart.get(start);
+    return this.buckets.get(start);
   }
 
   /** The newest point (the latest bucket). */
   last(): PnlPoint | undefined {
-    const n = this.starts.length;
-    return n ? this.byStart.get(this.starts[n - 1]) : undefined;
+    return this.buckets.last();
   }
 
   get size(): number {
-    return this.starts.length;
+    return this.buckets.size;
   }
 
   /** The highest seq taken so far; 0 when none. */
@@ -200,8 +199,7 @@ export class PnlSeries {
    * longer than that, what lies before the page would have been trimmed anyway.
    */
   refetchFrom(): Micros | null {
-    const n = this.starts.length;
-    return n ? this.starts[n - 1] : null;
+    return this.buckets.lastStart();
   }
 
   /** A live `pnl` sample. */
@@ -229,9 +227,7 @@ export class PnlSeries {
       redraw = { kind: "all", points: this.points() };
     } else {
       const from = this.dirtyMin!;
-      const points: PnlPoint[] = [];
-      for (let i = this.starts.length - 1; i >= 0 && this.starts[i] >= from; i--) points.push(this.byStart.get(this.starts[i])!);
-      redraw = { kind: "update", points: points.reverse() };
+      redraw = { kind: "update", points: this.buckets.from(from) };
     }
     this.drawnLast = this.refetchFrom();
     this.dirtyMin = null;
@@ -257,52 +253,28 @@ export class PnlSeries {
 
   private put(p: PnlPoint, op: Op): void {
     if (this.floor !== null && p.start < this.floor) return;
-    const held = this.byStart.get(p.start);
-    if (held && p.seq <= held.seq) return;
-    if (!held) this.insertStart(p.start);
-    this.byStart.set(p.start, p);
+    if (!this.buckets.put(p)) return;
     if (p.seq > this.maxSeq) this.maxSeq = p.seq;
     op.changed.add(p.start);
   }
 
-  private insertStart(start: Micros): void {
-    const starts = this.starts;
-    if (!starts.length || start > starts[starts.length - 1]) {
-      starts.push(start);
-      return;
-    }
-    let lo = 0;
-    let hi = starts.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (starts[mid] < start) lo = mid + 1;
-      else hi = mid;
-    }
-    starts.splice(lo, 0, start);
-  }
-
   private begin(): Op {
-    const n = this.starts.length;
-    return { prevLast: n ? this.starts[n - 1] : null, changed: new Set(), dropped: 0 };
+    return { prevLast: this.buckets.lastStart(), changed: new Set(), dropped: 0 };
   }
 
   private end(op: Op): PnlResult {
-    if (this.starts.length > this.maxPoints) {
-      const drop = this.starts.length - this.trimTo;
-      for (const start of this.starts.slice(0, drop)) {
-        this.byStart.delete(start);
-        op.changed.delete(start);
-      }
-      this.starts = this.starts.slice(drop);
-      this.floor = this.starts[0];
-      op.dropped = drop;
+    const dropped = this.buckets.trim();
+    if (dropped.length > 0) {
+      for (const start of dropped) op.changed.delete(start);
+      this.floor = this.buckets.firstStart();
+      op.dropped = dropped.length;
       this.dirtyAll = true;
     }
     const changed = [...op.changed].sort((a, b) => a - b);
     for (const start of changed) if (this.dirtyMin === null || start < this.dirtyMin) this.dirtyMin = start;
     if (op.dropped > 0) return { change: "all", changed, dropped: op.dropped };
     if (changed.length === 0) return { change: "none", changed, dropped: 0 };
-    const newest = this.starts[this.starts.length - 1];
+    const newest = this.buckets.lastStart();
     const onlyNewest = changed.length === 1 && changed[0] === newest && (op.prevLast === null || newest >= op.prevLast);
     return { change: onlyNewest ? "last" : "all", changed, dropped: 0 };
   }
