@@ -1,53 +1,17 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { BlotterFeed, MAX_REFILL_PAGES, RECOVER_WAIT_MS, REFILL_PAGE } from "@/lib/blotterFeed";
-import type { BlotterFill } from "@/lib/blotter";
-import { LiveFeed } from "@/lib/liveFeed";
-import { FakeSocket, fakeRaf, fillUpdate, snapshot } from "./helpers";
+import { MAX_REFILL_PAGES, RECOVER_WAIT_MS, REFILL_PAGE } from "@/lib/blotterFeed";
+import { FakeSocket, fillUpdate, snapshot } from "./helpers";
+import { fakeApi, setupBlotter, stored } from "./blotterHelpers";
 
-const T0 = 1_795_617_000_000_000;
 const LANE = "fills:ACC1:ESZ6";
 
-function stored(account: string, seq: number, symbol = "ESZ6"): BlotterFill {
-  return { account, symbol, seq, fill_id: `F-${seq}`, order_id: `o-${seq}`, side: "buy", price: "100.25", qty: 1, ts: T0 + seq };
-}
-
-/** GET /api/fills over a database that holds fills 1..upTo() of ACC1/ESZ6. */
-function fakeApi(upTo: () => number) {
-  const paths: string[] = [];
-  const fetchJson = async (path: string) => {
-    paths.push(path);
-    const q = new URL(path, "http://x").searchParams;
-    const limit = Number(q.get("limit"));
-    const fills = [];
-    if (q.has("since_seq")) {
-      for (let s = Number(q.get("since_seq")) + 1; s <= upTo() && fills.length < limit; s += 1) fills.push(stored("ACC1", s));
-    } else {
-      for (let s = upTo(); s >= 1 && fills.length < limit; s -= 1) fills.push(stored("ACC1", s));
-    }
-    return { fills, next: null };
-  };
-  return { paths, fetchJson };
-}
-
+/** The blotter holds fills 1..heldUpTo of the lane. */
 function setup(heldUpTo: number, api: ReturnType<typeof fakeApi>) {
-  const frames = fakeRaf();
   const init = {
     pages: { ACC1: { fills: Array.from({ length: heldUpTo }, (_, i) => stored("ACC1", heldUpTo - i)), next: null } },
     lanes: { [LANE]: heldUpTo },
   };
-  const blotter = new BlotterFeed(init, { fetchJson: api.fetchJson, raf: frames.raf, caf: frames.caf, random: () => 0.5 });
-  const feed = new LiveFeed({
-    url: "ws://test/ws",
-    initial: snapshot({ accounts: [] }),
-    socketFactory: FakeSocket.factory,
-    raf: frames.raf,
-    caf: frames.caf,
-    random: () => 0.5,
-    recover: blotter.recoverFrom,
-  });
-  blotter.attach(feed);
-  feed.start();
-  return { blotter, feed, frames };
+  return setupBlotter(init, api);
 }
 
 const lane = (fill_seq: number) => [{ account: "ACC1", symbol: "ESZ6", fill_seq }];
