@@ -16,7 +16,17 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_from_env("TTPULSE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr);
+    match std::env::var("TTPULSE_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("text") => logs.init(),
+        // One JSON object per line for log shippers; an event inside a hop's span (enabled at
+        // debug) also carries that span's fields.
+        Ok("json") => logs.json().with_current_span(true).with_span_list(true).init(),
+        Ok(other) => {
+            eprintln!("error: TTPULSE_LOG_FORMAT is `{other}`: it is `text` (the default) or `json`");
+            return ExitCode::FAILURE;
+        }
+    }
 
     let cli = Cli::parse();
     let config = match &cli.command {

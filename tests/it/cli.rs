@@ -284,6 +284,51 @@ fn tokens_in_query_strings_never_reach_the_log() {
     assert!(!text.contains("SECRET-PART"), "a token reached the log: {text}");
 }
 
+/// `TTPULSE_LOG_FORMAT=json`: every line of the log is one JSON object a log shipper can read,
+/// with its level, time and message; a format ttpulse does not know is refused at start.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().to_string_lossy().into_owned();
+    let log = dir.path().join("stderr.log");
+    let env = [
+        ("TTPULSE_DATA_DIR", data.as_str()),
+        ("TTPULSE_SIM_RATE", "50"),
+        ("TTPULSE_HTTP_ADDR", "127.0.0.1:0"),
+        ("TTPULSE_LOG_FORMAT", "json"),
+    ];
+    let mut cmd = ttpulse(&["run"], &env);
+    cmd.env("TTPULSE_LOG", "info");
+    let mut child =
+        cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&log).expect("log")).spawn().expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let banner =
+        ttpulse_harness::read_banner(stdout).recv_timeout(Duration::from_secs(60)).expect("the URL is printed");
+    let child = Killed(child);
+    let _ = Command::new("curl").args(["-s", "-o", "/dev/null", &format!("{}/api/snapshot", banner.url)]).status();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(child);
+    let text = std::fs::read_to_string(&log).expect("log");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {l}")))
+        .collect();
+    assert!(lines.len() >= 2, "{text}");
+    for line in &lines {
+        assert!(line["timestamp"].is_string() && line["level"].is_string(), "{line}");
+        assert!(line["fields"]["message"].is_string(), "{line}");
+    }
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"].as_str().is_some_and(|m| m.contains("GET /api/snapshot"))),
+        "the request is logged: {text}"
+    );
+
+    let refused = output(&["run"], &[("TTPULSE_LOG_FORMAT", "xml")]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("TTPULSE_LOG_FORMAT is `xml`"), "{}", stderr(&refused));
+}
+
 #[test]
 fn kafka_settings_that_would_break_the_delivery_guarantee_are_refused() {
     for (name, value, shown) in [
