@@ -3,6 +3,7 @@
 # - Debian packages: C toolchain and headers for librdkafka (built from source by rdkafka-sys),
 #   libpq for diesel's PostgreSQL backend, redis-server and psql for the distributed tests;
 # - a running PostgreSQL on 127.0.0.1:5432 (trust auth for the `postgres` user);
+# - promtool, from Debian's prometheus package, for the alert rules' tests;
 # - the nisshi broker (scripts/ensure-nisshi.sh; a one-time ~9-minute build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,18 @@ if ! psql "postgres://postgres@127.0.0.1:5432/postgres" -tAc "SELECT 1" >/dev/nu
   echo "PostgreSQL on 127.0.0.1:5432 does not let user postgres in without a password;" >&2
   echo "the tests need trust (or a .pgpass entry) for postgres@127.0.0.1" >&2
   exit 1
+fi
+
+# promtool (Debian's prometheus package) checks and unit-tests deploy/prometheus/alerts.yml.
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing promtool; install it (sudo apt-get install --no-install-recommends prometheus) and retry" >&2
+    exit 1
+  fi
+  echo "installing prometheus (for promtool)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends prometheus ||
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; }
 fi
 
 scripts/ensure-nisshi.sh

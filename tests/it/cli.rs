@@ -441,17 +441,49 @@ fn redis_over_tls_with_a_private_ca() {
 fn the_grafana_dashboard_queries_real_metrics() {
     let dashboard: serde_json::Value =
         serde_json::from_str(include_str!("../../deploy/grafana-dashboard.json")).expect("the dashboard is JSON");
-    let defined = include_str!("../../actors/src/metrics.rs");
     let panels = dashboard["panels"].as_array().expect("panels");
     assert!(panels.len() >= 10);
     for target in panels.iter().flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default()) {
-        let expr = target["expr"].as_str().expect("expr");
-        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("ttpulse_"))
-        {
-            let name = word.trim_start_matches("ttpulse_");
-            let name = name.strip_suffix("_bucket").unwrap_or(name);
-            assert!(defined.contains(&format!("\"{name}\"")), "`{word}` in `{expr}` is not a ttpulse metric");
-        }
+        assert_real_metrics(target["expr"].as_str().expect("expr"));
+    }
+}
+
+/// Every `ttpulse_*` name in a PromQL expression is a metric ttpulse defines.
+fn assert_real_metrics(expr: &str) {
+    let defined = include_str!("../../actors/src/metrics.rs");
+    for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("ttpulse_")) {
+        let name = word.trim_start_matches("ttpulse_");
+        let name = name.strip_suffix("_bucket").unwrap_or(name);
+        assert!(defined.contains(&format!("\"{name}\"")), "`{word}` in `{expr}` is not a ttpulse metric");
+    }
+}
+
+/// deploy/prometheus/alerts.yml passes `promtool check rules`, its unit tests
+/// (`promtool test rules`: each alert fires on the series it is for, and not before) pass, and it
+/// watches only metrics ttpulse has. promtool comes from Debian's prometheus package
+/// (scripts/ensure-test-deps.sh installs it).
+#[test]
+fn the_alert_rules_pass_promtool_and_watch_real_metrics() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus");
+    for args in [["check", "rules", "alerts.yml"], ["test", "rules", "alerts.test.yml"]] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("promtool ({e}): run scripts/ensure-test-deps.sh"));
+        assert!(
+            out.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rules = include_str!("../../deploy/prometheus/alerts.yml");
+    let exprs: Vec<&str> = rules.lines().filter_map(|l| l.trim().strip_prefix("expr:")).collect();
+    assert!(exprs.len() >= 6, "{exprs:?}");
+    for expr in exprs {
+        assert_real_metrics(expr);
     }
 }
 
