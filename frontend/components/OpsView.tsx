@@ -8,6 +8,8 @@ import Header from "./Header";
 import type { ActorRow } from "@/lib/types";
 import { bucketDelta, byLabel, histogram, parseProm, quantile, sumOf, type Bucket, type Sample } from "@/lib/prom";
 import { DASH, fmtInt, fmtMs, fmtTime } from "@/lib/format";
+import { OpsHistory } from "@/lib/opsHistory";
+import { Sparkline } from "./Sparkline";
 
 const REFRESH_MS = 2000;
 
@@ -42,6 +44,12 @@ function latency(now: Bucket[], before: Bucket[] | null): Latency {
   return { p50: ms(quantile(0.5, use)), p99: ms(quantile(0.99, use)), count, window: use === delta && before != null };
 }
 
+/** The largest value of a metric over its label sets, or null when it has none. */
+function maxOf(samples: Sample[], name: string): number | null {
+  const values = samples.filter((x) => x.name === name).map((x) => x.value);
+  return values.length ? Math.max(...values) : null;
+}
+
 function rate(now: Scrape, before: Scrape | null, name: string): number | null {
   if (!before) return null;
   const a = sumOf(before.samples, name);
@@ -51,15 +59,45 @@ function rate(now: Scrape, before: Scrape | null, name: string): number | null {
   return secs > 0 ? Math.max(0, b - a) / secs : null;
 }
 
-function Card({ label, value, sub, testid }: { label: string; value: React.ReactNode; sub?: React.ReactNode; testid?: string }) {
+/** The last minutes of a figure: a line and its range (`fmt` prints a value). */
+function Trend({ history, name, fmt }: { history: OpsHistory; name: string; fmt: (v: number) => string }) {
+  const values = history.values(name);
+  const range = history.range(name);
+  return (
+    <div className="stat-trend" data-trend={name} data-points={values.length}>
+      <Sparkline values={values} width={220} height={28} />
+      <span className="muted">
+        {range ? `last ${span(history.spanSeconds)}: ${fmt(range.min)} – ${fmt(range.max)}` : history.length >= 2 ? "no data" : "collecting…"}
+      </span>
+    </div>
+  );
+}
+
+function Card({
+  label,
+  value,
+  sub,
+  testid,
+  trend,
+}: {
+  label: string;
+  value: React.ReactNode;
+  sub?: React.ReactNode;
+  testid?: string;
+  trend?: React.ReactNode;
+}) {
   return (
     <div className="stat" data-testid={testid}>
       <div className="stat-label">{label}</div>
       <div className="stat-value num">{value}</div>
       {sub != null && <div className="stat-sub">{sub}</div>}
+      {trend}
     </div>
   );
 }
+
+const perSecond = (v: number) => `${fmtInt(v)}/s`;
+const span = (seconds: number) => (seconds < 60 ? `${seconds} s` : `${Math.round(seconds / 60)} min`);
 
 export default function OpsView() {
   const [actors, setActors] = useState<ActorRow[] | null>(null);
@@ -69,6 +107,8 @@ export default function OpsView() {
   const [error, setError] = useState<string | null>(null);
   const [nowMs, setNowMs] = useState<number | null>(null);
   const lastScrape = useRef<Scrape | null>(null);
+  // Kept across renders; a new sample after every scrape.
+  const [history] = useState(() => new OpsHistory());
 
   useEffect(() => {
     let stopped = false;
@@ -98,7 +138,18 @@ export default function OpsView() {
           e2e: histogram(samples, "ttpulse_end_to_end_latency_seconds"),
           db: histogram(samples, "ttpulse_db_write_seconds"),
         };
-        setPrevious(lastScrape.current);
+        const before = lastScrape.current;
+        history.push(next.at, {
+          events: rate(next, before, "ttpulse_events_processed_total"),
+          e2e_p99: latency(next.e2e, before?.e2e ?? null).p99,
+          db_p99: latency(next.db, before?.db ?? null).p99,
+          sessions: sumOf(samples, "ttpulse_ws_connections"),
+          // A counter with no series yet has counted nothing.
+          conflated: before ? (rate(next, before, "ttpulse_updates_conflated_total") ?? 0) : null,
+          refusals: before ? (rate(next, before, "ttpulse_refusals_total") ?? 0) : null,
+          lag: maxOf(samples, "ttpulse_kafka_consumer_lag"),
+        });
+        setPrevious(before);
         lastScrape.current = next;
         setScrape(next);
       }
@@ -110,7 +161,7 @@ export default function OpsView() {
       stopped = true;
       if (timer) clearTimeout(timer);
     };
-  }, []);
+  }, [history]);
 
   const s = scrape?.samples ?? [];
   const e2e = scrape ? latency(scrape.e2e, previous?.e2e ?? null) : null;
@@ -119,7 +170,7 @@ export default function OpsView() {
   const conflated = byLabel(s, "ttpulse_updates_conflated_total", "lane");
   const sent = byLabel(s, "ttpulse_updates_sent_total", "lane");
   const eventsRate = scrape ? rate(scrape, previous, "ttpulse_events_processed_total") : null;
-  const conflatedRate = scrape ? rate(scrape, previous, "ttpulse_updates_conflated_total") : null;
+  const conflatedRate = scrape && previous ? (rate(scrape, previous, "ttpulse_updates_conflated_total") ?? 0) : null;
   const num = (v: number | null | undefined) => (v == null ? DASH : fmtInt(v));
   const windowNote = (l: Latency | null) => (l ? `${l.window ? "last 2 s" : "since start"} · n=${fmtInt(l.count)}` : "");
 
@@ -147,11 +198,20 @@ export default function OpsView() {
               ) : (
                 "…"
               )}
-              {" · refreshes every 2 s"}
+              {" · refreshes every 2 s · trends: the last 5 min in this tab · history: "}
+              <span title="Import deploy/grafana-dashboard.json into Grafana; alert rules in deploy/prometheus/alerts.yml">
+                deploy/grafana-dashboard.json
+              </span>
             </span>
           </div>
           <div className="stats">
-            <Card label="WebSocket sessions" testid="stat-ws" value={num(sumOf(s, "ttpulse_ws_connections"))} sub={`${num(sumOf(s, "ttpulse_ws_connections_total"))} opened`} />
+            <Card
+              label="WebSocket sessions"
+              testid="stat-ws"
+              value={num(sumOf(s, "ttpulse_ws_connections"))}
+              sub={`${num(sumOf(s, "ttpulse_ws_connections_total"))} opened`}
+              trend={<Trend history={history} name="sessions" fmt={fmtInt} />}
+            />
             <Card
               label="Events processed"
               testid="stat-events"
@@ -159,18 +219,21 @@ export default function OpsView() {
               sub={`${eventsRate == null ? DASH : fmtInt(eventsRate)}/s · ${Object.entries(processed)
                 .map(([k, v]) => `${k} ${fmtInt(v)}`)
                 .join(" · ")}`}
+              trend={<Trend history={history} name="events" fmt={perSecond} />}
             />
             <Card
               label="End-to-end latency p50 / p99"
               testid="stat-e2e"
               value={e2e ? `${fmtMs(e2e.p50)} / ${fmtMs(e2e.p99)}` : DASH}
               sub={`ingest → WebSocket · ${windowNote(e2e)}`}
+              trend={<Trend history={history} name="e2e_p99" fmt={(v) => `p99 ${fmtMs(v)}`} />}
             />
             <Card
               label="DB write p50 / p99"
               testid="stat-db"
               value={db ? `${fmtMs(db.p50)} / ${fmtMs(db.p99)}` : DASH}
               sub={`per transaction · ${windowNote(db)} · ${num(sumOf(s, "ttpulse_db_write_errors_total"))} errors`}
+              trend={<Trend history={history} name="db_p99" fmt={(v) => `p99 ${fmtMs(v)}`} />}
             />
             <Card
               label="Updates conflated"
@@ -179,6 +242,21 @@ export default function OpsView() {
               sub={`${conflatedRate == null ? DASH : fmtInt(conflatedRate)}/s · ${
                 Object.entries(conflated).map(([k, v]) => `${k} ${fmtInt(v)}`).join(" · ") || "none"
               }`}
+              trend={<Trend history={history} name="conflated" fmt={perSecond} />}
+            />
+            <Card
+              label="Refusals"
+              testid="stat-refusals"
+              value={num(sumOf(s, "ttpulse_refusals_total") ?? 0)}
+              sub={Object.entries(byLabel(s, "ttpulse_refusals_total", "reason")).map(([k, v]) => `${k} ${fmtInt(v)}`).join(" · ") || "none"}
+              trend={<Trend history={history} name="refusals" fmt={perSecond} />}
+            />
+            <Card
+              label="Consumer lag (distributed)"
+              testid="stat-lag"
+              value={num(maxOf(s, "ttpulse_kafka_consumer_lag"))}
+              sub="messages behind, worst partition"
+              trend={<Trend history={history} name="lag" fmt={fmtInt} />}
             />
             <Card
               label="Updates published / sent"

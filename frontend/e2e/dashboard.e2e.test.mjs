@@ -295,7 +295,16 @@ describe("dashboard end to end (ttpulse + next start + nginx + chromium)", () =>
       await ops.waitForFunction(() => /ms|s/.test(document.querySelector("[data-testid=stat-e2e] .stat-value")?.textContent ?? ""), null, {
         timeout: 10000,
       });
-      await sleep(2200);
+      // The page keeps the last minutes of each figure: after a few scrapes the trends have
+      // points (events/s and sessions at least; the lag is absent in the embedded mode).
+      await ops.waitForFunction(
+        () => Number(document.querySelector("[data-trend=events]")?.getAttribute("data-points")) >= 2,
+        null,
+        { timeout: 10000 },
+      );
+      assert.ok(Number(await ops.getAttribute("[data-trend=sessions]", "data-points")) >= 2, "sessions trend");
+      assert.ok(await ops.$("[data-trend=events] polyline"), "the events/s trend is drawn");
+      assert.match(await ops.textContent("[data-trend=events]"), /last \d+ (s|min): [\d,]+\/s – [\d,]+\/s/);
       await ops.screenshot({ path: path.join(ARTIFACTS, "ops.png") });
     } finally {
       await ops.close();
