@@ -1,6 +1,10 @@
 //! Prometheus metrics, one registry per running system (tests run several in one process).
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+use crate::domain::Micros;
 
 pub struct Metrics {
     pub registry: Registry,
@@ -19,6 +23,9 @@ pub struct Metrics {
     pub updates_sent: IntCounterVec,
     pub updates_dropped: IntCounterVec,
     pub end_to_end_seconds: Histogram,
+    /// One series per hop (`ingest_to_processed`, `processed_to_cached`, `cached_to_written`),
+    /// each observed in the process where the hop ends.
+    pub hop_latency_seconds: HistogramVec,
     pub db_write_seconds: Histogram,
     pub db_rows_written: IntCounter,
     pub db_write_errors: IntCounter,
@@ -71,6 +78,14 @@ fn latency_buckets() -> Vec<f64> {
 }
 
 impl Metrics {
+    /// Records a hop that ended at `end` and started at `start` (nothing when `start` is
+    /// unknown, 0: restored state, or a hop this update did not take).
+    pub fn observe_hop(&self, hop: &str, start: Micros, end: Micros) {
+        if start > 0 {
+            self.hop_latency_seconds.with_label_values(&[hop]).observe((end - start).max(0) as f64 / 1e6);
+        }
+    }
+
     /// Builds the metric set. The names are fixed and distinct, so registration cannot fail;
     /// a failure would be a programming error caught by the first test.
     pub fn new() -> Self {
@@ -124,6 +139,16 @@ impl Metrics {
                 "From ingest of a raw event to its update being written to a WebSocket",
                 latency_buckets(),
             ),
+            hop_latency_seconds: {
+                let opts = HistogramOpts::new(
+                    "hop_latency_seconds",
+                    "Time of one hop of an update: ingest_to_processed, processed_to_cached, cached_to_written",
+                )
+                .buckets(latency_buckets());
+                let h = HistogramVec::new(opts, &["hop"]).unwrap_or_else(|e| panic!("metric hop_latency_seconds: {e}"));
+                r.register(Box::new(h.clone())).unwrap_or_else(|e| panic!("metric hop_latency_seconds: {e}"));
+                h
+            },
             db_write_seconds: histogram(
                 &r,
                 "db_write_seconds",

@@ -318,6 +318,11 @@ impl Handler<RawBatch> for ProcessorActor {
             updates.retain(|p| !matches!(p.update, crate::domain::Update::Trade(_)));
         }
         self.metrics.updates_published.inc_by(updates.len() as u64);
+        let processed = crate::health::now_micros();
+        for update in &mut updates {
+            update.hops.processed = processed;
+            self.metrics.observe_hop("ingest_to_processed", update.ingest_ts, processed);
+        }
         self.pending.merge(changes);
         self.health.set_queue_depth(self.pending.rows() as i64);
         // Even a batch of duplicates waits for the next write to commit: the originals may

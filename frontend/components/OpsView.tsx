@@ -13,11 +13,15 @@ import { Sparkline } from "./Sparkline";
 
 const REFRESH_MS = 2000;
 
+/** The hops of an update, in order, as ttpulse_hop_latency_seconds labels them. */
+const HOPS = ["ingest_to_processed", "processed_to_cached", "cached_to_written"] as const;
+
 interface Scrape {
   at: number;
   samples: Sample[];
   e2e: Bucket[];
   db: Bucket[];
+  hops: Record<string, Bucket[]>;
 }
 
 interface Health {
@@ -137,6 +141,7 @@ export default function OpsView() {
           samples,
           e2e: histogram(samples, "ttpulse_end_to_end_latency_seconds"),
           db: histogram(samples, "ttpulse_db_write_seconds"),
+          hops: Object.fromEntries(HOPS.map((hop) => [hop, histogram(samples, "ttpulse_hop_latency_seconds", { hop })])),
         };
         const before = lastScrape.current;
         history.push(next.at, {
@@ -148,6 +153,7 @@ export default function OpsView() {
           conflated: before ? (rate(next, before, "ttpulse_updates_conflated_total") ?? 0) : null,
           refusals: before ? (rate(next, before, "ttpulse_refusals_total") ?? 0) : null,
           lag: maxOf(samples, "ttpulse_kafka_consumer_lag"),
+          ...Object.fromEntries(HOPS.map((hop) => [hop, latency(next.hops[hop], before?.hops[hop] ?? null).p99])),
         });
         setPrevious(before);
         lastScrape.current = next;
@@ -227,6 +233,17 @@ export default function OpsView() {
               value={e2e ? `${fmtMs(e2e.p50)} / ${fmtMs(e2e.p99)}` : DASH}
               sub={`ingest → WebSocket · ${windowNote(e2e)}`}
               trend={<Trend history={history} name="e2e_p99" fmt={(v) => `p99 ${fmtMs(v)}`} />}
+            />
+            <Card
+              label="Where the time goes: p99 per hop"
+              testid="stat-hops"
+              value={
+                scrape
+                  ? HOPS.map((hop) => fmtMs(latency(scrape.hops[hop], previous?.hops[hop] ?? null).p99)).join(" + ")
+                  : DASH
+              }
+              sub="ingest → processed + processed → cached + cached → written (each measured where it ends)"
+              trend={<Trend history={history} name="cached_to_written" fmt={(v) => `written p99 ${fmtMs(v)}`} />}
             />
             <Card
               label="DB write p50 / p99"

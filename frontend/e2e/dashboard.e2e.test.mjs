@@ -303,6 +303,8 @@ describe("dashboard end to end (ttpulse + next start + nginx + chromium)", () =>
         { timeout: 10000 },
       );
       assert.ok(Number(await ops.getAttribute("[data-trend=sessions]", "data-points")) >= 2, "sessions trend");
+      // Where the time goes: a p99 for each of the three hops.
+      assert.match(await ops.textContent("[data-testid=stat-hops] .stat-value"), /^[\d.]+ (ms|s) \+ [\d.]+ (ms|s) \+ [\d.]+ (ms|s)$/);
       assert.ok(await ops.$("[data-trend=events] polyline"), "the events/s trend is drawn");
       assert.match(await ops.textContent("[data-trend=events]"), /last \d+ (s|min): [\d,]+\/s – [\d,]+\/s/);
       await ops.screenshot({ path: path.join(ARTIFACTS, "ops.png") });

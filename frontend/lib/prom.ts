@@ -56,10 +56,11 @@ export interface Bucket {
 }
 
 /** A histogram's cumulative buckets (summed over other labels), sorted by bound. */
-export function histogram(samples: Sample[], name: string): Bucket[] {
+export function histogram(samples: Sample[], name: string, where: Record<string, string> = {}): Bucket[] {
   const byLe = new Map<number, number>();
   for (const s of samples) {
     if (s.name !== `${name}_bucket` || s.labels.le === undefined) continue;
+    if (!Object.entries(where).every(([k, v]) => s.labels[k] === v)) continue;
     const le = s.labels.le === "+Inf" ? Infinity : Number(s.labels.le);
     byLe.set(le, (byLe.get(le) ?? 0) + s.value);
   }

@@ -137,6 +137,8 @@ interface UpdateHeader {
   seq: number;
   /** When the raw event entered ttpulse (Unix µs); 0 for restored state. */
   ingest_ts: Micros;
+  /** When it left the processor and when a cache took it (absent for restored state). */
+  hops?: { processed: Micros; cached: Micros };
 }
 
 export type UpdateMessage =

@@ -45,3 +45,16 @@ describe("Prometheus text", () => {
     expect(bucketDelta(now, null)).toBe(now);
   });
 });
+
+describe("labelled histograms", () => {
+  it("reads one label's buckets (ttpulse_hop_latency_seconds per hop)", () => {
+    const samples = parseProm(`ttpulse_hop_latency_seconds_bucket{hop="a",le="0.001"} 5
+ttpulse_hop_latency_seconds_bucket{hop="a",le="+Inf"} 10
+ttpulse_hop_latency_seconds_bucket{hop="b",le="0.001"} 1
+ttpulse_hop_latency_seconds_bucket{hop="b",le="+Inf"} 1
+`);
+    expect(histogram(samples, "ttpulse_hop_latency_seconds", { hop: "a" }).map((b) => b.count)).toEqual([5, 10]);
+    expect(histogram(samples, "ttpulse_hop_latency_seconds", { hop: "b" }).map((b) => b.count)).toEqual([1, 1]);
+    expect(histogram(samples, "ttpulse_hop_latency_seconds").map((b) => b.count)).toEqual([6, 11]);
+  });
+});

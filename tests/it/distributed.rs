@@ -87,6 +87,26 @@ async fn events_cross_the_broker_redis_and_postgres_to_two_api_processes() {
         assert_eq!((position["net_qty"].clone(), position["unrealized_pnl"].clone()), (json!(3), json!("131.25")));
         let candles = updates.iter().filter(|u| u["kind"] == "candle").count();
         assert_eq!(candles, 4);
+        // The hop times crossed Kafka and Redis: ingest (ingester) <= processed <= cached.
+        for u in updates.iter().filter(|u| u["ingest_ts"].as_i64() > Some(0)) {
+            let (i, p, c) = (u["ingest_ts"].as_i64(), u["hops"]["processed"].as_i64(), u["hops"]["cached"].as_i64());
+            assert!(matches!((i, p, c), (Some(i), Some(p), Some(c)) if i <= p && p <= c), "{u}");
+        }
+    }
+    // Each process measures the hop that ends in it.
+    for (role, hop) in [
+        (&processor, "ingest_to_processed"),
+        (&cache, "processed_to_cached"),
+        (&api[0], "cached_to_written"),
+        (&api[1], "cached_to_written"),
+    ] {
+        let (_, metrics) = get_text(&format!("{}/metrics", role.admin)).await;
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("ttpulse_hop_latency_seconds_count{{hop=\"{hop}\"}}")))
+            .unwrap_or_else(|| panic!("no {hop} in\n{metrics}"));
+        let count: u64 = line.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        assert!(count > 0, "{line}");
     }
 
     // Redis holds the latest state of each key; PostgreSQL the rows (the processor publishes

@@ -331,7 +331,16 @@ async fn admin_endpoints_report_health_actors_and_metrics() {
     let mut ws = server.ws().await;
     ws.subscribe(&["ESZ6"], &[]).await;
     server.ingest(&json!([quote("m:1", "ESZ6", "6850.00", "6850.25")])).await;
-    ws.updates_until(WAIT, |got| !got.is_empty()).await;
+    let updates = ws.updates_until(WAIT, |got| !got.is_empty()).await;
+    // The update says when it passed each hop: ingest <= processed <= cached.
+    let hops = &updates[0]["hops"];
+    let (ingest, processed, cached) =
+        (updates[0]["ingest_ts"].as_i64(), hops["processed"].as_i64(), hops["cached"].as_i64());
+    assert!(
+        matches!((ingest, processed, cached), (Some(i), Some(p), Some(c)) if i > 0 && i <= p && p <= c),
+        "{}",
+        updates[0]
+    );
 
     let (_, actors) = server.get_json("/admin/actors").await;
     let list = actors.as_array().expect("list");
@@ -355,6 +364,10 @@ async fn admin_endpoints_report_health_actors_and_metrics() {
         r#"ttpulse_events_ingested_total{source="api"} 1"#,
         r#"ttpulse_events_processed_total{type="quote"} 1"#,
         "ttpulse_end_to_end_latency_seconds_count 1",
+        // Each hop is measured where it ends; the three add up to the end-to-end time.
+        r#"ttpulse_hop_latency_seconds_count{hop="ingest_to_processed"} 1"#,
+        r#"ttpulse_hop_latency_seconds_count{hop="processed_to_cached"} 1"#,
+        r#"ttpulse_hop_latency_seconds_count{hop="cached_to_written"} 1"#,
     ] {
         assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
     }

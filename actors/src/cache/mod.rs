@@ -187,10 +187,17 @@ impl Handler<UpdateBatch> for CacheActor {
         let fresh = contain_or_restart::<Self, _>(&self.health, ctx, || {
             batch.updates.iter().filter(|u| store.apply(u)).cloned().collect::<Vec<Published>>()
         });
-        let fresh = match fresh {
+        let mut fresh = match fresh {
             Ok(fresh) => fresh,
             Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
         };
+        // The first cache an update passes stamps it (the cache role's Redis write in the
+        // distributed mode; an api process's mirror keeps that stamp).
+        let cached = crate::health::now_micros();
+        for update in fresh.iter_mut().filter(|u| u.hops.cached == 0) {
+            update.hops.cached = cached;
+            self.metrics.observe_hop("processed_to_cached", update.hops.processed, cached);
+        }
         self.health.set_queue_depth(0);
         let notifier = self.notifier.clone();
         let notify = async move {

@@ -21,7 +21,7 @@ use futures_util::StreamExt as _;
 use redis::aio::ConnectionManager;
 
 use crate::backoff::Backoff;
-use crate::domain::{Engine, InstrumentCatalog, Published};
+use crate::domain::{Engine, InstrumentCatalog, Micros, Published};
 use crate::health::ActorHealth;
 use crate::messages::{HopError, LoadSnapshot, Resnapshot, UpdateBatch};
 use crate::metrics::Metrics;
@@ -66,12 +66,18 @@ const APPLY_LUA: &str = concat!(
     "return applied\n",
 );
 
-async fn apply(conn: &mut ConnectionManager, script: &redis::Script, updates: &[Published]) -> redis::RedisResult<i64> {
+/// Writes the updates (stamped as cached at `cached`) and publishes the ones that are newer.
+async fn apply(
+    conn: &mut ConnectionManager,
+    script: &redis::Script,
+    updates: &[Published],
+    cached: Micros,
+) -> redis::RedisResult<i64> {
     let mut applied = 0;
     for chunk in updates.chunks(500) {
         let mut invocation = script.prepare_invoke();
         for update in chunk {
-            invocation.arg(&update.key).arg(update.seq()).arg(update.to_json());
+            invocation.arg(&update.key).arg(update.seq()).arg(update.to_json_cached_at(cached));
         }
         applied += invocation.invoke_async::<i64>(conn).await?;
     }
@@ -159,7 +165,8 @@ impl RedisCacheActor {
             }
             let snapshot = db_load.send(LoadSnapshot).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
             let state = Engine::restore(catalog, snapshot).current_state();
-            let applied = apply(&mut conn, &script, &state).await.map_err(|e| e.to_string())?;
+            // Restored state took no hop just now: no cached time.
+            let applied = apply(&mut conn, &script, &state, 0).await.map_err(|e| e.to_string())?;
             let _: () = redis::cmd("SET")
                 .arg(EPOCH_KEY)
                 .arg(crate::health::now_micros())
@@ -226,7 +233,11 @@ impl Handler<UpdateBatch> for RedisCacheActor {
         };
         let script = self.script.clone();
         let count = batch.updates.len() as u64;
-        let write = async move { apply(&mut conn, &script, &batch.updates).await }.into_actor(self).map(
+        let cached = crate::health::now_micros();
+        for update in batch.updates.iter().filter(|u| u.hops.cached == 0) {
+            self.metrics.observe_hop("processed_to_cached", update.hops.processed, cached);
+        }
+        let write = async move { apply(&mut conn, &script, &batch.updates, cached).await }.into_actor(self).map(
             move |result, act, _| match result {
                 Ok(_) => {
                     act.health.handled_n(count);

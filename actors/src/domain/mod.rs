@@ -28,7 +28,7 @@ pub use keys::Key;
 pub use market::{InstrumentBook, InstrumentState};
 pub use pnl::PnlPoint;
 pub use positions::PositionState;
-pub use updates::{FillReport, Lane, Published, Topic, TradePrint, Update};
+pub use updates::{FillReport, HopTimes, Lane, Published, Topic, TradePrint, Update};
 
 /// Unix time in microseconds, the one time unit used across the system.
 pub type Micros = i64;

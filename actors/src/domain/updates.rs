@@ -150,12 +150,30 @@ impl Update {
 pub struct Published {
     pub key: String,
     pub ingest_ts: Micros,
+    /// When the update passed the later hops (0: not yet, or state restored after a restart).
+    pub hops: HopTimes,
     pub update: Update,
+}
+
+/// When an update left the processor and when a cache took it (Unix µs; 0 when unknown). With
+/// `ingest_ts` they split the end-to-end time into hops: ingest → processed → cached → written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HopTimes {
+    #[serde(default)]
+    pub processed: Micros,
+    #[serde(default)]
+    pub cached: Micros,
+}
+
+impl HopTimes {
+    fn is_unknown(&self) -> bool {
+        self.processed == 0 && self.cached == 0
+    }
 }
 
 impl Published {
     pub fn new(update: Update, ingest_ts: Micros) -> Self {
-        Self { key: update.key(), ingest_ts, update }
+        Self { key: update.key(), ingest_ts, hops: HopTimes::default(), update }
     }
 
     pub fn seq(&self) -> u64 {
@@ -163,6 +181,16 @@ impl Published {
     }
 
     pub fn to_json(&self) -> String {
+        self.wire_json(self.hops)
+    }
+
+    /// The JSON with the time a cache took it (unless an earlier cache already said).
+    pub fn to_json_cached_at(&self, cached: Micros) -> String {
+        let hops = if self.hops.cached == 0 { HopTimes { cached, ..self.hops } } else { self.hops };
+        self.wire_json(hops)
+    }
+
+    fn wire_json(&self, hops: HopTimes) -> String {
         #[derive(Serialize)]
         struct Wire<'a> {
             #[serde(rename = "type")]
@@ -171,6 +199,8 @@ impl Published {
             key: &'a str,
             seq: u64,
             ingest_ts: Micros,
+            #[serde(skip_serializing_if = "HopTimes::is_unknown")]
+            hops: HopTimes,
             #[serde(flatten)]
             update: &'a Update,
         }
@@ -180,6 +210,7 @@ impl Published {
             key: &self.key,
             seq: self.seq(),
             ingest_ts: self.ingest_ts,
+            hops,
             update: &self.update,
         };
         // Serializing plain data structs into a String cannot fail.
@@ -190,17 +221,33 @@ impl Published {
         #[derive(Deserialize)]
         struct Wire {
             ingest_ts: Micros,
+            #[serde(default)]
+            hops: HopTimes,
             #[serde(flatten)]
             update: Update,
         }
         let wire: Wire = serde_json::from_slice(text)?;
-        Ok(Self::new(wire.update, wire.ingest_ts))
+        Ok(Self { hops: wire.hops, ..Self::new(wire.update, wire.ingest_ts) })
     }
 }
 
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
 mod tests {
+    #[test]
+    fn hop_times_travel_with_the_update_and_old_json_reads_without_them() {
+        let mut published = Published::new(Update::Instrument(InstrumentState::empty("ESZ6")), 100);
+        assert!(!published.to_json().contains("hops"), "unknown hops are left out");
+        published.hops.processed = 150;
+        let cached = Published::from_json(published.to_json_cached_at(180).as_bytes()).expect("json");
+        assert_eq!((cached.ingest_ts, cached.hops), (100, HopTimes { processed: 150, cached: 180 }));
+        // A second cache (an api process's mirror) keeps the first cache's time.
+        let again = Published::from_json(cached.to_json_cached_at(999).as_bytes()).expect("json");
+        assert_eq!(again.hops.cached, 180);
+        let old = br#"{"type":"update","v":1,"key":"inst:ESZ6","seq":0,"ingest_ts":7,"kind":"instrument","data":{"symbol":"ESZ6","seq":0,"bid":null,"ask":null,"mid":null,"spread":null,"last":null,"open":null,"high":null,"low":null,"change":null,"change_pct":null,"volume":0,"vwap":null,"trades":0,"updated_at":0}}"#;
+        assert_eq!(Published::from_json(old).expect("old json").hops, HopTimes::default());
+    }
+
     use super::*;
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Frame {
     pub seq: u64,
     pub lane: Lane,
     pub ingest_ts: Micros,
+    /// When a cache took the update (0: unknown), for the last hop's latency.
+    pub cached_ts: Micros,
     pub text: ByteString,
 }
 
@@ -46,6 +48,7 @@ impl Frame {
             seq: update.seq(),
             lane: update.update.lane(),
             ingest_ts: update.ingest_ts,
+            cached_ts: update.hops.cached,
             text: ByteString::from(update.to_json()),
         })
     }
