@@ -250,28 +250,29 @@ fn shutdown_is_bounded_whatever_the_broker_does_and_a_second_signal_exits_at_onc
     assert_eq!(code, Some(1));
 }
 
+/// Starts `ttpulse run` with its data in `data`, logging at info to `log`, with `env`; returns
+/// the process and its URL.
+fn spawn_run_logging_to(data: &std::path::Path, log: &std::path::Path, env: &[(&str, &str)]) -> (Killed, String) {
+    let data = data.to_string_lossy().into_owned();
+    let mut all = vec![("TTPULSE_DATA_DIR", data.as_str()), ("TTPULSE_HTTP_ADDR", "127.0.0.1:0")];
+    all.extend_from_slice(env);
+    let mut cmd = ttpulse(&["run"], &all);
+    cmd.env("TTPULSE_LOG", "info");
+    let mut child = cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(log).expect("log")).spawn().expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let banner =
+        ttpulse_harness::read_banner(stdout).recv_timeout(Duration::from_secs(60)).expect("the URL is printed");
+    (Killed(child), banner.url)
+}
+
 /// `?access_token=` (how a browser's WebSocket carries a token) never reaches the log.
 #[test]
 fn tokens_in_query_strings_never_reach_the_log() {
     let dir = tempfile::tempdir().expect("dir");
-    let data = dir.path().to_string_lossy().into_owned();
     let log = dir.path().join("stderr.log");
-    let mut env = vec![
-        ("TTPULSE_DATA_DIR", data.as_str()),
-        ("TTPULSE_SOURCE", "none"),
-        ("TTPULSE_HTTP_ADDR", "127.0.0.1:0"),
-        ("TTPULSE_AUTH_HS256_SECRET", "a-test-secret-of-at-least-32-bytes!!"),
-    ];
-    env.push(("TTPULSE_LOG", "info"));
-    let mut cmd = ttpulse(&["run"], &env);
-    cmd.env("TTPULSE_LOG", "info");
-    let mut child =
-        cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&log).expect("log")).spawn().expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let banner =
-        ttpulse_harness::read_banner(stdout).recv_timeout(Duration::from_secs(60)).expect("the URL is printed");
-    let url = format!("{}/", banner.url);
-    let child = Killed(child);
+    let env = [("TTPULSE_SOURCE", "none"), ("TTPULSE_AUTH_HS256_SECRET", "a-test-secret-of-at-least-32-bytes!!")];
+    let (child, url) = spawn_run_logging_to(dir.path(), &log, &env);
+    let url = format!("{url}/");
     let secret = "eyJhbGciOiJIUzI1NiJ9.SECRET-PART-OF-A-TOKEN.c2lnbmF0dXJl";
     let _ = Command::new("curl")
         .args(["-s", "-o", "/dev/null", &format!("{url}api/snapshot?access_token={secret}")])
@@ -289,23 +290,10 @@ fn tokens_in_query_strings_never_reach_the_log() {
 #[test]
 fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().expect("dir");
-    let data = dir.path().to_string_lossy().into_owned();
     let log = dir.path().join("stderr.log");
-    let env = [
-        ("TTPULSE_DATA_DIR", data.as_str()),
-        ("TTPULSE_SIM_RATE", "50"),
-        ("TTPULSE_HTTP_ADDR", "127.0.0.1:0"),
-        ("TTPULSE_LOG_FORMAT", "json"),
-    ];
-    let mut cmd = ttpulse(&["run"], &env);
-    cmd.env("TTPULSE_LOG", "info");
-    let mut child =
-        cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&log).expect("log")).spawn().expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let banner =
-        ttpulse_harness::read_banner(stdout).recv_timeout(Duration::from_secs(60)).expect("the URL is printed");
-    let child = Killed(child);
-    let _ = Command::new("curl").args(["-s", "-o", "/dev/null", &format!("{}/api/snapshot", banner.url)]).status();
+    let (child, url) =
+        spawn_run_logging_to(dir.path(), &log, &[("TTPULSE_SIM_RATE", "50"), ("TTPULSE_LOG_FORMAT", "json")]);
+    let _ = Command::new("curl").args(["-s", "-o", "/dev/null", &format!("{url}/api/snapshot")]).status();
     std::thread::sleep(Duration::from_millis(300));
     drop(child);
     let text = std::fs::read_to_string(&log).expect("log");
