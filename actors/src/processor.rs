@@ -147,7 +147,7 @@ impl ProcessorActor {
                     positions = snapshot.positions.len(),
                     "processor state restored from the database"
                 );
-                let engine = Engine::restore(self.catalog.clone(), snapshot);
+                let engine = Engine::restore(self.catalog.clone(), snapshot).with_prints(self.config.publish_prints);
                 // Hand the restored state downstream first, so a cache that started empty
                 // serves it again; a cache that has it already skips it by seq.
                 let current = engine.current_state();
@@ -314,9 +314,6 @@ impl Handler<RawBatch> for ProcessorActor {
             return AtomicResponse::new(Box::pin(fut::ready(Err(error))));
         }
         self.health.handled_n(batch.events.len() as u64);
-        if !self.config.publish_prints {
-            updates.retain(|p| !matches!(p.update, crate::domain::Update::Trade(_)));
-        }
         self.metrics.updates_published.inc_by(updates.len() as u64);
         let processed = crate::health::now_micros();
         for update in &mut updates {

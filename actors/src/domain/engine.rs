@@ -149,9 +149,18 @@ pub struct Engine {
     /// Every fill applied, by (account, instrument, fill id), with what it said.
     fill_ids: HashMap<FillKey, FillTerms>,
     watermarks: HashMap<(String, String), u64>,
+    /// Whether a trade also produces its print (a `trade` update); see [`Engine::with_prints`].
+    prints: bool,
 }
 
 impl Engine {
+    /// With `false`, trades produce no `trade` update (no time and sales downstream), so none
+    /// is built only to be dropped.
+    pub fn with_prints(mut self, prints: bool) -> Self {
+        self.prints = prints;
+        self
+    }
+
     pub fn new(catalog: Arc<InstrumentCatalog>) -> Self {
         Self {
             catalog,
@@ -163,6 +172,7 @@ impl Engine {
             last_fills: HashMap::new(),
             fill_ids: HashMap::new(),
             watermarks: HashMap::new(),
+            prints: true,
         }
     }
 
@@ -330,16 +340,18 @@ impl Engine {
             series.push((key, candles, outcome));
         }
         out.push(Published::new(Update::Instrument(book.state.clone()), event.ingest_ts));
-        let print = TradePrint {
-            symbol: trade.instrument.clone(),
-            seq: book.state.trades,
-            event_id: event.id.to_string(),
-            price: trade.price,
-            qty: trade.qty,
-            aggressor: trade.aggressor,
-            ts: event.ts,
-        };
-        out.push(Published::new(Update::Trade(print), event.ingest_ts));
+        if self.prints {
+            let print = TradePrint {
+                symbol: trade.instrument.clone(),
+                seq: book.state.trades,
+                event_id: event.id.to_string(),
+                price: trade.price,
+                qty: trade.qty,
+                aggressor: trade.aggressor,
+                ts: event.ts,
+            };
+            out.push(Published::new(Update::Trade(print), event.ingest_ts));
+        }
         changes.instruments.insert(trade.instrument.clone(), book.clone());
         self.books.insert(trade.instrument.clone(), book);
         let mut outcome = Outcome::Applied;
@@ -439,6 +451,24 @@ mod tests {
                 r#"{"type":"quote","instrument":"ESZ6","bid":"6851","bid_qty":1,"ask":"6851.5","ask_qty":1}"#,
             ),
         ]
+    }
+
+    #[test]
+    fn without_prints_a_trade_changes_the_same_state_and_publishes_no_print() {
+        let (mut with, mut without) = (engine(), engine().with_prints(false));
+        let (mut out_with, mut out_without) = (Vec::new(), Vec::new());
+        let (mut changes_with, mut changes_without) = (Changes::default(), Changes::default());
+        for e in stream() {
+            with.apply(&e, &mut out_with, &mut changes_with).expect("applied");
+            without.apply(&e, &mut out_without, &mut changes_without).expect("applied");
+        }
+        let prints = |out: &[Published]| out.iter().filter(|p| matches!(p.update, Update::Trade(_))).count();
+        assert_eq!((prints(&out_with), prints(&out_without)), (1, 0));
+        let others: Vec<String> =
+            out_with.iter().filter(|p| !matches!(p.update, Update::Trade(_))).map(|p| p.to_json()).collect();
+        assert_eq!(others, out_without.iter().map(|p| p.to_json()).collect::<Vec<_>>());
+        // The trade itself is still stored (the record), only its print is not published.
+        assert_eq!(changes_without.trades.len(), 1);
     }
 
     #[test]

@@ -223,6 +223,25 @@ async fn a_client_that_reconnects_recovers_the_fills_it_missed_once_and_in_order
 
 /// Time and sales live: a session that asks for an instrument's prints gets each print with its
 /// seq (the instrument's trade count); sessions that did not ask get none.
+/// `TTPULSE_PUBLISH_PRINTS=false`: trades still count and are stored (time and sales reads
+/// them from the database), but no `trade` update is built or sent.
+#[actix_rt::test]
+async fn without_published_prints_trades_are_stored_and_not_streamed() {
+    let server = TestServer::start_with(|c| c.publish_prints = false).await;
+    let mut tape = server.ws().await;
+    tape.send(json!({"op": "subscribe", "trades": ["ESZ6"], "instruments": ["ESZ6"]})).await;
+    tape.next_of_type("snapshot", std::time::Duration::from_secs(5)).await.expect("snapshot");
+    assert_eq!(server.ingest(&json!([trade("np:1", "ESZ6", "6850.25", 2, "buy")])).await.0, 200);
+    let got = tape
+        .updates_until(std::time::Duration::from_secs(5), |got| got.iter().any(|u| u["kind"] == "instrument"))
+        .await;
+    // The instrument's update came; give a print (published before it, if at all) time to show.
+    let later = tape.updates_until(std::time::Duration::from_millis(300), |_| false).await;
+    assert!(got.iter().chain(&later).all(|u| u["kind"] != "trade"), "{got:?} {later:?}");
+    let (_, tape_rows) = server.get_json("/api/trades?symbol=ESZ6").await;
+    assert_eq!(tape_rows[0]["event_id"], "np:1", "{tape_rows}");
+}
+
 #[actix_rt::test]
 async fn prints_stream_to_the_sessions_that_ask_for_them() {
     let server = TestServer::start().await;
