@@ -270,15 +270,14 @@ impl Handler<RawBatch> for ProcessorActor {
                 engine.apply(event, &mut updates, &mut changes)
             });
             match applied {
-                Ok(Ok(Outcome::Applied)) => self.metrics.events_processed.with_label_values(&[event.body.kind()]).inc(),
-                Ok(Ok(Outcome::Stale)) => {
-                    // Older than the quote the book shows: recorded, changes nothing.
+                Ok(Ok(outcome @ (Outcome::Applied | Outcome::Stale | Outcome::AppliedLateForCandles))) => {
                     self.metrics.events_processed.with_label_values(&[event.body.kind()]).inc();
-                    self.metrics.stale_quotes.inc();
-                }
-                Ok(Ok(Outcome::AppliedLateForCandles)) => {
-                    self.metrics.events_processed.with_label_values(&[event.body.kind()]).inc();
-                    self.metrics.late_trades.inc();
+                    match outcome {
+                        // Older than the quote the book shows: recorded, changes nothing.
+                        Outcome::Stale => self.metrics.stale_quotes.inc(),
+                        Outcome::AppliedLateForCandles => self.metrics.late_trades.inc(),
+                        _ => {}
+                    }
                 }
                 Ok(Ok(Outcome::Duplicate)) => {
                     duplicates += 1;
