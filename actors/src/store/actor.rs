@@ -70,26 +70,6 @@ impl Handler<WriteChanges> for DbActor {
     }
 }
 
-impl Handler<LoadSnapshot> for DbActor {
-    type Result = Result<EngineSnapshot, StoreError>;
-
-    fn handle(&mut self, _: LoadSnapshot, _: &mut Self::Context) -> Self::Result {
-        self.health.handled();
-        let mut conn = self.pool.get()?;
-        with_conn!(&mut conn, queries::load_snapshot(&self.catalog))
-    }
-}
-
-impl Handler<QueryCandles> for DbActor {
-    type Result = Result<Vec<Candle>, StoreError>;
-
-    fn handle(&mut self, msg: QueryCandles, _: &mut Self::Context) -> Self::Result {
-        self.health.handled();
-        let mut conn = self.pool.get()?;
-        with_conn!(&mut conn, queries::recent_candles(&msg.symbol, msg.interval, msg.since, msg.limit))
-    }
-}
-
 impl Handler<Prune> for DbActor {
     type Result = Result<Pruned, StoreError>;
 
@@ -122,42 +102,28 @@ impl Handler<SamplePnl> for DbActor {
     }
 }
 
-impl Handler<QueryPnl> for DbActor {
-    type Result = Result<Vec<PnlPoint>, StoreError>;
+/// The reads (and the catalog sync): one query on a pooled connection per message, counted in
+/// the actor's health. `|this, msg|` name the actor and the message in the query's arguments.
+macro_rules! query_handlers {
+    ($($msg:ty => $out:ty : |$this:ident, $m:ident| $function:ident ( $($arg:expr),* );)*) => {$(
+        impl Handler<$msg> for DbActor {
+            type Result = Result<$out, StoreError>;
 
-    fn handle(&mut self, msg: QueryPnl, _: &mut Self::Context) -> Self::Result {
-        self.health.handled();
-        let mut conn = self.pool.get()?;
-        with_conn!(&mut conn, queries::pnl_history(&msg))
-    }
+            fn handle(&mut self, $m: $msg, _: &mut Self::Context) -> Self::Result {
+                self.health.handled();
+                let $this = &*self;
+                let mut conn = $this.pool.get()?;
+                with_conn!(&mut conn, queries::$function($($arg),*))
+            }
+        }
+    )*};
 }
 
-impl Handler<QueryFills> for DbActor {
-    type Result = Result<Vec<StoredFill>, StoreError>;
-
-    fn handle(&mut self, msg: QueryFills, _: &mut Self::Context) -> Self::Result {
-        self.health.handled();
-        let mut conn = self.pool.get()?;
-        with_conn!(&mut conn, queries::fills_page(&msg))
-    }
-}
-
-impl Handler<QueryTrades> for DbActor {
-    type Result = Result<Vec<StoredTrade>, StoreError>;
-
-    fn handle(&mut self, msg: QueryTrades, _: &mut Self::Context) -> Self::Result {
-        self.health.handled();
-        let mut conn = self.pool.get()?;
-        with_conn!(&mut conn, queries::recent_trades(&msg))
-    }
-}
-
-impl Handler<SyncInstruments> for DbActor {
-    type Result = Result<(), StoreError>;
-
-    fn handle(&mut self, msg: SyncInstruments, _: &mut Self::Context) -> Self::Result {
-        self.health.handled();
-        let mut conn = self.pool.get()?;
-        with_conn!(&mut conn, queries::sync_instruments(&msg.specs))
-    }
+query_handlers! {
+    LoadSnapshot => EngineSnapshot: |this, _msg| load_snapshot(&this.catalog);
+    QueryCandles => Vec<Candle>: |this, msg| recent_candles(&msg.symbol, msg.interval, msg.since, msg.limit);
+    QueryPnl => Vec<PnlPoint>: |this, msg| pnl_history(&msg);
+    QueryFills => Vec<StoredFill>: |this, msg| fills_page(&msg);
+    QueryTrades => Vec<StoredTrade>: |this, msg| recent_trades(&msg);
+    SyncInstruments => (): |this, msg| sync_instruments(&msg.specs);
 }
