@@ -142,7 +142,7 @@ export default function Dashboard({ initial, initialFills, catalog, wsUrl, serve
       data-resnapshots={view.resnapshots}
       data-connections={view.connections}
     >
-      <Header page="dashboard" conn={view.conn} delayMs={view.delayMs} nowMs={view.nowMs} />
+      <Header page="dashboard" conn={view.conn} delayMs={view.delayMs} hopsMs={view.hopsMs} nowMs={view.nowMs} />
       <Banner view={view} apiError={apiError} onRetry={onRetry} />
       <main className="layout">
         <section className="panel panel-watch" aria-labelledby="h-watch">

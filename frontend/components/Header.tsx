@@ -1,5 +1,5 @@
 import Link from "next/link";
-import type { ConnState } from "@/lib/liveFeed";
+import type { ConnState, HopsMs } from "@/lib/liveFeed";
 import { fmtClock, fmtMs } from "@/lib/format";
 
 const LABEL: Record<ConnState, string> = {
@@ -23,11 +23,13 @@ export interface HeaderProps {
   page: "dashboard" | "ops";
   conn?: ConnState;
   delayMs?: number | null;
+  /** The newest update's delay by hop, shown on hover. */
+  hopsMs?: HopsMs | null;
   nowMs?: number;
   extra?: React.ReactNode;
 }
 
-export default function Header({ page, conn, delayMs, nowMs, extra }: HeaderProps) {
+export default function Header({ page, conn, delayMs, hopsMs, nowMs, extra }: HeaderProps) {
   return (
     <header className="topbar">
       <div className="brand">
@@ -45,7 +47,17 @@ export default function Header({ page, conn, delayMs, nowMs, extra }: HeaderProp
       <div className="topbar-right">
         {extra}
         {conn !== undefined && (
-          <span className="metric" title="End-to-end delay of the newest update: now − ingest time">
+          <span
+            className="metric"
+            data-testid="e2e-metric"
+            title={
+              hopsMs
+                ? `End-to-end delay of the newest update: ingest → processed ${fmtMs(hopsMs.processed)}, → cached ${fmtMs(
+                    hopsMs.cached,
+                  )}, → this page ${fmtMs(hopsMs.delivered)}`
+                : "End-to-end delay of the newest update: now − ingest time"
+            }
+          >
             <span className="metric-label">E2E</span>
             <span className="num" data-testid="e2e-delay">
               {fmtMs(delayMs)}

@@ -196,6 +196,10 @@ describe("dashboard end to end (ttpulse + next start + nginx + chromium)", () =>
     assert.ok(took <= 1000, `the page changed after ${took} ms`);
     const delay = await page.textContent("[data-testid=e2e-delay]");
     assert.match(delay ?? "", /\d+(\.\d+)? (ms|s)$/, `the header shows the end-to-end delay (${delay})`);
+    // Hovering it tells where the time went, hop by hop.
+    await page.waitForFunction(() => /→ processed .* → cached .* → this page /.test(document.querySelector("[data-testid=e2e-metric]")?.getAttribute("title") ?? ""), null, {
+      timeout: 3000,
+    });
   });
 
   test("fills arrive on the account lane without gaps (no resnapshot needed)", async () => {

@@ -9,6 +9,13 @@ import { FeedStore, type FeedData } from "./feedStore";
 import type { Candle, FillReport, PnlPoint, RecoveredLane, ServerMessage, Snapshot, TradePrint } from "./types";
 
 /** `refused`: the server answered the subscribe with an error (e.g. `forbidden`); see `lastError`. */
+/** An update's delay split by hop (ms). */
+export interface HopsMs {
+  processed: number;
+  cached: number;
+  delivered: number;
+}
+
 export type ConnState = "connecting" | "live" | "stale" | "disconnected" | "refused";
 
 export interface FeedView {
@@ -16,6 +23,11 @@ export interface FeedView {
   conn: ConnState;
   /** End-to-end delay of the newest update (now − ingest_ts), ms; null when unknown. */
   delayMs: number | null;
+  /**
+   * Where that delay went, from the update's hop times (ms): ingest → processed, processed →
+   * cached, cached → here (the last includes the socket); null when the update had none.
+   */
+  hopsMs: HopsMs | null;
   /**
    * The clock the view was published at (ms), on the server's clock as far as the pongs tell
    * (exchange times and ingest times are server-side): stale marks are computed against it.
@@ -145,6 +157,7 @@ export class LiveFeed {
   private running = false;
   private conn: ConnState = "connecting";
   private delayMs: number | null = null;
+  private hopsMs: HopsMs | null = null;
   private attempt = 0;
   private connections = 0;
   private resnapshots = 0;
@@ -408,7 +421,19 @@ export class LiveFeed {
         } else if (msg.kind === "pnl") {
           for (const listener of this.pnlListeners) listener(msg.data);
         }
-        if (msg.ingest_ts > 0) this.delayMs = Math.max(0, this.serverNow() - msg.ingest_ts / 1000);
+        if (msg.ingest_ts > 0) {
+          const now = this.serverNow();
+          this.delayMs = Math.max(0, now - msg.ingest_ts / 1000);
+          const h = msg.hops;
+          this.hopsMs =
+            h && h.processed > 0 && h.cached > 0
+              ? {
+                  processed: Math.max(0, (h.processed - msg.ingest_ts) / 1000),
+                  cached: Math.max(0, (h.cached - h.processed) / 1000),
+                  delivered: Math.max(0, now - h.cached / 1000),
+                }
+              : null;
+        }
         if (this.conn === "stale" && !this.store.awaitingSnapshot) this.conn = "live";
         break;
       }
@@ -458,6 +483,7 @@ export class LiveFeed {
     this.snapshotTimer = null;
     this.conn = "disconnected";
     this.delayMs = null;
+    this.hopsMs = null;
     if (this.liveSince != null && this.now() - this.liveSince >= this.opts.stableAfterMs) this.attempt = 0;
     this.liveSince = null;
     if (reason) this.lastError = `closed ${code}: ${reason}`;
@@ -521,6 +547,7 @@ export class LiveFeed {
       data: this.store.view(),
       conn: this.conn,
       delayMs: this.delayMs,
+      hopsMs: this.hopsMs,
       nowMs,
       clockOffsetMs: this.clockOffsetMs,
       retryAt: this.retryAt,

@@ -229,6 +229,22 @@ describe("LiveFeed", () => {
     feed.stop();
   });
 
+  it("splits the newest update's delay by hop (ingest → processed → cached → here)", () => {
+    const { feed, frames } = makeFeed();
+    const ws = goLive(feed, frames);
+    const now = Date.now() * 1000; // µs
+    const update = instUpdate(inst("ESZ6", 50), now - 9_000);
+    ws.receive({ ...update, hops: { processed: now - 8_000, cached: now - 3_000 } });
+    frames.frame();
+    expect(feed.getView().delayMs).toBe(9);
+    expect(feed.getView().hopsMs).toEqual({ processed: 1, cached: 5, delivered: 3 });
+    // An update without hop times (an older server, restored state) shows none.
+    ws.receive(instUpdate(inst("ESZ6", 51), now - 2_000));
+    frames.frame();
+    expect(feed.getView().hopsMs).toBeNull();
+    feed.stop();
+  });
+
   it("goes stale when the socket is quiet, drops it when silent too long, and pings", () => {
     const { feed, frames } = makeFeed({ staleAfterMs: 3000, deadAfterMs: 8000, pingEveryMs: 2000 });
     const ws = goLive(feed, frames);
