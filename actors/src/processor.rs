@@ -317,7 +317,7 @@ impl Handler<RawBatch> for ProcessorActor {
         let processed = crate::health::now_micros();
         for update in &mut updates {
             update.hops.processed = processed;
-            self.metrics.observe_hop("ingest_to_processed", update.ingest_ts, processed);
+            crate::metrics::observe_hop(&self.metrics.hop_ingest_to_processed, update.ingest_ts, processed);
         }
         self.pending.merge(changes);
         self.health.set_queue_depth(self.pending.rows() as i64);

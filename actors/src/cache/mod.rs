@@ -194,9 +194,9 @@ impl Handler<UpdateBatch> for CacheActor {
         // The first cache an update passes stamps it (the cache role's Redis write in the
         // distributed mode; an api process's mirror keeps that stamp).
         let cached = crate::health::now_micros();
+        self.metrics.observe_cached(&fresh, cached);
         for update in fresh.iter_mut().filter(|u| u.hops.cached == 0) {
             update.hops.cached = cached;
-            self.metrics.observe_hop("processed_to_cached", update.hops.processed, cached);
         }
         self.health.set_queue_depth(0);
         let notifier = self.notifier.clone();

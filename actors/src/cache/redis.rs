@@ -234,9 +234,7 @@ impl Handler<UpdateBatch> for RedisCacheActor {
         let script = self.script.clone();
         let count = batch.updates.len() as u64;
         let cached = crate::health::now_micros();
-        for update in batch.updates.iter().filter(|u| u.hops.cached == 0) {
-            self.metrics.observe_hop("processed_to_cached", update.hops.processed, cached);
-        }
+        self.metrics.observe_cached(batch.updates.iter(), cached);
         let write = async move { apply(&mut conn, &script, &batch.updates, cached).await }.into_actor(self).map(
             move |result, act, _| match result {
                 Ok(_) => {

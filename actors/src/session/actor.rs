@@ -460,7 +460,7 @@ impl SessionActor {
             if frame.ingest_ts > 0 {
                 self.metrics.end_to_end_seconds.observe((now - frame.ingest_ts).max(0) as f64 / 1e6);
             }
-            self.metrics.observe_hop("cached_to_written", frame.cached_ts, now);
+            crate::metrics::observe_hop(&self.metrics.hop_cached_to_written, frame.cached_ts, now);
             ctx.text(frame.text.clone());
         }
         if let Some(reason) = drained.close {
