@@ -13,10 +13,14 @@ export class Buckets<T extends { start: Micros; seq: number }> {
    * Above `max` values a trim keeps the newest `trimTo` (a batch, so that a full series is
    * redrawn whole once per batch rather than on every new bucket).
    */
-  constructor(
-    readonly max: number,
-    readonly trimTo: number,
-  ) {}
+  readonly max: number;
+  readonly trimTo: number;
+
+  /** Both bounds are whole and at least 1, and `trimTo` is at most `max`. */
+  constructor(max: number, trimTo: number) {
+    this.max = Math.max(1, Math.floor(max));
+    this.trimTo = Math.min(this.max, Math.max(1, Math.floor(trimTo)));
+  }
 
   /** Oldest first. */
   values(): T[] {

@@ -87,9 +87,10 @@ export class CandleSeries {
     readonly interval: Interval,
     options: CandleSeriesOptions = {},
   ) {
-    this.maxBars = Math.max(1, options.maxBars ?? MAX_BARS[interval]);
-    this.trimTo = Math.min(this.maxBars, Math.max(1, options.trimTo ?? this.maxBars - TRIM_BATCH[interval]));
-    this.buckets = new Buckets(this.maxBars, this.trimTo);
+    const max = options.maxBars ?? MAX_BARS[interval];
+    this.buckets = new Buckets(max, options.trimTo ?? max - TRIM_BATCH[interval]);
+    this.maxBars = this.buckets.max;
+    this.trimTo = this.buckets.trimTo;
   }
 
   /** The bars, oldest first. */

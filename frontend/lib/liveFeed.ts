@@ -189,7 +189,7 @@ export class LiveFeed {
       ...options,
     };
     this.now = options.now ?? Date.now;
-    this.instruments = options.instruments ? [...new Set(options.instruments)].sort() : ["*"];
+    this.instruments = options.instruments ? symbolSet(options.instruments) : ["*"];
     this.trades = options.trades ?? [];
     this.store = new FeedStore(options.initial ?? null);
     this.conflator = createFrameConflator(() => this.publish(), options.raf, options.caf, options.publishEveryMs ?? 0, this.now);
@@ -248,20 +248,12 @@ export class LiveFeed {
    * replaces the state (so the store holds exactly what is followed).
    */
   setInstruments(symbols: string[]): void {
-    const next = [...new Set(symbols)].sort();
-    if (sameList(next, this.instruments)) return;
-    const dropped = this.instruments.filter((s) => !next.includes(s));
-    this.instruments = next;
-    this.changeSubscription({ instruments: dropped, positions: [] });
+    this.follow("instruments", symbols);
   }
 
   /** Follows the prints of these instruments (time and sales) instead of the ones before. */
   setTrades(symbols: string[]): void {
-    const next = [...new Set(symbols)].sort();
-    if (sameList(next, this.trades)) return;
-    const dropped = this.trades.filter((s) => !next.includes(s));
-    this.trades = next;
-    this.changeSubscription({ trades: dropped });
+    this.follow("trades", symbols);
   }
 
   /** Called with the server's answer to a subscribe's `recover`, after its snapshot. */
@@ -308,12 +300,19 @@ export class LiveFeed {
     this.conflator.schedule();
   }
 
-  /** Sends an unsubscribe of what was dropped, then the whole subscription again. */
-  private changeSubscription(dropped: { instruments?: string[]; positions?: string[]; trades?: string[] }): void {
+  /**
+   * A new set for one list: unsubscribes what it dropped, then sends the whole subscription
+   * again (the next connection subscribes to the new set anyway).
+   */
+  private follow(list: "instruments" | "trades", symbols: string[]): void {
+    const next = symbolSet(symbols);
+    const current = this[list];
+    if (sameList(next, current)) return;
+    this[list] = next;
     const socket = this.socket;
-    if (!socket || socket.readyState !== OPEN) return; // the next connection subscribes to the new set
-    const any = Object.values(dropped).some((list) => list && list.length > 0);
-    if (any) socket.send(JSON.stringify({ op: "unsubscribe", instruments: [], positions: [], ...dropped }));
+    if (!socket || socket.readyState !== OPEN) return;
+    const dropped = current.filter((s) => !next.includes(s));
+    if (dropped.length > 0) socket.send(JSON.stringify({ op: "unsubscribe", instruments: [], positions: [], [list]: dropped }));
     if (this.conn !== "refused") this.sendSubscribe();
   }
 
@@ -571,6 +570,11 @@ function detach(socket: SocketLike): void {
   socket.onmessage = null;
   socket.onclose = null;
   socket.onerror = null;
+}
+
+/** A list of symbols as the feed keeps it: once each, sorted. */
+function symbolSet(symbols: string[]): string[] {
+  return [...new Set(symbols)].sort();
 }
 
 function sameList(a: string[], b: string[]): boolean {

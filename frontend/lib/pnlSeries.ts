@@ -163,10 +163,10 @@ export class PnlSeries {
     readonly interval: Interval,
     options: PnlSeriesOptions = {},
   ) {
-    this.maxPoints = Math.max(1, Math.floor(options.maxPoints ?? MAX_POINTS[interval]));
-    const trim = options.trimTo ?? this.maxPoints - TRIM_BATCH[interval];
-    this.trimTo = Math.min(this.maxPoints, Math.max(1, Math.floor(trim)));
-    this.buckets = new Buckets(this.maxPoints, this.trimTo);
+    const max = options.maxPoints ?? MAX_POINTS[interval];
+    this.buckets = new Buckets(max, options.trimTo ?? max - TRIM_BATCH[interval]);
+    this.maxPoints = this.buckets.max;
+    this.trimTo = this.buckets.trimTo;
   }
 
   /** The points, oldest first. */
