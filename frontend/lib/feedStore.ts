@@ -120,8 +120,9 @@ export class FeedStore {
     this.fillLanes = new Map();
     for (const s of snapshot.instruments ?? []) {
       const held = instruments.get(s.symbol);
-      this.instruments.set(s.symbol, newer(held, s));
-      if (held !== newer(held, s)) this.pushSpark(s, held);
+      const kept = newer(held, s);
+      this.instruments.set(s.symbol, kept);
+      if (kept !== held) this.pushSpark(s, held);
     }
     for (const c of snapshot.candles ?? []) {
       const key = candleKey(c.symbol, c.interval);
