@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::Micros;
 use super::ids::{ACCOUNT_RULE, MAX_EVENT_SEQ, client_may_use, is_valid_account, is_valid_order_id};
 use super::instruments::{InstrumentCatalog, on_tick};
+use super::trace_context::TraceContext;
 
 /// Latest exchange time any event may carry (the start of the year 3000, in Unix micros):
 /// far beyond any real feed, and far from where time arithmetic could overflow.
@@ -191,6 +192,8 @@ pub struct ValidEvent {
     /// When the event entered ttpulse; end-to-end latency is measured from here.
     pub ingest_ts: Micros,
     pub body: EventBody,
+    /// The trace it belongs to, when sampled (carried beside the event, never in its body).
+    pub trace: Option<TraceContext>,
 }
 
 impl ValidEvent {
@@ -437,7 +440,7 @@ impl RawEvent {
             None => allocate(),
         };
         let ingest_ts = self.ingest_ts.filter(|&t| t > 0).unwrap_or(now);
-        Ok(ValidEvent { id, ts: self.ts.unwrap_or(now), ingest_ts, body: self.body })
+        Ok(ValidEvent { id, ts: self.ts.unwrap_or(now), ingest_ts, body: self.body, trace: None })
     }
 }
 

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod market;
 pub mod pnl;
 pub mod positions;
+pub mod trace_context;
 pub mod updates;
 
 pub use candles::{Candle, CandleBook, Interval};
@@ -28,6 +29,7 @@ pub use keys::Key;
 pub use market::{InstrumentBook, InstrumentState};
 pub use pnl::PnlPoint;
 pub use positions::PositionState;
+pub use trace_context::TraceContext;
 pub use updates::{FillReport, HopTimes, Lane, Published, Topic, TradePrint, Update};
 
 /// Unix time in microseconds, the one time unit used across the system.

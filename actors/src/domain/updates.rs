@@ -13,6 +13,7 @@ use super::keys::Key;
 use super::market::InstrumentState;
 use super::pnl::PnlPoint;
 use super::positions::PositionState;
+use super::trace_context::{self, TraceContext};
 
 /// Schema version of the update wire format.
 pub const WIRE_VERSION: u32 = 1;
@@ -152,6 +153,8 @@ pub struct Published {
     pub ingest_ts: Micros,
     /// When the update passed the later hops (0: not yet, or state restored after a restart).
     pub hops: HopTimes,
+    /// The trace of the event behind it, when sampled: the span of the last hop it passed.
+    pub trace: Option<TraceContext>,
     pub update: Update,
 }
 
@@ -173,7 +176,7 @@ impl HopTimes {
 
 impl Published {
     pub fn new(update: Update, ingest_ts: Micros) -> Self {
-        Self { key: update.key(), ingest_ts, hops: HopTimes::default(), update }
+        Self { key: update.key(), ingest_ts, hops: HopTimes::default(), trace: None, update }
     }
 
     pub fn seq(&self) -> u64 {
@@ -201,6 +204,8 @@ impl Published {
             ingest_ts: Micros,
             #[serde(skip_serializing_if = "HopTimes::is_unknown")]
             hops: HopTimes,
+            #[serde(with = "trace_context::json", skip_serializing_if = "Option::is_none")]
+            traceparent: &'a Option<TraceContext>,
             #[serde(flatten)]
             update: &'a Update,
         }
@@ -211,6 +216,7 @@ impl Published {
             seq: self.seq(),
             ingest_ts: self.ingest_ts,
             hops,
+            traceparent: &self.trace,
             update: &self.update,
         };
         // Serializing plain data structs into a String cannot fail.
@@ -223,11 +229,13 @@ impl Published {
             ingest_ts: Micros,
             #[serde(default)]
             hops: HopTimes,
+            #[serde(default, with = "trace_context::json")]
+            traceparent: Option<TraceContext>,
             #[serde(flatten)]
             update: Update,
         }
         let wire: Wire = serde_json::from_slice(text)?;
-        Ok(Self { hops: wire.hops, ..Self::new(wire.update, wire.ingest_ts) })
+        Ok(Self { hops: wire.hops, trace: wire.traceparent, ..Self::new(wire.update, wire.ingest_ts) })
     }
 }
 
@@ -249,6 +257,20 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_sampled_trace_travels_with_the_update_and_a_bad_one_is_dropped_not_refused() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut published = Published::new(Update::Instrument(InstrumentState::empty("ESZ6")), 100);
+        assert!(!published.to_json().contains("traceparent"), "an unsampled update carries nothing");
+        published.trace = trace_context::from_traceparent(traceparent);
+        let json = published.to_json_cached_at(5);
+        assert!(json.contains(&format!(r#""traceparent":"{traceparent}""#)), "{json}");
+        assert_eq!(Published::from_json(json.as_bytes()).expect("json").trace, published.trace);
+        let forged = json.replace(traceparent, "00-zz-<b>-01");
+        let read = Published::from_json(forged.as_bytes()).expect("a bad trace never refuses the update");
+        assert_eq!((read.trace, read.update), (None, published.update));
+    }
 
     #[test]
     fn wire_round_trip() {

@@ -1,0 +1,124 @@
+//! The trace context an event and its updates carry from hop to hop (W3C Trace Context, as
+//! OpenTelemetry reads and writes it). Only sampled contexts are carried: an unsampled event
+//! carries nothing, so tracing costs the hot path nothing but a `None`.
+//!
+//! On the wire it is the `traceparent` string (`00-<trace id>-<span id>-01`): a Kafka header on
+//! hops 1 and 2, a field of the JSON update in Redis and on the WebSocket (Pub/Sub has no
+//! headers), the request header of `POST /api/ingest`.
+
+use std::collections::HashMap;
+
+use opentelemetry::Context;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{SpanContext, TraceContextExt};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+
+/// The name of the header (and of the JSON field) that carries a trace context.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// A sampled trace context: the span of the hop an event or update passed last.
+pub type TraceContext = SpanContext;
+
+/// The `traceparent` value of a context.
+pub fn to_traceparent(context: &TraceContext) -> String {
+    let mut carrier: HashMap<String, String> = HashMap::with_capacity(1);
+    let parent = Context::new().with_remote_span_context(context.clone());
+    TraceContextPropagator::new().inject_context(&parent, &mut carrier);
+    carrier.remove(TRACEPARENT).unwrap_or_default()
+}
+
+/// The context a `traceparent` value names, if it is valid and sampled; anything else (garbage,
+/// an unknown version, all-zero ids, an unsampled flag) is `None`: a bad trace header never
+/// refuses the event it came with.
+pub fn from_traceparent(value: &str) -> Option<TraceContext> {
+    // A valid version 00 value is 55 characters; a future version may be longer, not this long.
+    if value.len() > 512 {
+        return None;
+    }
+    let carrier = HashMap::from([(TRACEPARENT.to_owned(), value.to_owned())]);
+    let extracted = TraceContextPropagator::new().extract(&carrier);
+    let context = extracted.span().span_context().clone();
+    (context.is_valid() && context.is_sampled()).then_some(context)
+}
+
+/// `#[serde(with = "trace_context::json")]` for an `Option<TraceContext>` field: written as the
+/// `traceparent` string, read leniently (a value that is not a sampled context reads as `None`).
+pub mod json {
+    use serde::de::IgnoredAny;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::{TraceContext, from_traceparent, to_traceparent};
+
+    pub fn serialize<S: Serializer>(context: &Option<TraceContext>, serializer: S) -> Result<S::Ok, S::Error> {
+        match context {
+            Some(context) => serializer.serialize_str(&to_traceparent(context)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<TraceContext>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Loose {
+            Text(String),
+            Other(IgnoredAny),
+        }
+        Ok(match Loose::deserialize(deserializer)? {
+            Loose::Text(text) => from_traceparent(&text),
+            Loose::Other(_) => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn a_sampled_traceparent_round_trips() {
+        let context = from_traceparent(SAMPLED).expect("valid");
+        assert_eq!(context.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(context.span_id().to_string(), "00f067aa0ba902b7");
+        assert!(context.is_remote());
+        assert_eq!(to_traceparent(&context), SAMPLED);
+    }
+
+    #[test]
+    fn anything_but_a_valid_sampled_context_is_none() {
+        let long = "0".repeat(10_000);
+        for bad in [
+            "",
+            "garbage",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", // not sampled
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01", // zero trace id
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", // zero span id
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", // forbidden version
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", // upper case
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01<script>",
+            long.as_str(),
+        ] {
+            assert_eq!(from_traceparent(bad), None, "{bad:.80}");
+        }
+    }
+
+    #[test]
+    fn json_fields_read_leniently() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Carrier {
+            #[serde(default, with = "json", skip_serializing_if = "Option::is_none")]
+            traceparent: Option<TraceContext>,
+        }
+        let read = |text: &str| serde_json::from_str::<Carrier>(text).expect("never refused").traceparent;
+        let context = read(&format!(r#"{{"traceparent":"{SAMPLED}"}}"#)).expect("sampled");
+        assert_eq!(to_traceparent(&context), SAMPLED);
+        assert_eq!(read(r#"{"traceparent":"nonsense"}"#), None);
+        assert_eq!(read(r#"{"traceparent":null}"#), None);
+        assert_eq!(read(r#"{"traceparent":{"a":[1,2]}}"#), None);
+        assert_eq!(read("{}"), None);
+        let written = serde_json::to_string(&Carrier { traceparent: Some(context) }).unwrap();
+        assert_eq!(written, format!(r#"{{"traceparent":"{SAMPLED}"}}"#));
+        assert_eq!(serde_json::to_string(&Carrier { traceparent: None }).unwrap(), "{}");
+    }
+}
