@@ -317,6 +317,32 @@ pub struct Config {
     /// seconds; a second signal exits at once.
     #[arg(long, env = "TTPULSE_SHUTDOWN_GRACE_SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub shutdown_grace_secs: u64,
+
+    /// OTLP/HTTP endpoint (`http://collector:4318`) that receives the traces of sampled events;
+    /// unset, this process starts no trace (it still carries on the ones it receives).
+    #[arg(long, env = "TTPULSE_OTLP_ENDPOINT", value_parser = parse_otlp_endpoint)]
+    pub otlp_endpoint: Option<String>,
+
+    /// Share of ingested events whose journey is traced (0 to 1), when an OTLP endpoint is set.
+    #[arg(long, env = "TTPULSE_TRACE_SAMPLE_RATIO", default_value_t = 0.001, value_parser = parse_ratio)]
+    pub trace_sample_ratio: f64,
+}
+
+fn parse_otlp_endpoint(text: &str) -> Result<String, String> {
+    match text.split_once("://") {
+        Some(("http", rest)) if !rest.is_empty() => Ok(text.to_owned()),
+        Some(("https", _)) => Err("https is not supported: send to a collector (agent) on this host or network over \
+                                   http, and let it forward with TLS"
+            .into()),
+        _ => Err(format!("`{text}` is not an http:// URL")),
+    }
+}
+
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("`{text}` is not a number from 0 to 1")),
+    }
 }
 
 impl Config {
@@ -408,6 +434,8 @@ impl Config {
             event_time_ahead_ms: 5_000,
             event_time_behind_secs: 86_400,
             shutdown_grace_secs: 20,
+            otlp_endpoint: None,
+            trace_sample_ratio: 0.001,
         }
     }
 }

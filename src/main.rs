@@ -83,6 +83,19 @@ fn main() -> ExitCode {
 
 async fn run(config: ttpulse::config::Config) -> anyhow::Result<()> {
     let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
+    let traces = match &config.otlp_endpoint {
+        None => None,
+        Some(endpoint) => {
+            let names: Vec<&str> = config.roles.iter().map(|r| r.name()).collect();
+            let settings = ttpulse_actors::trace::TraceSettings {
+                endpoint: endpoint.clone(),
+                ratio: config.trace_sample_ratio,
+                service: format!("ttpulse-{}", names.join("-")),
+            };
+            tracing::info!(endpoint, ratio = settings.ratio, service = settings.service, "traces exported by OTLP");
+            Some(ttpulse_actors::trace::init(&settings)?)
+        }
+    };
     let running = http::start(config).await?;
     let url = format!("http://{}", running.addr);
     let admin = format!("http://{}", running.admin_addr);
@@ -134,6 +147,9 @@ async fn run(config: ttpulse::config::Config) -> anyhow::Result<()> {
         }
         tracing::error!(held, "{why}: exiting before the pipeline drained");
         std::process::exit(1);
+    }
+    if let Some(traces) = traces {
+        traces.shutdown();
     }
     tracing::info!("ttpulse stopped");
     Ok(())

@@ -17,3 +17,4 @@ pub mod processor;
 pub mod session;
 pub mod store;
 pub mod supervision;
+pub mod trace;

@@ -13,8 +13,8 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::domain::{
-    Candle, Changes, EngineSnapshot, InstrumentSpec, Interval, Micros, PnlPoint, Published, RawEvent, ValidEvent,
-    ValidationError,
+    Candle, Changes, EngineSnapshot, InstrumentSpec, Interval, Micros, PnlPoint, Published, RawEvent, TraceContext,
+    ValidEvent, ValidationError,
 };
 use crate::session::outbox::Outbox;
 use crate::store::{StoreError, StoredFill, StoredTrade};
@@ -105,6 +105,8 @@ pub struct UpdateBatch {
 #[rtype(result = "Result<(IngestReceipt, Durable), IngestError>")]
 pub struct IngestEvents {
     pub events: Vec<RawEvent>,
+    /// The client's trace (its `traceparent` header), continued by every event of the request.
+    pub trace: Option<TraceContext>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use opentelemetry::KeyValue;
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::backoff::Backoff;
@@ -60,14 +61,16 @@ pub struct ProcessorActor {
     config: ProcessorConfig,
     metrics: Arc<Metrics>,
     health: Arc<ActorHealth>,
-    /// Events that crashed the processor, by (event id, instrument): how often, and the panic.
+    /// Events that crashed the processor, by (instrument, body): how often, and the panic.
     /// Kept across restarts (the supervisor restarts this same value).
     crashes: std::collections::HashMap<(String, String), (u32, String)>,
 }
 
 /// The key an event is remembered by when it crashes the processor.
+/// By what the event says, not by its id: an event resent without an id gets a new one each
+/// time (`api:…`), and it is the body that crashes the processor.
 fn crash_key(event: &ValidEvent) -> (String, String) {
-    (event.id.to_string(), event.body.instrument().to_owned())
+    (event.body.instrument().to_owned(), serde_json::to_string(&event.body).unwrap_or_default())
 }
 
 impl ProcessorActor {
@@ -256,6 +259,8 @@ impl Handler<RawBatch> for ProcessorActor {
         let mut refused = Vec::new();
         let health = self.health.clone();
         let mut crashed = None;
+        // Sampled events: which updates each one published, for the `ttpulse.process` span.
+        let mut traced = Vec::new();
         for (index, event) in batch.events.iter().enumerate() {
             if let Some(error) = self.quarantined(event) {
                 tracing::error!(event_id = %event.id, %error, "event refused");
@@ -264,6 +269,7 @@ impl Handler<RawBatch> for ProcessorActor {
                 continue;
             }
             let Some(engine) = self.engine.as_mut() else { break };
+            let published_before = updates.len();
             let applied = contain(&health, || {
                 #[cfg(test)]
                 tests::crash_on_request(event);
@@ -272,6 +278,9 @@ impl Handler<RawBatch> for ProcessorActor {
             match applied {
                 Ok(Ok(outcome @ (Outcome::Applied | Outcome::Stale | Outcome::AppliedLateForCandles))) => {
                     self.metrics.events_processed.with_label_values(&[event.body.kind()]).inc();
+                    if let Some(trace) = &event.trace {
+                        traced.push((published_before..updates.len(), trace, event));
+                    }
                     match outcome {
                         // Older than the quote the book shows: recorded, changes nothing.
                         Outcome::Stale => self.metrics.stale_quotes.inc(),
@@ -318,6 +327,18 @@ impl Handler<RawBatch> for ProcessorActor {
         for update in &mut updates {
             update.hops.processed = processed;
             crate::metrics::observe_hop(&self.metrics.hop_ingest_to_processed, update.ingest_ts, processed);
+        }
+        for (published, parent, event) in traced {
+            let span = crate::trace::hop("ttpulse.process", parent, event.ingest_ts, processed, || {
+                vec![
+                    KeyValue::new("ttpulse.event_id", event.id.to_string()),
+                    KeyValue::new("ttpulse.instrument", event.body.instrument().to_owned()),
+                    KeyValue::new("ttpulse.updates", published.len() as i64),
+                ]
+            });
+            for update in updates.get_mut(published).into_iter().flatten() {
+                update.trace = Some(span.clone());
+            }
         }
         self.pending.merge(changes);
         self.health.set_queue_depth(self.pending.rows() as i64);
@@ -465,10 +486,11 @@ mod tests {
         assert_eq!(health.state(), ActorState::Running);
         assert_eq!(health.restarts(), 1);
 
-        // Offered again (as the ingester and the Kafka consumer do), it crashes a second time.
-        offer(&processor, batch.clone()).await.unwrap_err();
+        // Offered again (as the ingester and the Kafka consumer do), it crashes a second time;
+        // resent under new ids (as a client without ids does), it is still the same event.
+        offer(&processor, vec![fill(2, "f2", 3), fill(13, "crash-test-1", 1)]).await.unwrap_err();
         // The third time it is quarantined: refused with the reason, and the rest goes through.
-        let ack = offer(&processor, batch).await.unwrap();
+        let ack = offer(&processor, vec![fill(2, "f2", 3), fill(23, "crash-test-1", 1)]).await.unwrap();
         assert_eq!((ack.accepted, ack.refused.len()), (1, 1));
         assert_eq!(ack.refused[0].index, 1);
         assert_eq!(ack.refused[0].error.field, "event");
@@ -486,6 +508,10 @@ mod tests {
         };
         assert_eq!((last.seq, last.position.net_qty), (3, 6));
         drop(updates);
+        // Only that body is quarantined: the same fill id with other terms is another event (the
+        // test hook crashes it again, which shows it was tried).
+        let err = offer(&processor, vec![fill(30, "crash-test-1", 2)]).await.unwrap_err().to_string();
+        assert!(err.contains("crashed on event t:30"), "{err}");
         let _ = std::fs::remove_file(&path);
     }
 }

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 use ttpulse_actors::cache::Filter;
 use ttpulse_actors::domain::ids::{ACCOUNT_RULE, is_valid_account};
+use ttpulse_actors::domain::trace_context::{TRACEPARENT, from_traceparent};
 use ttpulse_actors::domain::{Interval, RawEvent};
 use ttpulse_actors::messages::{
     FillCursor, IngestError, IngestEvents, QueryCandles, QueryFills, QueryPnl, QueryTrades,
@@ -384,10 +385,12 @@ pub async fn ingest(
         }
     })?;
     limits.admit_ingest(events.len())?;
+    // A client's sampled trace is continued by the events (a bad header is ignored, not refused).
+    let trace = req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(from_traceparent);
     let Some(ingester) = &pipeline.ingester else {
         return Err(ApiError::Unavailable("this process does not run the ingester role".into()));
     };
-    let (receipt, durable) = match ingester.send(IngestEvents { events }).await {
+    let (receipt, durable) = match ingester.send(IngestEvents { events, trace }).await {
         Err(e) => return Err(ApiError::Unavailable(format!("ingester unavailable: {e}; nothing was applied"))),
         Ok(Err(IngestError::Invalid { index, error })) => {
             return Err(invalid_event(index, &error.field, &error.reason));

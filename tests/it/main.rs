@@ -3,6 +3,7 @@
 //!   hostile input; `history`: the trader's record read back);
 //! - `security`: who may connect, read, write and how much;
 //! - `cli`: the binary as an operator runs it;
+//! - `tracing`: a sampled event as OpenTelemetry spans across hops (and roles, in `tracing::distributed`);
 //! - `distributed`: one process per role against a real broker (nisshi), Redis and PostgreSQL.
 //!
 //! `cargo test --test it distributed::` runs one group; `--skip distributed::` the others.
@@ -12,3 +13,4 @@ mod common;
 mod distributed;
 mod pipeline;
 mod security;
+mod tracing;

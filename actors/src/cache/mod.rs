@@ -11,11 +11,27 @@ use actix::prelude::*;
 use dashmap::DashMap;
 use serde::Serialize;
 
-use crate::domain::{Candle, InstrumentState, Key, PositionState, Published, Update};
+use opentelemetry::KeyValue;
+
+use crate::domain::{Candle, InstrumentState, Key, Micros, PositionState, Published, Update};
 use crate::health::ActorHealth;
 use crate::messages::{HopError, UpdateBatch};
 use crate::metrics::Metrics;
 use crate::supervision::contain_or_restart;
+
+/// Records the `ttpulse.cache` span (processed → cached) of a sampled update that this cache is
+/// the first to take, and makes it the context the update carries on.
+pub(crate) fn trace_cached(update: &mut Published, cached: Micros) {
+    if update.hops.cached != 0 {
+        return;
+    }
+    if let Some(parent) = &update.trace {
+        let span = crate::trace::hop("ttpulse.cache", parent, update.hops.processed, cached, || {
+            vec![KeyValue::new("ttpulse.key", update.key.clone()), KeyValue::new("ttpulse.seq", update.seq() as i64)]
+        });
+        update.trace = Some(span);
+    }
+}
 
 /// Which instruments or accounts a read covers: all of them, or a list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +212,7 @@ impl Handler<UpdateBatch> for CacheActor {
         let cached = crate::health::now_micros();
         self.metrics.observe_cached(&fresh, cached);
         for update in fresh.iter_mut().filter(|u| u.hops.cached == 0) {
+            trace_cached(update, cached);
             update.hops.cached = cached;
         }
         self.health.set_queue_depth(0);

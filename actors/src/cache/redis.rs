@@ -235,7 +235,15 @@ impl Handler<UpdateBatch> for RedisCacheActor {
         let count = batch.updates.len() as u64;
         let cached = crate::health::now_micros();
         self.metrics.observe_cached(batch.updates.iter(), cached);
-        let write = async move { apply(&mut conn, &script, &batch.updates, cached).await }.into_actor(self).map(
+        // Sampled updates carry this cache's span on (into Redis and the API nodes).
+        let updates: Arc<[Published]> = if batch.updates.iter().any(|u| u.trace.is_some() && u.hops.cached == 0) {
+            let mut traced = batch.updates.to_vec();
+            traced.iter_mut().for_each(|update| super::trace_cached(update, cached));
+            traced.into()
+        } else {
+            batch.updates
+        };
+        let write = async move { apply(&mut conn, &script, &updates, cached).await }.into_actor(self).map(
             move |result, act, _| match result {
                 Ok(_) => {
                     act.health.handled_n(count);

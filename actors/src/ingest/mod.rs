@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use opentelemetry::KeyValue;
 
 use crate::domain::ids::API_SOURCE;
-use crate::domain::{EventIdAllocator, InstrumentCatalog, TimeWindow, ValidEvent};
+use crate::domain::{EventIdAllocator, InstrumentCatalog, TimeWindow, TraceContext, ValidEvent};
 use crate::health::{ActorHealth, now_micros};
 use crate::messages::{IngestError, IngestEvents, IngestReceipt, RawBatch, StopIntake};
 use crate::metrics::Metrics;
@@ -147,7 +148,8 @@ impl IngesterActor {
         match &mut self.source {
             Source::None => {}
             Source::Simulator { sim, .. } => {
-                let events = sim.generate(owed, now);
+                let mut events = sim.generate(owed, now);
+                start_traces(&mut events, None);
                 self.forward("simulator", events, ctx);
             }
             Source::Replay { replay: Some(replay), path, .. } if !replay.finished => {
@@ -167,7 +169,9 @@ impl IngesterActor {
                             tracing::info!(path = %path.display(), accepted, rejected, "replay finished");
                         }
                         if !chunk.events.is_empty() {
-                            self.forward("replay", chunk.events, ctx);
+                            let mut events = chunk.events;
+                            start_traces(&mut events, None);
+                            self.forward("replay", events, ctx);
                         }
                     }
                     Err(e) => {
@@ -203,6 +207,20 @@ impl IngesterActor {
         tracing::warn!(source, events = events.len(), error, "next hop did not take the batch; retrying");
         self.health.set_queue_depth(events.len() as i64);
         self.unsent = Some((source, events));
+    }
+}
+
+/// Starts the trace of each event the sampling picks (or that continues `parent`, a client's
+/// trace): its `ttpulse.ingest` span.
+fn start_traces(events: &mut [ValidEvent], parent: Option<&TraceContext>) {
+    for event in events {
+        event.trace = crate::trace::ingest(parent, event.ingest_ts, || {
+            vec![
+                KeyValue::new("ttpulse.event_id", event.id.to_string()),
+                KeyValue::new("ttpulse.instrument", event.body.instrument().to_owned()),
+                KeyValue::new("ttpulse.kind", event.body.kind()),
+            ]
+        });
     }
 }
 
@@ -257,6 +275,7 @@ impl Handler<IngestEvents> for IngesterActor {
                 }
             }
         }
+        start_traces(&mut events, msg.trace.as_ref());
         let event_ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
         let count = events.len() as u64;
         let request = self.hop.send(RawBatch { events });

@@ -70,7 +70,7 @@ impl Simulator {
                 self.fill(index, now)
             };
             let id = self.ids.next(now);
-            events.push(ValidEvent { id, ts: now, ingest_ts: now, body });
+            events.push(ValidEvent { id, ts: now, ingest_ts: now, body, trace: None });
         }
         events
     }

@@ -13,12 +13,13 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::message::{Header, Message as _, OwnedHeaders};
+use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::{DEAD_LETTER_TOPIC, KafkaSettings, REASON_HEADER};
 use crate::backoff::Backoff;
+use crate::domain::trace_context::{TRACEPARENT, TraceContext, from_traceparent};
 use crate::domain::{EventId, InstrumentCatalog, Published, RawEvent};
 use crate::health::{ActorHealth, now_micros};
 use crate::messages::{RawBatch, Restart, UpdateBatch};
@@ -70,6 +71,8 @@ struct Received {
     offset: i64,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
+    /// The `traceparent` header of a sampled event or update.
+    trace: Option<TraceContext>,
 }
 
 pub struct KafkaConsumerActor {
@@ -243,7 +246,8 @@ impl Pump {
                         raw.validate(catalog, now, &mut || fallback.clone())
                     });
                     match decoded {
-                        Ok(event) => {
+                        Ok(mut event) => {
+                            event.trace = message.trace.clone();
                             events.push(event);
                             origins.push(message);
                         }
@@ -288,7 +292,12 @@ impl Pump {
                 let mut updates = Vec::with_capacity(batch.len());
                 for message in batch {
                     match Published::from_json(&message.payload) {
-                        Ok(update) => updates.push(update),
+                        Ok(mut update) => {
+                            if message.trace.is_some() {
+                                update.trace = message.trace.clone();
+                            }
+                            updates.push(update);
+                        }
                         Err(e) => self.dead_letter(message, &format!("not a processed update: {e}")).await,
                     }
                 }
@@ -370,5 +379,12 @@ fn take(message: &rdkafka::message::BorrowedMessage<'_>) -> Received {
         offset: message.offset(),
         key: message.key().map(<[u8]>::to_vec),
         payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        trace: message.headers().and_then(|headers| {
+            headers
+                .iter()
+                .find(|header| header.key == TRACEPARENT)
+                .and_then(|header| std::str::from_utf8(header.value?).ok())
+                .and_then(from_traceparent)
+        }),
     }
 }

@@ -11,13 +11,23 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 
 use super::KafkaSettings;
 use crate::domain::Topic;
+use crate::domain::trace_context::{TRACEPARENT, to_traceparent};
 use crate::health::ActorHealth;
 use crate::messages::{BatchAck, Durable, HopError, RawBatch, UpdateBatch};
 use crate::metrics::Metrics;
+
+/// One message of a hop: its partitioning key, its JSON, and the trace context of a sampled
+/// event or update (the W3C `traceparent` header, as OpenTelemetry's Kafka conventions carry it).
+struct Outgoing {
+    key: String,
+    payload: String,
+    traceparent: Option<String>,
+}
 
 pub struct KafkaProducerActor {
     settings: KafkaSettings,
@@ -32,8 +42,8 @@ impl KafkaProducerActor {
         Self { settings, producer: None, topic, metrics, health }
     }
 
-    /// Enqueues every `(key, payload)` in order and waits for all deliveries.
-    fn produce(&mut self, messages: Vec<(String, String)>) -> ResponseActFuture<Self, Result<(), HopError>> {
+    /// Enqueues every message in order and waits for all deliveries.
+    fn produce(&mut self, messages: Vec<Outgoing>) -> ResponseActFuture<Self, Result<(), HopError>> {
         let Some(producer) = self.producer.clone() else {
             let err = HopError::Unavailable(format!("no Kafka producer for {}", self.topic));
             return Box::pin(fut::ready(Err(err)));
@@ -42,8 +52,12 @@ impl KafkaProducerActor {
         let count = messages.len() as u64;
         let send = async move {
             let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(messages.len());
-            for (key, payload) in &messages {
-                let mut record = FutureRecord::to(topic).key(key).payload(payload);
+            for message in &messages {
+                let mut record = FutureRecord::to(topic).key(&message.key).payload(&message.payload);
+                if let Some(traceparent) = &message.traceparent {
+                    record = record
+                        .headers(OwnedHeaders::new().insert(Header { key: TRACEPARENT, value: Some(traceparent) }));
+                }
                 // A full local queue means the broker is slow or away: wait, keep the order.
                 let delivery = loop {
                     match producer.send_result(record) {
@@ -124,7 +138,11 @@ impl Handler<RawBatch> for KafkaProducerActor {
         let messages = batch
             .events
             .iter()
-            .map(|e| (e.body.instrument().to_owned(), serde_json::to_string(&e.to_raw()).unwrap_or_default()))
+            .map(|e| Outgoing {
+                key: e.body.instrument().to_owned(),
+                payload: serde_json::to_string(&e.to_raw()).unwrap_or_default(),
+                traceparent: e.trace.as_ref().map(to_traceparent),
+            })
             .collect();
         // Acknowledged by the broker: durable as far as this hop goes.
         let ack = self.produce(messages).map(move |r, _, _| {
@@ -146,7 +164,13 @@ impl Handler<UpdateBatch> for KafkaProducerActor {
                     Topic::Instrument(s) | Topic::Prints(s) => s,
                     Topic::Account(a) => a,
                 };
-                (key.to_owned(), u.to_json())
+                // The JSON carries the trace context too (for Redis and the sessions); the header
+                // is what Kafka tooling reads.
+                Outgoing {
+                    key: key.to_owned(),
+                    payload: u.to_json(),
+                    traceparent: u.trace.as_ref().map(to_traceparent),
+                }
             })
             .collect();
         AtomicResponse::new(self.produce(messages))

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_actors::ws;
+use opentelemetry::KeyValue;
 use serde::Deserialize;
 
 use super::hub::Hub;
@@ -461,6 +462,14 @@ impl SessionActor {
                 self.metrics.end_to_end_seconds.observe((now - frame.ingest_ts).max(0) as f64 / 1e6);
             }
             crate::metrics::observe_hop(&self.metrics.hop_cached_to_written, frame.cached_ts, now);
+            if let Some(parent) = &frame.trace {
+                crate::trace::hop("ttpulse.ws_write", parent, frame.cached_ts, now, || {
+                    vec![
+                        KeyValue::new("ttpulse.session", self.id.unwrap_or_default() as i64),
+                        KeyValue::new("ttpulse.key", frame.key.clone()),
+                    ]
+                });
+            }
             ctx.text(frame.text.clone());
         }
         if let Some(reason) = drained.close {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use bytestring::ByteString;
 use std::collections::HashSet;
 
-use crate::domain::{Lane, Micros, Published};
+use crate::domain::{Lane, Micros, Published, TraceContext};
 
 /// Close code: the account lane overflowed (application range 4000-4999).
 pub const CLOSE_ACCOUNT_OVERFLOW: u16 = 4008;
@@ -38,6 +38,8 @@ pub struct Frame {
     pub ingest_ts: Micros,
     /// When a cache took the update (0: unknown), for the last hop's latency.
     pub cached_ts: Micros,
+    /// The trace of a sampled update: each session that writes it records a span under it.
+    pub trace: Option<TraceContext>,
     pub text: ByteString,
 }
 
@@ -49,6 +51,7 @@ impl Frame {
             lane: update.update.lane(),
             ingest_ts: update.ingest_ts,
             cached_ts: update.hops.cached,
+            trace: update.trace.clone(),
             text: ByteString::from(update.to_json()),
         })
     }
