@@ -61,9 +61,10 @@ bench-quick: deps
 	./target/release/ttpulse-bench run --quick --out bench/results/quick
 
 ## fuzz: the property-based fuzz targets (event decoder, WebSocket message parser, ingest body)
-## with 50,000 cases each instead of make test's 256; failures are kept in proptest-regressions/
+## and extreme events through the whole engine, with 50,000 cases each instead of make test's
+## 256; failures are kept in proptest-regressions/
 fuzz:
-	PROPTEST_CASES=50000 $(CARGO) test --workspace --locked --lib -- any_ arbitrary_fields json_shaped array_shaped valid_events
+	PROPTEST_CASES=50000 $(CARGO) test --workspace --locked --lib -- any_ arbitrary_fields json_shaped array_shaped valid_events extreme_events
 
 ## frontend: build the dashboard; test-frontend: its unit, hook and end-to-end tests
 frontend:

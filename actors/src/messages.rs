@@ -124,8 +124,10 @@ pub enum IngestError {
     /// Nothing was forwarded.
     #[error("event {index}: {error}")]
     Invalid { index: usize, error: ValidationError },
-    /// The next hop did not take the batch: nothing of it was applied. `event_ids` are the ids
-    /// the events were given (resending them without ids is as safe).
+    /// The next hop did not take the whole batch. In process (embedded) nothing of it was
+    /// applied; across Kafka some events may have reached the broker before the error. So a
+    /// resend must carry `event_ids`, the ids the events were given: what was applied then
+    /// counts as a duplicate.
     #[error("{error}")]
     Hop { error: HopError, event_ids: Vec<String> },
 }

@@ -8,7 +8,8 @@ use super::auth::Auth;
 use super::error::ApiError;
 use crate::wiring::Pipeline;
 
-/// `GET /admin/health`: 200 when every actor runs, 503 otherwise.
+/// `GET /admin/health`: 200 when every actor runs, 503 otherwise, naming the actors that do
+/// not run with their state, detail and last error (why they stopped, or what they wait for).
 #[get("/admin/health")]
 pub async fn health(
     pipeline: web::Data<Pipeline>,
@@ -22,14 +23,21 @@ pub async fn health(
         .reports()
         .into_iter()
         .filter(|r| r.state != ttpulse_actors::health::ActorState::Running)
-        .map(|r| r.name)
         .collect();
     let body = json!({
         "status": if ready { "ok" } else { "degraded" },
         "mode": if pipeline.distributed { "distributed" } else { "embedded" },
         "roles": pipeline.roles.iter().map(|r| r.name()).collect::<Vec<_>>(),
         "database": pipeline.db_pool.as_ref().map(|p| p.backend()),
-        "not_running": not_running,
+        "not_running": not_running.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        "not_running_actors": not_running.iter().map(|r| json!({
+            "name": r.name,
+            "state": r.state,
+            "detail": r.detail,
+            "restarts": r.restarts,
+            "panics": r.panics,
+            "last_error": r.last_error,
+        })).collect::<Vec<_>>(),
     });
     Ok(if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) })
 }

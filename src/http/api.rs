@@ -395,12 +395,15 @@ pub async fn ingest(
         Ok(Err(IngestError::Invalid { index, error })) => {
             return Err(invalid_event(index, &error.field, &error.reason));
         }
-        Ok(Err(IngestError::Hop { error, .. })) => {
-            // Nothing entered the pipeline: the ids ttpulse gave are void (resending with them
-            // could make them look older than events that went through meanwhile).
-            return Err(ApiError::Unavailable(format!(
-                "{error}; nothing was applied: resend the events as you sent them"
-            )));
+        Ok(Err(IngestError::Hop { error, event_ids })) => {
+            // The events have ids from here on, and a resend must carry them: in the distributed
+            // mode a delivery can fail after others of the batch reached the broker, and a
+            // resend without ids would count those twice (with them, they are duplicates).
+            let applied = if pipeline.distributed { "some may have been applied" } else { "nothing was applied" };
+            return Err(ApiError::UnavailableWith {
+                message: format!("{error}; {applied}: resend the events with the same event ids"),
+                details: json!({ "event_ids": event_ids }),
+            });
         }
         Ok(Ok(accepted)) => accepted,
     };

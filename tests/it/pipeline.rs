@@ -3,6 +3,7 @@
 
 mod abuse;
 mod history;
+mod recovery;
 
 use std::collections::HashMap;
 use std::time::Duration;

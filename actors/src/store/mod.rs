@@ -51,7 +51,7 @@ pub struct StoredTrade {
 /// `ON CONFLICT`). A migration whose SQL must differ would go into a backend folder.
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the database {url}: {reason}")]
     Open { url: String, reason: String },
@@ -63,6 +63,9 @@ pub enum StoreError {
     Migration(String),
     #[error("database holds an unreadable value: {0}")]
     Corrupt(String),
+    /// A query panicked; the database actor was replaced by a fresh one.
+    #[error("the database actor panicked ({0}) and was restarted")]
+    Panicked(String),
 }
 
 impl From<diesel::result::Error> for StoreError {

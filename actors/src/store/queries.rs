@@ -495,3 +495,149 @@ use super::schema;
 
 backend_queries!(sqlite, diesel::sqlite::SqliteConnection, super::insert_new_sqlite);
 backend_queries!(postgres, diesel::pg::PgConnection, super::insert_new_postgres);
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use diesel::{Connection as _, RunQueryDsl as _};
+    use rust_decimal::Decimal;
+
+    use crate::domain::{Candle, Changes, InstrumentBook, InstrumentCatalog, Interval, PositionState};
+    use crate::store::{DbConn, DbPool};
+    use crate::with_conn;
+
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+
+    fn price(text: &str) -> Decimal {
+        text.parse().expect("a decimal")
+    }
+
+    /// What one batch wrote for ESZ6 and ACC1, every row at `seq`, its values derived from it.
+    fn changes_at(seq: u64) -> Changes {
+        let n = seq as i64;
+        let mut book = InstrumentBook::new("ESZ6");
+        book.state.seq = seq;
+        book.state.last = Some(price("6850") + Decimal::from(n));
+        book.state.volume = 10 * n;
+        book.state.trades = seq;
+        book.state.updated_at = 1_000 * n;
+        book.notional = price("68500") * Decimal::from(n);
+        let start = 1_800_000_000_000_000;
+        let candle = Candle {
+            symbol: "ESZ6".into(),
+            interval: Interval::OneMinute,
+            start,
+            open: price("6850"),
+            high: price("6850") + Decimal::from(n),
+            low: price("6850"),
+            close: price("6850") + Decimal::from(n),
+            volume: 10 * n,
+            trades: seq,
+            seq,
+            updated_at: start + n,
+        };
+        let mut position = PositionState::flat("ACC1", "ESZ6");
+        position.seq = seq;
+        position.net_qty = n;
+        position.avg_price = price("6850.25");
+        position.realized_pnl = Decimal::from(100 * n);
+        position.updated_at = 1_000 * n;
+        let mut changes = Changes::default();
+        changes.candles.insert(("ESZ6".into(), Interval::OneMinute, start), candle);
+        changes.instruments.insert("ESZ6".into(), book);
+        changes.positions.insert(("ACC1".into(), "ESZ6".into()), position);
+        changes.watermarks.insert(("feed-a".into(), "ESZ6".into()), seq);
+        changes
+    }
+
+    /// Writes seq 5 then seq 3 (a revoked owner's late batch): every row keeps seq 5's values,
+    /// and seq 7 afterwards still moves them forward.
+    fn older_writes_never_move_state_back(pool: &DbPool) {
+        let catalog = InstrumentCatalog::default_futures();
+        let write = |changes: &Changes| {
+            let mut conn: DbConn = pool.get().expect("a connection");
+            with_conn!(&mut conn, queries::write_changes(changes)).expect("the write commits");
+        };
+        let stored = || {
+            let mut conn = pool.get().expect("a connection");
+            with_conn!(&mut conn, queries::load_snapshot(&catalog)).expect("the snapshot loads")
+        };
+        let expect = |seq: u64| {
+            let changes = changes_at(seq);
+            let snapshot = stored();
+            assert_eq!(snapshot.books.len(), 1);
+            let book = &snapshot.books[0];
+            let want = &changes.instruments["ESZ6"];
+            assert_eq!(
+                (book.state.seq, book.state.last, book.state.volume, book.state.trades, book.notional),
+                (seq, want.state.last, want.state.volume, want.state.trades, want.notional),
+                "instrument state"
+            );
+            let candles: Vec<&Candle> = snapshot.candles.iter().filter(|c| c.interval == Interval::OneMinute).collect();
+            assert_eq!(candles, changes.candles.values().collect::<Vec<_>>(), "candle");
+            assert_eq!(snapshot.positions.len(), 1);
+            let position = &snapshot.positions[0];
+            let want = &changes.positions[&("ACC1".to_owned(), "ESZ6".to_owned())];
+            assert_eq!(
+                (position.seq, position.net_qty, position.avg_price, position.realized_pnl, position.updated_at),
+                (seq, want.net_qty, want.avg_price, want.realized_pnl, want.updated_at),
+                "position"
+            );
+            assert_eq!(snapshot.watermarks, vec![("feed-a".to_owned(), "ESZ6".to_owned(), seq)], "watermark");
+        };
+        write(&changes_at(5));
+        expect(5);
+        write(&changes_at(3));
+        expect(5);
+        write(&changes_at(5));
+        expect(5);
+        write(&changes_at(7));
+        expect(7);
+    }
+
+    #[test]
+    fn sqlite_upserts_only_move_forward() {
+        let path = std::env::temp_dir().join(format!(
+            "ttpulse-forward-{}-{}.db",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let pool = DbPool::open_sqlite(&path, 2).expect("SQLite opens");
+        older_writes_never_move_state_back(&pool);
+        drop(pool);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
+    /// A fresh database on the test PostgreSQL (`make deps` starts it), dropped at the end.
+    struct PgDatabase {
+        admin: diesel::pg::PgConnection,
+        name: String,
+    }
+
+    impl Drop for PgDatabase {
+        fn drop(&mut self) {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+                .execute(&mut self.admin);
+        }
+    }
+
+    #[test]
+    fn postgres_upserts_only_move_forward() {
+        const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+        let Ok(mut admin) = diesel::pg::PgConnection::establish(ADMIN) else {
+            eprintln!("skipped: no PostgreSQL at {ADMIN} (`make deps` starts it)");
+            return;
+        };
+        let name = format!("ttpulse_forward_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).expect("CREATE DATABASE");
+        let database = PgDatabase { admin, name };
+        let pool = DbPool::open_postgres(&format!("postgres://postgres@127.0.0.1:5432/{}", database.name), 2)
+            .expect("PostgreSQL opens");
+        older_writes_never_move_state_back(&pool);
+        drop(pool);
+        drop(database);
+    }
+}

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod private_pg;
 pub mod stack;
 
 use std::collections::HashMap;
