@@ -463,7 +463,15 @@ async fn a_flooding_client_is_cut_off_and_never_stalls_the_others() {
 #[actix_rt::test]
 async fn a_client_that_never_reads_is_disconnected_and_its_slot_freed() {
     use std::io::{Read as _, Write as _};
-    let server = TestServer::start_with(|c| c.tcp_user_timeout_secs = 2).await;
+    const USER_TIMEOUT: Duration = Duration::from_secs(2);
+    // The disconnect follows from the settings: one batch of 300 updates fills the buffers
+    // (the client's 4 KiB receive buffer and the server's initial 16 KiB send buffer hold under
+    // 100), the first zero-window probe goes out after the minimum RTO (200 ms), the kernel
+    // gives up USER_TIMEOUT after it (it clamps its probe timer to the user timeout), and the
+    // check below takes a turn (a batch ingested, /metrics read) to see it. 1.5 s covers those
+    // on a loaded shared machine; measured: 2.3-2.6 s in all.
+    const FILL_AND_PROBE: Duration = Duration::from_millis(1_500);
+    let server = TestServer::start_with(|c| c.tcp_user_timeout_secs = USER_TIMEOUT.as_secs()).await;
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     socket.set_recv_buffer_size(4096).expect("small receive buffer");
     socket.connect(&server.addr.into()).expect("connect");
@@ -489,6 +497,7 @@ async fn a_client_that_never_reads_is_disconnected_and_its_slot_freed() {
 
     // Updates pile up in the socket until its window is shut; then the kernel gives up on it.
     let books = [("ESZ6", "6850.00", "6850.25"), ("NQZ6", "24500.00", "24500.25"), ("GCG7", "4050.0", "4050.1")];
+    let started = std::time::Instant::now();
     let disconnected = TestServer::eventually(Duration::from_secs(40), async || {
         let batch: Vec<Value> = (0..300)
             .map(|i| {
@@ -500,7 +509,12 @@ async fn a_client_that_never_reads_is_disconnected_and_its_slot_freed() {
         connected().await == 0.0
     })
     .await;
+    let took = started.elapsed();
+    eprintln!(
+        "the never-reading session was disconnected {took:?} after the updates began (TCP_USER_TIMEOUT {USER_TIMEOUT:?})"
+    );
     assert!(disconnected, "the never-reading session still counts as connected");
+    assert!(took <= USER_TIMEOUT + FILL_AND_PROBE, "disconnected after {took:?}");
     drop(stream);
     // The next client connects and is served as usual.
     let mut next = server.ws().await;
