@@ -457,6 +457,97 @@ async fn a_flooding_client_is_cut_off_and_never_stalls_the_others() {
     assert_eq!(metric(&metrics, r#"ttpulse_refusals_total{reason="ws_message_flood"}"#), 1.0);
 }
 
+/// When a frame arrived, by the host's clock, as the server stamps `ingest_ts` (Unix µs).
+fn unix_micros() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// The nearest-rank percentile `p` (0..1] of sorted samples.
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// A client subscribed to ESZ6 on a thread (and runtime) of its own, so that when it sees a
+/// frame does not wait on the test's thread, which runs the pipeline's actors. It returns
+/// each `inst:ESZ6` update's seq and ingest-to-receive latency (µs), until seq `last`.
+fn steady_client(
+    url: String,
+    last: u64,
+    subscribed: std::sync::mpsc::Sender<()>,
+) -> std::thread::JoinHandle<Vec<(u64, i64)>> {
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let mut ws = crate::common::WsClient::connect(&url).await;
+            ws.subscribe(&["ESZ6"], &[]).await;
+            subscribed.send(()).expect("the test waits");
+            let mut latencies = Vec::new();
+            while let Some(message) = ws.next_json(Duration::from_secs(30)).await {
+                let received = unix_micros();
+                if message["type"] != "update" || message["key"] != "inst:ESZ6" {
+                    continue;
+                }
+                let (Some(seq), Some(ingested)) = (message["seq"].as_u64(), message["ingest_ts"].as_i64()) else {
+                    continue;
+                };
+                latencies.push((seq, received - ingested));
+                if seq >= last {
+                    break;
+                }
+            }
+            latencies
+        })
+    })
+}
+
+/// What the abuse client did: sessions opened (each flooded until it was cut off) and frames sent.
+#[derive(Debug, Default)]
+struct Abuse {
+    sessions: u64,
+    frames: u64,
+}
+
+/// The abuse client: while `abusing` holds, it opens a session, floods it with 64 KiB
+/// `unsubscribe` frames and never reads; once the server cuts it off (1008) it opens the next,
+/// within the per-address limits (it comes from one address, passed on in X-Real-IP as a proxy
+/// on this host does). The frame is masked and encoded once and written with plain blocking
+/// writes, so that the client costs this shared machine little more than the bytes it sends
+/// (as one on another host would): what is measured is the server.
+fn abuser(
+    addr: std::net::SocketAddr,
+    abusing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Abuse> {
+    use std::io::Write as _;
+    use std::sync::atomic::Ordering;
+    let frame = flood_frame();
+    std::thread::spawn(move || {
+        let mut abuse = Abuse::default();
+        while !done.load(Ordering::Relaxed) {
+            if !abusing.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            let Some(mut stream) = raw_ws_session(addr) else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            abuse.sessions += 1;
+            // Bounded writes, so that a socket the server stopped reading does not outlast the
+            // phase.
+            stream.set_write_timeout(Some(Duration::from_millis(50))).expect("write timeout");
+            while abusing.load(Ordering::Relaxed) {
+                match stream.write_all(&frame) {
+                    Ok(()) => abuse.frames += 1,
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        abuse
+    })
+}
+
 /// A 64 KiB `unsubscribe` text frame as a client sends it: masked (key 0, so the payload is
 /// sent as is), encoded once.
 fn flood_frame() -> Vec<u8> {
@@ -515,6 +606,103 @@ async fn a_flooding_session_is_dropped_soon_after_it_is_cut_off() {
     let (_, metrics) = server.get_text("/metrics").await;
     assert_eq!(metric(&metrics, r#"ttpulse_refusals_total{reason="ws_message_flood"}"#), 1.0, "cut off for flooding");
     assert!(took <= DROPPED_WITHIN, "the connection was dropped {took:?} after the flood began");
+}
+
+/// The issue's fairness bar, measured: a steady client's ingest-to-receive p99 while an abuse
+/// client floods 64 KiB `unsubscribe` frames without reading (reconnecting whenever it is cut
+/// off) stays within 10% of its p99 without it. Baseline and abuse phases alternate, so that
+/// load from outside the test (other builds on a shared machine) falls on both alike.
+#[actix_rt::test]
+#[ignore = "fails until the server bounds what it reads from a flooding session (issue 11): \
+            it reads and drops 200+ frames of 64 KiB at full speed before the 1008, and the client \
+            reconnects; run with --ignored"]
+async fn a_flooding_client_does_not_raise_a_steady_clients_p99_latency() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const ROUNDS: u64 = 3;
+    const QUOTES_PER_PHASE: u64 = 200;
+    const PACE: Duration = Duration::from_millis(5);
+    // Scheduler noise on a shared 2-core machine, on top of the 10%: a wake-up may wait out one
+    // slice of another runnable thread (EEVDF's 0.75 ms base slice, scaled by 1 + log2(CPUs):
+    // 1.5 ms here). Measured baselines alone ranged from 0.7 to 4.4 ms p99 between runs, which
+    // is why the phases alternate and share that load.
+    const NOISE_ALLOWANCE_US: i64 = 2_000;
+    // The production defaults of the per-address limits (not the tests' "no limit").
+    let server = TestServer::start_with(|c| {
+        c.max_connections_per_address = 50;
+        c.ws_connect_rate_per_address = 10;
+    })
+    .await;
+    let last = ROUNDS * 2 * QUOTES_PER_PHASE;
+    let (subscribed, is_subscribed) = std::sync::mpsc::channel();
+    let steady = steady_client(format!("ws://{}/ws", server.addr), last, subscribed);
+    // Waited for without blocking this thread: the hub runs on it.
+    assert!(
+        TestServer::eventually(WAIT, async || is_subscribed.try_recv().is_ok()).await,
+        "the steady client subscribed"
+    );
+    let (abusing, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let abuse = abuser(server.addr, abusing.clone(), done.clone());
+
+    let mut abused_seqs = std::collections::HashSet::new();
+    let (mut seq, mut cut_off) = (0, 0.0);
+    for round in 0..ROUNDS * 2 {
+        let abused = round % 2 == 1;
+        abusing.store(abused, Ordering::Relaxed);
+        // Let the abuse get going (or the last abuser session go) before measuring.
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+        let start = actix_rt::time::Instant::now();
+        for i in 0..QUOTES_PER_PHASE {
+            actix_rt::time::sleep_until(start + PACE * i as u32).await;
+            seq += 1;
+            // A bid unlike the last one, so that every quote changes the book (and its seq).
+            let bid = format!("{}.{:02}", 6850 + seq % 40 / 4, (seq % 4) * 25);
+            let (status, answer) = server.ingest(&json!([quote(&format!("lat:{seq}"), "ESZ6", &bid, "6900.00")])).await;
+            assert_eq!(status, 200, "{answer}");
+            if abused {
+                abused_seqs.insert(seq);
+            }
+        }
+        if abused {
+            // The abuse went on through the phase: a flooder was cut off (and replaced) in it.
+            let (_, metrics) = server.get_text("/metrics").await;
+            let now_cut_off = metric(&metrics, r#"ttpulse_refusals_total{reason="ws_message_flood"}"#);
+            assert!(now_cut_off > cut_off, "no abuser was cut off in round {round}");
+            cut_off = now_cut_off;
+        }
+    }
+    abusing.store(false, Ordering::Relaxed);
+    done.store(true, Ordering::Relaxed);
+    let finished =
+        TestServer::eventually(Duration::from_secs(30), async || abuse.is_finished() && steady.is_finished()).await;
+    assert!(finished, "the abuser stopped and the steady client got the last update");
+    let abuse = abuse.join().expect("abuser");
+    let latencies = steady.join().expect("steady client");
+
+    let seqs: Vec<u64> = latencies.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, (1..=last).collect::<Vec<u64>>(), "the steady client got every update, in order");
+    let (mut with_abuse, mut baseline): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
+    for (seq, latency) in latencies {
+        if abused_seqs.contains(&seq) { &mut with_abuse } else { &mut baseline }.push(latency);
+    }
+    baseline.sort_unstable();
+    with_abuse.sort_unstable();
+    let (baseline_p99, with_abuse_p99) = (percentile(&baseline, 0.99), percentile(&with_abuse, 0.99));
+    eprintln!(
+        "steady client latency (µs), {} updates each: without the abuser p50 {} p99 {}; with it p50 {} p99 {} \
+         ({} abuser sessions, {} frames of 64 KiB)",
+        baseline.len(),
+        percentile(&baseline, 0.5),
+        baseline_p99,
+        percentile(&with_abuse, 0.5),
+        with_abuse_p99,
+        abuse.sessions,
+        abuse.frames,
+    );
+    assert!(
+        with_abuse_p99 <= baseline_p99 + baseline_p99 / 10 + NOISE_ALLOWANCE_US,
+        "p99 with the abuser {with_abuse_p99} µs against {baseline_p99} µs without"
+    );
 }
 
 /// A client that connects, subscribes to everything and never reads again: its connection is
