@@ -137,6 +137,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     .disable_signals()
     .workers(2)
     .shutdown_timeout(5)
+    // After a response that leaves the request unread (a session closed for flooding), actix
+    // lingers on the connection, reading and discarding what the client still sends in a busy
+    // loop, then shuts it down, each for up to this long (default 1 s): a flooder would hold a
+    // worker reading at full speed, and slow every session on it, for up to 2 s per session.
+    .client_disconnect_timeout(std::time::Duration::from_millis(100))
     .bind(config.http_addr)
     .with_context(|| {
         format!("cannot listen on {} (is another server using it? set TTPULSE_HTTP_ADDR)", config.http_addr)

@@ -457,13 +457,269 @@ async fn a_flooding_client_is_cut_off_and_never_stalls_the_others() {
     assert_eq!(metric(&metrics, r#"ttpulse_refusals_total{reason="ws_message_flood"}"#), 1.0);
 }
 
+/// When a frame arrived, by the host's clock, as the server stamps `ingest_ts` (Unix µs).
+fn unix_micros() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// The nearest-rank percentile `p` (0..1] of sorted samples.
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// A client subscribed to ESZ6 on a thread (and runtime) of its own, so that when it sees a
+/// frame does not wait on the test's thread, which runs the pipeline's actors. It returns
+/// each `inst:ESZ6` update's seq and ingest-to-receive latency (µs), until seq `last`.
+fn steady_client(
+    url: String,
+    last: u64,
+    subscribed: std::sync::mpsc::Sender<()>,
+) -> std::thread::JoinHandle<Vec<(u64, i64)>> {
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let mut ws = crate::common::WsClient::connect(&url).await;
+            ws.subscribe(&["ESZ6"], &[]).await;
+            subscribed.send(()).expect("the test waits");
+            let mut latencies = Vec::new();
+            while let Some(message) = ws.next_json(Duration::from_secs(30)).await {
+                let received = unix_micros();
+                if message["type"] != "update" || message["key"] != "inst:ESZ6" {
+                    continue;
+                }
+                let (Some(seq), Some(ingested)) = (message["seq"].as_u64(), message["ingest_ts"].as_i64()) else {
+                    continue;
+                };
+                latencies.push((seq, received - ingested));
+                if seq >= last {
+                    break;
+                }
+            }
+            latencies
+        })
+    })
+}
+
+/// What the abuse client did: sessions opened (each flooded until it was cut off) and frames sent.
+#[derive(Debug, Default)]
+struct Abuse {
+    sessions: u64,
+    frames: u64,
+}
+
+/// The abuse client: while `abusing` holds, it opens a session, floods it with 64 KiB
+/// `unsubscribe` frames and never reads; once the server cuts it off (1008) it opens the next,
+/// within the per-address limits (it comes from one address, passed on in X-Real-IP as a proxy
+/// on this host does). The frame is masked and encoded once and written with plain blocking
+/// writes, so that the client costs this shared machine little more than the bytes it sends
+/// (as one on another host would): what is measured is the server.
+fn abuser(
+    addr: std::net::SocketAddr,
+    abusing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Abuse> {
+    use std::io::Write as _;
+    use std::sync::atomic::Ordering;
+    let frame = flood_frame();
+    std::thread::spawn(move || {
+        let mut abuse = Abuse::default();
+        while !done.load(Ordering::Relaxed) {
+            if !abusing.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            let Some(mut stream) = raw_ws_session(addr) else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            abuse.sessions += 1;
+            // Bounded writes, so that a socket the server stopped reading does not outlast the
+            // phase.
+            stream.set_write_timeout(Some(Duration::from_millis(50))).expect("write timeout");
+            while abusing.load(Ordering::Relaxed) {
+                match stream.write_all(&frame) {
+                    Ok(()) => abuse.frames += 1,
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        abuse
+    })
+}
+
+/// A 64 KiB `unsubscribe` text frame as a client sends it: masked (key 0, so the payload is
+/// sent as is), encoded once.
+fn flood_frame() -> Vec<u8> {
+    let payload = json!({"op": "unsubscribe", "instruments": vec!["X".repeat(300); 200]}).to_string();
+    assert!(payload.len() > 60_000 && payload.len() < 64 * 1024, "{}", payload.len());
+    let mut frame = vec![0x81, 0x80 | 126];
+    frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(payload.as_bytes());
+    frame
+}
+
+/// A WebSocket session on a plain blocking socket, from one documentation address (TEST-NET-2,
+/// passed on in X-Real-IP as a proxy on this host does); None if the upgrade is refused.
+fn raw_ws_session(addr: std::net::SocketAddr) -> Option<std::net::TcpStream> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    let upgrade = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nX-Real-IP: 198.51.100.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(upgrade.as_bytes()).ok()?;
+    let mut head = [0u8; 256];
+    let got = stream.read(&mut head).ok()?;
+    head[..got].starts_with(b"HTTP/1.1 101").then_some(stream)
+}
+
+/// A session cut off for flooding (1008) is dropped soon after, not drained: the server lingers
+/// on its connection, reading and discarding what the client still sends, for at most 100 ms.
+/// (Seen before: actix-web's default, 1 s of linger and up to 1 s more to shut down, kept a
+/// worker reading a flood at full speed, gigabytes on loopback, while the steady client's p99
+/// latency rose tenfold.)
+#[actix_rt::test]
+async fn a_flooding_session_is_dropped_soon_after_it_is_cut_off() {
+    use std::io::Write as _;
+    // Reading the ~240 frames that earn the 1008 (15 MB), the session's waits on the hub for
+    // the ones it admitted, then 100 ms of linger and at most 100 ms to shut down, on a loaded
+    // machine. Without the bound, the linger alone lasts 1 s while the client keeps sending.
+    const DROPPED_WITHIN: Duration = Duration::from_millis(900);
+    let server = TestServer::start().await;
+    let addr = server.addr;
+    // The flood on a thread of its own: this one runs the hub, which the session waits on.
+    let flood = std::thread::spawn(move || {
+        let mut stream = raw_ws_session(addr).expect("upgraded");
+        stream.set_write_timeout(Some(Duration::from_secs(5))).expect("write timeout");
+        let frame = flood_frame();
+        let started = std::time::Instant::now();
+        let mut frames = 0u64;
+        while started.elapsed() < Duration::from_secs(10) && stream.write_all(&frame).is_ok() {
+            frames += 1;
+        }
+        (started.elapsed(), frames)
+    });
+    assert!(TestServer::eventually(Duration::from_secs(15), async || flood.is_finished()).await);
+    let (took, frames) = flood.join().expect("flood");
+    eprintln!("the flooding session was dropped {took:?} after its first frame ({frames} frames of 64 KiB written)");
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert_eq!(metric(&metrics, r#"ttpulse_refusals_total{reason="ws_message_flood"}"#), 1.0, "cut off for flooding");
+    assert!(took <= DROPPED_WITHIN, "the connection was dropped {took:?} after the flood began");
+}
+
+/// The issue's fairness bar, measured: a steady client's ingest-to-receive p99 while an abuse
+/// client floods 64 KiB `unsubscribe` frames without reading (reconnecting whenever it is cut
+/// off) stays within 10% of its p99 without it. Baseline and abuse phases alternate, so that
+/// load from outside the test (other builds on a shared machine) falls on both alike.
+#[actix_rt::test]
+#[ignore = "fails until the server bounds what it reads from a flooding session (issue 11): \
+            it reads and drops 200+ frames of 64 KiB at full speed before the 1008, and the client \
+            reconnects; run with --ignored"]
+async fn a_flooding_client_does_not_raise_a_steady_clients_p99_latency() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const ROUNDS: u64 = 3;
+    const QUOTES_PER_PHASE: u64 = 200;
+    const PACE: Duration = Duration::from_millis(5);
+    // Scheduler noise on a shared 2-core machine, on top of the 10%: a wake-up may wait out one
+    // slice of another runnable thread (EEVDF's 0.75 ms base slice, scaled by 1 + log2(CPUs):
+    // 1.5 ms here). Measured baselines alone ranged from 0.7 to 4.4 ms p99 between runs, which
+    // is why the phases alternate and share that load.
+    const NOISE_ALLOWANCE_US: i64 = 2_000;
+    // The production defaults of the per-address limits (not the tests' "no limit").
+    let server = TestServer::start_with(|c| {
+        c.max_connections_per_address = 50;
+        c.ws_connect_rate_per_address = 10;
+    })
+    .await;
+    let last = ROUNDS * 2 * QUOTES_PER_PHASE;
+    let (subscribed, is_subscribed) = std::sync::mpsc::channel();
+    let steady = steady_client(format!("ws://{}/ws", server.addr), last, subscribed);
+    // Waited for without blocking this thread: the hub runs on it.
+    assert!(
+        TestServer::eventually(WAIT, async || is_subscribed.try_recv().is_ok()).await,
+        "the steady client subscribed"
+    );
+    let (abusing, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let abuse = abuser(server.addr, abusing.clone(), done.clone());
+
+    let mut abused_seqs = std::collections::HashSet::new();
+    let (mut seq, mut cut_off) = (0, 0.0);
+    for round in 0..ROUNDS * 2 {
+        let abused = round % 2 == 1;
+        abusing.store(abused, Ordering::Relaxed);
+        // Let the abuse get going (or the last abuser session go) before measuring.
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+        let start = actix_rt::time::Instant::now();
+        for i in 0..QUOTES_PER_PHASE {
+            actix_rt::time::sleep_until(start + PACE * i as u32).await;
+            seq += 1;
+            // A bid unlike the last one, so that every quote changes the book (and its seq).
+            let bid = format!("{}.{:02}", 6850 + seq % 40 / 4, (seq % 4) * 25);
+            let (status, answer) = server.ingest(&json!([quote(&format!("lat:{seq}"), "ESZ6", &bid, "6900.00")])).await;
+            assert_eq!(status, 200, "{answer}");
+            if abused {
+                abused_seqs.insert(seq);
+            }
+        }
+        if abused {
+            // The abuse went on through the phase: a flooder was cut off (and replaced) in it.
+            let (_, metrics) = server.get_text("/metrics").await;
+            let now_cut_off = metric(&metrics, r#"ttpulse_refusals_total{reason="ws_message_flood"}"#);
+            assert!(now_cut_off > cut_off, "no abuser was cut off in round {round}");
+            cut_off = now_cut_off;
+        }
+    }
+    abusing.store(false, Ordering::Relaxed);
+    done.store(true, Ordering::Relaxed);
+    let finished =
+        TestServer::eventually(Duration::from_secs(30), async || abuse.is_finished() && steady.is_finished()).await;
+    assert!(finished, "the abuser stopped and the steady client got the last update");
+    let abuse = abuse.join().expect("abuser");
+    let latencies = steady.join().expect("steady client");
+
+    let seqs: Vec<u64> = latencies.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, (1..=last).collect::<Vec<u64>>(), "the steady client got every update, in order");
+    let (mut with_abuse, mut baseline): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
+    for (seq, latency) in latencies {
+        if abused_seqs.contains(&seq) { &mut with_abuse } else { &mut baseline }.push(latency);
+    }
+    baseline.sort_unstable();
+    with_abuse.sort_unstable();
+    let (baseline_p99, with_abuse_p99) = (percentile(&baseline, 0.99), percentile(&with_abuse, 0.99));
+    eprintln!(
+        "steady client latency (µs), {} updates each: without the abuser p50 {} p99 {}; with it p50 {} p99 {} \
+         ({} abuser sessions, {} frames of 64 KiB)",
+        baseline.len(),
+        percentile(&baseline, 0.5),
+        baseline_p99,
+        percentile(&with_abuse, 0.5),
+        with_abuse_p99,
+        abuse.sessions,
+        abuse.frames,
+    );
+    assert!(
+        with_abuse_p99 <= baseline_p99 + baseline_p99 / 10 + NOISE_ALLOWANCE_US,
+        "p99 with the abuser {with_abuse_p99} µs against {baseline_p99} µs without"
+    );
+}
+
 /// A client that connects, subscribes to everything and never reads again: its connection is
 /// closed by the kernel once written data sits unacknowledged (TCP_USER_TIMEOUT), and its
 /// session slot is freed. (Seen before: after two minutes it still counted as connected.)
 #[actix_rt::test]
 async fn a_client_that_never_reads_is_disconnected_and_its_slot_freed() {
     use std::io::{Read as _, Write as _};
-    let server = TestServer::start_with(|c| c.tcp_user_timeout_secs = 2).await;
+    const USER_TIMEOUT: Duration = Duration::from_secs(2);
+    // The disconnect follows from the settings: one batch of 300 updates fills the buffers
+    // (the client's 4 KiB receive buffer and the server's initial 16 KiB send buffer hold under
+    // 100), the first zero-window probe goes out after the minimum RTO (200 ms), the kernel
+    // gives up USER_TIMEOUT after it (it clamps its probe timer to the user timeout), and the
+    // check below takes a turn (a batch ingested, /metrics read) to see it. 1.5 s covers those
+    // on a loaded shared machine; measured: 2.3-2.6 s in all.
+    const FILL_AND_PROBE: Duration = Duration::from_millis(1_500);
+    let server = TestServer::start_with(|c| c.tcp_user_timeout_secs = USER_TIMEOUT.as_secs()).await;
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     socket.set_recv_buffer_size(4096).expect("small receive buffer");
     socket.connect(&server.addr.into()).expect("connect");
@@ -489,6 +745,7 @@ async fn a_client_that_never_reads_is_disconnected_and_its_slot_freed() {
 
     // Updates pile up in the socket until its window is shut; then the kernel gives up on it.
     let books = [("ESZ6", "6850.00", "6850.25"), ("NQZ6", "24500.00", "24500.25"), ("GCG7", "4050.0", "4050.1")];
+    let started = std::time::Instant::now();
     let disconnected = TestServer::eventually(Duration::from_secs(40), async || {
         let batch: Vec<Value> = (0..300)
             .map(|i| {
@@ -500,7 +757,12 @@ async fn a_client_that_never_reads_is_disconnected_and_its_slot_freed() {
         connected().await == 0.0
     })
     .await;
+    let took = started.elapsed();
+    eprintln!(
+        "the never-reading session was disconnected {took:?} after the updates began (TCP_USER_TIMEOUT {USER_TIMEOUT:?})"
+    );
     assert!(disconnected, "the never-reading session still counts as connected");
+    assert!(took <= USER_TIMEOUT + FILL_AND_PROBE, "disconnected after {took:?}");
     drop(stream);
     // The next client connects and is served as usual.
     let mut next = server.ws().await;

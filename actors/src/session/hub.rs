@@ -3,6 +3,7 @@
 //! It never waits on a session: it pushes into each session's bounded outbox.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,9 @@ struct Entry {
     outbox: Arc<Outbox>,
     wake: Recipient<Wake>,
     topics: HashSet<TopicKey>,
+    /// The fingerprint of the last snapshot a subscribe put in this session's outbox (what it
+    /// asked for and each key's seq), until an unsubscribe or a resnapshot.
+    last_snapshot: Option<u64>,
 }
 
 impl Entry {
@@ -194,7 +198,8 @@ impl Handler<Connect> for Hub {
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) -> SessionId {
         let id = self.next_id;
         self.next_id += 1;
-        self.sessions.insert(id, Entry { outbox: msg.outbox, wake: msg.wake, topics: HashSet::new() });
+        self.sessions
+            .insert(id, Entry { outbox: msg.outbox, wake: msg.wake, topics: HashSet::new(), last_snapshot: None });
         self.health.set_queue_depth(self.sessions.len() as i64);
         id
     }
@@ -256,13 +261,23 @@ impl Handler<Subscribe> for Hub {
         // The store already holds every update this hub has routed (the cache writes it before
         // notifying), so the snapshot is never behind the stream; the outbox skips what the
         // snapshot already covers.
-        let (text, key_seqs) = self.snapshot_for(&instruments, &accounts);
-        let Some(entry) = self.sessions.get(&msg.id) else {
-            return Err(SubscribeError::NotConnected(msg.id));
-        };
-        let pushed = entry.outbox.push_snapshot(text, &key_seqs, Instant::now());
-        if self.after_push(entry, pushed, Lane::Market) {
-            self.remove(msg.id);
+        let snapshot = self.store.snapshot(&instruments, &accounts);
+        let key_seqs = snapshot.key_seqs();
+        let fingerprint = snapshot_fingerprint(&instruments, &accounts, &key_seqs);
+        // The same request with every key at the same seq as the session's last snapshot: the
+        // client holds that state already (or it is still queued) and nothing it covers moved
+        // since, so it is not serialized and queued again (a flood of repeated subscribes costs
+        // the hub no serialization and the outbox nothing).
+        if entry.last_snapshot != Some(fingerprint) {
+            entry.last_snapshot = Some(fingerprint);
+            let text = serialize_snapshot(&snapshot);
+            let pushed = entry.outbox.push_snapshot(text, &key_seqs, Instant::now());
+            let Some(entry) = self.sessions.get(&msg.id) else {
+                return Err(SubscribeError::NotConnected(msg.id));
+            };
+            if self.after_push(entry, pushed, Lane::Market) {
+                self.remove(msg.id);
+            }
         }
         let fill_seqs =
             key_seqs.into_iter().filter(|(key, _)| matches!(Key::parse(key), Some(Key::Fills { .. }))).collect();
@@ -274,10 +289,31 @@ impl Hub {
     /// The current state of what a session subscribed to, serialized, with its key seqs.
     fn snapshot_for(&self, instruments: &Filter, accounts: &Filter) -> (ByteString, Vec<(String, u64)>) {
         let snapshot = self.store.snapshot(instruments, accounts);
-        let text =
-            serde_json::to_string(&SnapshotMessage { kind: "snapshot", v: 1, snapshot: &snapshot }).unwrap_or_default();
-        (ByteString::from(text), snapshot.key_seqs())
+        (serialize_snapshot(&snapshot), snapshot.key_seqs())
     }
+}
+
+fn serialize_snapshot(snapshot: &Snapshot) -> ByteString {
+    let text = serde_json::to_string(&SnapshotMessage { kind: "snapshot", v: 1, snapshot }).unwrap_or_default();
+    ByteString::from(text)
+}
+
+/// Identifies a snapshot: the filters it was asked with (in any order) and each key's seq,
+/// which names the key's state (a key's seq grows with every change).
+fn snapshot_fingerprint(instruments: &Filter, accounts: &Filter, key_seqs: &[(String, u64)]) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    for filter in [instruments, accounts] {
+        match filter {
+            Filter::All => hasher.write_u8(0),
+            Filter::Only(names) => {
+                hasher.write_u8(1);
+                let names: std::collections::BTreeSet<&String> = names.iter().collect();
+                names.hash(&mut hasher);
+            }
+        }
+    }
+    key_seqs.hash(&mut hasher);
+    hasher.finish()
 }
 
 impl Handler<CloseAll> for Hub {
@@ -325,6 +361,10 @@ impl Handler<Resnapshot> for Hub {
         for id in gone {
             self.remove(id);
         }
+        // The state may have been reloaded: the next subscribe is answered in full.
+        for entry in self.sessions.values_mut() {
+            entry.last_snapshot = None;
+        }
     }
 }
 
@@ -348,6 +388,8 @@ impl Handler<Unsubscribe> for Hub {
         for topic in &dropped {
             entry.topics.remove(topic);
         }
+        // The outbox forgets the keys dropped, so the next subscribe is answered in full.
+        entry.last_snapshot = None;
         entry.outbox.forget(|key| entry.wants_key(key));
         for topic in dropped {
             if let Some(ids) = self.subscribers.get_mut(&topic) {
@@ -391,5 +433,117 @@ impl Hub {
         for id in gone {
             self.remove(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::domain::{FillReport, InstrumentState, Published, Update};
+    use crate::health::HealthRegistry;
+    use crate::session::outbox::OutboxLimits;
+
+    /// Stands in for a session actor: takes the hub's wake-ups and does nothing.
+    struct Sleeper;
+
+    impl Actor for Sleeper {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Wake> for Sleeper {
+        type Result = ();
+
+        fn handle(&mut self, _: Wake, _: &mut Context<Self>) {}
+    }
+
+    fn instrument(symbol: &str, seq: u64) -> Published {
+        let mut state = InstrumentState::empty(symbol);
+        state.seq = seq;
+        Published::new(Update::Instrument(state), 0)
+    }
+
+    fn fill(account: &str, symbol: &str, seq: u64) -> Published {
+        let report: FillReport = serde_json::from_value(json!({
+            "account": account, "seq": seq, "fill_id": format!("F-{seq}"), "order_id": "o-1", "symbol": symbol,
+            "side": "buy", "price": "6850.25", "qty": 1, "ts": 1,
+            "position": {"account": account, "symbol": symbol, "seq": seq, "net_qty": 1, "avg_price": "6850.25",
+                         "realized_pnl": "0", "unrealized_pnl": "0", "updated_at": 1}
+        }))
+        .expect("a fill report");
+        Published::new(Update::Fill(report), 0)
+    }
+
+    /// The snapshots waiting in an outbox, taken out as a client would read them.
+    fn snapshots_sent(outbox: &Outbox) -> Vec<Value> {
+        let drained = outbox.drain(usize::MAX);
+        drained.control.iter().map(|text| serde_json::from_str(text).expect("a snapshot")).collect()
+    }
+
+    fn symbols(snapshot: &Value) -> Vec<&str> {
+        snapshot["instruments"].as_array().expect("instruments").iter().filter_map(|s| s["symbol"].as_str()).collect()
+    }
+
+    #[actix_rt::test]
+    async fn a_repeated_subscribe_is_answered_only_when_its_snapshot_would_differ() {
+        let store = StateStore::new();
+        for update in [instrument("ESZ6", 1), instrument("NQZ6", 1), fill("ACC1", "ESZ6", 3)] {
+            assert!(store.apply(&update));
+        }
+        let health = HealthRegistry::new().register("hub", "hub");
+        let catalog = Arc::new(InstrumentCatalog::default_futures());
+        let hub = Hub::new(store.clone(), catalog, Arc::new(Metrics::new()), health, 200).start();
+        let outbox = Outbox::new(OutboxLimits::default());
+        let connect = Connect { outbox: outbox.clone(), wake: Sleeper.start().recipient() };
+        let id = hub.send(connect).await.expect("hub");
+        let subscribe = |instruments: &[&str]| Subscribe {
+            id,
+            instruments: instruments.iter().map(|s| s.to_string()).collect(),
+            accounts: vec!["ACC1".into()],
+            trades: vec![],
+        };
+        let fill_lanes = vec![("fills:ACC1:ESZ6".to_string(), 3)];
+
+        // 40 identical subscribes (in any order of names): one snapshot is serialized and
+        // queued, and every answer still says where the fill lanes stand (for `recover`).
+        for i in 0..40 {
+            let names: &[&str] = if i % 2 == 0 { &["ESZ6", "NQZ6"] } else { &["NQZ6", "ESZ6"] };
+            let subscribed = hub.send(subscribe(names)).await.expect("hub").expect("subscribed");
+            assert_eq!(subscribed.fill_seqs, fill_lanes);
+        }
+        let sent = snapshots_sent(&outbox);
+        assert_eq!(sent.len(), 1, "one snapshot for 40 identical subscribes");
+        assert_eq!(symbols(&sent[0]), ["ESZ6", "NQZ6"]);
+        // Read by the client, and asked for again with nothing changed: still nothing new.
+        hub.send(subscribe(&["ESZ6", "NQZ6"])).await.expect("hub").expect("subscribed");
+        assert_eq!(snapshots_sent(&outbox).len(), 0);
+
+        // A key moved (e.g. the client saw a gap and asks for a fresh snapshot): answered.
+        assert!(store.apply(&instrument("ESZ6", 2)));
+        hub.send(subscribe(&["ESZ6", "NQZ6"])).await.expect("hub").expect("subscribed");
+        let sent = snapshots_sent(&outbox);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0]["instruments"][0]["seq"], 2);
+
+        // Another request is answered with what it covers.
+        hub.send(subscribe(&["ESZ6"])).await.expect("hub").expect("subscribed");
+        let sent = snapshots_sent(&outbox);
+        assert_eq!(sent.iter().map(symbols).collect::<Vec<_>>(), [["ESZ6"]]);
+
+        // After an unsubscribe, subscribing again is answered in full.
+        hub.send(subscribe(&["ESZ6", "NQZ6"])).await.expect("hub").expect("subscribed");
+        assert_eq!(snapshots_sent(&outbox).len(), 1);
+        let unsubscribe = Unsubscribe { id, instruments: vec!["NQZ6".into()], accounts: vec![], trades: vec![] };
+        hub.send(unsubscribe).await.expect("hub");
+        hub.send(subscribe(&["ESZ6", "NQZ6"])).await.expect("hub").expect("subscribed");
+        let sent = snapshots_sent(&outbox);
+        assert_eq!(sent.iter().map(symbols).collect::<Vec<_>>(), [["ESZ6", "NQZ6"]]);
+
+        // After a resnapshot (the state may have been reloaded), too.
+        hub.send(Resnapshot).await.expect("hub");
+        assert_eq!(snapshots_sent(&outbox).len(), 1, "the resnapshot itself");
+        hub.send(subscribe(&["ESZ6", "NQZ6"])).await.expect("hub").expect("subscribed");
+        assert_eq!(snapshots_sent(&outbox).len(), 1);
     }
 }
