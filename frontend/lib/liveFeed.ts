@@ -361,6 +361,7 @@ export class LiveFeed {
     this.retryAt = null;
     const generation = ++this.generation;
     const url = this.opts.url || defaultWsUrl();
+    this.opened = false;
     let socket: SocketLike;
     try {
       socket = this.opts.socketFactory
@@ -372,7 +373,6 @@ export class LiveFeed {
       return;
     }
     this.socket = socket;
-    this.opened = false;
     this.lastHeard = this.now();
     socket.onopen = () => {
       if (generation !== this.generation) return;
