@@ -34,7 +34,7 @@ export function contentSecurityPolicy({ nonce, publicWsUrl, dev = false }: CspOp
   return [
     "default-src 'self'",
     `script-src 'self' 'nonce-${nonce}' 'strict-dynamic'${dev ? " 'unsafe-eval'" : ""}`,
-    // The charts size their canvases through style attributes.
+    // lightweight-charts inserts a <style> element (its attribution logo's); styles cannot run code.
     "style-src 'self' 'unsafe-inline'",
     "img-src 'self' data:",
     "font-src 'self'",
