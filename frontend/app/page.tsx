@@ -9,7 +9,7 @@ import { loadInitialData } from "@/lib/server";
 export const dynamic = "force-dynamic";
 
 export default async function Page() {
-  const { snapshot, fills, catalog, error, signInRequired } = await loadInitialData();
+  const { snapshot, fills, catalog, error, signInRequired, signedIn } = await loadInitialData();
   if (signInRequired) return <SignIn />;
   // For `make run` without nginx the page (:3000) and the WebSocket (:8080) differ; behind
   // nginx this is unset and the browser uses its own origin's /ws.
@@ -22,6 +22,7 @@ export default async function Page() {
       wsUrl={wsUrl}
       serverNow={Date.now()}
       apiError={error}
+      signedIn={signedIn}
     />
   );
 }

@@ -4,6 +4,7 @@
 
 import { useCallback, useEffect, useMemo, useState } from "react";
 import { useLiveFeed } from "@/lib/useLiveFeed";
+import { credentialAccepted, reloadForSignIn } from "@/lib/signIn";
 import type { FeedView } from "@/lib/liveFeed";
 import type { BlotterInit } from "@/lib/blotter";
 import { BlotterFeed } from "@/lib/blotterFeed";
@@ -48,6 +49,11 @@ export interface DashboardProps {
   wsUrl: string | null;
   serverNow: number;
   apiError: string | null;
+  /**
+   * The first render was signed in (a token the API accepted): when the feed finds the sign-in
+   * ended, the page reloads to sign in again.
+   */
+  signedIn?: boolean;
 }
 
 function Banner({ view, apiError, onRetry }: { view: FeedView; apiError: string | null; onRetry: () => void }) {
@@ -59,6 +65,16 @@ function Banner({ view, apiError, onRetry }: { view: FeedView; apiError: string 
     );
   }
   if (view.conn === "live") return null;
+  if (view.conn === "signed-out") {
+    return (
+      <div className="banner banner-refused" role="alert" data-testid="conn-banner">
+        Your sign-in has ended (the token expired or was refused): values below are frozen.{" "}
+        <button type="button" className="banner-action" onClick={() => location.reload()}>
+          Sign in again
+        </button>
+      </div>
+    );
+  }
   if (view.conn === "refused") {
     return (
       <div className="banner banner-refused" role="alert" data-testid="conn-banner">
@@ -90,7 +106,7 @@ function Banner({ view, apiError, onRetry }: { view: FeedView; apiError: string 
   );
 }
 
-export default function Dashboard({ initial, initialFills, catalog, wsUrl, serverNow, apiError }: DashboardProps) {
+export default function Dashboard({ initial, initialFills, catalog, wsUrl, serverNow, apiError, signedIn = false }: DashboardProps) {
   const [blotter] = useState(() => new BlotterFeed(initialFills ?? null, { publishEveryMs: VIEW_EVERY_MS }));
   // The socket's first subscribe already names the stored watchlist (not `*` then a change).
   const [firstWatch] = useState(() => storedActiveSymbols(catalog.map((c) => c.symbol)));
@@ -105,6 +121,9 @@ export default function Dashboard({ initial, initialFills, catalog, wsUrl, serve
     recover: blotter.recoverFrom,
     instruments: firstWatch,
     publishEveryMs: viewEvery,
+    // The sign-in ended: reload (once in 30 s), through the sign-in proxy again.
+    onSignedOut: () => reloadForSignIn(),
+    checkSignedIn: signedIn ? () => credentialAccepted() : undefined,
   });
   useEffect(() => {
     blotter.attach(feed);

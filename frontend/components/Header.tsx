@@ -8,6 +8,7 @@ const LABEL: Record<ConnState, string> = {
   stale: "stale",
   disconnected: "disconnected",
   refused: "refused",
+  "signed-out": "signed out",
 };
 
 export function ConnBadge({ conn }: { conn: ConnState }) {

@@ -186,6 +186,13 @@ export default function OpsView() {
       {error && (
         <div className="banner banner-disconnected" role="alert">
           Cannot read the back end: {error}
+          {/HTTP 40[34]/.test(error) && (
+            <span className="muted">
+              {" "}
+              The admin endpoints are served only on ttpulse&apos;s host: open this page there (behind nginx, or with
+              `make run`), or through an SSH tunnel.
+            </span>
+          )}
         </div>
       )}
       <main className="ops-main">

@@ -12,6 +12,10 @@ import path from "node:path";
 import { chromium } from "playwright-core";
 import {
   ARTIFACTS,
+  FRONTEND,
+  NEXT_BIN,
+  cleanEnv,
+  freePort,
   get,
   getJson,
   launchBrowser,
@@ -19,6 +23,7 @@ import {
   sleep,
   startNext,
   startNginx,
+  startProcess,
   startTtpulse,
   stopProcess,
   tearDown,
@@ -40,6 +45,10 @@ const pageErrors = [];
 const wsSent = [];
 const wsUpdates = [];
 const consoleErrors = [];
+/** Content-Security-Policy violations reported by any page of the browser: { url, directive, blocked }. */
+const cspViolations = [];
+/** The page that provokes a violation on purpose (to show the reporting works). */
+let cspProbeUrl = null;
 let expectingOutage = false; // the browser logs failed WebSocket attempts while ttpulse is down
 
 /** ttpulse with its simulator at 200 events/s; started again, it restores its state. */
@@ -103,6 +112,13 @@ before(async () => {
   await startNext(stack, { logFile: path.join(ARTIFACTS, "next.log") });
   await startNginx(stack, { logFile: path.join(ARTIFACTS, "nginx.log"), copyConfigTo: path.join(ARTIFACTS, "nginx.generated.conf") });
   browser = await launchBrowser(stack, chromium);
+  // Every page reports what its CSP blocked (the event fires in the page before any script).
+  await browser.exposeBinding("__cspViolation", ({ page: from }, v) => cspViolations.push({ url: from?.url(), ...v }));
+  await browser.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (e) =>
+      window.__cspViolation({ directive: e.effectiveDirective, blocked: e.blockedURI, sample: e.sample }),
+    );
+  });
   page = browser.pages()[0] ?? (await browser.newPage());
   page.on("pageerror", (e) => pageErrors.push(e.message));
   page.on("websocket", (ws) => {
@@ -131,6 +147,12 @@ describe("dashboard end to end (ttpulse + next start + nginx + chromium)", () =>
       assert.equal(res.status, 200);
       assert.match(res.headers.get("content-type") ?? "", /text\/html/);
       const html = await res.text();
+      // Every script of the page carries this response's nonce (the only scripts the CSP runs).
+      const nonce = /script-src 'self' 'nonce-([^']+)' 'strict-dynamic'/.exec(res.headers.get("content-security-policy") ?? "")?.[1];
+      assert.ok(nonce, `a script nonce in the CSP: ${res.headers.get("content-security-policy")}`);
+      const scripts = html.match(/<script\b[^>]*>/g) ?? [];
+      assert.ok(scripts.length > 0);
+      for (const tag of scripts) assert.ok(tag.includes(`nonce="${nonce}"`), `script without the nonce: ${tag}`);
       const afterSnap = await getJson(`${api}/api/snapshot`);
       assert.ok(before.instruments.length >= 3, "the simulator publishes instruments");
       let exact = 0;
@@ -362,18 +384,50 @@ describe("dashboard end to end (ttpulse + next start + nginx + chromium)", () =>
       assert.equal(await fromElsewhere(pathname), 403, `${pathname} is not reachable from elsewhere`);
     }
     assert.equal(await fromElsewhere("/admin/actors/processor/restart", "POST"), 403);
-    // The dashboard's own pages carry the hardening headers.
-    const page = await get(`${site}/`);
-    assert.equal(page.headers.get("x-frame-options"), "DENY");
-    assert.match(page.headers.get("content-security-policy") ?? "", /frame-ancestors 'none'/);
+    // The dashboard's own pages carry the hardening headers, a script policy with a fresh nonce
+    // per response included.
+    const nonces = new Set();
+    for (const pathname of ["/", "/ops", "/no-such-page"]) {
+      const page = await get(`${site}${pathname}`);
+      assert.equal(page.headers.get("x-frame-options"), "DENY", pathname);
+      assert.equal(page.headers.get("x-content-type-options"), "nosniff", pathname);
+      assert.equal(page.headers.get("referrer-policy"), "no-referrer", pathname);
+      const csp = page.headers.get("content-security-policy") ?? "";
+      for (const directive of ["default-src 'self'", "connect-src 'self'", "object-src 'none'", "base-uri 'self'", "frame-ancestors 'none'"]) {
+        assert.ok(csp.split("; ").includes(directive), `${pathname}: ${directive} in ${csp}`);
+      }
+      const nonce = /(?:^|; )script-src 'self' 'nonce-([A-Za-z0-9+/=]{16,})' 'strict-dynamic'(?:;|$)/.exec(csp)?.[1];
+      assert.ok(nonce, `${pathname}: a script-src with a nonce in ${csp}`);
+      nonces.add(nonce);
+    }
+    assert.equal(nonces.size, 3, "a new nonce for every response");
   });
 
-  test("without nginx, the Next server proxies /api, /admin, /metrics and /ws to ttpulse", async () => {
+  test("nginx's access log holds no query string (no `?access_token=` in a log)", async () => {
+    const secret = `e2e-not-a-real-token-${Date.now()}`;
+    await get(`${site}/api/instruments?access_token=${secret}&x=1`);
+    const log = path.join(work, "nginx/logs/access.log");
+    const lines = await waitFor("the request in nginx's access log", () => {
+      const found = fs.readFileSync(log, "utf8").split("\n").filter((l) => l.includes("GET /api/instruments "));
+      return found.length > 0 && found;
+    });
+    assert.ok(lines.some((l) => / 200 /.test(l)), lines.join("\n"));
+    const all = fs.readFileSync(log, "utf8");
+    assert.ok(!all.includes(secret) && !all.includes("access_token"), "no token, no query string in the log");
+    assert.ok(!all.includes("?"), "no query string at all in the log");
+  });
+
+  test("without nginx, the Next server proxies /api and /ws to ttpulse, and no admin or metrics", async () => {
     const direct = `http://127.0.0.1:${ports.next}`;
     const instruments = await getJson(`${direct}/api/instruments`);
     assert.ok(instruments.length >= 3);
-    assert.equal((await getJson(`${direct}/admin/health`)).status, "ok");
-    assert.match(await (await get(`${direct}/metrics`)).text(), /ttpulse_ws_connections/);
+    // Admin and metrics are not proxied unless TTPULSE_DASHBOARD_ADMIN_PROXY=1 (make run).
+    for (const pathname of ["/admin/health", "/admin/actors", "/metrics"]) {
+      const res = await get(`${direct}${pathname}`);
+      const body = await res.text();
+      assert.equal(res.status, 404, `${pathname}: ${res.status}`);
+      assert.doesNotMatch(body, /ttpulse_|"actors?"|"status":"ok"/, `${pathname}: nothing of ttpulse's answer`);
+    }
     const other = await browser.newPage();
     try {
       await other.goto(`${direct}/`, { waitUntil: "domcontentloaded" });
@@ -383,6 +437,52 @@ describe("dashboard end to end (ttpulse + next start + nginx + chromium)", () =>
       await other.waitForFunction(() => !document.querySelector(".chart-status"), null, { timeout: 10000 });
     } finally {
       await other.close();
+    }
+  });
+
+  test("with TTPULSE_DASHBOARD_ADMIN_PROXY=1 (make run on loopback), the ops page works through Next alone", async () => {
+    const port = await freePort();
+    const adminNext = `http://127.0.0.1:${port}`;
+    const next = startProcess("next-admin", process.execPath, [NEXT_BIN, "start", "-H", "127.0.0.1", "-p", String(port)], {
+      cwd: FRONTEND,
+      env: cleanEnv({
+        NEXT_TELEMETRY_DISABLED: "1",
+        NODE_ENV: "production",
+        TTPULSE_API_URL: api,
+        TTPULSE_ADMIN_URL: admin,
+        TTPULSE_DASHBOARD_ADMIN_PROXY: "1",
+      }),
+      logFile: path.join(ARTIFACTS, "next-admin.log"),
+    });
+    const ops = await browser.newPage();
+    try {
+      await waitFor("next start (admin proxy)", async () => (await get(`${adminNext}/ops`, { timeoutMs: 2000 })).ok, { timeoutMs: 30000 });
+      assert.equal((await getJson(`${adminNext}/admin/health`)).status, "ok");
+      assert.match(await (await get(`${adminNext}/metrics`)).text(), /ttpulse_ws_connections/);
+      // Reads only: an actor restart is still refused.
+      const restart = await get(`${adminNext}/admin/actors/processor/restart`, { method: "POST" });
+      assert.equal(restart.status, 404);
+      await ops.goto(`${adminNext}/ops`, { waitUntil: "domcontentloaded" });
+      await ops.waitForSelector("tr[data-actor=processor]", { timeout: 10000 });
+    } finally {
+      await ops.close();
+      await stopProcess(next);
+    }
+  });
+
+  test("the CSP is enforced and its violations are seen (an injected inline handler is blocked)", async () => {
+    const probe = await browser.newPage();
+    try {
+      await probe.goto(`${site}/ops`, { waitUntil: "domcontentloaded" });
+      cspProbeUrl = probe.url();
+      await probe.evaluate(() => {
+        window.__injected = false;
+        document.body.insertAdjacentHTML("beforeend", '<img src="data:," onerror="window.__injected = true"><img src="/x.png" onload="window.__injected = true" onerror="window.__injected = true">');
+      });
+      await waitFor("the violation report", () => cspViolations.some((v) => v.url === cspProbeUrl && v.directive === "script-src-attr"));
+      assert.equal(await probe.evaluate(() => window.__injected), false, "the injected handler did not run");
+    } finally {
+      await probe.close();
     }
   });
 
@@ -553,5 +653,12 @@ describe("dashboard end to end (ttpulse + next start + nginx + chromium)", () =>
   test("no uncaught errors in the page, no console errors (hydration included) while the stack was up", () => {
     assert.deepEqual(pageErrors, []);
     assert.deepEqual(consoleErrors, []);
+  });
+
+  test("no page (dashboard, ops, through nginx or Next alone) broke its Content-Security-Policy", () => {
+    assert.deepEqual(
+      cspViolations.filter((v) => v.url !== cspProbeUrl),
+      [],
+    );
   });
 });

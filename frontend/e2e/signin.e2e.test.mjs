@@ -2,6 +2,8 @@
 // and Debian's Chromium. A user's token reaches the page in the `ttpulse_token` cookie (as a
 // sign-in proxy would set it): the first HTML and the live stream hold that user's accounts
 // and nobody else's, and a visitor without a token gets a sign-in page with no data at all.
+// When the token expires (the server closes the session with 4001) the page reloads instead of
+// reconnecting: signed in again with the token the proxy renewed, or signed out.
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -34,10 +36,10 @@ let api;
 let site;
 let browser;
 
-/** An HS256 JWT granting `accounts`, valid for 5 minutes. */
-function token(accounts, sub = "trader") {
+/** An HS256 JWT granting `accounts`, valid for `ttlSeconds` (5 minutes). */
+function token(accounts, sub = "trader", ttlSeconds = 300) {
   const b64 = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
-  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub, exp: Math.floor(Date.now() / 1000) + 300, accounts })}`;
+  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub, exp: Math.floor(Date.now() / 1000) + ttlSeconds, accounts })}`;
   return `${body}.${crypto.createHmac("sha256", SECRET).update(body).digest("base64url")}`;
 }
 
@@ -143,6 +145,73 @@ describe("signing in (ttpulse with tokens + next start + chromium)", () => {
       assert.doesNotMatch(text, /BRAVO-2/, "nothing of another account reaches the page");
       assert.equal(await page.$('[data-fill^="BRAVO-2"]'), null);
       await page.screenshot({ path: path.join(ARTIFACTS, "signed-in.png") });
+    } finally {
+      await context.close();
+    }
+  });
+
+  /** A browser context whose `ttpulse_token` cookie holds `value` (as a sign-in proxy sets it). */
+  async function signedInContext(value) {
+    const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    await context.addCookies([{ name: "ttpulse_token", value, url: site, httpOnly: true, sameSite: "Strict" }]);
+    return context;
+  }
+
+  /** A page of `context` that counts its loads and WebSockets. */
+  async function watchedPage(context) {
+    const page = await context.newPage();
+    const seen = { loads: 0, sockets: 0 };
+    page.on("load", () => (seen.loads += 1));
+    page.on("websocket", () => (seen.sockets += 1));
+    return { page, seen };
+  }
+
+  const connState = (page) => page.getAttribute("[data-testid=conn-state]", "data-state").catch(() => null);
+
+  test("token expiry (4001): the page reloads once and goes live with the token the proxy renewed", async () => {
+    const context = await signedInContext(token(["ALPHA-1"], "alice", 6));
+    try {
+      const { page, seen } = await watchedPage(context);
+      await page.goto(`${site}/`, { waitUntil: "domcontentloaded" });
+      await page.waitForFunction(() => document.querySelector("[data-testid=conn-state]")?.getAttribute("data-state") === "live", null, {
+        timeout: 15000,
+      });
+      assert.equal(seen.loads, 1);
+      // The sign-in proxy renews the cookie; the open session still runs on the old token.
+      await context.addCookies([{ name: "ttpulse_token", value: token(["ALPHA-1"], "alice", 300), url: site, httpOnly: true, sameSite: "Strict" }]);
+      await waitFor("the reload after the token expired", () => seen.loads >= 2, { timeoutMs: 20000 });
+      await page.waitForFunction(() => document.querySelector("[data-testid=conn-state]")?.getAttribute("data-state") === "live", null, {
+        timeout: 15000,
+      });
+      await sleep(2000);
+      assert.equal(seen.loads, 2, "one reload, no loop");
+      assert.equal(seen.sockets, 2, "one WebSocket before the reload, one after: no reconnect with the expired token");
+      assert.equal(await connState(page), "live");
+      assert.match(await page.textContent("body"), /ALPHA-1/);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test("token expiry without a renewal: the page signs out and stops reconnecting", async () => {
+    const context = await signedInContext(token(["ALPHA-1"], "alice", 5));
+    try {
+      const { page, seen } = await watchedPage(context);
+      await page.goto(`${site}/`, { waitUntil: "domcontentloaded" });
+      await page.waitForFunction(() => document.querySelector("[data-testid=conn-state]")?.getAttribute("data-state") === "live", null, {
+        timeout: 15000,
+      });
+      // After the expiry (and the server's 5 s leeway) the page is signed out: the server render
+      // is the sign-in page, or a reload within the leeway found the feed closed again at once and
+      // the page says the sign-in ended (it reloads only once in 30 s).
+      const signedOut = async () => (await page.$("[data-testid=sign-in]")) !== null || (await connState(page)) === "signed-out";
+      await waitFor("the signed-out page", signedOut, { timeoutMs: 25000, everyMs: 250 });
+      const sockets = seen.sockets;
+      await sleep(5000);
+      assert.ok(await signedOut(), "still signed out");
+      assert.equal(seen.sockets, sockets, "no reconnect with the expired token");
+      assert.ok(seen.loads <= 2, `at most one reload (${seen.loads} loads)`);
+      await page.screenshot({ path: path.join(ARTIFACTS, "signed-out.png") });
     } finally {
       await context.close();
     }

@@ -158,8 +158,8 @@ export function tempDir(prefix) {
 }
 
 /**
- * The nginx config of the test: deploy/nginx.conf itself (its upstream ports and listen address
- * substituted) inside a main context that keeps everything in `prefix` and runs in the
+ * The nginx config of the test: deploy/nginx.conf itself (its upstream ports, listen address and
+ * access log file substituted; the log keeps its format) inside a main context that keeps everything in `prefix` and runs in the
  * foreground.
  */
 export function nginxConfig({ prefix, listenPort, nextPort, apiPort, adminPort }) {
@@ -169,6 +169,7 @@ export function nginxConfig({ prefix, listenPort, nextPort, apiPort, adminPort }
     [/^(\s*)server 127\.0\.0\.1:3000;$/m, `$1server 127.0.0.1:${nextPort};`],
     [/^(\s*)server 127\.0\.0\.1:8080;$/m, `$1server 127.0.0.1:${apiPort};`],
     [/^(\s*)server 127\.0\.0\.1:9464;$/m, `$1server 127.0.0.1:${adminPort};`],
+    [/^(\s*)access_log \S+ ttpulse_edge;$/m, `$1access_log ${path.join(prefix, "logs/access.log")} ttpulse_edge;`],
   ];
   let body = site;
   for (const [re, to] of substitutions) {

@@ -1,6 +1,7 @@
 // The live connection to ttpulse's WebSocket, without React: connect, subscribe, apply the
 // snapshot and the updates to a FeedStore, resnapshot on an account-lane gap, reconnect with
-// backoff, watch the socket's liveness, and publish an immutable view at most once per frame.
+// backoff, watch the socket's liveness, stop when the user's sign-in has expired, and publish an
+// immutable view at most once per frame.
 // `useLiveFeed` wraps it for React.
 
 import { backoffDelay } from "./backoff";
@@ -8,7 +9,6 @@ import { createFrameConflator, type Caf, type FrameConflator, type Raf } from ".
 import { FeedStore, type FeedData } from "./feedStore";
 import type { Candle, FillReport, PnlPoint, RecoveredLane, ServerMessage, Snapshot, TradePrint } from "./types";
 
-/** `refused`: the server answered the subscribe with an error (e.g. `forbidden`); see `lastError`. */
 /** An update's delay split by hop (ms). */
 export interface HopsMs {
   processed: number;
@@ -16,7 +16,11 @@ export interface HopsMs {
   delivered: number;
 }
 
-export type ConnState = "connecting" | "live" | "stale" | "disconnected" | "refused";
+/**
+ * `refused`: the server answered the subscribe with an error (e.g. `forbidden`); see `lastError`.
+ * `signed-out`: the user's token expired (close 4001) or is refused: no more reconnects.
+ */
+export type ConnState = "connecting" | "live" | "stale" | "disconnected" | "refused" | "signed-out";
 
 export interface FeedView {
   data: FeedData;
@@ -110,6 +114,19 @@ export interface LiveFeedOptions {
    * (the server answers the fills in between in a `recovered` message after the snapshot).
    */
   recover?: () => Record<string, number>;
+  /**
+   * Called once when the feed stops for good because the user's sign-in ended: the server
+   * closed the session with 4001 (token expired), or `checkSignedIn` said the credential is
+   * refused. The page reloads there (lib/signIn.ts), so that the sign-in proxy renews the token
+   * or the server render shows the sign-in page.
+   */
+  onSignedOut?: () => void;
+  /**
+   * For a signed-in page: after a connection that never opened (a refused upgrade looks like
+   * any failure to a browser), asks whether the credential is still accepted (false: refused).
+   * Without it, such a failure is retried with the backoff like an outage.
+   */
+  checkSignedIn?: () => Promise<boolean>;
 }
 
 const CONNECTING = 0;
@@ -117,6 +134,8 @@ const OPEN = 1;
 /** Close codes that mean "you were too slow": reconnect (with the backoff) and resnapshot. */
 export const CLOSE_ACCOUNT_OVERFLOW = 4008;
 export const CLOSE_TOO_SLOW = 4009;
+/** The server's close when the session's token expired: reconnecting with it would be refused. */
+export const CLOSE_TOKEN_EXPIRED = 4001;
 
 /** The most a server's clock may be off this browser's and still be believed (a day). */
 const MAX_CLOCK_OFFSET_MS = 86_400_000;
@@ -169,6 +188,10 @@ export class LiveFeed {
   /** When the current connection got its first snapshot (ms), or null. */
   private liveSince: number | null = null;
   private clockOffsetMs = 0;
+  /** Whether the current connection attempt opened (a refused upgrade never does). */
+  private opened = false;
+  /** A `checkSignedIn` in flight: one at a time. */
+  private checkingSignIn = false;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private snapshotTimer: ReturnType<typeof setTimeout> | null = null;
   private subscribeRetry: ReturnType<typeof setTimeout> | null = null;
@@ -338,6 +361,7 @@ export class LiveFeed {
     this.retryAt = null;
     const generation = ++this.generation;
     const url = this.opts.url || defaultWsUrl();
+    this.opened = false;
     let socket: SocketLike;
     try {
       socket = this.opts.socketFactory
@@ -352,6 +376,7 @@ export class LiveFeed {
     this.lastHeard = this.now();
     socket.onopen = () => {
       if (generation !== this.generation) return;
+      this.opened = true;
       this.connections += 1;
       this.lastHeard = this.lastPing = this.now();
       this.conn = "connecting";
@@ -487,6 +512,11 @@ export class LiveFeed {
     this.liveSince = null;
     if (reason) this.lastError = `closed ${code}: ${reason}`;
     else if (code !== 1000 && code !== 1005) this.lastError = `closed ${code}`;
+    if (code === CLOSE_TOKEN_EXPIRED) {
+      this.signOut();
+      return;
+    }
+    if (!this.opened) this.checkSignIn();
     // 4008/4009 (too slow) take the backoff like any close: the first one after a stable
     // connection reconnects at once, repeated ones wait longer and longer.
     const delay = backoffDelay(this.attempt, { random: this.opts.random });
@@ -495,6 +525,45 @@ export class LiveFeed {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
     this.conflator.schedule();
+  }
+
+  /** The user's sign-in ended: no reconnect (it would be refused), and the page is told once. */
+  private signOut(): void {
+    if (this.conn === "signed-out") return;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    this.retryAt = null;
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) {
+      detach(socket);
+      try {
+        socket.close(1000, "signed out");
+      } catch {
+        /* already closed */
+      }
+    }
+    this.conn = "signed-out";
+    this.conflator.schedule();
+    this.opts.onSignedOut?.();
+  }
+
+  /** After a connection that never opened: is the credential refused? Then sign out. */
+  private checkSignIn(): void {
+    const check = this.opts.checkSignedIn;
+    if (!check || this.checkingSignIn) return;
+    this.checkingSignIn = true;
+    check()
+      .then((accepted) => {
+        // A reconnect that opened meanwhile proves the sign-in good, whatever this says.
+        if (!accepted && this.running && !this.opened) this.signOut();
+      })
+      .catch(() => {
+        /* unknown (e.g. the server is down): keep retrying */
+      })
+      .finally(() => {
+        this.checkingSignIn = false;
+      });
   }
 
   /** Gives up on the current socket (silent or stuck) and reconnects. */

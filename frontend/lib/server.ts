@@ -57,6 +57,8 @@ export interface InitialData {
   error: string | null;
   /** The API needs a token for this page and the request brought none (or a refused one). */
   signInRequired: boolean;
+  /** The request brought a credential the API accepted: the page may lose it (expiry). */
+  signedIn: boolean;
 }
 
 const refused = (r: PromiseSettledResult<unknown>) =>
@@ -88,6 +90,7 @@ export async function loadInitialData(): Promise<InitialData> {
     catalog: catalog.status === "fulfilled" ? catalog.value : [],
     error,
     signInRequired,
+    signedIn: authorization != null && !signInRequired,
   };
 }
 

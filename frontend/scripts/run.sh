@@ -6,9 +6,11 @@
 # Starts the built Next.js server (scripts/frontend-build.sh builds it) on
 # 127.0.0.1:${TTPULSE_DASHBOARD_PORT:-3000}, then the given ttpulse command in the foreground,
 # waits for both to answer and prints the dashboard's URL. The page reaches the API at
-# TTPULSE_HTTP_ADDR (default 127.0.0.1:8080): the Next server proxies /api, /admin and /metrics
-# there, and the browser opens its WebSocket there directly. When ttpulse exits (or on Ctrl-C)
-# the Next server is stopped too.
+# TTPULSE_HTTP_ADDR (default 127.0.0.1:8080): the Next server proxies /api there, and the browser
+# opens its WebSocket there directly. The ops page reads /admin/* and /metrics through the Next
+# server too (from ttpulse's admin listener, TTPULSE_ADMIN_ADDR), which it proxies only when the
+# dashboard listens on loopback (TTPULSE_DASHBOARD_ADMIN_PROXY=1): on any other address they
+# would be public. When ttpulse exits (or on Ctrl-C) the Next server is stopped too.
 set -euo pipefail
 [ $# -gt 0 ] || { echo "usage: $0 TTPULSE_COMMAND [ARGS...]" >&2; exit 2; }
 FRONTEND=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,10 +25,17 @@ if [ ! -f "$FRONTEND/.next/BUILD_ID" ]; then
 fi
 
 export NEXT_TELEMETRY_DISABLED=1
+case "$host" in
+  127.* | localhost | ::1 | "[::1]") admin_proxy=1 ;;
+  *)
+    admin_proxy=0
+    echo "the dashboard listens on $host, beyond loopback: its ops page cannot read the admin endpoints" >&2
+    ;;
+esac
 (
   cd "$FRONTEND"
   TTPULSE_API_URL="http://$api_addr" TTPULSE_ADMIN_URL="http://$admin_addr" TTPULSE_PUBLIC_WS_URL="ws://$api_addr/ws" \
-    exec node node_modules/next/dist/bin/next start -H "$host" -p "$port"
+    TTPULSE_DASHBOARD_ADMIN_PROXY="$admin_proxy" exec node node_modules/next/dist/bin/next start -H "$host" -p "$port"
 ) &
 next_pid=$!
 ttpulse_pid=
