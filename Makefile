@@ -1,7 +1,7 @@
 # ttpulse: the two commands are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run build test deps bench bench-page bench-quick frontend test-frontend fuzz test-unit test-embedded test-distributed fmt lint migrate clean up down status
+.PHONY: run build test test-fairness deps bench bench-page bench-quick frontend test-frontend fuzz test-unit test-embedded test-distributed fmt lint migrate clean up down status
 
 ## run: build ttpulse (release) and the dashboard, start both on the embedded default (every role
 ## in one process); prints the dashboard URL
@@ -18,8 +18,15 @@ build:
 ## test: every test: unit tests of the pure domain code, integration tests against a real
 ## server, and the distributed tests against a real broker, Redis and PostgreSQL
 test: deps
-	$(CARGO) test --workspace --locked
+	$(CARGO) test --workspace --locked -- --skip $(FAIRNESS_TEST)
+	$(MAKE) test-fairness
 	scripts/frontend-test.sh
+
+## test-fairness: a steady client's p99 latency with and without a flooding client, compared in
+## one run; alone, so that other tests' load does not fall on one phase only
+FAIRNESS_TEST = security::a_flooding_client_does_not_raise_a_steady_clients_p99_latency
+test-fairness:
+	$(CARGO) test --locked -p ttpulse --test it -- --exact $(FAIRNESS_TEST) --nocapture
 
 ## deps: install or start what the tests need (packages, PostgreSQL, the nisshi broker)
 deps:
@@ -31,7 +38,7 @@ test-unit:
 
 ## test-embedded: everything but the distributed tests (needs no services)
 test-embedded:
-	$(CARGO) test --workspace --locked --lib --test it -- --skip distributed::
+	$(CARGO) test --workspace --locked --lib --test it -- --skip distributed:: --skip $(FAIRNESS_TEST)
 
 test-distributed: deps
 	$(CARGO) test --workspace --locked --test it distributed::

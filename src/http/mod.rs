@@ -141,7 +141,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // lingers on the connection, reading and discarding what the client still sends in a busy
     // loop, then shuts it down, each for up to this long (default 1 s): a flooder would hold a
     // worker reading at full speed, and slow every session on it, for up to 2 s per session.
-    .client_disconnect_timeout(std::time::Duration::from_millis(100))
+    // 10 ms: a polite client has nothing left to send by then, and a flooder gets a few MB read
+    // at most (100 ms let a loopback flooder push about 100 MB per cut-off session).
+    .client_disconnect_timeout(std::time::Duration::from_millis(10))
     .bind(config.http_addr)
     .with_context(|| {
         format!("cannot listen on {} (is another server using it? set TTPULSE_HTTP_ADDR)", config.http_addr)

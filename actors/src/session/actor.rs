@@ -46,12 +46,21 @@ pub struct SessionConfig {
 }
 
 /// Client messages refused for the rate within one window before the session is closed (1008).
-const ABUSE_LIMIT: u32 = 200;
+/// Low: a refused frame was still read off the socket (up to 64 KiB each) on a worker that
+/// serves other sessions too, so a flood must end after little of it.
+const ABUSE_LIMIT: u32 = 5;
 const ABUSE_WINDOW: Duration = Duration::from_secs(10);
+/// Bytes of client frames a session may send per second, and in a burst: a dashboard sends a
+/// few subscribes (the largest, with 200 names and recover seqs, fits in the 64 KiB frame), so
+/// a client within the message rate cannot make the server read megabytes a second either.
+const BYTES_PER_SECOND: u32 = 64 * 1024;
+const BYTES_BURST: u32 = 256 * 1024;
 
 /// A session's budget of client messages: a token bucket, and what it refused lately.
 struct MessageBudget {
     limiter: Option<governor::DefaultDirectRateLimiter>,
+    /// Bytes, with the message rate (none without it).
+    bytes: Option<governor::DefaultDirectRateLimiter>,
     refused: u32,
     window_start: Instant,
     /// Whether the client was told it is over the rate (once per window: a client that floods
@@ -73,15 +82,24 @@ impl MessageBudget {
             let burst = rate.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1));
             governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst))
         });
-        Self { limiter, refused: 0, window_start: Instant::now(), told: false }
+        let bytes = limiter.as_ref().map(|_| {
+            let per_second = std::num::NonZeroU32::new(BYTES_PER_SECOND).unwrap_or(std::num::NonZeroU32::MAX);
+            let burst = std::num::NonZeroU32::new(BYTES_BURST).unwrap_or(per_second);
+            governor::RateLimiter::direct(governor::Quota::per_second(per_second).allow_burst(burst))
+        });
+        Self { limiter, bytes, refused: 0, window_start: Instant::now(), told: false }
     }
 
-    fn admit(&mut self) -> Admission {
+    /// A frame of `size` bytes: within both the message rate and the byte rate, or refused.
+    fn admit(&mut self, size: usize) -> Admission {
         let Some(limiter) = &self.limiter else { return Admission::Admit };
         if self.window_start.elapsed() > ABUSE_WINDOW {
             (self.refused, self.told, self.window_start) = (0, false, Instant::now());
         }
-        if limiter.check().is_ok() {
+        let cost =
+            std::num::NonZeroU32::new(u32::try_from(size).unwrap_or(u32::MAX)).unwrap_or(std::num::NonZeroU32::MIN);
+        let bytes_ok = self.bytes.as_ref().is_none_or(|bytes| matches!(bytes.check_n(cost), Ok(Ok(()))));
+        if bytes_ok && limiter.check().is_ok() {
             return Admission::Admit;
         }
         self.refused = self.refused.saturating_add(1);
@@ -293,8 +311,8 @@ impl SessionActor {
 
     /// Whether a client frame (of any kind) is within the session's rate; a refused one is
     /// dropped (with one `rate_limited` error per window), and a flood closes the session.
-    fn admit_frame(&mut self, ctx: &mut ws::WebsocketContext<Self>) -> bool {
-        match self.budget.admit() {
+    fn admit_frame(&mut self, size: usize, ctx: &mut ws::WebsocketContext<Self>) -> bool {
+        match self.budget.admit(size) {
             Admission::Admit => true,
             Admission::Refuse(first) => {
                 self.metrics.refusals.with_label_values(&["ws_message_rate"]).inc();
@@ -546,10 +564,14 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for SessionActor {
         self.last_heard = Instant::now();
         // Every frame counts against the rate, pings and binary ones too: a flood of any kind
         // costs its own session, not the others.
-        if matches!(
-            msg,
-            Ok(ws::Message::Text(_) | ws::Message::Binary(_) | ws::Message::Ping(_) | ws::Message::Continuation(_))
-        ) && !self.admit_frame(ctx)
+        let size = match &msg {
+            Ok(ws::Message::Text(text)) => Some(text.len()),
+            Ok(ws::Message::Binary(bytes) | ws::Message::Ping(bytes)) => Some(bytes.len()),
+            Ok(ws::Message::Continuation(_)) => Some(MAX_FRAME_BYTES),
+            _ => None,
+        };
+        if let Some(size) = size
+            && !self.admit_frame(size, ctx)
         {
             return;
         }
