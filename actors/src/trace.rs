@@ -9,7 +9,7 @@
 //! | `ttpulse.ingest`   | producer | the ingest time (a point)    | the ingester           |
 //! | `ttpulse.process`  | consumer | ingest → processed           | the processor          |
 //! | `ttpulse.cache`    | consumer | processed → cached           | the first cache        |
-//! | `ttpulse.ws_write` | consumer | cached → written to a socket | each session           |
+//! | `ttpulse.ws_write` | consumer | cached → written to a socket | the first 16 sessions  |
 //!
 //! Each span is the parent of the next, so one event is one trace from ingest to every
 //! WebSocket write, across all roles. Sampling is decided once, at ingest (a ratio, or the

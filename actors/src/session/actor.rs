@@ -480,7 +480,7 @@ impl SessionActor {
                 self.metrics.end_to_end_seconds.observe((now - frame.ingest_ts).max(0) as f64 / 1e6);
             }
             crate::metrics::observe_hop(&self.metrics.hop_cached_to_written, frame.cached_ts, now);
-            if let Some(parent) = &frame.trace {
+            if let Some(parent) = frame.traced_write() {
                 crate::trace::hop("ttpulse.ws_write", parent, frame.cached_ts, now, || {
                     vec![
                         KeyValue::new("ttpulse.session", self.id.unwrap_or_default() as i64),

@@ -16,6 +16,7 @@
 //!   all sessions every second.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -38,10 +39,16 @@ pub struct Frame {
     pub ingest_ts: Micros,
     /// When a cache took the update (0: unknown), for the last hop's latency.
     pub cached_ts: Micros,
-    /// The trace of a sampled update: each session that writes it records a span under it.
+    /// The trace of a sampled update: the first sessions that write it record a span under it.
     pub trace: Option<TraceContext>,
+    /// Sessions that recorded their write of it (see [`Frame::traced_write`]).
+    traced_writes: AtomicU32,
     pub text: ByteString,
 }
+
+/// Sessions whose write of one sampled update is recorded as a span: enough to see the fan-out's
+/// spread, while an update to 10,000 sessions does not cost 10,000 spans.
+pub const TRACED_WRITES_PER_UPDATE: u32 = 16;
 
 impl Frame {
     pub fn new(update: &Published) -> Arc<Self> {
@@ -52,8 +59,16 @@ impl Frame {
             ingest_ts: update.ingest_ts,
             cached_ts: update.hops.cached,
             trace: update.trace.clone(),
+            traced_writes: AtomicU32::new(0),
             text: ByteString::from(update.to_json()),
         })
+    }
+
+    /// The trace to record this session's write under: the update's, for the first
+    /// [`TRACED_WRITES_PER_UPDATE`] sessions that write it.
+    pub fn traced_write(&self) -> Option<&TraceContext> {
+        let trace = self.trace.as_ref()?;
+        (self.traced_writes.fetch_add(1, Ordering::Relaxed) < TRACED_WRITES_PER_UPDATE).then_some(trace)
     }
 }
 
@@ -350,6 +365,17 @@ mod tests {
             position: PositionState::flat("ACC1", "ESZ6"),
         };
         Frame::new(&Published::new(Update::Fill(report), 0))
+    }
+
+    #[test]
+    fn only_the_first_sessions_record_their_write_of_a_sampled_update() {
+        assert_eq!(inst("ESZ6", 1).traced_write(), None, "an unsampled update records nothing");
+        let mut update = Published::new(Update::Instrument(InstrumentState::empty("ESZ6")), 0);
+        update.trace =
+            crate::domain::trace_context::from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let frame = Frame::new(&update);
+        let recorded = (0..10_000).filter(|_| frame.traced_write().is_some()).count();
+        assert_eq!(recorded, TRACED_WRITES_PER_UPDATE as usize);
     }
 
     fn limits(account_capacity: usize) -> OutboxLimits {
