@@ -179,14 +179,23 @@ pub struct FillCursor {
     pub seq: u64,
 }
 
-/// The latest prints of an instrument (time and sales), newest first, before `before` (Unix
-/// micros) when given.
+/// The latest prints of an instrument (time and sales), newest first (by time, then event id),
+/// continuing after `before` when given.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<Vec<StoredTrade>, StoreError>")]
 pub struct QueryTrades {
     pub symbol: String,
-    pub before: Option<Micros>,
+    pub before: Option<TradeCursor>,
     pub limit: i64,
+}
+
+/// Where a page of prints (newest first) goes on: prints before `ts` (Unix micros) and, with
+/// `event_id`, the prints at `ts` whose event id sorts before it (prints often share a time: a
+/// page may end among them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TradeCursor {
+    pub ts: Micros,
+    pub event_id: Option<String>,
 }
 
 /// Deletes what is older than the retention allows, in short batches (a write of the

@@ -333,10 +333,13 @@ pub async fn pnl(
 pub struct TradesQuery {
     symbol: Option<String>,
     before: Option<i64>,
+    before_id: Option<String>,
     limit: Option<i64>,
 }
 
-/// `GET /api/trades?symbol=ESZ6[&before=][&limit=]`: time and sales, newest first.
+/// `GET /api/trades?symbol=ESZ6[&before=[&before_id=]][&limit=]`: time and sales, newest first
+/// (by time, then event id). The next page: the last print's `ts` as `before` and its `event_id`
+/// as `before_id` (`before` alone skips the prints that share the last print's time).
 #[get("/api/trades")]
 pub async fn trades(
     pipeline: web::Data<Pipeline>,
@@ -347,7 +350,14 @@ pub async fn trades(
     auth.access(&req)?;
     let symbol = required_symbol(&pipeline, &query.symbol)?;
     let limit = history_limit(query.limit, 100)?;
-    let trades = read_database(&pipeline, QueryTrades { symbol, before: query.before, limit }).await?;
+    let before = match (query.before, &query.before_id) {
+        (None, None) => None,
+        (Some(ts), event_id) => Some(ttpulse_actors::messages::TradeCursor { ts, event_id: event_id.clone() }),
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request("bad_query", "`before_id` needs `before` (the print's `ts`)"));
+        }
+    };
+    let trades = read_database(&pipeline, QueryTrades { symbol, before, limit }).await?;
     Ok(HttpResponse::Ok().json(trades))
 }
 

@@ -501,3 +501,186 @@ async fn unreachable_broker_and_redis_at_start_are_retried_not_fatal() {
     .await;
     assert!(flowed, "{}", all.log_text());
 }
+
+const SECRET: &str = "a-test-secret-of-at-least-32-bytes!!";
+
+/// A user token granting `accounts`, valid for 10 minutes.
+fn token(accounts: &[&str]) -> String {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let claims = json!({"sub": "trader-1", "exp": now + 600, "accounts": accounts});
+    encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).expect("token")
+}
+
+/// The `fill` updates' seqs of one lane, in the order they came.
+fn fill_seqs(updates: &[Value], key: &str) -> Vec<u64> {
+    updates.iter().filter(|u| u["kind"] == "fill" && u["key"] == key).filter_map(|u| u["seq"].as_u64()).collect()
+}
+
+/// ACC1's fills `from..=to` in ESZ6 (source `fl`: its sequences grow with the fills).
+fn acc1_fills(from: u64, to: u64) -> Vec<Value> {
+    (from..=to).map(|i| fill(&format!("fl:{i}"), "ACC1", &format!("F-{i}"), "ESZ6", "buy", "6850.25", 1)).collect()
+}
+
+/// A print dated `ts` (Unix micros).
+fn dated_trade(id: &str, ts: i64) -> Value {
+    let mut print = trade(id, "ESZ6", "6850.50", 1, "sell");
+    print["ts"] = json!(ts);
+    print
+}
+
+/// The account's record on an api process with user tokens, read from PostgreSQL and Redis: a
+/// client that drops its socket while fills flow resumes with the last seq it held and gets
+/// every missed fill once, in order, then the live stream; beyond `TTPULSE_WS_MAX_RECOVER` it
+/// is told `recovered: false`. Another account's fills and P&L are refused (403), the blotter
+/// pages, prints stream as `trade` updates and page back through a shared time, and candles
+/// answer `since`.
+#[actix_rt::test]
+async fn a_client_resumes_its_fills_lane_and_reads_only_its_accounts_record() {
+    const LANE: &str = "fills:ACC1:ESZ6";
+    let started = ttpulse_actors::health::now_micros();
+    let services = Services::start(false);
+    let backend = services.role("ingester,processor,cache", &[]);
+    let api = services.role("api", &[("TTPULSE_AUTH_HS256_SECRET", SECRET), ("TTPULSE_WS_MAX_RECOVER", "20")]);
+    for role in [&backend, &api] {
+        assert!(healthy(role).await, "not healthy: {}\n{}", role.url, role.log_text());
+    }
+    let acc1 = token(&["ACC1"]);
+    let ws_url = format!("{}?access_token={acc1}", api.ws_url());
+    let read = async |path: &str| get_json(&format!("{}{path}&access_token={acc1}", api.url)).await;
+
+    let mut ws = WsClient::connect(&ws_url).await;
+    ws.send(json!({"op": "subscribe", "positions": ["ACC1"], "trades": ["ESZ6"]})).await;
+    ws.next_of_type("snapshot", WAIT).await.expect("snapshot");
+    // Another account's lane is refused on the WebSocket too.
+    ws.send(json!({"op": "subscribe", "positions": ["ACC2"]})).await;
+    let refused = ws.next_of_type("error", WAIT).await.expect("an error");
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+    let mut first = vec![quote("rc:1", "ESZ6", "6850.00", "6850.25")];
+    first.extend(acc1_fills(1, 5));
+    first.push(dated_trade("rc:2", started - 10_000_000));
+    ingest(&backend, &first).await;
+    let seen =
+        ws.updates_until(WAIT, |got| fill_seqs(got, LANE).len() == 5 && got.iter().any(|u| u["kind"] == "trade")).await;
+    assert_eq!(fill_seqs(&seen, LANE), [1, 2, 3, 4, 5]);
+    let print = seen.iter().find(|u| u["kind"] == "trade").expect("a trade update");
+    assert_eq!(
+        (print["key"].as_str(), print["seq"].as_u64(), print["data"]["event_id"].as_str()),
+        (Some("trades:ESZ6"), Some(1), Some("rc:2")),
+        "{print}"
+    );
+
+    // Fills flow; the client drops its socket in the middle of them.
+    let url = format!("{}/api/ingest", backend.url);
+    let flowing = actix_rt::spawn(async move {
+        for f in acc1_fills(6, 15) {
+            assert_eq!(post(&url, json!([f]).to_string()).await.0, 200);
+            actix_rt::time::sleep(Duration::from_millis(30)).await;
+        }
+    });
+    let during = ws.updates_until(WAIT, |got| !fill_seqs(got, LANE).is_empty()).await;
+    drop(ws);
+    let held_seqs: Vec<u64> = fill_seqs(&seen, LANE).into_iter().chain(fill_seqs(&during, LANE)).collect();
+    let held = *held_seqs.last().expect("fills");
+    assert_eq!(held_seqs, (1..=held).collect::<Vec<u64>>(), "gapless before the drop");
+    flowing.await.expect("the ingest task");
+    ingest(&backend, &acc1_fills(16, 18)).await;
+    assert!(held < 18, "the client missed fills");
+
+    // It resumes with the last seq it held.
+    let mut back = WsClient::connect(&ws_url).await;
+    back.send(json!({"op": "subscribe", "positions": ["ACC1"], "recover": {"fills:ACC1:ESZ6": held}})).await;
+    let snapshot = back.next_of_type("snapshot", WAIT).await.expect("snapshot");
+    let to = snapshot["accounts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|l| l["symbol"] == "ESZ6"))
+        .and_then(|l| l["fill_seq"].as_u64())
+        .expect("the lane in the snapshot");
+    let recovered = back.next_json(WAIT).await.expect("the recovered fills come next");
+    assert_eq!(recovered["type"], "recovered", "{recovered}");
+    let lane = &recovered["lanes"][0];
+    assert_eq!(
+        (lane["key"].as_str(), lane["recovered"].as_bool(), lane["from"].as_u64(), lane["to"].as_u64()),
+        (Some(LANE), Some(true), Some(held), Some(to)),
+        "{lane}"
+    );
+    let mut resumed: Vec<u64> =
+        lane["fills"].as_array().expect("fills").iter().filter_map(|f| f["seq"].as_u64()).collect();
+    assert_eq!(resumed, (held + 1..=to).collect::<Vec<u64>>(), "the missed fills once, in order");
+    // Then the live stream (what the snapshot did not reach yet, and new fills): no gap, no
+    // duplicate.
+    ingest(&backend, &acc1_fills(19, 20)).await;
+    let live = back.updates_until(WAIT, |got| fill_seqs(got, LANE).last() == Some(&20)).await;
+    resumed.extend(fill_seqs(&live, LANE));
+    assert_eq!(resumed, (held + 1..=20).collect::<Vec<u64>>(), "recovered, then live");
+    drop(back);
+
+    // Beyond the bound: `recovered: false`, and the client takes the snapshot.
+    ingest(&backend, &acc1_fills(21, 45)).await;
+    let caught_up = eventually(WAIT, async || {
+        let (_, snapshot) = read("/api/snapshot?positions=ACC1&instruments=ESZ6").await;
+        snapshot["accounts"][0]["fill_seq"] == 45
+    })
+    .await;
+    assert!(caught_up, "the api's snapshot did not reach fill 45");
+    let mut late = WsClient::connect(&ws_url).await;
+    late.send(json!({"op": "subscribe", "positions": ["ACC1"], "recover": {"fills:ACC1:ESZ6": 20}})).await;
+    late.next_of_type("snapshot", WAIT).await.expect("snapshot");
+    let recovered = late.next_of_type("recovered", WAIT).await.expect("recovered");
+    let lane = &recovered["lanes"][0];
+    assert_eq!((lane["recovered"].as_bool(), lane["fills"].as_array().map(Vec::len)), (Some(false), Some(0)), "{lane}");
+    assert!(lane["reason"].as_str().is_some_and(|r| r.contains("more than 20")), "{lane}");
+
+    // The blotter pages through the day from PostgreSQL: every fill once, newest first.
+    let mut blotter = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..10 {
+        let (status, page) = read(&format!("/api/fills?account=ACC1&limit=20{cursor}")).await;
+        assert_eq!(status, 200, "{page}");
+        blotter.extend(page["fills"].as_array().expect("fills").iter().filter_map(|f| f["seq"].as_u64()));
+        match page["next"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(blotter, (1..=45).rev().collect::<Vec<u64>>());
+    // Another account's record is refused; account data needs a token.
+    for path in ["/api/fills?account=ACC2", "/api/pnl?account=ACC2&interval=1s"] {
+        let (status, body) = read(path).await;
+        assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")), "{path}: {body}");
+    }
+    assert_eq!(get_json(&format!("{}/api/fills?account=ACC1", api.url)).await.0, 401);
+    let sampled = eventually(WAIT, async || {
+        let (status, points) = read("/api/pnl?account=ACC1&interval=1s").await;
+        status == 200 && points.as_array().is_some_and(|p| !p.is_empty())
+    })
+    .await;
+    assert!(sampled, "no P&L samples for ACC1");
+
+    // Prints sharing a time page back from PostgreSQL without loss; candles answer `since`.
+    let shared = ttpulse_actors::health::now_micros() - 1_000_000;
+    ingest(&backend, &(3..=5).map(|i| dated_trade(&format!("rc:{i}"), shared)).collect::<Vec<_>>()).await;
+    let tape = format!("{}/api/trades?symbol=ESZ6&limit=2", api.url);
+    assert!(eventually(WAIT, async || get_json(&tape).await.1[0]["event_id"] == "rc:5").await);
+    let (_, newest) = get_json(&tape).await;
+    let edge = &newest[1];
+    let (_, older) =
+        get_json(&format!("{tape}&before={}&before_id={}", edge["ts"], edge["event_id"].as_str().unwrap_or(""))).await;
+    let ids: Vec<&str> = [&newest, &older]
+        .into_iter()
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(|t| t["event_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["rc:5", "rc:4", "rc:3", "rc:2"]);
+    // Two 1 s buckets (the first print's and the shared time's): `since` the newest is only it.
+    let (_, latest) = get_json(&format!("{}/api/candles?symbol=ESZ6&interval=1s", api.url)).await;
+    let starts: Vec<i64> = latest.as_array().into_iter().flatten().filter_map(|c| c["start"].as_i64()).collect();
+    assert_eq!(starts.len(), 2, "{latest}");
+    let candles_since = async |since: i64| {
+        let (_, candles) = get_json(&format!("{}/api/candles?symbol=ESZ6&interval=1s&since={since}", api.url)).await;
+        candles.as_array().into_iter().flatten().filter_map(|c| c["start"].as_i64()).collect::<Vec<i64>>()
+    };
+    assert_eq!(candles_since(starts[1]).await, [starts[1]]);
+    assert_eq!(candles_since(starts[1] + 1).await, Vec::<i64>::new());
+}

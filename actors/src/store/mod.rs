@@ -198,7 +198,71 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{DbConn, DbPool, redact_url};
+    use diesel::RunQueryDsl as _;
+
+    #[derive(diesel::QueryableByName)]
+    struct PlanStep {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+
+    /// The statements retention and the blotter run (as `queries.rs` builds them) read a range
+    /// of an index that starts with the time column, never the whole table.
+    #[test]
+    fn retention_and_the_blotter_read_through_time_indexes() {
+        let path = std::env::temp_dir().join(format!("ttpulse-plan-{}.db", std::process::id()));
+        let pool = DbPool::open_sqlite(&path, 1).expect("open");
+        let DbConn::Sqlite(mut conn) = pool.get().expect("connection") else { panic!("SQLite") };
+        let cases = [
+            ("SELECT min(ts) FROM trades WHERE ts < 9", "trades_ts (ts<?)"),
+            ("DELETE FROM trades WHERE ts < 9", "trades_ts (ts<?)"),
+            (
+                "SELECT min(start_ts) FROM candles WHERE period = '1s' AND start_ts < 9",
+                "candles_period_start (period=? AND start_ts<?)",
+            ),
+            (
+                "DELETE FROM candles WHERE period = '1s' AND start_ts < 9",
+                "candles_period_start (period=? AND start_ts<?)",
+            ),
+            (
+                "SELECT min(start_ts) FROM pnl_samples WHERE period = '1s' AND start_ts < 9",
+                "pnl_samples_period_start (period=? AND start_ts<?)",
+            ),
+            (
+                "DELETE FROM pnl_samples WHERE period = '1s' AND start_ts < 9",
+                "pnl_samples_period_start (period=? AND start_ts<?)",
+            ),
+            (
+                "SELECT * FROM fills WHERE account = 'A' AND ts >= 1 \
+                 ORDER BY ts DESC, symbol DESC, account_seq DESC LIMIT 100",
+                "fills_account_ts (account=? AND ts>?)",
+            ),
+        ];
+        let mut plans = Vec::new();
+        for (statement, index) in cases {
+            let plan: Vec<String> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {statement}"))
+                .load::<PlanStep>(&mut *conn)
+                .expect("plan")
+                .into_iter()
+                .map(|step| step.detail)
+                .collect();
+            plans.push((statement, index, plan));
+        }
+        drop(conn);
+        drop(pool);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        for (statement, index, plan) in plans {
+            assert!(plan.iter().any(|step| step.contains(index)), "{statement}: {plan:?}");
+            // The day's fills come in the index's order: no sort of the account's fills.
+            assert!(
+                !plan.iter().any(|step| step.starts_with("SCAN") || step.contains("TEMP B-TREE")),
+                "{statement}: {plan:?}"
+            );
+        }
+    }
 
     #[test]
     fn passwords_are_redacted() {

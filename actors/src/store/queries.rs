@@ -401,8 +401,17 @@ macro_rules! backend_queries {
                 query: &crate::messages::QueryTrades,
             ) -> Result<Vec<crate::store::StoredTrade>, StoreError> {
                 let mut select = trades::table.filter(trades::symbol.eq(&query.symbol)).into_boxed();
-                if let Some(before) = query.before {
-                    select = select.filter(trades::ts.lt(before));
+                match &query.before {
+                    None => {}
+                    Some(crate::messages::TradeCursor { ts, event_id: None }) => {
+                        select = select.filter(trades::ts.lt(*ts));
+                    }
+                    Some(crate::messages::TradeCursor { ts, event_id: Some(id) }) => {
+                        // `ts <=` first: a range on the (symbol, ts) index; the rest breaks ties.
+                        select = select
+                            .filter(trades::ts.le(*ts))
+                            .filter(trades::ts.lt(*ts).or(trades::event_id.lt(id.clone())));
+                    }
                 }
                 select
                     .order((trades::ts.desc(), trades::event_id.desc()))

@@ -116,12 +116,30 @@ async fn retention_prunes_old_trades_and_1s_candles_and_keeps_fills() {
     let server = TestServer::start_with(|c| {
         c.retain_trades_hours = 1;
         c.retain_candles_1s_hours = 1;
+        c.retain_pnl_1s_hours = 1;
         c.prune_interval_secs = 1;
         c.event_time_behind_secs = 86_400;
     })
     .await;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_micros() as i64;
     let hour = 3_600_000_000_i64;
+    // P&L samples of an account without positions (the sampler leaves it alone): an old 1 s
+    // sample and an old 1 min one, written as the sampler writes them.
+    {
+        use diesel::RunQueryDsl as _;
+        let mut conn = server.pipeline.db_pool.as_ref().expect("a database").get().expect("connection");
+        let ttpulse_actors::store::DbConn::Sqlite(conn) = &mut conn else { panic!("the embedded mode runs SQLite") };
+        let old = now - 2 * hour;
+        for period in ["1s", "1m"] {
+            diesel::sql_query(format!(
+                "INSERT INTO pnl_samples (account, period, start_ts, realized, unrealized, sampled_at) \
+                 VALUES ('ACC9', '{period}', {old}, '5', '1', {})",
+                old / 1_000_000
+            ))
+            .execute(&mut **conn)
+            .expect("insert an old P&L sample");
+        }
+    }
     let events = json!([
         {"type": "trade", "event_id": "old:1", "ts": now - 3 * hour, "instrument": "CLF7", "price": "61.50", "qty": 1, "aggressor": "buy"},
         {"type": "trade", "event_id": "old:2", "ts": now - 2 * hour, "instrument": "CLF7", "price": "61.51", "qty": 2, "aggressor": "buy"},
@@ -141,8 +159,17 @@ async fn retention_prunes_old_trades_and_1s_candles_and_keeps_fills() {
     let (_, minutes) = server.get_json("/api/candles?symbol=CLF7&interval=1m").await;
     assert_eq!(minutes.as_array().map(Vec::len), Some(3), "1 min candles are kept: {minutes}");
     assert_eq!(server.table_counts()["fills"], 1, "fills are the trader's record: never pruned");
+    // The old 1 s P&L sample is pruned and counted; 1 min samples are kept.
+    let pnl_pruned = TestServer::eventually(std::time::Duration::from_secs(10), async || {
+        server.get_json("/api/pnl?account=ACC9&interval=1s").await.1 == json!([])
+    })
+    .await;
+    assert!(pnl_pruned, "old 1 s P&L sample not pruned");
+    let (_, pnl_minutes) = server.get_json("/api/pnl?account=ACC9&interval=1m").await;
+    assert_eq!(pnl_minutes.as_array().map(Vec::len), Some(1), "1 min P&L samples are kept: {pnl_minutes}");
     let (_, metrics) = server.get_text("/metrics").await;
     assert!(metrics.contains(r#"ttpulse_db_rows_pruned_total{table="trades"} 2"#), "{metrics}");
+    assert!(metrics.contains(r#"ttpulse_db_rows_pruned_total{table="pnl_1s"} 1"#), "{metrics}");
 }
 
 /// A client that disconnects while fills flow, and resumes with the last seq it held, gets every
@@ -329,4 +356,93 @@ async fn pnl_is_sampled_every_second_stored_and_pushed() {
     // (6850.125 - 6850.25) x 1 x 50 = -6.25
     assert_eq!(other.as_array().and_then(|s| s.last()).map(|p| p["total"].clone()), Some(json!("-6.25")));
     assert_eq!(server.get_json("/api/pnl?account=ACC1&interval=5m").await.0, 400);
+}
+
+/// `GET /api/fills` by time and by instrument: the day default leaves yesterday's fills out,
+/// `from` brings them in (inclusive), and `symbol` alone narrows the day to one instrument.
+#[actix_rt::test]
+async fn the_fills_blotter_reads_the_day_by_default_and_a_window_or_an_instrument_when_asked() {
+    let server = TestServer::start_with(|c| c.event_time_behind_secs = 2 * 86_400).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_micros() as i64;
+    const DAY: i64 = 86_400_000_000;
+    let today = now - now.rem_euclid(DAY);
+    let yesterday = today - 3_600_000_000;
+    let dated = |id: &str, fill_id: &str, symbol: &str, ts: i64| {
+        let price = if symbol == "NQZ6" { "24500.00" } else { "6850.25" };
+        let mut event = fill(id, "ACC1", fill_id, symbol, "buy", price, 1);
+        event["ts"] = json!(ts);
+        event
+    };
+    let events = json!([
+        dated("d:1", "F-y1", "ESZ6", yesterday),
+        dated("d:2", "F-y2", "NQZ6", yesterday + 1),
+        dated("d:3", "F-a", "ESZ6", now - 3_000),
+        dated("d:4", "F-b", "NQZ6", now - 2_000),
+        dated("d:5", "F-c", "ESZ6", now - 1_000),
+    ]);
+    let (status, receipt) = server.ingest(&events).await;
+    assert_eq!(status, 200, "{receipt}");
+    let ids = async |query: &str| -> Vec<String> {
+        let (status, page) = server.get_json(&format!("/api/fills?account=ACC1&{query}")).await;
+        assert_eq!(status, 200, "{query}: {page}");
+        page["fills"]
+            .as_array()
+            .expect("fills")
+            .iter()
+            .filter_map(|f| f["fill_id"].as_str())
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(ids("").await, ["F-c", "F-b", "F-a"], "the trading day, newest first");
+    assert_eq!(ids(&format!("from={}", today - DAY)).await, ["F-c", "F-b", "F-a", "F-y2", "F-y1"]);
+    assert_eq!(ids(&format!("from={}", now - 2_000)).await, ["F-c", "F-b"], "`from` is inclusive");
+    assert_eq!(ids(&format!("from={}&to={}", today - DAY, today - 1)).await, ["F-y2", "F-y1"], "yesterday");
+    // `to` alone keeps the day's start as `from`: yesterday is read with a `from`.
+    assert_eq!(ids(&format!("to={yesterday}")).await, Vec::<String>::new());
+    assert_eq!(ids("symbol=ESZ6").await, ["F-c", "F-a"], "one instrument, the day");
+    assert_eq!(ids(&format!("symbol=ESZ6&from={}", today - DAY)).await, ["F-c", "F-a", "F-y1"]);
+}
+
+/// Prints that share a time are not lost at a page edge: a page goes on from the last print's
+/// `ts` and `event_id`; `before` alone goes on from the next older time.
+#[actix_rt::test]
+async fn time_and_sales_pages_through_prints_that_share_a_time() {
+    let server = TestServer::start().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_micros() as i64;
+    let shared = now - 2_000_000;
+    let dated = |id: &str, ts: i64| {
+        let mut event = trade(id, "CLF7", "61.50", 1, "buy");
+        event["ts"] = json!(ts);
+        event
+    };
+    let mut events = vec![dated("s:1", shared - 1_000), dated("s:2", shared - 500)];
+    events.extend((3..=9).map(|i| dated(&format!("s:{i}"), shared)));
+    events.push(dated("s:10", shared + 1_000));
+    assert_eq!(server.ingest(&json!(events)).await.0, 200);
+
+    let page = async |query: &str| -> Vec<(String, i64)> {
+        let (status, prints) = server.get_json(&format!("/api/trades?symbol=CLF7&limit=4{query}")).await;
+        assert_eq!(status, 200, "{query}: {prints}");
+        prints
+            .as_array()
+            .expect("prints")
+            .iter()
+            .filter_map(|t| Some((t["event_id"].as_str()?.to_owned(), t["ts"].as_i64()?)))
+            .collect()
+    };
+    // Newest first, by time then event id; each page edge falls among the shared time.
+    let mut seen = Vec::new();
+    let mut query = String::new();
+    for _ in 0..10 {
+        let rows = page(&query).await;
+        let Some((last_id, last_ts)) = rows.last().cloned() else { break };
+        seen.extend(rows.into_iter().map(|(id, _)| id));
+        query = format!("&before={last_ts}&before_id={last_id}");
+    }
+    assert_eq!(seen, ["s:10", "s:9", "s:8", "s:7", "s:6", "s:5", "s:4", "s:3", "s:2", "s:1"], "every print once");
+    // `before` alone: strictly older times, so the shared time's prints are all left out.
+    let older: Vec<String> = page(&format!("&before={shared}")).await.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(older, ["s:2", "s:1"]);
+    let (status, body) = server.get_json("/api/trades?symbol=CLF7&before_id=s:5").await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("bad_query")), "{body}");
 }
