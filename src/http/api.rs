@@ -235,7 +235,7 @@ fn day_start(micros: i64) -> i64 {
 
 /// `GET /api/fills?account=ACC1[&symbol=][&since_seq=][&from=][&to=][&cursor=][&limit=]`: the
 /// account's fills from the database, scoped by the caller's entitlements. Newest first, for the
-/// trading day (UTC) unless `from`/`to` say otherwise, paged by `cursor` (the `next` of the
+/// trading day (UTC) of `to` (default: now) unless `from` says otherwise, paged by `cursor` (the `next` of the
 /// previous page). With `symbol` and `since_seq`: every fill after that seq, oldest first (to
 /// recover the account lane after a disconnect).
 #[get("/api/fills")]
@@ -264,9 +264,10 @@ pub async fn fills(
     };
     let limit = history_limit(query.limit, 100)?;
     let reading_a_lane = query.since_seq.is_some();
+    // No `from`: the trading day of `to`, or of now.
     let from = match (query.from, reading_a_lane) {
         (Some(from), _) => Some(from),
-        (None, false) => Some(day_start(ttpulse_actors::health::now_micros())),
+        (None, false) => Some(day_start(query.to.unwrap_or_else(ttpulse_actors::health::now_micros))),
         (None, true) => None,
     };
     let request = QueryFills {

@@ -397,8 +397,8 @@ async fn the_fills_blotter_reads_the_day_by_default_and_a_window_or_an_instrumen
     assert_eq!(ids(&format!("from={}", today - DAY)).await, ["F-c", "F-b", "F-a", "F-y2", "F-y1"]);
     assert_eq!(ids(&format!("from={}", now - 2_000)).await, ["F-c", "F-b"], "`from` is inclusive");
     assert_eq!(ids(&format!("from={}&to={}", today - DAY, today - 1)).await, ["F-y2", "F-y1"], "yesterday");
-    // `to` alone keeps the day's start as `from`: yesterday is read with a `from`.
-    assert_eq!(ids(&format!("to={yesterday}")).await, Vec::<String>::new());
+    // `to` alone reads the trading day that holds it, up to it.
+    assert_eq!(ids(&format!("to={yesterday}")).await, ["F-y1"]);
     assert_eq!(ids("symbol=ESZ6").await, ["F-c", "F-a"], "one instrument, the day");
     assert_eq!(ids(&format!("symbol=ESZ6&from={}", today - DAY)).await, ["F-c", "F-a", "F-y1"]);
 }
