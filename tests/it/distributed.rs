@@ -471,6 +471,43 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_stream_goes_on() {
     assert!(metrics.contains("ttpulse_dead_letters_total 2"), "{metrics}");
 }
 
+/// An event that decodes and validates but that the processor refuses (here: another fill under
+/// a fill id already applied) goes to the dead-letter topic with the processor's reason, nothing
+/// of it is stored, and the next event is applied.
+#[actix_rt::test]
+async fn an_event_the_processor_refuses_is_dead_lettered_with_its_reason() {
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message};
+
+    let services = Services::start(false);
+    let all = services.role("ingester,processor,cache,api", &[]);
+    assert!(healthy(&all).await, "{}", all.log_text());
+    ingest(&all, &[fill("r:1", "ACC1", "F-1", "ESZ6", "buy", "6850.25", 3)]).await;
+    assert!(eventually(WAIT, async || services.sql("SELECT count(*) FROM fills") == "1").await);
+    // Accepted by the broker (the processor refuses it later, asynchronously).
+    ingest(&all, &[fill("r:2", "ACC1", "F-1", "ESZ6", "sell", "6851.00", 5)]).await;
+    ingest(&all, &[fill("r:3", "ACC1", "F-2", "ESZ6", "buy", "6850.50", 1)]).await;
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", services.brokers())
+        .set("group.id", format!("{}-dlq-reader", services.group))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["tt_dead_letter"]).expect("subscribe");
+    let message =
+        actix_rt::time::timeout(WAIT, consumer.recv()).await.expect("a dead letter within 30 s").expect("recv");
+    let reason = message.headers().and_then(|h| h.iter().find(|h| h.key == "ttpulse-error").and_then(|h| h.value));
+    let reason = String::from_utf8_lossy(reason.expect("reason header")).into_owned();
+    assert!(reason.contains("refused by the processor") && reason.contains("fill_id"), "{reason}");
+    assert!(String::from_utf8_lossy(message.payload().unwrap_or_default()).contains("r:2"));
+    // Nothing of it was stored; the next fill was.
+    assert!(eventually(WAIT, async || services.sql("SELECT count(*) FROM fills") == "2").await);
+    assert_eq!(services.sql("SELECT fill_id FROM fills ORDER BY account_seq"), "F-1\nF-2");
+    assert_eq!(services.sql("SELECT net_qty FROM positions WHERE account = 'ACC1'"), "4");
+}
+
 #[actix_rt::test]
 async fn unreachable_broker_and_redis_at_start_are_retried_not_fatal() {
     let mut services = Services::start(false);
