@@ -416,7 +416,6 @@ async fn a_broker_outage_delays_events_and_loses_none() {
 #[actix_rt::test]
 async fn poison_messages_go_to_the_dead_letter_topic_and_the_stream_goes_on() {
     use rdkafka::ClientConfig;
-    use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::{Headers, Message};
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -446,13 +445,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_stream_goes_on() {
             .expect("produce");
     }
 
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", services.brokers())
-        .set("group.id", format!("{}-dlq-reader", services.group))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&["tt_dead_letter"]).expect("subscribe");
+    let consumer = services.reader("tt_dead_letter");
     let mut reasons = Vec::new();
     while reasons.len() < 2 {
         let message =
@@ -476,8 +469,6 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_stream_goes_on() {
 /// of it is stored, and the next event is applied.
 #[actix_rt::test]
 async fn an_event_the_processor_refuses_is_dead_lettered_with_its_reason() {
-    use rdkafka::ClientConfig;
-    use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::{Headers, Message};
 
     let services = Services::start(false);
@@ -489,13 +480,7 @@ async fn an_event_the_processor_refuses_is_dead_lettered_with_its_reason() {
     ingest(&all, &[fill("r:2", "ACC1", "F-1", "ESZ6", "sell", "6851.00", 5)]).await;
     ingest(&all, &[fill("r:3", "ACC1", "F-2", "ESZ6", "buy", "6850.50", 1)]).await;
 
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", services.brokers())
-        .set("group.id", format!("{}-dlq-reader", services.group))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&["tt_dead_letter"]).expect("subscribe");
+    let consumer = services.reader("tt_dead_letter");
     let message =
         actix_rt::time::timeout(WAIT, consumer.recv()).await.expect("a dead letter within 30 s").expect("recv");
     let reason = message.headers().and_then(|h| h.iter().find(|h| h.key == "ttpulse-error").and_then(|h| h.value));

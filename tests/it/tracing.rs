@@ -266,8 +266,6 @@ async fn the_sampling_ratio_starts_traces_at_ingest() {
 /// Every role its own process: one trace from the ingester through both Kafka hops and Redis to
 /// the API node's WebSocket write, and the `traceparent` in the Kafka headers and in Redis.
 mod distributed {
-    use rdkafka::ClientConfig;
-    use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::{Headers, Message};
 
     use super::*;
@@ -275,13 +273,7 @@ mod distributed {
 
     /// The `traceparent` header of the first message on `topic` whose payload holds `needle`.
     async fn header_on(services: &Services, topic: &str, needle: &str) -> String {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", services.brokers())
-            .set("group.id", format!("{}-{topic}-reader", services.group))
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .expect("consumer");
-        consumer.subscribe(&[topic]).expect("subscribe");
+        let consumer = services.reader(topic);
         loop {
             let message = actix_rt::time::timeout(WAIT, consumer.recv())
                 .await

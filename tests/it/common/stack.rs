@@ -173,6 +173,19 @@ impl Services {
         psql(&self.database_url(), query)
     }
 
+    /// A consumer of `topic` in a group of its own, from the topic's first message.
+    pub fn reader(&self, topic: &str) -> rdkafka::consumer::StreamConsumer {
+        use rdkafka::consumer::Consumer as _;
+        let consumer: rdkafka::consumer::StreamConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("group.id", format!("{}-{topic}-reader-{}", self.group, NEXT.fetch_add(1, Ordering::Relaxed)))
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&[topic]).expect("subscribe");
+        consumer
+    }
+
     pub fn redis_cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .args(["-p", &self.redis_port.to_string()])
