@@ -128,6 +128,11 @@ async fn run(config: ttpulse::config::Config) -> anyhow::Result<()> {
         pipeline.shut_down().await;
         let _ = stopping.await;
         let _ = server.await;
+        // The spans still queued go out last, within the same grace period (a collector that
+        // does not answer costs at most its export timeout, never more than the grace).
+        if let Some(traces) = traces {
+            let _ = actix_rt::task::spawn_blocking(move || traces.shutdown()).await;
+        }
     };
     // Whatever the broker, Redis or the database do, the process ends within the grace period.
     let cut_short = tokio::select! {
@@ -147,9 +152,6 @@ async fn run(config: ttpulse::config::Config) -> anyhow::Result<()> {
         }
         tracing::error!(held, "{why}: exiting before the pipeline drained");
         std::process::exit(1);
-    }
-    if let Some(traces) = traces {
-        traces.shutdown();
     }
     tracing::info!("ttpulse stopped");
     Ok(())
