@@ -103,6 +103,25 @@ mod tests {
         }
     }
 
+    /// W3C Trace Context: the trace id is 32 and the span id 16 lowercase hex digits, the
+    /// version and flags 2 each. OpenTelemetry's parser reads them with `from_str_radix`, which
+    /// takes shorter values and a leading `+`; a client could then force sampling under a
+    /// trace id like `...0001` with a 9-byte header.
+    #[test]
+    fn attack_non_canonical_traceparents_are_none() {
+        for bad in [
+            "00-1-1-01",                                               // short ids
+            "00-+4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01", // sign in the trace id
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-+0f067aa0ba902b-01",  // sign in the span id
+            "0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",   // one-digit version, flags
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-+1", // sign in the flags
+        ] {
+            assert_eq!(from_traceparent(bad), None, "{bad}");
+        }
+        // A future version with more fields is read as version 00 (W3C), an upper-case one is not.
+        assert!(from_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra").is_some());
+    }
+
     #[test]
     fn json_fields_read_leniently() {
         #[derive(serde::Serialize, serde::Deserialize)]

@@ -622,6 +622,27 @@ mod tests {
         assert!(error.contains("unknown variant `dance`"), "{error}");
     }
 
+    /// The largest subscribe a dashboard can send (200 names of 32 characters, 200 recover lanes
+    /// of 64-character accounts at u64::MAX) fits in a frame, and a dashboard that changes its
+    /// list a few times in a row (the frontend's `follow`: unsubscribe, then the whole subscribe)
+    /// is never refused by the byte budget.
+    #[test]
+    fn attack_a_dashboards_largest_subscribes_fit_the_frame_and_the_byte_burst() {
+        let symbols: Vec<String> = (0..200).map(|i| format!("{i:0>32}")).collect();
+        let recover: std::collections::BTreeMap<String, u64> =
+            symbols.iter().map(|s| (format!("fills:{}:{s}", "a".repeat(64)), u64::MAX)).collect();
+        let subscribe = serde_json::json!({"op": "subscribe", "instruments": symbols, "recover": recover}).to_string();
+        assert!(subscribe.len() < MAX_FRAME_BYTES, "{} bytes", subscribe.len());
+        assert!(matches!(parse_client_message(&subscribe), Ok(ClientMessage::Subscribe { .. })));
+        let unsubscribe = serde_json::json!({"op": "unsubscribe", "instruments": symbols[..100]}).to_string();
+        let mut budget = MessageBudget::new(20);
+        for change in 0..3 {
+            for (name, text) in [("unsubscribe", &unsubscribe), ("subscribe", &subscribe)] {
+                assert!(matches!(budget.admit(text.len()), Admission::Admit), "change {change}: {name} refused");
+            }
+        }
+    }
+
     proptest! {
         // Fuzzing the parser: any text (and JSON-looking text) gives a message or an error
         // sentence, never a panic.

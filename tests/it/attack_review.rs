@@ -1,0 +1,267 @@
+//! A hostile review of two changes: traces across processes (OTLP export, `traceparent` on
+//! ingest) and fair sessions (the per-session message and byte budget). Each test asserts what
+//! should hold; the ones that fail name a defect (see the review report).
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::{TestServer, quote};
+
+/// A WebSocket session on a plain blocking socket; None if the upgrade is refused.
+fn raw_ws_session(addr: SocketAddr) -> Option<TcpStream> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    let upgrade = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(upgrade.as_bytes()).ok()?;
+    let mut head = [0u8; 256];
+    let got = stream.read(&mut head).ok()?;
+    head[..got].starts_with(b"HTTP/1.1 101").then_some(stream)
+}
+
+/// A masked control frame (key 0) with a 125-byte payload, the largest a control frame may be.
+fn control_frame(opcode: u8) -> Vec<u8> {
+    let mut frame = vec![0x80 | opcode, 0x80 | 125, 0, 0, 0, 0];
+    frame.extend_from_slice(&[b'p'; 125]);
+    frame
+}
+
+/// Unsolicited pongs are frames like any other: a client that floods them is cut off like one
+/// that floods pings or text. (The budget counts text, binary, ping and continuation frames, but
+/// not pongs: a pong flood is read at full speed, frame by frame, for as long as the client
+/// likes, and keeps the session "heard from" too.)
+#[actix_rt::test]
+async fn attack_a_pong_flood_is_cut_off_like_any_other_flood() {
+    let server = TestServer::start().await;
+    let addr = server.addr;
+    let flood = std::thread::spawn(move || {
+        let mut stream = raw_ws_session(addr).expect("upgraded");
+        stream.set_write_timeout(Some(Duration::from_secs(5))).expect("write timeout");
+        // 500 pongs per write: 65 KiB, one flood frame's worth.
+        let burst: Vec<u8> = std::iter::repeat_n(control_frame(0xA), 500).flatten().collect();
+        let started = Instant::now();
+        let mut bytes = 0u64;
+        while started.elapsed() < Duration::from_secs(5) && stream.write_all(&burst).is_ok() {
+            bytes += burst.len() as u64;
+        }
+        (started.elapsed(), bytes)
+    });
+    assert!(TestServer::eventually(Duration::from_secs(15), async || flood.is_finished()).await);
+    let (took, bytes) = flood.join().expect("flood");
+    eprintln!("pong flood: {} MB written in {took:?} before the connection ended (or the client gave up)", bytes >> 20);
+    // A 64 KiB-frame flood is dropped within 900 ms (security.rs); a pong flood should be too.
+    assert!(
+        took < Duration::from_secs(2),
+        "the pong flood went on for {took:?} ({} MB read by the server)",
+        bytes >> 20
+    );
+}
+
+/// Pings count one byte each, and a client's `{"op":"ping"}` text like any message: the
+/// dashboard's keep-alive (one every few seconds) never comes near the budget, and the server
+/// answers each.
+#[actix_rt::test]
+async fn attack_pings_at_a_dashboards_pace_are_never_refused() {
+    let server = TestServer::start().await;
+    let mut ws = server.ws().await;
+    ws.subscribe(&["ESZ6"], &[]).await;
+    for _ in 0..30 {
+        ws.send(json!({"op": "ping"})).await;
+        let pong = ws.next_of_type("pong", Duration::from_secs(5)).await;
+        assert!(pong.is_some(), "every ping is answered");
+        actix_rt::time::sleep(Duration::from_millis(60)).await;
+    }
+}
+
+/// A `ttpulse run` (embedded) process, killed when dropped.
+struct Running(Child, String);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run_embedded(data: &std::path::Path, env: &[(&str, &str)]) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ttpulse"));
+    cmd.arg("run")
+        .env_remove("RUST_LOG")
+        .env("TTPULSE_LOG", "warn")
+        .env("TTPULSE_DATA_DIR", data)
+        .env("TTPULSE_HTTP_ADDR", "127.0.0.1:0")
+        .env("TTPULSE_ADMIN_ADDR", "127.0.0.1:0")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100");
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("ttpulse starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let banner = ttpulse_harness::read_banner(stdout).recv_timeout(Duration::from_secs(60)).expect("banner");
+    Running(child, banner.url)
+}
+
+/// A collector that accepts connections and never answers (nor closes them).
+fn black_hole() -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(64).flatten() {
+            held.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    (url, holder)
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<(Duration, Option<i32>)> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some((started.elapsed(), status.code()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn sigterm(child: &Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+}
+
+/// SIGTERM with a collector that never answers: the process still exits within
+/// TTPULSE_SHUTDOWN_GRACE_SECS (docs/operations.md "Shutdown"), not the grace plus the
+/// exporter's 5 s flush.
+#[test]
+fn attack_shutdown_with_a_black_hole_collector_stays_within_the_grace_period() {
+    let (collector, _holder) = black_hole();
+    let dir = tempfile::tempdir().expect("dir");
+    let mut running = run_embedded(
+        dir.path(),
+        &[
+            ("TTPULSE_OTLP_ENDPOINT", &collector),
+            ("TTPULSE_TRACE_SAMPLE_RATIO", "1"),
+            ("TTPULSE_SOURCE", "simulator"),
+            ("TTPULSE_SIM_RATE", "200"),
+            ("TTPULSE_SHUTDOWN_GRACE_SECS", "2"),
+        ],
+    );
+    // Spans are made, and the exporter is stuck sending the first batch.
+    std::thread::sleep(Duration::from_millis(1500));
+    sigterm(&running.0);
+    let (took, code) = wait_exit(&mut running.0, Duration::from_secs(20)).expect("exits");
+    eprintln!("exited {code:?} {took:?} after SIGTERM (grace 2 s, black-hole collector)");
+    assert!(took < Duration::from_millis(2_800), "the grace is 2 s; it took {took:?}");
+}
+
+/// "a second signal exits at once" (docs/operations.md) holds while spans are being flushed too.
+#[test]
+fn attack_a_second_signal_exits_at_once_while_spans_are_flushed() {
+    let (collector, _holder) = black_hole();
+    let dir = tempfile::tempdir().expect("dir");
+    let mut running = run_embedded(
+        dir.path(),
+        &[
+            ("TTPULSE_OTLP_ENDPOINT", &collector),
+            ("TTPULSE_TRACE_SAMPLE_RATIO", "1"),
+            ("TTPULSE_SOURCE", "simulator"),
+            ("TTPULSE_SIM_RATE", "200"),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    sigterm(&running.0);
+    // The embedded pipeline drains in well under a second; then the exporter flush begins.
+    std::thread::sleep(Duration::from_millis(1000));
+    let exited_already = running.0.try_wait().expect("wait").is_some();
+    sigterm(&running.0);
+    let (took, code) = wait_exit(&mut running.0, Duration::from_secs(20)).expect("exits");
+    eprintln!("exited {code:?} {took:?} after the second SIGTERM (already exited: {exited_already})");
+    assert!(exited_already || took < Duration::from_millis(700), "the second signal took {took:?} to end it");
+}
+
+/// A client that forces sampling on every request (a sampled `traceparent`), with a collector
+/// that never answers: ingest is not slowed (the exporter's queue is bounded and never waited
+/// for), and the process' memory stays bounded.
+#[actix_rt::test]
+async fn attack_forced_sampling_with_a_black_hole_collector_costs_ingest_nothing() {
+    let (collector, _holder) = black_hole();
+    let dir = tempfile::tempdir().expect("dir");
+    let running = run_embedded(
+        dir.path(),
+        &[("TTPULSE_OTLP_ENDPOINT", &collector), ("TTPULSE_TRACE_SAMPLE_RATIO", "0"), ("TTPULSE_SOURCE", "none")],
+    );
+    let url = running.1.clone();
+    let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    let rss = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", running.0.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut latencies = Vec::new();
+    let mut seq = 0u64;
+    let mut rss_after_warmup = 0;
+    for round in 0..40 {
+        // 500 events per request, every one sampled by the client's header.
+        let events: Vec<_> = (0..500)
+            .map(|_| {
+                seq += 1;
+                let bid = format!("{}.{:02}", 6850 + seq % 40 / 4, (seq % 4) * 25);
+                quote(&format!("f:{seq}"), "ESZ6", &bid, "6900.00")
+            })
+            .collect();
+        let started = Instant::now();
+        let answer = client
+            .post(format!("{url}/api/ingest"))
+            .insert_header(("content-type", "application/json"))
+            .insert_header(("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"))
+            .send_body(json!(events).to_string())
+            .await
+            .expect("POST");
+        assert_eq!(answer.status().as_u16(), 200);
+        latencies.push(started.elapsed());
+        if round == 10 {
+            rss_after_warmup = rss();
+        }
+    }
+    latencies.sort();
+    let rss_end = rss();
+    eprintln!(
+        "forced sampling, black-hole collector: ingest of 500 events p50 {:?} max {:?}; RSS {} -> {} KiB",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1],
+        rss_after_warmup,
+        rss_end
+    );
+    assert!(latencies[latencies.len() - 1] < Duration::from_secs(2), "an ingest waited on the collector");
+    assert!(rss_end < rss_after_warmup + 64 * 1024, "memory grew from {rss_after_warmup} to {rss_end} KiB");
+}
+
+/// `ttpulse check` is where an operator learns that a configuration cannot run: an OTLP endpoint
+/// that `run` then refuses ("cannot set up the OTLP exporter") must fail the check too, and one
+/// with a query string must not silently become `...?x=1/v1/traces`.
+#[test]
+fn attack_check_refuses_an_otlp_endpoint_that_run_refuses() {
+    let dir = tempfile::tempdir().expect("dir");
+    for endpoint in ["http://a b", "http:///v1/traces", "http://collector:99999", "http://collector:4318/otlp?x=1"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ttpulse"))
+            .arg("check")
+            .env_remove("RUST_LOG")
+            .env("TTPULSE_DATA_DIR", dir.path())
+            .env("TTPULSE_OTLP_ENDPOINT", endpoint)
+            .output()
+            .expect("check runs");
+        assert!(
+            !out.status.success(),
+            "`check` passed with TTPULSE_OTLP_ENDPOINT={endpoint:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
