@@ -328,14 +328,28 @@ pub struct Config {
     pub trace_sample_ratio: f64,
 }
 
+/// An `http://host[:port][/path]` URL: spans go to `<it>/v1/traces`, so no query or fragment.
 fn parse_otlp_endpoint(text: &str) -> Result<String, String> {
-    match text.split_once("://") {
-        Some(("http", rest)) if !rest.is_empty() => Ok(text.to_owned()),
-        Some(("https", _)) => Err("https is not supported: send to a collector (agent) on this host or network over \
-                                   http, and let it forward with TLS"
-            .into()),
-        _ => Err(format!("`{text}` is not an http:// URL")),
+    let bad = |why: &str| Err(format!("`{text}` is not an OTLP/HTTP endpoint: {why}"));
+    let Ok(uri) = text.parse::<actix_web::http::Uri>() else { return bad("not a URL") };
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(scheme) if scheme.eq_ignore_ascii_case("https") => {
+            return bad("https is not supported: send to a collector (agent) on this host or network over http, and \
+                        let it forward with TLS");
+        }
+        _ => return bad("it must start with http://"),
     }
+    let Some(authority) = uri.authority() else { return bad("no host") };
+    // `Authority::port` is None for a port that is not a u16: read what follows the host.
+    let port = authority.as_str().rsplit_once(':').map(|(_, port)| port).filter(|port| !port.contains(']'));
+    if authority.host().is_empty() || port.is_some_and(|port| !port.parse::<u16>().is_ok_and(|p| p > 0)) {
+        return bad("no host, or a port that is not 1-65535");
+    }
+    if uri.query().is_some() || text.contains('#') {
+        return bad("no query or fragment (spans are sent to <endpoint>/v1/traces)");
+    }
+    Ok(text.to_owned())
 }
 
 fn parse_ratio(text: &str) -> Result<f64, String> {

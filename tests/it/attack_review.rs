@@ -1,6 +1,8 @@
-//! A hostile review of two changes: traces across processes (OTLP export, `traceparent` on
-//! ingest) and fair sessions (the per-session message and byte budget). Each test asserts what
-//! should hold; the ones that fail name a defect (see the review report).
+//! Regression tests from a hostile review of two changes: traces across processes (OTLP export,
+//! `traceparent` on ingest) and fair sessions (the per-session message and byte budget). Each
+//! asserts what must hold; those that failed at the review are fixed: a pong flood is cut off
+//! like any other, shutdown stays within the grace with a collector that never answers (and a
+//! second signal exits at once), `check` refuses the endpoints `run` refuses.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};

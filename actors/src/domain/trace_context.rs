@@ -32,13 +32,26 @@ pub fn to_traceparent(context: &TraceContext) -> String {
 /// refuses the event it came with.
 pub fn from_traceparent(value: &str) -> Option<TraceContext> {
     // A valid version 00 value is 55 characters; a future version may be longer, not this long.
-    if value.len() > 512 {
+    if value.len() > 512 || !is_canonical(value) {
         return None;
     }
     let carrier = HashMap::from([(TRACEPARENT.to_owned(), value.to_owned())]);
     let extracted = TraceContextPropagator::new().extract(&carrier);
     let context = extracted.span().span_context().clone();
     (context.is_valid() && context.is_sampled()).then_some(context)
+}
+
+/// The W3C form: `version-traceid-parentid-flags` of 2, 32, 16 and 2 lower-case hex digits
+/// (version 00 has exactly these; a later version may append fields). OpenTelemetry's parser
+/// reads each field as a number, so `00-1-1-01` would pass it.
+fn is_canonical(value: &str) -> bool {
+    let mut fields = value.split('-');
+    let hex = |field: Option<&str>, len: usize| {
+        field.is_some_and(|f| f.len() == len && f.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    };
+    let version = fields.next();
+    let head = hex(version, 2) && hex(fields.next(), 32) && hex(fields.next(), 16) && hex(fields.next(), 2);
+    head && (version != Some("00") || fields.next().is_none())
 }
 
 /// `#[serde(with = "trace_context::json")]` for an `Option<TraceContext>` field: written as the

@@ -380,11 +380,11 @@ fn take(message: &rdkafka::message::BorrowedMessage<'_>) -> Received {
         key: message.key().map(<[u8]>::to_vec),
         payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
         trace: message.headers().and_then(|headers| {
+            // The first valid one, should a producer have added several.
             headers
                 .iter()
-                .find(|header| header.key == TRACEPARENT)
-                .and_then(|header| std::str::from_utf8(header.value?).ok())
-                .and_then(from_traceparent)
+                .filter(|header| header.key == TRACEPARENT)
+                .find_map(|header| std::str::from_utf8(header.value?).ok().and_then(from_traceparent))
         }),
     }
 }

@@ -566,7 +566,8 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for SessionActor {
         // costs its own session, not the others.
         let size = match &msg {
             Ok(ws::Message::Text(text)) => Some(text.len()),
-            Ok(ws::Message::Binary(bytes) | ws::Message::Ping(bytes)) => Some(bytes.len()),
+            // Pongs too: unasked-for pongs are a flood like any other.
+            Ok(ws::Message::Binary(bytes) | ws::Message::Ping(bytes) | ws::Message::Pong(bytes)) => Some(bytes.len()),
             Ok(ws::Message::Continuation(_)) => Some(MAX_FRAME_BYTES),
             _ => None,
         };
