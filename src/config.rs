@@ -230,8 +230,8 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_WS_CONNECT_RATE", default_value_t = 500)]
     pub ws_connect_rate: u32,
 
-    /// Most fills one lane of a subscribe's `recover` replays; a lane that missed more answers
-    /// `recovered: false` (the client pages GET /api/fills or starts from the snapshot).
+    /// Most fills one subscribe's `recover` replays, over all its lanes; a lane beyond what is
+    /// left answers `recovered: false` (the client pages GET /api/fills or starts from the snapshot).
     #[arg(long, env = "TTPULSE_WS_MAX_RECOVER", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub ws_max_recover: u64,
 

@@ -176,13 +176,14 @@ struct RecoveredLane {
     fills: Vec<crate::store::StoredFill>,
 }
 
-/// Reads the fills of `key` after `held` up to `now` (the snapshot's seq), oldest first.
+/// Reads the fills of `key` after `held` up to `now` (the snapshot's seq), oldest first: at
+/// most `left` of them, what remains of the subscribe's bound `max`.
 async fn recover_lane(
     fills: Option<&Recipient<QueryFills>>,
     key: &str,
     held: u64,
     now: Option<u64>,
-    max: u64,
+    (left, max): (u64, u64),
 ) -> RecoveredLane {
     let mut lane = RecoveredLane {
         key: key.to_owned(),
@@ -203,10 +204,13 @@ async fn recover_lane(
         return lane;
     }
     let missed = now.saturating_sub(held);
-    if missed > max {
+    if missed > left {
         return refuse(
             lane,
-            &format!("{missed} fills missed, more than {max}: take the snapshot (GET /api/fills pages them)"),
+            &format!(
+                "{missed} fills missed, more than {left} (a subscribe replays at most {max} in all): take the \
+                 snapshot (GET /api/fills pages them)"
+            ),
         );
     }
     let Some(fills) = fills else { return refuse(lane, "this process has no database") };
@@ -435,9 +439,13 @@ impl SessionActor {
         let now_seqs: HashMap<String, u64> = subscribed.fill_seqs.into_iter().collect();
         let (fills, max) = (self.fills.clone(), self.max_recover);
         let lanes = async move {
-            let mut lanes = Vec::with_capacity(recover.len());
+            // The bound holds for the whole answer, not per lane: 200 lanes of 1,000 fills each
+            // would make one message of 200,000 fills.
+            let (mut lanes, mut left) = (Vec::with_capacity(recover.len()), max);
             for (key, held) in recover {
-                lanes.push(recover_lane(fills.as_ref(), &key, held, now_seqs.get(&key).copied(), max).await);
+                let lane = recover_lane(fills.as_ref(), &key, held, now_seqs.get(&key).copied(), (left, max)).await;
+                left = left.saturating_sub(lane.fills.len() as u64);
+                lanes.push(lane);
             }
             lanes
         };

@@ -246,6 +246,27 @@ async fn a_client_that_reconnects_recovers_the_fills_it_missed_once_and_in_order
     let lane = &recovered["lanes"][0];
     assert_eq!((lane["recovered"].as_bool(), lane["fills"].as_array().map(Vec::len)), (Some(false), Some(0)), "{lane}");
     assert!(lane["reason"].as_str().is_some_and(|r| r.contains("more than 50")), "{lane}");
+
+    // The bound is for the whole answer: two lanes of 30 missed fills each, 60 in all, over 50.
+    let nq = (1..=30)
+        .map(|i| fill(&format!("rn:{i}"), "ACC1", &format!("N-{i}"), "NQZ6", "buy", "24500.00", 1))
+        .collect::<Vec<_>>();
+    assert_eq!(server.ingest(&json!(nq)).await.0, 200);
+    let mut both = server.ws().await;
+    both.send(
+        json!({"op": "subscribe", "positions": ["ACC1"], "recover": {"fills:ACC1:ESZ6": 30, "fills:ACC1:NQZ6": 0}}),
+    )
+    .await;
+    both.next_of_type("snapshot", std::time::Duration::from_secs(5)).await.expect("snapshot");
+    let recovered = both.next_of_type("recovered", std::time::Duration::from_secs(5)).await.expect("recovered");
+    let lanes: Vec<(Option<bool>, usize)> = recovered["lanes"]
+        .as_array()
+        .expect("lanes")
+        .iter()
+        .map(|l| (l["recovered"].as_bool(), l["fills"].as_array().map_or(0, Vec::len)))
+        .collect();
+    assert_eq!(lanes, [(Some(true), 30), (Some(false), 0)], "{recovered}");
+    assert!(recovered["lanes"][1]["reason"].as_str().is_some_and(|r| r.contains("more than 20")), "{recovered}");
 }
 
 /// Time and sales live: a session that asks for an instrument's prints gets each print with its
