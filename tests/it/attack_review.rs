@@ -4,26 +4,14 @@
 //! like any other, shutdown stays within the grace with a collector that never answers (and a
 //! second signal exits at once), `check` refuses the endpoints `run` refuses.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::common::{TestServer, quote};
-
-/// A WebSocket session on a plain blocking socket; None if the upgrade is refused.
-fn raw_ws_session(addr: SocketAddr) -> Option<TcpStream> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    let upgrade = format!(
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    stream.write_all(upgrade.as_bytes()).ok()?;
-    let mut head = [0u8; 256];
-    let got = stream.read(&mut head).ok()?;
-    head[..got].starts_with(b"HTTP/1.1 101").then_some(stream)
-}
+use crate::common::{TestServer, quote, raw_ws_session, run_embedded};
 
 /// A masked control frame (key 0) with a 125-byte payload, the largest a control frame may be.
 fn control_frame(opcode: u8) -> Vec<u8> {
@@ -77,34 +65,6 @@ async fn attack_pings_at_a_dashboards_pace_are_never_refused() {
         assert!(pong.is_some(), "every ping is answered");
         actix_rt::time::sleep(Duration::from_millis(60)).await;
     }
-}
-
-/// A `ttpulse run` (embedded) process, killed when dropped.
-struct Running(Child, String);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn run_embedded(data: &std::path::Path, env: &[(&str, &str)]) -> Running {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ttpulse"));
-    cmd.arg("run")
-        .env_remove("RUST_LOG")
-        .env("TTPULSE_LOG", "warn")
-        .env("TTPULSE_DATA_DIR", data)
-        .env("TTPULSE_HTTP_ADDR", "127.0.0.1:0")
-        .env("TTPULSE_ADMIN_ADDR", "127.0.0.1:0")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100");
-    for (key, value) in env {
-        cmd.env(key, value);
-    }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("ttpulse starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let banner = ttpulse_harness::read_banner(stdout).recv_timeout(Duration::from_secs(60)).expect("banner");
-    Running(child, banner.url)
 }
 
 /// A collector that accepts connections and never answers (nor closes them).

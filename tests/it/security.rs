@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::common::{TestServer, fill, quote};
+use crate::common::{TestServer, fill, quote, raw_ws_session};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use ttpulse::config::{AdminAccess, MarketAccess};
@@ -569,20 +569,6 @@ fn flood_frame() -> Vec<u8> {
     frame.extend_from_slice(&[0, 0, 0, 0]);
     frame.extend_from_slice(payload.as_bytes());
     frame
-}
-
-/// A WebSocket session on a plain blocking socket, from one documentation address (TEST-NET-2,
-/// passed on in X-Real-IP as a proxy on this host does); None if the upgrade is refused.
-fn raw_ws_session(addr: std::net::SocketAddr) -> Option<std::net::TcpStream> {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    let upgrade = format!(
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nX-Real-IP: 198.51.100.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    stream.write_all(upgrade.as_bytes()).ok()?;
-    let mut head = [0u8; 256];
-    let got = stream.read(&mut head).ok()?;
-    head[..got].starts_with(b"HTTP/1.1 101").then_some(stream)
 }
 
 /// A session cut off for flooding (1008) is dropped soon after, not drained: the server lingers

@@ -3,7 +3,7 @@
 //! and its `traceparent` in the Kafka headers, the Redis message and the WebSocket frame.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message as _;
 use serde_json::{Value, json};
 
-use crate::common::{WsClient, eventually, quote, trade};
+use crate::common::{WsClient, eventually, quote, run_embedded, trade};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// A client's trace: the events it ingests continue it whatever the sampling ratio.
@@ -165,36 +165,6 @@ async fn ingest_traced(url: &str, traceparent: Option<&str>, events: &[Value]) -
 async fn update_of(ws: &mut WsClient, key: &str, seq: u64) -> Value {
     let updates = ws.updates_until(WAIT, |got| got.iter().any(|u| u["key"] == key && u["seq"] == seq)).await;
     updates.into_iter().find(|u| u["key"] == key && u["seq"] == seq).unwrap_or_else(|| panic!("no {key} {seq}"))
-}
-
-/// A `ttpulse run` process killed when dropped.
-struct Running(Child, String);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn run_embedded(data: &std::path::Path, env: &[(&str, &str)]) -> Running {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ttpulse"));
-    cmd.arg("run")
-        .env_remove("RUST_LOG")
-        .env("TTPULSE_LOG", "warn")
-        .env("TTPULSE_DATA_DIR", data)
-        .env("TTPULSE_HTTP_ADDR", "127.0.0.1:0")
-        .env("TTPULSE_ADMIN_ADDR", "127.0.0.1:0")
-        .env("TTPULSE_SOURCE", "none")
-        // Export within a tenth of a second instead of the batch processor's 5 s.
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100");
-    for (key, value) in env {
-        cmd.env(key, value);
-    }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("ttpulse starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let banner = ttpulse_harness::read_banner(stdout).recv_timeout(Duration::from_secs(60)).expect("banner");
-    Running(child, banner.url)
 }
 
 #[actix_rt::test]

@@ -243,3 +243,49 @@ pub fn fill(id: &str, account: &str, fill_id: &str, symbol: &str, side: &str, pr
     json!({"type": "fill", "event_id": id, "account": account, "order_id": format!("o-{fill_id}"), "fill_id": fill_id,
            "instrument": symbol, "side": side, "price": price, "qty": qty})
 }
+
+/// A WebSocket session on a plain blocking socket, from one documentation address (TEST-NET-2,
+/// passed on in X-Real-IP as a proxy on this host does); None if the upgrade is refused.
+pub fn raw_ws_session(addr: std::net::SocketAddr) -> Option<std::net::TcpStream> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    let upgrade = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nX-Real-IP: 198.51.100.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(upgrade.as_bytes()).ok()?;
+    let mut head = [0u8; 256];
+    let got = stream.read(&mut head).ok()?;
+    head[..got].starts_with(b"HTTP/1.1 101").then_some(stream)
+}
+
+/// A `ttpulse run` process (every role, embedded), killed when dropped; `.1` is its URL.
+pub struct Running(pub std::process::Child, pub String);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `ttpulse run` on free ports with its data in `data`, no source unless `env` names one,
+/// and span export every 100 ms (instead of 5 s) when `env` sets an OTLP endpoint.
+pub fn run_embedded(data: &std::path::Path, env: &[(&str, &str)]) -> Running {
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ttpulse"));
+    cmd.arg("run")
+        .env_remove("RUST_LOG")
+        .env("TTPULSE_LOG", "warn")
+        .env("TTPULSE_DATA_DIR", data)
+        .env("TTPULSE_HTTP_ADDR", "127.0.0.1:0")
+        .env("TTPULSE_ADMIN_ADDR", "127.0.0.1:0")
+        .env("TTPULSE_SOURCE", "none")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100");
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("ttpulse starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let banner = ttpulse_harness::read_banner(stdout).recv_timeout(Duration::from_secs(60)).expect("banner");
+    Running(child, banner.url)
+}
