@@ -230,6 +230,16 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_WS_CONNECT_RATE", default_value_t = 500)]
     pub ws_connect_rate: u32,
 
+    /// Updates per market key per second a session gets when its subscribe asks no `max_rate`
+    /// (0: every update, as it comes).
+    #[arg(long, env = "TTPULSE_WS_DEFAULT_RATE", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000))]
+    pub ws_default_rate: u32,
+
+    /// Most updates per market key per second a session is granted (0: no cap; a subscribe
+    /// that asks for every update then gets every update).
+    #[arg(long, env = "TTPULSE_WS_MAX_RATE", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000))]
+    pub ws_max_rate: u32,
+
     /// Most fills one subscribe's `recover` replays, over all its lanes; a lane beyond what is
     /// left answers `recovered: false` (the client pages GET /api/fills or starts from the snapshot).
     #[arg(long, env = "TTPULSE_WS_MAX_RECOVER", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
@@ -424,6 +434,8 @@ impl Config {
             ws_max_subscriptions: 200,
             ws_message_rate: 20,
             ws_max_recover: 1_000,
+            ws_default_rate: 0,
+            ws_max_rate: 0,
             tcp_user_timeout_secs: 30,
             ingest_max_rate: 0,
             auth_hs256_secret: None,

@@ -26,7 +26,7 @@ use ttpulse_actors::messages::{
 };
 use ttpulse_actors::metrics::Metrics;
 use ttpulse_actors::processor::{ProcessorActor, ProcessorConfig};
-use ttpulse_actors::session::{Hub, OutboxLimits, SessionConfig};
+use ttpulse_actors::session::{Hub, MaxRates, OutboxLimits, SessionConfig};
 use ttpulse_actors::store::{DbActor, DbPool, redact_url};
 
 use crate::config::{Config, Role, SourceKind};
@@ -229,6 +229,7 @@ fn session_config(config: &Config, fills: Option<Recipient<QueryFills>>) -> Sess
         },
         message_rate: config.ws_message_rate,
         max_list: config.ws_max_subscriptions,
+        max_rates: MaxRates { default: config.ws_default_rate, cap: config.ws_max_rate },
         fills,
         max_recover: config.ws_max_recover,
     }

@@ -271,6 +271,9 @@ pub struct Subscribe {
     pub accounts: Vec<String>,
     /// Instruments (`"*"` for all) whose prints the session wants.
     pub trades: Vec<String>,
+    /// The maximum rate granted (updates per market key per second; 0: as they come), which
+    /// the snapshot reports.
+    pub max_rate: u32,
 }
 
 /// What the snapshot of a subscription holds of the account lanes: each `fills:` key and its

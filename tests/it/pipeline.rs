@@ -515,3 +515,65 @@ async fn the_openapi_document_describes_every_route() {
     // And nothing is described that the server does not serve.
     assert_eq!(paths.len(), 14, "{:?}", paths.keys().collect::<Vec<_>>());
 }
+
+/// A subscribe's `max_rate` (Lightstreamer's maxFrequency): each market key reaches the client at
+/// most that often, the newest state at most 1/rate after the last one sent, never an older one
+/// after a newer; fills are never held back; the snapshot says what was granted (at most the
+/// server's cap).
+#[actix_rt::test]
+async fn a_maximum_rate_resamples_the_market_lane_and_never_holds_back_fills() {
+    const RATE: u64 = 4;
+    let server = TestServer::start_with(|c| c.ws_max_rate = 20).await;
+    let mut ws = server.ws().await;
+    ws.send(json!({"op": "subscribe", "instruments": ["ESZ6"], "positions": ["ACC1"], "max_rate": RATE})).await;
+    let snapshot = ws.next_of_type("snapshot", Duration::from_secs(5)).await.expect("snapshot");
+    assert_eq!(snapshot["max_rate"], RATE);
+
+    // 40 quotes, one every 25 ms: 40 states of inst:ESZ6 at 40/s.
+    let started = std::time::Instant::now();
+    for seq in 1..=40u64 {
+        let bid = format!("{}.{:02}", 6850 + seq / 4, (seq % 4) * 25);
+        assert_eq!(server.ingest(&json!([quote(&format!("mr:{seq}"), "ESZ6", &bid, "6900.00")])).await.0, 200);
+        actix_rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    let ingested = std::time::Instant::now();
+    let updates = ws
+        .updates_until(Duration::from_secs(5), |got| got.iter().any(|u| u["key"] == "inst:ESZ6" && u["seq"] == 40))
+        .await;
+    let newest_after = ingested.elapsed();
+    let states: Vec<u64> =
+        updates.iter().filter(|u| u["key"] == "inst:ESZ6").filter_map(|u| u["seq"].as_u64()).collect();
+    let window = started.elapsed().as_secs_f64();
+    assert_eq!(states.last(), Some(&40), "the newest state arrives: {states:?}");
+    assert!(states.windows(2).all(|w| w[0] < w[1]), "never an older state after a newer: {states:?}");
+    let most = (window * RATE as f64).ceil() as usize + 1;
+    assert!(states.len() <= most, "{} states in {window:.2} s at {RATE}/s: {states:?}", states.len());
+    // Within the interval (250 ms) after the last one sent, plus the time to process one event on
+    // a shared machine.
+    assert!(
+        newest_after < Duration::from_millis(250 + 500),
+        "the newest state came {newest_after:?} after the last quote"
+    );
+
+    // A quote right after one was sent waits for its turn; a fill after it does not.
+    assert_eq!(server.ingest(&json!([quote("mr:41", "ESZ6", "6860.00", "6900.00")])).await.0, 200);
+    assert_eq!(server.ingest(&json!([fill("mr:42", "ACC1", "F-1", "ESZ6", "buy", "6860.00", 1)])).await.0, 200);
+    let later = ws
+        .updates_until(Duration::from_secs(5), |got| {
+            got.iter().any(|u| u["key"] == "inst:ESZ6" && u["seq"] == 41) && got.iter().any(|u| u["kind"] == "fill")
+        })
+        .await;
+    let at = |pred: &dyn Fn(&Value) -> bool| later.iter().position(pred).expect("arrived");
+    assert!(
+        at(&|u| u["kind"] == "fill") < at(&|u| u["key"] == "inst:ESZ6" && u["seq"] == 41),
+        "the fill went ahead of the held quote: {later:?}"
+    );
+
+    // Asking more than the server's cap gets the cap; asking nothing, the default (here none).
+    let mut greedy = server.ws().await;
+    greedy.send(json!({"op": "subscribe", "instruments": ["ESZ6"], "max_rate": 1000})).await;
+    let granted = greedy.next_of_type("snapshot", Duration::from_secs(5)).await.expect("snapshot");
+    assert_eq!(granted["max_rate"], 20);
+    let mut plain = server.ws().await;
+    assert_eq!(plain.subscribe(&["ESZ6"], &[]).await["max_rate"], 20, "0 (every update) is capped too");
+}

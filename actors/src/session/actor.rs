@@ -41,8 +41,10 @@ pub struct SessionConfig {
     pub max_list: usize,
     /// Where a subscribe's missed fills are read from (the database reader), if anywhere.
     pub fills: Option<Recipient<QueryFills>>,
-    /// Most fills one lane's recovery replays; beyond, `recovered: false`.
+    /// Most fills one subscribe's recovery replays over all its lanes; beyond, `recovered: false`.
     pub max_recover: u64,
+    /// A subscribe's `max_rate`: the default when it asks none, and the most it is granted.
+    pub max_rates: MaxRates,
 }
 
 /// Client messages refused for the rate within one window before the session is closed (1008).
@@ -125,6 +127,10 @@ enum ClientMessage {
         /// are replayed from the database right after the snapshot.
         #[serde(default)]
         recover: std::collections::BTreeMap<String, u64>,
+        /// Most updates per market key per second (0: as they come); the server grants at most
+        /// its cap, and the server's default when absent.
+        #[serde(default)]
+        max_rate: Option<u32>,
     },
     Unsubscribe {
         #[serde(default)]
@@ -157,6 +163,29 @@ pub struct SessionActor {
     /// Lanes are being recovered: nothing is written until the `recovered` message is ready.
     recovering: bool,
     recovered: Option<String>,
+    /// The server's default and cap for a subscribe's `max_rate` (0: none).
+    rates: MaxRates,
+    /// When a drain is already scheduled for the next state held back by the maximum rate.
+    drain_due: Option<Instant>,
+}
+
+/// The maximum rate a subscribe is granted: what it asks (or `default`), at most `cap`; 0 means
+/// as fast as updates come (no resampling).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MaxRates {
+    pub default: u32,
+    pub cap: u32,
+}
+
+impl MaxRates {
+    pub fn grant(&self, asked: Option<u32>) -> u32 {
+        let rate = asked.unwrap_or(self.default);
+        match (rate, self.cap) {
+            (_, 0) => rate,
+            (0, cap) => cap,
+            (rate, cap) => rate.min(cap),
+        }
+    }
 }
 
 /// How long a lane's recovery waits for the database to hold every fill up to the snapshot
@@ -279,6 +308,8 @@ pub fn start_session(
         max_recover: config.max_recover,
         recovering: false,
         recovered: None,
+        rates: config.max_rates,
+        drain_due: None,
     };
     ws::WsResponseBuilder::new(actor, req, stream).frame_size(MAX_FRAME_BYTES).start()
 }
@@ -370,7 +401,7 @@ impl SessionActor {
             ClientMessage::Subscribe { recover, .. } if recover.len() > self.max_list => {
                 ctx.text(error_json("bad_subscription", &format!("at most {} lanes to recover", self.max_list)));
             }
-            ClientMessage::Subscribe { instruments, positions, trades, recover } => {
+            ClientMessage::Subscribe { instruments, positions, trades, recover, max_rate } => {
                 if instruments.is_empty() && positions.is_empty() && trades.is_empty() {
                     ctx.text(error_json("bad_request", "subscribe needs `instruments`, `positions` or `trades`"));
                     return;
@@ -390,8 +421,11 @@ impl SessionActor {
                 // With lanes to recover, nothing is written until the missed fills are read: the
                 // client then gets the snapshot, the `recovered` fills, and the stream after them.
                 self.recovering = !recover.is_empty();
+                // The latest subscribe's rate holds for the session's whole market lane.
+                let max_rate = self.rates.grant(max_rate);
+                self.outbox.set_max_rate(max_rate);
                 self.hub
-                    .send(Subscribe { id, instruments, accounts: positions, trades })
+                    .send(Subscribe { id, instruments, accounts: positions, trades, max_rate })
                     .into_actor(self)
                     .map(move |result, act, ctx| match result {
                         Ok(Ok(subscribed)) if !recover.is_empty() => act.recover(recover, subscribed, ctx),
@@ -506,6 +540,17 @@ impl SessionActor {
             ctx.stop();
         } else if drained.more {
             ctx.notify(Wake);
+        } else if let Some(due) = drained.next_due
+            && self.drain_due.is_none_or(|scheduled| due < scheduled)
+        {
+            // States held back by the maximum rate: drain again when the first is due.
+            self.drain_due = Some(due);
+            ctx.run_later(due.saturating_duration_since(Instant::now()), move |act, ctx| {
+                if act.drain_due == Some(due) {
+                    act.drain_due = None;
+                }
+                act.drain(ctx);
+            });
         }
     }
 }

@@ -39,6 +39,8 @@ struct Entry {
     /// The fingerprint of the last snapshot a subscribe put in this session's outbox (what it
     /// asked for and each key's seq), until an unsubscribe or a resnapshot.
     last_snapshot: Option<u64>,
+    /// The maximum rate its latest subscribe was granted, which its snapshots report.
+    max_rate: u32,
 }
 
 impl Entry {
@@ -74,6 +76,8 @@ struct SnapshotMessage<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     v: u32,
+    /// The session's maximum rate per market key (updates per second; 0: as they come).
+    max_rate: u32,
     #[serde(flatten)]
     snapshot: &'a Snapshot,
 }
@@ -198,8 +202,10 @@ impl Handler<Connect> for Hub {
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) -> SessionId {
         let id = self.next_id;
         self.next_id += 1;
-        self.sessions
-            .insert(id, Entry { outbox: msg.outbox, wake: msg.wake, topics: HashSet::new(), last_snapshot: None });
+        self.sessions.insert(
+            id,
+            Entry { outbox: msg.outbox, wake: msg.wake, topics: HashSet::new(), last_snapshot: None, max_rate: 0 },
+        );
         self.health.set_queue_depth(self.sessions.len() as i64);
         id
     }
@@ -258,19 +264,20 @@ impl Handler<Subscribe> for Hub {
             return Err(SubscribeError::NotConnected(msg.id));
         };
         entry.topics.extend(topics);
+        entry.max_rate = msg.max_rate;
         // The store already holds every update this hub has routed (the cache writes it before
         // notifying), so the snapshot is never behind the stream; the outbox skips what the
         // snapshot already covers.
         let snapshot = self.store.snapshot(&instruments, &accounts);
         let key_seqs = snapshot.key_seqs();
-        let fingerprint = snapshot_fingerprint(&instruments, &accounts, &key_seqs);
+        let fingerprint = snapshot_fingerprint(&instruments, &accounts, &key_seqs, msg.max_rate);
         // The same request with every key at the same seq as the session's last snapshot: the
         // client holds that state already (or it is still queued) and nothing it covers moved
         // since, so it is not serialized and queued again (a flood of repeated subscribes costs
         // the hub no serialization and the outbox nothing).
         if entry.last_snapshot != Some(fingerprint) {
             entry.last_snapshot = Some(fingerprint);
-            let text = serialize_snapshot(&snapshot);
+            let text = serialize_snapshot(&snapshot, msg.max_rate);
             let pushed = entry.outbox.push_snapshot(text, &key_seqs, Instant::now());
             let Some(entry) = self.sessions.get(&msg.id) else {
                 return Err(SubscribeError::NotConnected(msg.id));
@@ -287,21 +294,23 @@ impl Handler<Subscribe> for Hub {
 
 impl Hub {
     /// The current state of what a session subscribed to, serialized, with its key seqs.
-    fn snapshot_for(&self, instruments: &Filter, accounts: &Filter) -> (ByteString, Vec<(String, u64)>) {
+    fn snapshot_for(&self, instruments: &Filter, accounts: &Filter, max_rate: u32) -> (ByteString, Vec<(String, u64)>) {
         let snapshot = self.store.snapshot(instruments, accounts);
-        (serialize_snapshot(&snapshot), snapshot.key_seqs())
+        (serialize_snapshot(&snapshot, max_rate), snapshot.key_seqs())
     }
 }
 
-fn serialize_snapshot(snapshot: &Snapshot) -> ByteString {
-    let text = serde_json::to_string(&SnapshotMessage { kind: "snapshot", v: 1, snapshot }).unwrap_or_default();
+fn serialize_snapshot(snapshot: &Snapshot, max_rate: u32) -> ByteString {
+    let text =
+        serde_json::to_string(&SnapshotMessage { kind: "snapshot", v: 1, max_rate, snapshot }).unwrap_or_default();
     ByteString::from(text)
 }
 
 /// Identifies a snapshot: the filters it was asked with (in any order) and each key's seq,
 /// which names the key's state (a key's seq grows with every change).
-fn snapshot_fingerprint(instruments: &Filter, accounts: &Filter, key_seqs: &[(String, u64)]) -> u64 {
+fn snapshot_fingerprint(instruments: &Filter, accounts: &Filter, key_seqs: &[(String, u64)], max_rate: u32) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write_u32(max_rate);
     for filter in [instruments, accounts] {
         match filter {
             Filter::All => hasher.write_u8(0),
@@ -353,7 +362,7 @@ impl Handler<Resnapshot> for Hub {
                 TopicKey::Account(a) => Some(a),
                 _ => None,
             });
-            let (text, key_seqs) = self.snapshot_for(&instruments, &accounts);
+            let (text, key_seqs) = self.snapshot_for(&instruments, &accounts, entry.max_rate);
             if self.after_push(entry, entry.outbox.push_snapshot(text, &key_seqs, now), Lane::Market) {
                 gone.push(*id);
             }
@@ -502,6 +511,7 @@ mod tests {
             instruments: instruments.iter().map(|s| s.to_string()).collect(),
             accounts: vec!["ACC1".into()],
             trades: vec![],
+            max_rate: 0,
         };
         let fill_lanes = vec![("fills:ACC1:ESZ6".to_string(), 3)];
 

@@ -5,6 +5,6 @@ pub mod actor;
 pub mod hub;
 pub mod outbox;
 
-pub use actor::{SessionConfig, SessionUser, start_session};
+pub use actor::{MaxRates, SessionConfig, SessionUser, start_session};
 pub use hub::Hub;
 pub use outbox::{Outbox, OutboxLimits};
