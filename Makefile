@@ -21,6 +21,7 @@ test: deps
 	$(CARGO) test --workspace --locked -- --skip $(FAIRNESS_TEST)
 	$(MAKE) test-fairness
 	scripts/frontend-test.sh
+	python3 scripts/check-deploy.py && python3 scripts/check-deploy.py --self-test
 
 ## test-fairness: a steady client's p99 latency with and without a flooding client, compared in
 ## one run; alone, so that other tests' load does not fall on one phase only
