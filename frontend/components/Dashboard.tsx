@@ -121,6 +121,8 @@ export default function Dashboard({ initial, initialFills, catalog, wsUrl, serve
     recover: blotter.recoverFrom,
     instruments: firstWatch,
     publishEveryMs: viewEvery,
+    // No more states per key than the screen repaints (5 a second): the server resamples.
+    maxRate: viewEvery > 0 ? 1000 / viewEvery : undefined,
     // The sign-in ended: reload (once in 30 s), through the sign-in proxy again.
     onSignedOut: () => reloadForSignIn(),
     checkSignedIn: signedIn ? () => credentialAccepted() : undefined,

@@ -104,6 +104,12 @@ export interface LiveFeedOptions {
    */
   publishEveryMs?: number;
   /**
+   * Ask the server for at most this many updates per second per market key (`max_rate`: it
+   * resamples, the newest state within 1/rate; prints and fills are never held). Unset: every
+   * update.
+   */
+  maxRate?: number;
+  /**
    * A connection live this long resets the reconnect backoff. A snapshot alone does not: a
    * server that closes every session soon after its snapshot (4008/4009 under load) is not
    * hammered with reconnects.
@@ -404,6 +410,7 @@ export class LiveFeed {
         positions: this.opts.positions ?? ["*"],
         ...(this.trades.length > 0 ? { trades: this.trades } : {}),
         ...(Object.keys(recover).length > 0 ? { recover } : {}),
+        ...(this.opts.maxRate ? { max_rate: Math.max(1, Math.round(this.opts.maxRate)) } : {}),
       }),
     );
     return true;

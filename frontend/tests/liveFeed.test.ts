@@ -26,6 +26,17 @@ describe("LiveFeed", () => {
     feed.stop();
   });
 
+  it("asks the server for the rate the screen repaints at, on every subscribe", () => {
+    const { feed } = makeFeed({ maxRate: 1000 / 200 });
+    feed.start();
+    const ws = FakeSocket.last();
+    ws.open();
+    expect(JSON.parse(ws.sent[0])).toEqual({ op: "subscribe", instruments: ["*"], positions: ["*"], max_rate: 5 });
+    feed.setInstruments(["ESZ6"]);
+    expect(JSON.parse(ws.sent[ws.sent.length - 1])).toMatchObject({ instruments: ["ESZ6"], max_rate: 5 });
+    feed.stop();
+  });
+
   it("an account-lane seq gap requests a fresh snapshot by subscribing again", () => {
     const { feed, frames } = makeFeed();
     const ws = goLive(feed, frames);
