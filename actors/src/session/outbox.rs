@@ -299,10 +299,13 @@ impl Outbox {
         let mut inner = self.lock();
         inner.min_interval = (rate > 0).then(|| Duration::from_secs(1) / rate);
         if inner.min_interval.is_none() {
-            // Unlimited again: what waits goes out with the next drain, in key order.
+            // Unlimited again: what waits goes out with the next drain, ahead of the queue (a
+            // held state is older than any queued state of its key), in key order.
             let mut held: Vec<Arc<Frame>> = inner.held.drain().map(|(_, f)| f).collect();
-            held.sort_by(|a, b| a.key.cmp(&b.key));
-            inner.market.extend(held);
+            held.sort_by(|a, b| b.key.cmp(&a.key));
+            for frame in held {
+                inner.market.push_front(frame);
+            }
         }
     }
 
@@ -641,9 +644,15 @@ mod tests {
         let nq = outbox.drain_at(100, t0 + Duration::from_millis(102));
         assert_eq!(seqs(&nq), [("inst:NQZ6".into(), 2)], "its interval had passed: 2 goes, 3 waits");
         outbox.push_snapshot("{}".into(), &[("inst:ESZ6".into(), 6)], t0 + Duration::from_millis(103));
+        // A newer NQZ6 state queued after the held one: released in order, never older after newer.
+        outbox.push(&inst("NQZ6", 4), t0 + Duration::from_millis(103));
         outbox.set_max_rate(0);
         let after = outbox.drain_at(100, t0 + Duration::from_millis(104));
         assert_eq!(after.control.len(), 1);
-        assert_eq!(seqs(&after), [("inst:NQZ6".into(), 3)], "the held NQZ6 state goes out at once; ESZ6 6 was covered");
+        assert_eq!(
+            seqs(&after),
+            [("inst:NQZ6".into(), 3), ("inst:NQZ6".into(), 4)],
+            "the held NQZ6 state goes out at once, before the newer one; ESZ6 6 was covered"
+        );
     }
 }
