@@ -96,25 +96,31 @@ fn sigterm(child: &Child) {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
 }
 
+/// `ttpulse run` with the simulator tracing every event into a collector that never answers,
+/// 1.5 s on: spans are made, and the exporter is stuck sending the first batch.
+fn simulating_into_a_black_hole(
+    extra: &[(&str, &str)],
+) -> ((String, std::thread::JoinHandle<()>), tempfile::TempDir, crate::common::Running) {
+    let (collector, holder) = black_hole();
+    let dir = tempfile::tempdir().expect("dir");
+    let mut env = vec![
+        ("TTPULSE_OTLP_ENDPOINT", collector.as_str()),
+        ("TTPULSE_TRACE_SAMPLE_RATIO", "1"),
+        ("TTPULSE_SOURCE", "simulator"),
+        ("TTPULSE_SIM_RATE", "200"),
+    ];
+    env.extend_from_slice(extra);
+    let running = run_embedded(dir.path(), &env);
+    std::thread::sleep(Duration::from_millis(1500));
+    ((collector, holder), dir, running)
+}
+
 /// SIGTERM with a collector that never answers: the process still exits within
 /// TTPULSE_SHUTDOWN_GRACE_SECS (docs/operations.md "Shutdown"), not the grace plus the
 /// exporter's 5 s flush.
 #[test]
 fn attack_shutdown_with_a_black_hole_collector_stays_within_the_grace_period() {
-    let (collector, _holder) = black_hole();
-    let dir = tempfile::tempdir().expect("dir");
-    let mut running = run_embedded(
-        dir.path(),
-        &[
-            ("TTPULSE_OTLP_ENDPOINT", &collector),
-            ("TTPULSE_TRACE_SAMPLE_RATIO", "1"),
-            ("TTPULSE_SOURCE", "simulator"),
-            ("TTPULSE_SIM_RATE", "200"),
-            ("TTPULSE_SHUTDOWN_GRACE_SECS", "2"),
-        ],
-    );
-    // Spans are made, and the exporter is stuck sending the first batch.
-    std::thread::sleep(Duration::from_millis(1500));
+    let (_collector, _dir, mut running) = simulating_into_a_black_hole(&[("TTPULSE_SHUTDOWN_GRACE_SECS", "2")]);
     sigterm(&running.0);
     let (took, code) = wait_exit(&mut running.0, Duration::from_secs(20)).expect("exits");
     eprintln!("exited {code:?} {took:?} after SIGTERM (grace 2 s, black-hole collector)");
@@ -124,18 +130,7 @@ fn attack_shutdown_with_a_black_hole_collector_stays_within_the_grace_period() {
 /// "a second signal exits at once" (docs/operations.md) holds while spans are being flushed too.
 #[test]
 fn attack_a_second_signal_exits_at_once_while_spans_are_flushed() {
-    let (collector, _holder) = black_hole();
-    let dir = tempfile::tempdir().expect("dir");
-    let mut running = run_embedded(
-        dir.path(),
-        &[
-            ("TTPULSE_OTLP_ENDPOINT", &collector),
-            ("TTPULSE_TRACE_SAMPLE_RATIO", "1"),
-            ("TTPULSE_SOURCE", "simulator"),
-            ("TTPULSE_SIM_RATE", "200"),
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(1500));
+    let (_collector, _dir, mut running) = simulating_into_a_black_hole(&[]);
     sigterm(&running.0);
     // The embedded pipeline drains in well under a second; then the exporter flush begins.
     std::thread::sleep(Duration::from_millis(1000));
