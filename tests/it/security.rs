@@ -453,7 +453,7 @@ async fn a_flooding_client_is_cut_off_and_never_stalls_the_others() {
     let code = abuser.close_code(WAIT).await;
     assert_eq!(code, Some(1008), "the flooding session is closed (sent {sent} frames)");
     let (_, metrics) = server.get_text("/metrics").await;
-    assert!(metric(&metrics, r#"ttpulse_refusals_total{reason="ws_message_rate"}"#) >= 5.0, "{metrics}");
+    assert!(metric(&metrics, r#"ttpulse_refusals_total{reason="ws_message_rate"}"#) >= 3.0, "{metrics}");
     assert_eq!(metric(&metrics, r#"ttpulse_refusals_total{reason="ws_message_flood"}"#), 1.0);
 }
 
@@ -579,8 +579,8 @@ fn flood_frame() -> Vec<u8> {
 #[actix_rt::test]
 async fn a_flooding_session_is_dropped_soon_after_it_is_cut_off() {
     use std::io::Write as _;
-    // Reading the frames that earn the 1008 (at most 4 within the byte burst, then 6 refused:
-    // under 1 MB), the session's waits on the hub for the ones it admitted, then 10 ms of linger and at most 10 ms to shut down, on a loaded
+    // Reading the frames that earn the 1008 (one within the byte burst, then 4 refused: about
+    // 320 KB), the session's waits on the hub for the ones it admitted, then 10 ms of linger and at most 10 ms to shut down, on a loaded
     // machine. Without the bound, the linger alone lasts 1 s while the client keeps sending.
     const DROPPED_WITHIN: Duration = Duration::from_millis(900);
     let server = TestServer::start().await;
