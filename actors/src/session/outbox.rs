@@ -328,8 +328,9 @@ impl Outbox {
             let Some(frame) = inner.account.pop_front() else { break };
             out.updates.push(frame);
         }
-        if let Some(interval) = inner.min_interval {
-            let due = |sent_at: &HashMap<String, Instant>, key: &str| sent_at.get(key).map(|&at| at + interval);
+        let interval = inner.min_interval;
+        let due = |sent_at: &HashMap<String, Instant>, key: &str| Some(*sent_at.get(key)? + interval?);
+        if interval.is_some() {
             let mut ready: Vec<String> =
                 inner.held.keys().filter(|key| due(&inner.sent_at, key).is_none_or(|at| at <= now)).cloned().collect();
             ready.sort();
@@ -342,28 +343,24 @@ impl Outbox {
                     out.updates.push(frame);
                 }
             }
-            while out.control.len() + out.updates.len() < max {
-                let Some(frame) = inner.market.pop_front() else { break };
-                let waits = frame.resampled
-                    && (inner.held.contains_key(&frame.key)
-                        || due(&inner.sent_at, &frame.key).is_some_and(|at| at > now));
-                if waits {
-                    // The newest state of the key replaces the one waiting (seq order per key).
-                    inner.held.insert(frame.key.clone(), frame);
-                } else {
-                    if frame.resampled {
-                        inner.sent_at.insert(frame.key.clone(), now);
-                    }
-                    out.updates.push(frame);
+        }
+        while out.control.len() + out.updates.len() < max {
+            let Some(frame) = inner.market.pop_front() else { break };
+            // Without a maximum rate nothing is resampled, and no send time is kept.
+            let resampled = frame.resampled && interval.is_some();
+            let waits = resampled
+                && (inner.held.contains_key(&frame.key) || due(&inner.sent_at, &frame.key).is_some_and(|at| at > now));
+            if waits {
+                // The newest state of the key replaces the one waiting (seq order per key).
+                inner.held.insert(frame.key.clone(), frame);
+            } else {
+                if resampled {
+                    inner.sent_at.insert(frame.key.clone(), now);
                 }
-            }
-            out.next_due = inner.held.keys().filter_map(|key| due(&inner.sent_at, key)).min();
-        } else {
-            while out.control.len() + out.updates.len() < max {
-                let Some(frame) = inner.market.pop_front() else { break };
                 out.updates.push(frame);
             }
         }
+        out.next_due = inner.held.keys().filter_map(|key| due(&inner.sent_at, key)).min();
         out.more = !inner.is_empty()
             || (out.control.len() + out.updates.len() >= max && out.next_due.is_some_and(|at| at <= now));
         // Progress restarts the clock; an empty queue stops it.
