@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message as _;
 use serde_json::{Value, json};
 
-use crate::common::{WsClient, eventually, quote, run_embedded, trade};
+use crate::common::{Running, WsClient, eventually, quote, run_embedded, trade};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// A client's trace: the events it ingests continue it whatever the sampling ratio.
@@ -166,16 +166,23 @@ async fn update_of(ws: &mut WsClient, key: &str, seq: u64) -> Value {
     updates.into_iter().find(|u| u["key"] == key && u["seq"] == seq).unwrap_or_else(|| panic!("no {key} {seq}"))
 }
 
-#[actix_rt::test]
-async fn a_client_trace_is_followed_hop_by_hop_to_the_websocket_write() {
+/// `ttpulse run` exporting to a fresh collector at the sampling `ratio`, and a client subscribed
+/// to `symbol` (the server's URL is in the third's `.1`).
+async fn traced_embedded(ratio: &str, symbol: &str) -> (Collector, tempfile::TempDir, Running, WsClient) {
     let collector = Collector::start();
     let dir = tempfile::tempdir().expect("dir");
-    // Ratio 0: only the client's own trace is followed.
     let server =
-        run_embedded(dir.path(), &[("TTPULSE_OTLP_ENDPOINT", &collector.url), ("TTPULSE_TRACE_SAMPLE_RATIO", "0")]);
+        run_embedded(dir.path(), &[("TTPULSE_OTLP_ENDPOINT", &collector.url), ("TTPULSE_TRACE_SAMPLE_RATIO", ratio)]);
+    let mut ws = WsClient::connect(&format!("{}/ws", server.1.replacen("http", "ws", 1))).await;
+    ws.subscribe(&[symbol], &[]).await;
+    (collector, dir, server, ws)
+}
+
+#[actix_rt::test]
+async fn a_client_trace_is_followed_hop_by_hop_to_the_websocket_write() {
+    // Ratio 0: only the client's own trace is followed.
+    let (collector, _dir, server, mut ws) = traced_embedded("0", "ESZ6").await;
     let url = server.1.clone();
-    let mut ws = WsClient::connect(&format!("{}/ws", url.replacen("http", "ws", 1))).await;
-    ws.subscribe(&["ESZ6"], &[]).await;
 
     let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
     assert_eq!(ingest_traced(&url, Some(&traceparent), &[quote("t:1", "ESZ6", "6850.00", "6850.25")]).await, 200);
@@ -216,13 +223,8 @@ async fn a_client_trace_is_followed_hop_by_hop_to_the_websocket_write() {
 
 #[actix_rt::test]
 async fn the_sampling_ratio_starts_traces_at_ingest() {
-    let collector = Collector::start();
-    let dir = tempfile::tempdir().expect("dir");
-    let server =
-        run_embedded(dir.path(), &[("TTPULSE_OTLP_ENDPOINT", &collector.url), ("TTPULSE_TRACE_SAMPLE_RATIO", "1")]);
+    let (collector, _dir, server, mut ws) = traced_embedded("1", "NQZ6").await;
     let url = server.1.clone();
-    let mut ws = WsClient::connect(&format!("{}/ws", url.replacen("http", "ws", 1))).await;
-    ws.subscribe(&["NQZ6"], &[]).await;
     assert_eq!(ingest_traced(&url, None, &[quote("s:1", "NQZ6", "25000.00", "25000.25")]).await, 200);
     let update = update_of(&mut ws, "inst:NQZ6", 1).await;
     let trace_id = update["traceparent"].as_str().expect("sampled at ratio 1")[3..35].to_owned();
