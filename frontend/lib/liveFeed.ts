@@ -308,16 +308,7 @@ export class LiveFeed {
     if (this.tickTimer) clearInterval(this.tickTimer);
     this.tickTimer = null;
     this.conflator.cancel();
-    const socket = this.socket;
-    this.socket = null;
-    if (socket) {
-      detach(socket);
-      try {
-        socket.close(1000, "page closed");
-      } catch {
-        /* already closed */
-      }
-    }
+    this.closeSocket(1000, "page closed");
   }
 
   /** After a refusal: subscribes again (e.g. once the user signed in again). */
@@ -540,16 +531,7 @@ export class LiveFeed {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
     this.retryAt = null;
-    const socket = this.socket;
-    this.socket = null;
-    if (socket) {
-      detach(socket);
-      try {
-        socket.close(1000, "signed out");
-      } catch {
-        /* already closed */
-      }
-    }
+    this.closeSocket(1000, "signed out");
     this.conn = "signed-out";
     this.conflator.schedule();
     this.opts.onSignedOut?.();
@@ -575,16 +557,23 @@ export class LiveFeed {
 
   /** Gives up on the current socket (silent or stuck) and reconnects. */
   private dropSocket(reason: string): void {
-    const socket = this.socket;
-    if (!socket) return;
+    if (!this.socket) return;
     const generation = this.generation;
+    this.closeSocket(4000, reason.slice(0, 100));
+    this.closed(generation, 4000, reason);
+  }
+
+  /** Closes the current socket, if any, after detaching its handlers (no close event follows). */
+  private closeSocket(code: number, reason: string): void {
+    const socket = this.socket;
+    this.socket = null;
+    if (!socket) return;
     detach(socket);
     try {
-      socket.close(4000, reason.slice(0, 100));
+      socket.close(code, reason);
     } catch {
-      /* ignore */
+      /* already closed */
     }
-    this.closed(generation, 4000, reason);
   }
 
   private tick(): void {
