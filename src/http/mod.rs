@@ -137,12 +137,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     .disable_signals()
     .workers(2)
     .shutdown_timeout(5)
-    // After a response that leaves the request unread (a session closed for flooding), actix
+    // After a response that leaves the request unread (an oversized body refused, say), actix
     // lingers on the connection, reading and discarding what the client still sends in a busy
-    // loop, then shuts it down, each for up to this long (default 1 s): a flooder would hold a
-    // worker reading at full speed, and slow every session on it, for up to 2 s per session.
-    // 10 ms: a polite client has nothing left to send by then, and a flooder gets a few MB read
-    // at most (100 ms let a loopback flooder push about 100 MB per cut-off session).
+    // loop, then shuts it down, each for up to this long (default 1 s): a client that keeps
+    // sending would hold a worker reading at full speed, and slow every session on it. 10 ms: a
+    // polite client has nothing left to send by then. (A WebSocket session cut off for flooding
+    // does not linger at all: its connection is dropped once the close frame is out.)
     .client_disconnect_timeout(std::time::Duration::from_millis(10))
     .bind(config.http_addr)
     .with_context(|| {
