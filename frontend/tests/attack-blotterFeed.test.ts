@@ -1,6 +1,6 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { MAX_REFILL_PAGES, RECOVER_WAIT_MS, REFILL_PAGE } from "@/lib/blotterFeed";
-import { FakeSocket, fillUpdate, snapshot } from "./helpers";
+import { FakeSocket, fakeSocketsAndTimersPerTest, fillUpdate, snapshot } from "./helpers";
 import { fakeApi, setupBlotter, stored } from "./blotterHelpers";
 
 const LANE = "fills:ACC1:ESZ6";
@@ -16,11 +16,7 @@ function setup(heldUpTo: number, api: ReturnType<typeof fakeApi>) {
 
 const lane = (fill_seq: number) => [{ account: "ACC1", symbol: "ESZ6", fill_seq }];
 
-beforeEach(() => {
-  FakeSocket.reset();
-  vi.useFakeTimers();
-});
-afterEach(() => vi.useRealTimers());
+fakeSocketsAndTimersPerTest();
 
 describe("attack: a since_seq refill that ends while the lane is still behind", () => {
   it("keeps reading (with backoff) when the database lags the stream by more than the recover wait", async () => {

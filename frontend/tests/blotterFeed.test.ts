@@ -1,19 +1,13 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { BlotterFeed, RECOVER_WAIT_MS, REFILL_PAGE } from "@/lib/blotterFeed";
-import { FakeSocket, fakeRaf, fillUpdate, snapshot } from "./helpers";
+import { FakeSocket, fakeRaf, fakeSocketsAndTimersPerTest, fillUpdate, snapshot } from "./helpers";
 import { fakeApi, setupBlotter as setup, stored } from "./blotterHelpers";
 
 const seqs = (b: BlotterFeed) => b.blotter.view().rows.map((r) => r.seq);
 const lane = (fill_seq: number) => [{ account: "ACC1", symbol: "ESZ6", fill_seq }];
 const flush = () => vi.advanceTimersByTimeAsync(0);
 
-beforeEach(() => {
-  FakeSocket.reset();
-  vi.useFakeTimers();
-});
-afterEach(() => {
-  vi.useRealTimers();
-});
+fakeSocketsAndTimersPerTest();
 
 describe("BlotterFeed", () => {
   it("resumes on reconnect with the seq it holds and takes the recovered fills once, in order", async () => {

@@ -1,3 +1,4 @@
+import { afterEach, beforeEach, vi } from "vitest";
 import { LiveFeed } from "@/lib/liveFeed";
 import type { FillReport, InstrumentState, PositionState, Snapshot, UpdateMessage } from "@/lib/types";
 
@@ -120,6 +121,17 @@ export class FakeSocket {
   subscribes(): number {
     return this.sent.filter((s) => JSON.parse(s).op === "subscribe").length;
   }
+}
+
+/** For every test of the calling file: a fresh FakeSocket list and fake timers, real timers after. */
+export function fakeSocketsAndTimersPerTest() {
+  beforeEach(() => {
+    FakeSocket.reset();
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
 }
 
 /** A manual requestAnimationFrame: frames run only when the test says so. */

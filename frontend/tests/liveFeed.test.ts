@@ -1,15 +1,9 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { LiveFeed } from "@/lib/liveFeed";
 import { BACKOFF_CAP_MS } from "@/lib/backoff";
-import { FakeSocket, fakeRaf, fillUpdate, goLive, inst, instUpdate, makeFeed, snapshot } from "./helpers";
+import { FakeSocket, fakeSocketsAndTimersPerTest, fillUpdate, goLive, inst, instUpdate, makeFeed, snapshot } from "./helpers";
 
-beforeEach(() => {
-  FakeSocket.reset();
-  vi.useFakeTimers();
-});
-afterEach(() => {
-  vi.useRealTimers();
-});
+fakeSocketsAndTimersPerTest();
 
 describe("LiveFeed", () => {
   it("subscribes on open and goes live on the snapshot", () => {
