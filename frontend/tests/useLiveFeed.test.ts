@@ -29,6 +29,22 @@ function mount(options: LiveFeedOptions) {
   });
 }
 
+/** What the probe shows of the connection (`view.conn`). */
+const connState = () => container.querySelector("#probe")?.getAttribute("data-conn");
+
+/** Mounts the hook on a FakeSocket and manual frames; `ws` is the socket it opened. */
+function mountOnFakes(over: Partial<LiveFeedOptions> = {}) {
+  const frames = fakeRaf();
+  mount({ url: "ws://x/ws", initial: snapshot(), socketFactory: FakeSocket.factory, raf: frames.raf, caf: frames.caf, ...over });
+  return { frames, ws: FakeSocket.last() };
+}
+
+/** The server's side of going live: the socket opens and the snapshot arrives. */
+function openWithSnapshot(ws: FakeSocket) {
+  ws.open();
+  ws.receive({ type: "snapshot", v: 1, ...snapshot() });
+}
+
 beforeEach(() => {
   FakeSocket.reset();
   vi.useFakeTimers();
@@ -48,26 +64,20 @@ afterEach(() => {
 
 describe("useLiveFeed", () => {
   it("renders the initial snapshot, opens the socket and subscribes", () => {
-    const frames = fakeRaf();
-    mount({ url: "ws://x/ws", initial: snapshot(), socketFactory: FakeSocket.factory, raf: frames.raf, caf: frames.caf });
+    const { ws } = mountOnFakes();
     expect(container.textContent).toBe("5:100.00");
     expect(FakeSocket.instances.length).toBe(1);
-    act(() => FakeSocket.last().open());
+    act(() => ws.open());
     expect(FakeSocket.last().subscribes()).toBe(1);
   });
 
   it("commits once per animation frame however many updates arrive", () => {
-    const frames = fakeRaf();
-    mount({ url: "ws://x/ws", initial: snapshot(), socketFactory: FakeSocket.factory, raf: frames.raf, caf: frames.caf });
-    const ws = FakeSocket.last();
-    act(() => {
-      ws.open();
-      ws.receive({ type: "snapshot", v: 1, ...snapshot() });
-    });
+    const { frames, ws } = mountOnFakes();
+    act(() => openWithSnapshot(ws));
     act(() => {
       frames.frame();
     });
-    expect(container.querySelector("#probe")?.getAttribute("data-conn")).toBe("live");
+    expect(connState()).toBe("live");
     const rendersBefore = renders;
     const commitsBefore = commits;
 
@@ -92,19 +102,16 @@ describe("useLiveFeed", () => {
   });
 
   it("shows disconnected when the socket drops and recovers with a fresh snapshot", () => {
-    const frames = fakeRaf();
-    mount({ url: "ws://x/ws", initial: snapshot(), socketFactory: FakeSocket.factory, raf: frames.raf, caf: frames.caf, random: () => 0 });
-    const ws = FakeSocket.last();
+    const { frames, ws } = mountOnFakes({ random: () => 0 });
     act(() => {
-      ws.open();
-      ws.receive({ type: "snapshot", v: 1, ...snapshot() });
+      openWithSnapshot(ws);
       frames.frame();
     });
     act(() => {
       ws.serverClose(1006);
       frames.frame();
     });
-    expect(container.querySelector("#probe")?.getAttribute("data-conn")).toBe("disconnected");
+    expect(connState()).toBe("disconnected");
     act(() => {
       vi.advanceTimersByTime(200);
     });
@@ -115,29 +122,24 @@ describe("useLiveFeed", () => {
       next.receive({ type: "snapshot", v: 1, ...snapshot({ instruments: [inst("ESZ6", 42, { bid: "123.50" })] }) });
       frames.frame();
     });
-    expect(container.querySelector("#probe")?.getAttribute("data-conn")).toBe("live");
+    expect(connState()).toBe("live");
     expect(container.textContent).toBe("42:123.50");
   });
 
   it("a fill gap asks for a snapshot on the same socket", () => {
-    const frames = fakeRaf();
-    mount({ url: "ws://x/ws", initial: snapshot(), socketFactory: FakeSocket.factory, raf: frames.raf, caf: frames.caf });
-    const ws = FakeSocket.last();
+    const { frames, ws } = mountOnFakes();
     act(() => {
-      ws.open();
-      ws.receive({ type: "snapshot", v: 1, ...snapshot() });
+      openWithSnapshot(ws);
       ws.receive(fillUpdate("ACC1", 6)); // expected 5
       frames.frame();
     });
     expect(ws.subscribes()).toBe(2);
     expect(latest?.view.resnapshots).toBe(1);
-    expect(container.querySelector("#probe")?.getAttribute("data-conn")).toBe("stale");
+    expect(connState()).toBe("stale");
   });
 
   it("closes the socket on unmount", () => {
-    const frames = fakeRaf();
-    mount({ url: "ws://x/ws", initial: snapshot(), socketFactory: FakeSocket.factory, raf: frames.raf, caf: frames.caf });
-    const ws = FakeSocket.last();
+    const { ws } = mountOnFakes();
     act(() => ws.open());
     act(() => root.unmount());
     expect(ws.closedWith).toBe(1000);
