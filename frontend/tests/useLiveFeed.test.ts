@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { useLiveFeed } from "@/lib/useLiveFeed";
 import type { LiveFeedOptions } from "@/lib/liveFeed";
 import { FakeSocket, fakeRaf, fillUpdate, inst, instUpdate, snapshot } from "./helpers";
+import { mountPoint, removeMountPoint } from "./componentHelpers";
 
 (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
 
@@ -48,17 +49,14 @@ function openWithSnapshot(ws: FakeSocket) {
 beforeEach(() => {
   FakeSocket.reset();
   vi.useFakeTimers();
-  container = document.createElement("div");
-  document.body.appendChild(container);
-  root = createRoot(container);
+  ({ container, root } = mountPoint());
   renders = 0;
   commits = 0;
   latest = null;
 });
 
 afterEach(() => {
-  act(() => root.unmount());
-  container.remove();
+  removeMountPoint({ container, root });
   vi.useRealTimers();
 });
 
