@@ -16,6 +16,7 @@ import { createFrameConflator } from "@/lib/conflate";
 import { signDec } from "@/lib/decimal";
 import { TimeAndSales, tradesUrl } from "@/lib/timeAndSales";
 import { DASH, fmtAvgPrice, fmtInstrumentChange, fmtInstrumentPrice, fmtInt, fmtPct, fmtTime } from "@/lib/format";
+import { EmptyRow } from "./EmptyRow";
 
 /** Refetches that left a hole are retried after 250 ms, 500 ms, ... (failed ones too). */
 const RETRY_MS = 250;
@@ -329,11 +330,9 @@ const Prints = memo(function Prints({
         </thead>
         <tbody className="live-values">
           {prints.length === 0 && (
-            <tr>
-              <td colSpan={4} className="empty">
-                {status.kind === "loading" ? "Loading prints…" : "No prints yet: they appear here as they trade."}
-              </td>
-            </tr>
+            <EmptyRow columns={4}>
+              {status.kind === "loading" ? "Loading prints…" : "No prints yet: they appear here as they trade."}
+            </EmptyRow>
           )}
           {prints.map((p) => (
             <PrintRow key={p.event_id} print={p} info={info} />
