@@ -198,18 +198,10 @@ const Quote = memo(function Quote({
       <table className="detail-book" aria-label={`${symbol} bid and ask with sizes`}>
         <thead>
           <tr>
-            <th scope="col" className="num">
-              Bid size
-            </th>
-            <th scope="col" className="num">
-              Bid
-            </th>
-            <th scope="col" className="num">
-              Ask
-            </th>
-            <th scope="col" className="num">
-              Ask size
-            </th>
+            <th scope="col" className="num">Bid size</th>
+            <th scope="col" className="num">Bid</th>
+            <th scope="col" className="num">Ask</th>
+            <th scope="col" className="num">Ask size</th>
           </tr>
         </thead>
         <tbody>
@@ -319,12 +311,8 @@ const Prints = memo(function Prints({
         <thead>
           <tr>
             <th scope="col">Time (UTC)</th>
-            <th scope="col" className="num">
-              Price
-            </th>
-            <th scope="col" className="num">
-              Qty
-            </th>
+            <th scope="col" className="num">Price</th>
+            <th scope="col" className="num">Qty</th>
             <th scope="col">Aggressor</th>
           </tr>
         </thead>
