@@ -164,12 +164,14 @@ describe("signing in (ttpulse with tokens + next start + chromium)", () => {
     return context;
   }
 
-  /** A page of `context` that counts its loads and WebSockets. */
-  async function watchedPage(context) {
+  /** A page of `context` that counts its loads and WebSockets, opened on the site and live. */
+  async function watchedLivePage(context) {
     const page = await context.newPage();
     const seen = { loads: 0, sockets: 0 };
     page.on("load", () => (seen.loads += 1));
     page.on("websocket", () => (seen.sockets += 1));
+    await page.goto(`${site}/`, { waitUntil: "domcontentloaded" });
+    await waitLive(page);
     return { page, seen };
   }
 
@@ -178,9 +180,7 @@ describe("signing in (ttpulse with tokens + next start + chromium)", () => {
   test("token expiry (4001): the page reloads once and goes live with the token the proxy renewed", async () => {
     const context = await signedInContext(token(["ALPHA-1"], "alice", 6));
     try {
-      const { page, seen } = await watchedPage(context);
-      await page.goto(`${site}/`, { waitUntil: "domcontentloaded" });
-      await waitLive(page);
+      const { page, seen } = await watchedLivePage(context);
       assert.equal(seen.loads, 1);
       // The sign-in proxy renews the cookie; the open session still runs on the old token.
       await context.addCookies([tokenCookie(token(["ALPHA-1"], "alice", 300))]);
@@ -199,9 +199,7 @@ describe("signing in (ttpulse with tokens + next start + chromium)", () => {
   test("token expiry without a renewal: the page signs out and stops reconnecting", async () => {
     const context = await signedInContext(token(["ALPHA-1"], "alice", 5));
     try {
-      const { page, seen } = await watchedPage(context);
-      await page.goto(`${site}/`, { waitUntil: "domcontentloaded" });
-      await waitLive(page);
+      const { page, seen } = await watchedLivePage(context);
       // After the expiry (and the server's 5 s leeway) the page is signed out: the server render
       // is the sign-in page, or a reload within the leeway found the feed closed again at once and
       // the page says the sign-in ended (it reloads only once in 30 s).
