@@ -20,6 +20,7 @@ import { candleKey } from "@/lib/feedStore";
 import { createFrameConflator } from "@/lib/conflate";
 import { chartOptions } from "@/lib/chartTheme";
 import { DASH, fmtInt, fmtPrice } from "@/lib/format";
+import { IntervalSwitch } from "./IntervalSwitch";
 
 /** The chart draws its changes at most this often (as the rest of the screen, VIEW_EVERY_MS). */
 const DRAW_EVERY_MS = 200;
@@ -338,19 +339,7 @@ export default function CandleChart({ feed, symbol, info, latest }: CandleChartP
           </span>
           <span className="muted">{info?.description ?? ""}</span>
         </div>
-        <div className="seg" role="group" aria-label="Candle interval">
-          {(["1s", "1m"] as const).map((iv) => (
-            <button
-              key={iv}
-              type="button"
-              className={iv === interval ? "active" : ""}
-              aria-pressed={iv === interval}
-              onClick={() => setChartInterval(iv)}
-            >
-              {iv === "1s" ? "1 s" : "1 min"}
-            </button>
-          ))}
-        </div>
+        <IntervalSwitch className="seg" label="Candle interval" value={interval} onChange={setChartInterval} />
       </div>
       <div className="chart-body">
         <div ref={containerRef} className="chart-canvas" data-testid="candle-chart" />

@@ -7,6 +7,7 @@ import { memo, useState, useSyncExternalStore } from "react";
 import type { Instrument } from "@/lib/types";
 import type { BlotterFeed } from "@/lib/blotterFeed";
 import { fmtInstrumentPrice, fmtInt, fmtTime } from "@/lib/format";
+import { EmptyRow } from "./EmptyRow";
 
 /** Rows shown at first, and how many more each "Load more" shows. */
 export const FILLS_SHOWN = 50;
@@ -43,13 +44,7 @@ function FillsImpl({ blotter, catalog }: { blotter: BlotterFeed; catalog: Record
           </tr>
         </thead>
         <tbody className="live-values">
-          {rows.length === 0 && (
-            <tr>
-              <td colSpan={7} className="empty">
-                No fills today yet: they appear here as they arrive.
-              </td>
-            </tr>
-          )}
+          {rows.length === 0 && <EmptyRow columns={7}>No fills today yet: they appear here as they arrive.</EmptyRow>}
           {rows.map((f) => (
             <tr key={`${f.account}:${f.symbol}:${f.seq}`} data-fill={`${f.account}:${f.symbol}:${f.seq}`} data-ts={f.ts}>
               <td className="num muted">{fmtTime(f.ts)}</td>

@@ -16,6 +16,7 @@ import { createFrameConflator } from "@/lib/conflate";
 import { signDec } from "@/lib/decimal";
 import { TimeAndSales, tradesUrl } from "@/lib/timeAndSales";
 import { DASH, fmtAvgPrice, fmtInstrumentChange, fmtInstrumentPrice, fmtInt, fmtPct, fmtTime } from "@/lib/format";
+import { EmptyRow } from "./EmptyRow";
 
 /** Refetches that left a hole are retried after 250 ms, 500 ms, ... (failed ones too). */
 const RETRY_MS = 250;
@@ -197,18 +198,10 @@ const Quote = memo(function Quote({
       <table className="detail-book" aria-label={`${symbol} bid and ask with sizes`}>
         <thead>
           <tr>
-            <th scope="col" className="num">
-              Bid size
-            </th>
-            <th scope="col" className="num">
-              Bid
-            </th>
-            <th scope="col" className="num">
-              Ask
-            </th>
-            <th scope="col" className="num">
-              Ask size
-            </th>
+            <th scope="col" className="num">Bid size</th>
+            <th scope="col" className="num">Bid</th>
+            <th scope="col" className="num">Ask</th>
+            <th scope="col" className="num">Ask size</th>
           </tr>
         </thead>
         <tbody>
@@ -318,22 +311,16 @@ const Prints = memo(function Prints({
         <thead>
           <tr>
             <th scope="col">Time (UTC)</th>
-            <th scope="col" className="num">
-              Price
-            </th>
-            <th scope="col" className="num">
-              Qty
-            </th>
+            <th scope="col" className="num">Price</th>
+            <th scope="col" className="num">Qty</th>
             <th scope="col">Aggressor</th>
           </tr>
         </thead>
         <tbody className="live-values">
           {prints.length === 0 && (
-            <tr>
-              <td colSpan={4} className="empty">
-                {status.kind === "loading" ? "Loading prints…" : "No prints yet: they appear here as they trade."}
-              </td>
-            </tr>
+            <EmptyRow columns={4}>
+              {status.kind === "loading" ? "Loading prints…" : "No prints yet: they appear here as they trade."}
+            </EmptyRow>
           )}
           {prints.map((p) => (
             <PrintRow key={p.event_id} print={p} info={info} />

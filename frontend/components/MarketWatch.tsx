@@ -8,6 +8,7 @@ import { signDec } from "@/lib/decimal";
 import { fmtAvgPrice, fmtInstrumentChange, fmtInstrumentPrice, fmtInt, fmtPct } from "@/lib/format";
 import type { Sort, SortColumn } from "@/lib/watchlist";
 import { Sparkline } from "./Sparkline";
+import { EmptyRow } from "./EmptyRow";
 
 export interface MarketWatchProps {
   instruments: InstrumentState[];
@@ -223,11 +224,9 @@ export default function MarketWatch({
         </thead>
         <tbody className="live-values">
           {instruments.length === 0 && (
-            <tr>
-              <td colSpan={9} className="empty">
-                {onRemove ? "This watchlist is empty: add instruments with the search above." : "No instruments yet."}
-              </td>
-            </tr>
+            <EmptyRow columns={9}>
+              {onRemove ? "This watchlist is empty: add instruments with the search above." : "No instruments yet."}
+            </EmptyRow>
           )}
           {instruments.map((s) => (
             <Row

@@ -10,6 +10,7 @@ import { bucketDelta, byLabel, histogram, parseProm, quantile, sumOf, type Bucke
 import { DASH, fmtInt, fmtMs, fmtTime } from "@/lib/format";
 import { OpsHistory } from "@/lib/opsHistory";
 import { Sparkline } from "./Sparkline";
+import { EmptyRow } from "./EmptyRow";
 
 const REFRESH_MS = 2000;
 
@@ -315,13 +316,7 @@ export default function OpsView() {
                 </tr>
               </thead>
               <tbody>
-                {actors == null && (
-                  <tr>
-                    <td colSpan={8} className="empty">
-                      Loading…
-                    </td>
-                  </tr>
-                )}
+                {actors == null && <EmptyRow columns={8}>Loading…</EmptyRow>}
                 {actors?.map((a) => (
                   <tr key={a.name} data-actor={a.name}>
                     <th scope="row" className="sym">

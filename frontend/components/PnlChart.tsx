@@ -20,6 +20,7 @@ import { createFrameConflator } from "@/lib/conflate";
 import { chartOptions } from "@/lib/chartTheme";
 import { DASH } from "@/lib/format";
 import { PnlSeries, decSign, fmtPnl, toChartData, toChartDatum, type PnlChartDatum } from "@/lib/pnlSeries";
+import { INTERVAL_LABEL, IntervalSwitch } from "./IntervalSwitch";
 
 export interface PnlChartProps {
   feed: LiveFeed;
@@ -37,9 +38,6 @@ interface Shown {
   points: number;
   last: PnlPoint | null;
 }
-
-const INTERVALS: readonly Interval[] = ["1s", "1m"];
-const INTERVAL_LABEL: Record<Interval, string> = { "1s": "1 s", "1m": "1 min" };
 
 /** The earlier of two `from`s; null (the latest page) wins over any. */
 function earliest(a: Micros | null, b: Micros | null): Micros | null {
@@ -288,19 +286,7 @@ export default function PnlChart({ feed, accounts }: PnlChartProps) {
             ))}
           </select>
         </label>
-        <div className="pnl-seg" role="group" aria-label="P&L interval">
-          {INTERVALS.map((iv) => (
-            <button
-              key={iv}
-              type="button"
-              className={iv === interval ? "active" : ""}
-              aria-pressed={iv === interval}
-              onClick={() => setPnlInterval(iv)}
-            >
-              {INTERVAL_LABEL[iv]}
-            </button>
-          ))}
-        </div>
+        <IntervalSwitch className="pnl-seg" label="P&L interval" value={interval} onChange={setPnlInterval} />
       </div>
       <div className="pnl-body">
         <div

@@ -3,6 +3,7 @@ import type { Instrument, PositionState } from "@/lib/types";
 import { addDec, signDec, sumDec } from "@/lib/decimal";
 import { accountTotals } from "@/lib/positions";
 import { fmtAvgPrice, fmtInt, fmtMoney, fmtSignedInt } from "@/lib/format";
+import { EmptyRow } from "./EmptyRow";
 
 export interface PositionsProps {
   positions: PositionState[];
@@ -69,13 +70,7 @@ function PositionsImpl({ positions, accounts, catalog }: PositionsProps) {
             </tr>
           </thead>
           <tbody className="live-values">
-            {groups.length === 0 && (
-              <tr>
-                <td colSpan={6} className="empty">
-                  No positions yet.
-                </td>
-              </tr>
-            )}
+            {groups.length === 0 && <EmptyRow columns={6}>No positions yet.</EmptyRow>}
             {groups.map((g) => (
               <Fragment key={g.account}>
                 <tr className="group-row" data-account={g.account}>

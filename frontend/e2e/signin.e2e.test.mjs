@@ -52,6 +52,15 @@ async function ingest(events) {
   assert.equal(res.status, 200, await res.text());
 }
 
+/** The `ttpulse_token` cookie holding `value`, for the site, as a sign-in proxy sets it. */
+const tokenCookie = (value) => ({ name: "ttpulse_token", value, url: site, httpOnly: true, sameSite: "Strict" });
+
+/** Waits (up to 15 s) until the page's connection badge says live. */
+const waitLive = (page) =>
+  page.waitForFunction(() => document.querySelector("[data-testid=conn-state]")?.getAttribute("data-state") === "live", null, {
+    timeout: 15000,
+  });
+
 const fill = (account, fillId, qty) => ({
   type: "fill",
   account,
@@ -127,14 +136,12 @@ describe("signing in (ttpulse with tokens + next start + chromium)", () => {
 
     const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
     try {
-      await context.addCookies([{ name: "ttpulse_token", value: mine, url: site, httpOnly: true, sameSite: "Strict" }]);
+      await context.addCookies([tokenCookie(mine)]);
       const page = await context.newPage();
       const sockets = [];
       page.on("websocket", (ws) => sockets.push(ws.url()));
       await page.goto(`${site}/`, { waitUntil: "domcontentloaded" });
-      await page.waitForFunction(() => document.querySelector("[data-testid=conn-state]")?.getAttribute("data-state") === "live", null, {
-        timeout: 15000,
-      });
+      await waitLive(page);
       assert.ok(sockets.every((url) => !url.includes("access_token")), `no token in a WebSocket URL: ${sockets}`);
       // Live: a new fill of A shows up; one of B never does.
       await ingest([fill("BRAVO-2", "B-2", 11), fill("ALPHA-1", "A-2", 5)]);
@@ -153,16 +160,18 @@ describe("signing in (ttpulse with tokens + next start + chromium)", () => {
   /** A browser context whose `ttpulse_token` cookie holds `value` (as a sign-in proxy sets it). */
   async function signedInContext(value) {
     const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
-    await context.addCookies([{ name: "ttpulse_token", value, url: site, httpOnly: true, sameSite: "Strict" }]);
+    await context.addCookies([tokenCookie(value)]);
     return context;
   }
 
-  /** A page of `context` that counts its loads and WebSockets. */
-  async function watchedPage(context) {
+  /** A page of `context` that counts its loads and WebSockets, opened on the site and live. */
+  async function watchedLivePage(context) {
     const page = await context.newPage();
     const seen = { loads: 0, sockets: 0 };
     page.on("load", () => (seen.loads += 1));
     page.on("websocket", () => (seen.sockets += 1));
+    await page.goto(`${site}/`, { waitUntil: "domcontentloaded" });
+    await waitLive(page);
     return { page, seen };
   }
 
@@ -171,18 +180,12 @@ describe("signing in (ttpulse with tokens + next start + chromium)", () => {
   test("token expiry (4001): the page reloads once and goes live with the token the proxy renewed", async () => {
     const context = await signedInContext(token(["ALPHA-1"], "alice", 6));
     try {
-      const { page, seen } = await watchedPage(context);
-      await page.goto(`${site}/`, { waitUntil: "domcontentloaded" });
-      await page.waitForFunction(() => document.querySelector("[data-testid=conn-state]")?.getAttribute("data-state") === "live", null, {
-        timeout: 15000,
-      });
+      const { page, seen } = await watchedLivePage(context);
       assert.equal(seen.loads, 1);
       // The sign-in proxy renews the cookie; the open session still runs on the old token.
-      await context.addCookies([{ name: "ttpulse_token", value: token(["ALPHA-1"], "alice", 300), url: site, httpOnly: true, sameSite: "Strict" }]);
+      await context.addCookies([tokenCookie(token(["ALPHA-1"], "alice", 300))]);
       await waitFor("the reload after the token expired", () => seen.loads >= 2, { timeoutMs: 20000 });
-      await page.waitForFunction(() => document.querySelector("[data-testid=conn-state]")?.getAttribute("data-state") === "live", null, {
-        timeout: 15000,
-      });
+      await waitLive(page);
       await sleep(2000);
       assert.equal(seen.loads, 2, "one reload, no loop");
       assert.equal(seen.sockets, 2, "one WebSocket before the reload, one after: no reconnect with the expired token");
@@ -196,11 +199,7 @@ describe("signing in (ttpulse with tokens + next start + chromium)", () => {
   test("token expiry without a renewal: the page signs out and stops reconnecting", async () => {
     const context = await signedInContext(token(["ALPHA-1"], "alice", 5));
     try {
-      const { page, seen } = await watchedPage(context);
-      await page.goto(`${site}/`, { waitUntil: "domcontentloaded" });
-      await page.waitForFunction(() => document.querySelector("[data-testid=conn-state]")?.getAttribute("data-state") === "live", null, {
-        timeout: 15000,
-      });
+      const { page, seen } = await watchedLivePage(context);
       // After the expiry (and the server's 5 s leeway) the page is signed out: the server render
       // is the sign-in page, or a reload within the leeway found the feed closed again at once and
       // the page says the sign-in ended (it reloads only once in 30 s).

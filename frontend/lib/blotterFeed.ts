@@ -7,6 +7,7 @@
 import { Blotter, laneOf, type BlotterInit, type BlotterView, type FillsPage } from "./blotter";
 import { backoffDelay } from "./backoff";
 import { createFrameConflator, type Caf, type FrameConflator, type Raf } from "./conflate";
+import { listen } from "./listen";
 import type { LiveFeed } from "./liveFeed";
 import type { RecoveredLane, Snapshot, StoredFill } from "./types";
 
@@ -115,10 +116,7 @@ export class BlotterFeed {
     this.conflator.cancel();
   }
 
-  subscribe = (listener: () => void): (() => void) => {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  };
+  subscribe = (listener: () => void): (() => void) => listen(this.listeners, listener);
 
   getView = (): BlotterFeedView => this.view;
 

@@ -2,7 +2,12 @@
 // P&L series: one value per bucket start, replaced only by a higher `seq` (never an older state
 // over a newer one), kept in start order, and trimmed in batches from the oldest.
 
-import type { Micros } from "./types";
+import type { Interval, Micros } from "./types";
+
+/** The most buckets a chart series keeps per interval: 15 minutes of 1 s buckets, 10 hours of 1 min ones. */
+export const MAX_BUCKETS: Record<Interval, number> = { "1s": 900, "1m": 600 };
+/** How many buckets a trim drops below `MAX_BUCKETS` at once (one full redraw per this many new ones). */
+export const TRIM_BATCH: Record<Interval, number> = { "1s": 60, "1m": 30 };
 
 export class Buckets<T extends { start: Micros; seq: number }> {
   private readonly byStart = new Map<Micros, T>();
@@ -107,5 +112,29 @@ export class Buckets<T extends { start: Micros; seq: number }> {
       else hi = mid;
     }
     starts.splice(lo, 0, start);
+  }
+}
+
+/**
+ * What the candle and P&L series share: the buckets of one interval, at most `max` of them
+ * (default `MAX_BUCKETS`), trimmed to `trimTo` (default `max − TRIM_BATCH`).
+ */
+export abstract class IntervalSeries<T extends { start: Micros; seq: number }> {
+  protected readonly buckets: Buckets<T>;
+  readonly trimTo: number;
+
+  constructor(readonly interval: Interval, max?: number, trimTo?: number) {
+    const bound = max ?? MAX_BUCKETS[interval];
+    this.buckets = new Buckets(bound, trimTo ?? bound - TRIM_BATCH[interval]);
+    this.trimTo = this.buckets.trimTo;
+  }
+
+  /** The newest bucket's value. */
+  last(): T | undefined {
+    return this.buckets.last();
+  }
+
+  get size(): number {
+    return this.buckets.size;
   }
 }

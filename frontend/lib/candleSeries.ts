@@ -23,13 +23,12 @@
 //   newest bar was added: the chart calls `series.update`) or "all" (an older bar changed, bars
 //   were dropped: the chart calls `setData`).
 
-import { Buckets } from "./buckets";
+import { IntervalSeries } from "./buckets";
 import type { Candle, Interval, Micros } from "./types";
 
-/** The most bars kept per interval: 15 minutes of 1 s bars, 10 hours of 1 min bars. */
-export const MAX_BARS: Record<Interval, number> = { "1s": 900, "1m": 600 };
-/** How many bars a trim drops below `MAX_BARS` at once (one full redraw per this many new bars). */
-export const TRIM_BATCH: Record<Interval, number> = { "1s": 60, "1m": 30 };
+// The bounds per interval, under this series' names: at most MAX_BARS bars (15 minutes of 1 s
+// bars, 10 hours of 1 min bars), TRIM_BATCH of them dropped at once.
+export { MAX_BUCKETS as MAX_BARS, TRIM_BATCH } from "./buckets";
 
 export type Change = "none" | "last" | "all";
 
@@ -69,10 +68,8 @@ interface Stale {
 
 const NONE: SeriesResult = { change: "none", refetch: null };
 
-export class CandleSeries {
+export class CandleSeries extends IntervalSeries<Candle> {
   readonly maxBars: number;
-  readonly trimTo: number;
-  private readonly buckets: Buckets<Candle>;
   private lastSeq_ = 0;
   /** The bucket of the state with `lastSeq_`: where skipped states can start. */
   private lastSeqStart: Micros | null = null;
@@ -84,13 +81,11 @@ export class CandleSeries {
 
   constructor(
     readonly symbol: string,
-    readonly interval: Interval,
+    interval: Interval,
     options: CandleSeriesOptions = {},
   ) {
-    const max = options.maxBars ?? MAX_BARS[interval];
-    this.buckets = new Buckets(max, options.trimTo ?? max - TRIM_BATCH[interval]);
+    super(interval, options.maxBars, options.trimTo);
     this.maxBars = this.buckets.max;
-    this.trimTo = this.buckets.trimTo;
   }
 
   /** The bars, oldest first. */
@@ -100,14 +95,6 @@ export class CandleSeries {
 
   bar(start: Micros): Candle | undefined {
     return this.buckets.get(start);
-  }
-
-  last(): Candle | undefined {
-    return this.buckets.last();
-  }
-
-  get size(): number {
-    return this.buckets.size;
   }
 
   /** The highest seq seen (live or history); 0 when none. */

@@ -7,6 +7,7 @@
 import { backoffDelay } from "./backoff";
 import { createFrameConflator, type Caf, type FrameConflator, type Raf } from "./conflate";
 import { FeedStore, type FeedData } from "./feedStore";
+import { listen } from "./listen";
 import type { Candle, FillReport, PnlPoint, RecoveredLane, ServerMessage, Snapshot, TradePrint } from "./types";
 
 /** An update's delay split by hop (ms). */
@@ -228,10 +229,7 @@ export class LiveFeed {
 
   // --- React's useSyncExternalStore contract -------------------------------------------------
 
-  subscribe = (listener: () => void): (() => void) => {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  };
+  subscribe = (listener: () => void): (() => void) => listen(this.listeners, listener);
 
   getView = (): FeedView => this.view;
 
@@ -239,8 +237,7 @@ export class LiveFeed {
 
   /** Called for every candle update applied, before any conflation (charts update imperatively). */
   onCandle(listener: (c: Candle) => void): () => void {
-    this.candleListeners.add(listener);
-    return () => this.candleListeners.delete(listener);
+    return listen(this.candleListeners, listener);
   }
 
   /**
@@ -249,26 +246,22 @@ export class LiveFeed {
    * history view should read again.
    */
   onResync(listener: (snapshot: Snapshot) => void): () => void {
-    this.resyncListeners.add(listener);
-    return () => this.resyncListeners.delete(listener);
+    return listen(this.resyncListeners, listener);
   }
 
   /** Called for every fill the stream applies, in lane order (the blotter keeps them). */
   onFill(listener: (fill: FillReport) => void): () => void {
-    this.fillListeners.add(listener);
-    return () => this.fillListeners.delete(listener);
+    return listen(this.fillListeners, listener);
   }
 
   /** Called for every print of the instruments `setTrades` follows, in order. */
   onTrade(listener: (print: TradePrint) => void): () => void {
-    this.tradeListeners.add(listener);
-    return () => this.tradeListeners.delete(listener);
+    return listen(this.tradeListeners, listener);
   }
 
   /** Called for every P&L sample of the accounts followed (each second, 1 s and 1 min keys). */
   onPnl(listener: (point: PnlPoint) => void): () => void {
-    this.pnlListeners.add(listener);
-    return () => this.pnlListeners.delete(listener);
+    return listen(this.pnlListeners, listener);
   }
 
   /**
@@ -287,8 +280,7 @@ export class LiveFeed {
 
   /** Called with the server's answer to a subscribe's `recover`, after its snapshot. */
   onRecovered(listener: (lanes: RecoveredLane[]) => void): () => void {
-    this.recoveredListeners.add(listener);
-    return () => this.recoveredListeners.delete(listener);
+    return listen(this.recoveredListeners, listener);
   }
 
   // --- lifecycle ------------------------------------------------------------------------------

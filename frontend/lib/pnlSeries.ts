@@ -20,15 +20,14 @@
 
 import { DASH, fmtMoney } from "./format";
 import { parseDec } from "./decimal";
-import { Buckets } from "./buckets";
+import { IntervalSeries } from "./buckets";
 import type { Interval, Micros, PnlPoint } from "./types";
 
 export type { PnlPoint } from "./types";
 
-/** The most points kept per interval: 15 minutes of 1 s buckets, 10 hours of 1 min buckets. */
-export const MAX_POINTS: Record<Interval, number> = { "1s": 900, "1m": 600 };
-/** How many points a trim drops below `MAX_POINTS` at once. */
-export const TRIM_BATCH: Record<Interval, number> = { "1s": 60, "1m": 30 };
+// The bounds per interval, under this series' names: at most MAX_POINTS points (15 minutes of
+// 1 s buckets, 10 hours of 1 min buckets), TRIM_BATCH of them dropped at once.
+export { MAX_BUCKETS as MAX_POINTS, TRIM_BATCH } from "./buckets";
 
 export type PnlChange = "none" | "last" | "all";
 
@@ -144,10 +143,8 @@ interface Op {
   dropped: number;
 }
 
-export class PnlSeries {
+export class PnlSeries extends IntervalSeries<PnlPoint> {
   readonly maxPoints: number;
-  readonly trimTo: number;
-  private readonly buckets: Buckets<PnlPoint>;
   private maxSeq = 0;
   /** Samples before this start were dropped by a trim: they are not taken again. */
   private floor: Micros | null = null;
@@ -160,13 +157,11 @@ export class PnlSeries {
 
   constructor(
     readonly account: string,
-    readonly interval: Interval,
+    interval: Interval,
     options: PnlSeriesOptions = {},
   ) {
-    const max = options.maxPoints ?? MAX_POINTS[interval];
-    this.buckets = new Buckets(max, options.trimTo ?? max - TRIM_BATCH[interval]);
+    super(interval, options.maxPoints, options.trimTo);
     this.maxPoints = this.buckets.max;
-    this.trimTo = this.buckets.trimTo;
   }
 
   /** The points, oldest first. */
@@ -176,15 +171,6 @@ export class PnlSeries {
 
   point(start: Micros): PnlPoint | undefined {
     return this.buckets.get(start);
-  }
-
-  /** The newest point (the latest bucket). */
-  last(): PnlPoint | undefined {
-    return this.buckets.last();
-  }
-
-  get size(): number {
-    return this.buckets.size;
   }
 
   /** The highest seq taken so far; 0 when none. */

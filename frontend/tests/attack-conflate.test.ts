@@ -1,14 +1,10 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { createFrameConflator } from "@/lib/conflate";
 import { BlotterFeed } from "@/lib/blotterFeed";
 import { LiveFeed } from "@/lib/liveFeed";
-import { FakeSocket, fakeRaf, inst, instUpdate, snapshot } from "./helpers";
+import { FakeSocket, fakeRaf, fakeSocketsAndTimersPerTest, goLive, inst, instUpdate, makeFeed } from "./helpers";
 
-beforeEach(() => {
-  FakeSocket.reset();
-  vi.useFakeTimers();
-});
-afterEach(() => vi.useRealTimers());
+fakeSocketsAndTimersPerTest();
 
 describe("attack: publish scheduling when the wall clock steps back (NTP, user, VM resume)", () => {
   it("publishes within about one interval after the clock went back 60 s", () => {
@@ -29,24 +25,10 @@ describe("attack: publish scheduling when the wall clock steps back (NTP, user, 
 
   it("a LiveFeed keeps repainting (the view follows new prices) after the clock went back", () => {
     let clock = 1_795_617_000_000;
-    const frames = fakeRaf();
-    const feed = new LiveFeed({
-      url: "ws://t/ws",
-      initial: snapshot(),
-      socketFactory: FakeSocket.factory,
-      raf: frames.raf,
-      caf: frames.caf,
-      now: () => clock,
-      random: () => 0.5,
-      publishEveryMs: 200,
-    });
-    feed.start();
-    const s = FakeSocket.last();
-    s.open();
-    s.receive({ type: "snapshot", v: 1, ...snapshot() });
-    frames.frame();
+    const { feed, frames } = makeFeed({ now: () => clock, publishEveryMs: 200 });
+    const ws = goLive(feed, frames);
     clock -= 30_000; // NTP steps the clock back 30 s
-    s.receive(instUpdate(inst("ESZ6", 6, { bid: "101.00" })));
+    ws.receive(instUpdate(inst("ESZ6", 6, { bid: "101.00" })));
     vi.advanceTimersByTime(1000);
     frames.frame();
     // Expected: the new bid is on screen within a second, not 30 s later.

@@ -1,12 +1,8 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { isInstrumentStale } from "@/lib/feedStore";
-import { FakeSocket, goLive, inst, makeFeed, snapshot } from "./helpers";
+import { fakeSocketsAndTimersPerTest, goLive, inst, makeFeed, snapshot } from "./helpers";
 
-beforeEach(() => {
-  FakeSocket.reset();
-  vi.useFakeTimers();
-});
-afterEach(() => vi.useRealTimers());
+fakeSocketsAndTimersPerTest();
 
 describe("attack: refusals of a resubscribe while live", () => {
   it("a watchlist change the server refuses (bad_subscription) is reported, not swallowed", () => {

@@ -1,38 +1,29 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { BlotterFeed, RECOVER_WAIT_MS, REFILL_PAGE } from "@/lib/blotterFeed";
-import { FakeSocket, fakeRaf, fillUpdate, snapshot } from "./helpers";
-import { fakeApi, setupBlotter as setup, stored } from "./blotterHelpers";
+import { fakeRaf, fakeSocketsAndTimersPerTest, fillUpdate, openLastSocket, snapshot } from "./helpers";
+import { fakeApi, heldFills, laneSnapshot, setupBlotter as setup, stored } from "./blotterHelpers";
 
 const seqs = (b: BlotterFeed) => b.blotter.view().rows.map((r) => r.seq);
-const lane = (fill_seq: number) => [{ account: "ACC1", symbol: "ESZ6", fill_seq }];
 const flush = () => vi.advanceTimersByTimeAsync(0);
 
-beforeEach(() => {
-  FakeSocket.reset();
-  vi.useFakeTimers();
-});
-afterEach(() => {
-  vi.useRealTimers();
-});
+fakeSocketsAndTimersPerTest();
 
 describe("BlotterFeed", () => {
   it("resumes on reconnect with the seq it holds and takes the recovered fills once, in order", async () => {
     const api = fakeApi(() => 4);
-    const { blotter, feed } = setup({ pages: { ACC1: { fills: [4, 3, 2, 1].map((s) => stored("ACC1", s)), next: null } }, lanes: { "fills:ACC1:ESZ6": 4 } }, api);
-    let ws = FakeSocket.last();
-    ws.open();
+    const { blotter, ws: firstWs, stop } = setup(heldFills([4, 3, 2, 1]), api);
+    let ws = firstWs;
     expect(JSON.parse(ws.sent[0]).recover).toEqual({ "fills:ACC1:ESZ6": 4 });
-    ws.receive({ type: "snapshot", v: 1, ...snapshot({ accounts: lane(4) }) });
+    ws.receive(laneSnapshot(4));
     ws.receive(fillUpdate("ACC1", 5));
     expect(seqs(blotter)).toEqual([5, 4, 3, 2, 1]);
 
     // The network drops; fills 6..8 happen meanwhile.
     ws.serverClose(1006);
     await vi.advanceTimersByTimeAsync(1000);
-    ws = FakeSocket.last();
-    ws.open();
+    ws = openLastSocket();
     expect(JSON.parse(ws.sent[0]).recover).toEqual({ "fills:ACC1:ESZ6": 5 });
-    ws.receive({ type: "snapshot", v: 1, ...snapshot({ accounts: lane(8) }) });
+    ws.receive(laneSnapshot(8));
     expect(blotter.getView().refilling).toBe(0); // not published yet
     ws.receive({
       type: "recovered",
@@ -44,18 +35,15 @@ describe("BlotterFeed", () => {
     expect(seqs(blotter)).toEqual([9, 8, 7, 6, 5, 4, 3, 2, 1]);
     await vi.advanceTimersByTimeAsync(RECOVER_WAIT_MS + 10);
     expect(api.paths).toEqual([]); // nothing had to be read over HTTP
-    feed.stop();
-    blotter.detach();
+    stop();
   });
 
   it("reads a lane the server would not recover over HTTP, and live fills meanwhile are kept", async () => {
     let stored_ = 3;
     const api = fakeApi(() => stored_);
-    const { blotter, feed } = setup({ pages: { ACC1: { fills: [stored("ACC1", 1)], next: null } }, lanes: { "fills:ACC1:ESZ6": 1 } }, api);
-    const ws = FakeSocket.last();
-    ws.open();
+    const { blotter, ws, stop } = setup(heldFills([1]), api);
     stored_ = 1200;
-    ws.receive({ type: "snapshot", v: 1, ...snapshot({ accounts: lane(1200) }) });
+    ws.receive(laneSnapshot(1200));
     ws.receive({ type: "recovered", v: 1, lanes: [{ key: "fills:ACC1:ESZ6", from: 1, to: 1200, recovered: false, reason: "too many" }] });
     ws.receive(fillUpdate("ACC1", 1201)); // arrives while the hole is read
     stored_ = 1201;
@@ -66,49 +54,40 @@ describe("BlotterFeed", () => {
     expect(api.paths.length).toBe(3); // 500 + 500 + 201 (the last one short)
     expect(blotter.blotter.laneSeq("fills:ACC1:ESZ6")).toBe(1201);
     expect(seqs(blotter)).toEqual(Array.from({ length: 1201 }, (_, i) => 1201 - i));
-    feed.stop();
-    blotter.detach();
+    stop();
   });
 
   it("after an account-lane gap, the resubscribe's recover fills the hole", async () => {
     const api = fakeApi(() => 8);
-    const { blotter, feed } = setup({ pages: { ACC1: { fills: [stored("ACC1", 4)], next: null } }, lanes: { "fills:ACC1:ESZ6": 4 } }, api);
-    const ws = FakeSocket.last();
-    ws.open();
-    ws.receive({ type: "snapshot", v: 1, ...snapshot({ accounts: lane(4) }) });
+    const { blotter, ws, stop } = setup(heldFills([4]), api);
+    ws.receive(laneSnapshot(4));
     ws.receive(fillUpdate("ACC1", 5));
     ws.receive(fillUpdate("ACC1", 7)); // 6 lost: the feed subscribes again, recovering from 5
     const resubscribe = JSON.parse(ws.sent[ws.sent.length - 1]);
     expect(resubscribe.recover).toEqual({ "fills:ACC1:ESZ6": 5 });
-    ws.receive({ type: "snapshot", v: 1, ...snapshot({ accounts: lane(7) }) });
+    ws.receive(laneSnapshot(7));
     ws.receive({ type: "recovered", v: 1, lanes: [{ key: "fills:ACC1:ESZ6", from: 5, to: 7, recovered: true, fills: [6, 7].map((s) => stored("ACC1", s)) }] });
     expect(seqs(blotter)).toEqual([7, 6, 5, 4]);
-    feed.stop();
-    blotter.detach();
+    stop();
   });
 
   it("a recover the server never answers is read over HTTP after a while", async () => {
     const api = fakeApi(() => 6);
-    const { blotter, feed } = setup({ pages: { ACC1: { fills: [stored("ACC1", 4)], next: null } }, lanes: { "fills:ACC1:ESZ6": 4 } }, api);
-    const ws = FakeSocket.last();
-    ws.open();
-    ws.receive({ type: "snapshot", v: 1, ...snapshot({ accounts: lane(6) }) });
+    const { blotter, ws, stop } = setup(heldFills([4]), api);
+    ws.receive(laneSnapshot(6));
     await vi.advanceTimersByTimeAsync(RECOVER_WAIT_MS - 100);
     expect(api.paths).toEqual([]);
     await vi.advanceTimersByTimeAsync(200);
     expect(api.paths).toEqual([`/api/fills?account=ACC1&symbol=ESZ6&since_seq=4&limit=${REFILL_PAGE}`]);
     expect(seqs(blotter)).toEqual([6, 5, 4]);
-    feed.stop();
-    blotter.detach();
+    stop();
   });
 
   it("a page the server rendered without reads the first page after the snapshot; failures are shown and retried", async () => {
     let down = true;
     const api = fakeApi(() => 3, () => down);
-    const { blotter, feed, frames } = setup(null, api);
-    const ws = FakeSocket.last();
-    ws.open();
-    ws.receive({ type: "snapshot", v: 1, ...snapshot({ accounts: lane(3) }) });
+    const { blotter, frames, ws, stop } = setup(null, api);
+    ws.receive(laneSnapshot(3));
     await flush();
     frames.frame();
     expect(api.paths).toEqual(["/api/fills?account=ACC1&limit=100"]);
@@ -122,8 +101,7 @@ describe("BlotterFeed", () => {
     // The lane is complete up to the snapshot: the next live fill extends it.
     ws.receive(fillUpdate("ACC1", 4));
     expect(blotter.blotter.laneSeq("fills:ACC1:ESZ6")).toBe(4);
-    feed.stop();
-    blotter.detach();
+    stop();
   });
 
   it("load more reads the next page of every account that has one", async () => {

@@ -3,7 +3,7 @@
 import { BlotterFeed } from "@/lib/blotterFeed";
 import type { BlotterFill } from "@/lib/blotter";
 import { LiveFeed } from "@/lib/liveFeed";
-import { FakeSocket, fakeRaf, snapshot } from "./helpers";
+import { FakeSocket, fakeRaf, openLastSocket, snapshot } from "./helpers";
 
 export const T0 = 1_795_617_000_000_000;
 
@@ -11,6 +11,17 @@ export const T0 = 1_795_617_000_000_000;
 export function stored(account: string, seq: number, symbol = "ESZ6"): BlotterFill {
   return { account, symbol, seq, fill_id: `F-${seq}`, order_id: `o-${seq}`, side: "buy", price: "100.25", qty: 1, ts: T0 };
 }
+
+/** What the page was rendered with: ACC1's fills `seqs` (newest first), its ESZ6 lane at the newest. */
+export function heldFills(seqs: number[]): ConstructorParameters<typeof BlotterFeed>[0] {
+  return { pages: { ACC1: { fills: seqs.map((s) => stored("ACC1", s)), next: null } }, lanes: { "fills:ACC1:ESZ6": seqs[0] } };
+}
+
+/** The snapshot's account lanes: ACC1/ESZ6 at `fill_seq`. */
+export const lane = (fill_seq: number) => [{ account: "ACC1", symbol: "ESZ6", fill_seq }];
+
+/** The server's snapshot message with ACC1/ESZ6's fill lane at `fill_seq`. */
+export const laneSnapshot = (fill_seq: number) => ({ type: "snapshot", v: 1, ...snapshot({ accounts: lane(fill_seq) }) });
 
 /** A fake GET /api/fills: the lane ACC1/ESZ6 holds fills 1..`upTo`. Records every path read. */
 export function fakeApi(upTo: () => number, fail = () => false) {
@@ -33,7 +44,10 @@ export function fakeApi(upTo: () => number, fail = () => false) {
   return { paths, fetchJson };
 }
 
-/** A started LiveFeed (its socket not yet open) with a BlotterFeed attached. */
+/**
+ * A started LiveFeed with a BlotterFeed attached; `ws`, its socket, open (no snapshot yet).
+ * `stop` ends both (the feed stops, the blotter detaches) at the end of a test.
+ */
 export function setupBlotter(init: ConstructorParameters<typeof BlotterFeed>[0], api: ReturnType<typeof fakeApi>) {
   const frames = fakeRaf();
   const blotter = new BlotterFeed(init, { fetchJson: api.fetchJson, raf: frames.raf, caf: frames.caf, random: () => 0.5 });
@@ -48,5 +62,9 @@ export function setupBlotter(init: ConstructorParameters<typeof BlotterFeed>[0],
   });
   blotter.attach(feed);
   feed.start();
-  return { blotter, feed, frames };
+  const stop = () => {
+    feed.stop();
+    blotter.detach();
+  };
+  return { blotter, feed, frames, ws: openLastSocket(), stop };
 }

@@ -35,154 +35,188 @@ const ZF: Instrument = {
 /** Corn spreads trade in eighths of a cent. */
 const ZC8: Instrument = { ...ZC, tick_size: "0.125" };
 
+type Formatter = typeof fmtInstrumentPrice;
+type Case = [text: string | null | undefined, info: Instrument | undefined, printed: string];
+
+/** Checks each case in order: `format(text, info)` prints `printed` (a failure names the text). */
+function expectPrints(format: Formatter, cases: Case[]) {
+  for (const [text, info, printed] of cases) expect(format(text, info), `${format.name}(${JSON.stringify(text)})`).toBe(printed);
+}
+
 const GARBAGE = ["abc", "1e400", "1e5", "NaN", "Infinity", "-", ".", "1.2.3", "0x10", "12,5", " 1 2 ", "--1", "💥"];
 
 describe("decimal instruments", () => {
   it("pad to the tick's decimals, as before", () => {
-    expect(fmtInstrumentPrice("6850.5", ES)).toBe("6850.50");
-    expect(fmtInstrumentPrice("6850", ES)).toBe("6850.00");
-    expect(fmtInstrumentPrice("6850.25", ES)).toBe("6850.25");
-    expect(fmtInstrumentPrice("5.1", HG)).toBe("5.1000");
-    expect(fmtInstrumentPrice("0", ES)).toBe("0.00");
-    expect(fmtInstrumentPrice("-1.5", ES)).toBe("-1.50");
-    // Never rounds or truncates what the server sent.
-    expect(fmtInstrumentPrice("6850.123", ES)).toBe("6850.123");
-    expect(fmtInstrumentPrice("123456789012345678901234567890.5", ES)).toBe("123456789012345678901234567890.50");
+    expectPrints(fmtInstrumentPrice, [
+      ["6850.5", ES, "6850.50"],
+      ["6850", ES, "6850.00"],
+      ["6850.25", ES, "6850.25"],
+      ["5.1", HG, "5.1000"],
+      ["0", ES, "0.00"],
+      ["-1.5", ES, "-1.50"],
+      // Never rounds or truncates what the server sent.
+      ["6850.123", ES, "6850.123"],
+      ["123456789012345678901234567890.5", ES, "123456789012345678901234567890.50"],
+    ]);
   });
 
   it("a missing catalog entry or price_format (an older server) means decimal", () => {
-    expect(fmtInstrumentPrice("112.515625", { ...ZN, price_format: undefined })).toBe("112.515625");
-    expect(fmtInstrumentPrice("445.25", { ...ZC, price_format: undefined })).toBe("445.25");
-    expect(fmtInstrumentPrice("6850.5", undefined)).toBe("6850.50");
-    // An unknown format from a newer server is printed as a decimal too.
     const future = { ...ZN, price_format: "sixty_fourths" } as unknown as Instrument;
-    expect(fmtInstrumentPrice("112.515625", future)).toBe("112.515625");
+    expectPrints(fmtInstrumentPrice, [
+      ["112.515625", { ...ZN, price_format: undefined }, "112.515625"],
+      ["445.25", { ...ZC, price_format: undefined }, "445.25"],
+      ["6850.5", undefined, "6850.50"],
+      // An unknown format from a newer server is printed as a decimal too.
+      ["112.515625", future, "112.515625"],
+    ]);
   });
 
   it("changes keep their sign and padding", () => {
-    expect(fmtInstrumentChange("0.25", ES)).toBe("+0.25");
-    expect(fmtInstrumentChange("-1", ES)).toBe("-1.00");
-    expect(fmtInstrumentChange("0", ES)).toBe("0.00");
-    expect(fmtInstrumentChange(null, ES)).toBe("—");
+    expectPrints(fmtInstrumentChange, [
+      ["0.25", ES, "+0.25"],
+      ["-1", ES, "-1.00"],
+      ["0", ES, "0.00"],
+      [null, ES, "—"],
+    ]);
   });
 });
 
 describe("thirty_seconds (bond futures)", () => {
   it("prints handle-32nds, two digits, + for a half 32nd", () => {
-    expect(fmtInstrumentPrice("112.5", ZN)).toBe("112-16");
-    expect(fmtInstrumentPrice("112.500000", ZN)).toBe("112-16");
-    expect(fmtInstrumentPrice("112.515625", ZN)).toBe("112-16+");
-    expect(fmtInstrumentPrice("112.15625", ZN)).toBe("112-05");
-    expect(fmtInstrumentPrice("112", ZN)).toBe("112-00");
-    expect(fmtInstrumentPrice("112.015625", ZN)).toBe("112-00+");
-    expect(fmtInstrumentPrice("112.96875", ZN)).toBe("112-31");
-    expect(fmtInstrumentPrice("112.984375", ZN)).toBe("112-31+");
-    expect(fmtInstrumentPrice("0", ZN)).toBe("0-00");
-    expect(fmtInstrumentPrice("0.015625", ZN)).toBe("0-00+");
-    expect(fmtInstrumentPrice("+112.5", ZN)).toBe("112-16");
-    expect(fmtInstrumentPrice("1234567890123456789.515625", ZN)).toBe("1234567890123456789-16+");
+    expectPrints(fmtInstrumentPrice, [
+      ["112.5", ZN, "112-16"],
+      ["112.500000", ZN, "112-16"],
+      ["112.515625", ZN, "112-16+"],
+      ["112.15625", ZN, "112-05"],
+      ["112", ZN, "112-00"],
+      ["112.015625", ZN, "112-00+"],
+      ["112.96875", ZN, "112-31"],
+      ["112.984375", ZN, "112-31+"],
+      ["0", ZN, "0-00"],
+      ["0.015625", ZN, "0-00+"],
+      ["+112.5", ZN, "112-16"],
+      ["1234567890123456789.515625", ZN, "1234567890123456789-16+"],
+    ]);
   });
 
   it("with a quarter-32nd tick, a third digit 0/2/5/7 gives the quarter", () => {
-    expect(fmtInstrumentPrice("112.5", ZF)).toBe("112-160");
-    expect(fmtInstrumentPrice("112.5078125", ZF)).toBe("112-162");
-    expect(fmtInstrumentPrice("112.515625", ZF)).toBe("112-165");
-    expect(fmtInstrumentPrice("112.5234375", ZF)).toBe("112-167");
-    expect(fmtInstrumentPrice("108.0390625", ZF)).toBe("108-012");
+    expectPrints(fmtInstrumentPrice, [
+      ["112.5", ZF, "112-160"],
+      ["112.5078125", ZF, "112-162"],
+      ["112.515625", ZF, "112-165"],
+      ["112.5234375", ZF, "112-167"],
+      ["108.0390625", ZF, "108-012"],
+    ]);
   });
 
   it("falls back to the padded decimal where 32nds cannot show the price exactly", () => {
     // Off ZN's 1/64 grid (a quarter 32nd), and off any 32nd grid.
-    expect(fmtInstrumentPrice("112.5078125", ZN)).toBe("112.5078125");
-    expect(fmtInstrumentPrice("112.51", ZN)).toBe("112.510000");
-    expect(fmtInstrumentPrice("112.1", ZF)).toBe("112.1000000");
-    // Negative.
-    expect(fmtInstrumentPrice("-0.5", ZN)).toBe("-0.500000");
-    expect(fmtInstrumentPrice("-112.515625", ZN)).toBe("-112.515625");
-    // A tick the notation cannot express (eighths of a 32nd, or a decimal tick), or no tick.
-    expect(fmtInstrumentPrice("112.5", { ...ZN, tick_size: "0.00390625" })).toBe("112.50000000");
-    expect(fmtInstrumentPrice("112.5", { ...ZN, tick_size: "0.01" })).toBe("112.50");
-    expect(fmtInstrumentPrice("112.5", { ...ZN, tick_size: "0" })).toBe("112.5");
-    expect(fmtInstrumentPrice("112.5", { ...ZN, tick_size: "-0.015625" })).toBe("112.500000");
-    expect(fmtInstrumentPrice("112.5", { ...ZN, tick_size: "abc" })).toBe("112.5");
-    expect(fmtInstrumentPrice("112.5", { ...ZN, tick_size: "" })).toBe("112.50");
+    expectPrints(fmtInstrumentPrice, [
+      ["112.5078125", ZN, "112.5078125"],
+      ["112.51", ZN, "112.510000"],
+      ["112.1", ZF, "112.1000000"],
+      // Negative.
+      ["-0.5", ZN, "-0.500000"],
+      ["-112.515625", ZN, "-112.515625"],
+      // A tick the notation cannot express (eighths of a 32nd, or a decimal tick), or no tick.
+      ["112.5", { ...ZN, tick_size: "0.00390625" }, "112.50000000"],
+      ["112.5", { ...ZN, tick_size: "0.01" }, "112.50"],
+      ["112.5", { ...ZN, tick_size: "0" }, "112.5"],
+      ["112.5", { ...ZN, tick_size: "-0.015625" }, "112.500000"],
+      ["112.5", { ...ZN, tick_size: "abc" }, "112.5"],
+      ["112.5", { ...ZN, tick_size: "" }, "112.50"],
+    ]);
   });
 
   it("prints a change in 32nds with its sign", () => {
-    expect(fmtInstrumentChange("0.25", ZN)).toBe("+0-08");
-    expect(fmtInstrumentChange("-0.265625", ZN)).toBe("-0-08+");
-    expect(fmtInstrumentChange("-1.03125", ZN)).toBe("-1-01");
-    expect(fmtInstrumentChange("0", ZN)).toBe("0-00");
-    expect(fmtInstrumentChange("0.0078125", ZF)).toBe("+0-002");
-    // Off the grid: the signed decimal.
-    expect(fmtInstrumentChange("0.01", ZN)).toBe("+0.010000");
-    expect(fmtInstrumentChange("-0.0078125", ZN)).toBe("-0.0078125");
+    expectPrints(fmtInstrumentChange, [
+      ["0.25", ZN, "+0-08"],
+      ["-0.265625", ZN, "-0-08+"],
+      ["-1.03125", ZN, "-1-01"],
+      ["0", ZN, "0-00"],
+      ["0.0078125", ZF, "+0-002"],
+      // Off the grid: the signed decimal.
+      ["0.01", ZN, "+0.010000"],
+      ["-0.0078125", ZN, "-0.0078125"],
+    ]);
   });
 });
 
 describe("eighths (grains)", () => {
   it("prints cents'eighths", () => {
-    expect(fmtInstrumentPrice("445.25", ZC)).toBe("445'2");
-    expect(fmtInstrumentPrice("445.5", ZC)).toBe("445'4");
-    expect(fmtInstrumentPrice("445.75", ZC)).toBe("445'6");
-    expect(fmtInstrumentPrice("445", ZC)).toBe("445'0");
-    expect(fmtInstrumentPrice("445.00", ZC)).toBe("445'0");
-    expect(fmtInstrumentPrice("0", ZC)).toBe("0'0");
-    expect(fmtInstrumentPrice("98765432109876543210.75", ZC)).toBe("98765432109876543210'6");
+    expectPrints(fmtInstrumentPrice, [
+      ["445.25", ZC, "445'2"],
+      ["445.5", ZC, "445'4"],
+      ["445.75", ZC, "445'6"],
+      ["445", ZC, "445'0"],
+      ["445.00", ZC, "445'0"],
+      ["0", ZC, "0'0"],
+      ["98765432109876543210.75", ZC, "98765432109876543210'6"],
+    ]);
   });
 
   it("with an eighth-cent tick, every eighth", () => {
-    expect(fmtInstrumentPrice("445.125", ZC8)).toBe("445'1");
-    expect(fmtInstrumentPrice("445.375", ZC8)).toBe("445'3");
-    expect(fmtInstrumentPrice("445.875", ZC8)).toBe("445'7");
+    expectPrints(fmtInstrumentPrice, [
+      ["445.125", ZC8, "445'1"],
+      ["445.375", ZC8, "445'3"],
+      ["445.875", ZC8, "445'7"],
+    ]);
   });
 
   it("falls back to the padded decimal off the grid or below zero", () => {
-    expect(fmtInstrumentPrice("445.125", ZC)).toBe("445.125"); // off ZC's quarter-cent grid
-    expect(fmtInstrumentPrice("445.1", ZC)).toBe("445.10");
-    expect(fmtInstrumentPrice("445.0625", ZC8)).toBe("445.0625");
-    expect(fmtInstrumentPrice("-2.5", ZC)).toBe("-2.50");
+    expectPrints(fmtInstrumentPrice, [
+      ["445.125", ZC, "445.125"], // off ZC's quarter-cent grid
+      ["445.1", ZC, "445.10"],
+      ["445.0625", ZC8, "445.0625"],
+      ["-2.5", ZC, "-2.50"],
+    ]);
   });
 
   it("prints a change in eighths with its sign", () => {
-    expect(fmtInstrumentChange("2.5", ZC)).toBe("+2'4");
-    expect(fmtInstrumentChange("-0.25", ZC)).toBe("-0'2");
-    expect(fmtInstrumentChange("0", ZC)).toBe("0'0");
-    expect(fmtInstrumentChange("-0.1", ZC)).toBe("-0.10");
+    expectPrints(fmtInstrumentChange, [
+      ["2.5", ZC, "+2'4"],
+      ["-0.25", ZC, "-0'2"],
+      ["0", ZC, "0'0"],
+      ["-0.1", ZC, "-0.10"],
+    ]);
   });
 });
 
 describe("average prices (VWAP, average cost)", () => {
   it("decimal: the tick's decimals plus 2 at most, exactly rounded half away from zero", () => {
-    expect(fmtAvgPrice("6850.1666666667", ES)).toBe("6850.1667");
-    expect(fmtAvgPrice("6850.123449", ES)).toBe("6850.1234");
-    expect(fmtAvgPrice("6850.12345", ES)).toBe("6850.1235"); // a float would say 6850.1234(4999...)
-    expect(fmtAvgPrice("-6850.12345", ES)).toBe("-6850.1235"); // away from zero
-    expect(fmtAvgPrice("1.00005", ES)).toBe("1.0001");
-    expect(fmtAvgPrice("0.99995", ES)).toBe("1.0000"); // carries into the integer
-    expect(fmtAvgPrice("9999.99999", ES)).toBe("10000.0000");
-    expect(fmtAvgPrice("6850.5", ES)).toBe("6850.50"); // at least the tick's decimals
-    expect(fmtAvgPrice("6850.125", ES)).toBe("6850.125");
-    expect(fmtAvgPrice("6850", ES)).toBe("6850.00");
-    expect(fmtAvgPrice("0", ES)).toBe("0.00");
-    expect(fmtAvgPrice("0.000", ES)).toBe("0.00");
-    expect(fmtAvgPrice("5.123456789", HG)).toBe("5.123457");
-    expect(fmtAvgPrice("1.23456789", undefined)).toBe("1.2346");
-    // Exact on values a float cannot hold.
-    expect(fmtAvgPrice("123456789012345678901.234567", ES)).toBe("123456789012345678901.2346");
+    expectPrints(fmtAvgPrice, [
+      ["6850.1666666667", ES, "6850.1667"],
+      ["6850.123449", ES, "6850.1234"],
+      ["6850.12345", ES, "6850.1235"], // a float would say 6850.1234(4999...)
+      ["-6850.12345", ES, "-6850.1235"], // away from zero
+      ["1.00005", ES, "1.0001"],
+      ["0.99995", ES, "1.0000"], // carries into the integer
+      ["9999.99999", ES, "10000.0000"],
+      ["6850.5", ES, "6850.50"], // at least the tick's decimals
+      ["6850.125", ES, "6850.125"],
+      ["6850", ES, "6850.00"],
+      ["0", ES, "0.00"],
+      ["0.000", ES, "0.00"],
+      ["5.123456789", HG, "5.123457"],
+      ["1.23456789", undefined, "1.2346"],
+      // Exact on values a float cannot hold.
+      ["123456789012345678901.234567", ES, "123456789012345678901.2346"],
+    ]);
   });
 
   it("fractional formats: a decimal rounded to 4 places", () => {
-    expect(fmtAvgPrice("112.515625", ZN)).toBe("112.5156");
-    expect(fmtAvgPrice("112.5078125", ZN)).toBe("112.5078");
-    expect(fmtAvgPrice("112.50005", ZN)).toBe("112.5001");
-    expect(fmtAvgPrice("112.5", ZN)).toBe("112.5000");
-    expect(fmtAvgPrice("445.3333333333", ZC)).toBe("445.3333");
-    expect(fmtAvgPrice("445.66665", ZC)).toBe("445.6667");
-    expect(fmtAvgPrice("445.25", ZC)).toBe("445.2500");
-    expect(fmtAvgPrice("0", ZN)).toBe("0.0000");
-    expect(fmtAvgPrice("-0.00005", ZN)).toBe("-0.0001");
-    expect(fmtAvgPrice("-0.00001", ZN)).toBe("0.0000"); // no "-0.0000"
+    expectPrints(fmtAvgPrice, [
+      ["112.515625", ZN, "112.5156"],
+      ["112.5078125", ZN, "112.5078"],
+      ["112.50005", ZN, "112.5001"],
+      ["112.5", ZN, "112.5000"],
+      ["445.3333333333", ZC, "445.3333"],
+      ["445.66665", ZC, "445.6667"],
+      ["445.25", ZC, "445.2500"],
+      ["0", ZN, "0.0000"],
+      ["-0.00005", ZN, "-0.0001"],
+      ["-0.00001", ZN, "0.0000"], // no "-0.0000"
+    ]);
   });
 
   it("null is a dash", () => {
@@ -193,10 +227,11 @@ describe("average prices (VWAP, average cost)", () => {
 
 describe("nothing throws", () => {
   const infos: Array<Instrument | undefined> = [ES, HG, ZN, ZF, ZC, ZC8, undefined];
+  const formatters = [fmtInstrumentPrice, fmtInstrumentChange, fmtAvgPrice];
 
   it("null, undefined and empty text are a dash", () => {
     for (const info of infos) {
-      for (const f of [fmtInstrumentPrice, fmtInstrumentChange, fmtAvgPrice]) {
+      for (const f of formatters) {
         expect(f(null, info)).toBe("—");
         expect(f(undefined, info)).toBe("—");
         expect(f("", info)).toBe("—");
@@ -208,7 +243,7 @@ describe("nothing throws", () => {
   it("text that is no decimal is printed as given", () => {
     for (const info of infos) {
       for (const text of GARBAGE) {
-        for (const f of [fmtInstrumentPrice, fmtInstrumentChange, fmtAvgPrice]) {
+        for (const f of formatters) {
           expect(f(text, info)).toBe(text);
         }
       }
@@ -224,7 +259,7 @@ describe("nothing throws", () => {
       for (const price_format of formats) {
         const info = { symbol: "X", description: "", tick_size, multiplier: "1", price_format } as Instrument;
         for (const text of texts) {
-          for (const f of [fmtInstrumentPrice, fmtInstrumentChange, fmtAvgPrice]) {
+          for (const f of formatters) {
             const out = f(text, info);
             expect(typeof out).toBe("string");
             expect(out.length).toBeGreaterThan(0);
@@ -235,11 +270,13 @@ describe("nothing throws", () => {
   });
 
   it("odd but valid decimals", () => {
-    expect(fmtInstrumentPrice(".5", ZN)).toBe("0-16");
-    expect(fmtInstrumentPrice("-0", ZN)).toBe("0-00");
-    expect(fmtInstrumentPrice("5.", ZC)).toBe("5'0");
-    expect(fmtInstrumentPrice(" 112.5 ", ZN)).toBe("112-16");
-    expect(fmtInstrumentPrice(" 6850.5 ", ES)).toBe("6850.50");
+    expectPrints(fmtInstrumentPrice, [
+      [".5", ZN, "0-16"],
+      ["-0", ZN, "0-00"],
+      ["5.", ZC, "5'0"],
+      [" 112.5 ", ZN, "112-16"],
+      [" 6850.5 ", ES, "6850.50"],
+    ]);
     expect(fmtInstrumentChange("-0", ZC)).toBe("0'0");
   });
 });

@@ -1,3 +1,4 @@
+import { afterEach, beforeEach, vi } from "vitest";
 import { LiveFeed } from "@/lib/liveFeed";
 import type { FillReport, InstrumentState, PositionState, Snapshot, UpdateMessage } from "@/lib/types";
 
@@ -122,6 +123,17 @@ export class FakeSocket {
   }
 }
 
+/** For every test of the calling file: a fresh FakeSocket list and fake timers, real timers after. */
+export function fakeSocketsAndTimersPerTest() {
+  beforeEach(() => {
+    FakeSocket.reset();
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+}
+
 /** A manual requestAnimationFrame: frames run only when the test says so. */
 export function fakeRaf() {
   let next = 1;
@@ -163,11 +175,24 @@ export function makeFeed(over: Partial<ConstructorParameters<typeof LiveFeed>[0]
   return { feed, frames };
 }
 
+/** The server side accepts the socket a feed opened last. */
+export function openLastSocket(): FakeSocket {
+  const ws = FakeSocket.last();
+  ws.open();
+  return ws;
+}
+
+/** A started makeFeed whose socket the server has accepted (no snapshot yet). */
+export function makeOpenFeed(over: Partial<ConstructorParameters<typeof LiveFeed>[0]> = {}) {
+  const { feed, frames } = makeFeed(over);
+  feed.start();
+  return { feed, frames, ws: openLastSocket() };
+}
+
 /** Starts a feed, opens its socket and serves the snapshot. */
 export function goLive(feed: LiveFeed, frames: ReturnType<typeof fakeRaf>) {
   feed.start();
-  const ws = FakeSocket.last();
-  ws.open();
+  const ws = openLastSocket();
   ws.receive({ type: "snapshot", v: 1, ...snapshot() });
   frames.frame();
   return ws;

@@ -6,6 +6,7 @@ import InstrumentDetail from "@/components/InstrumentDetail";
 import { LiveFeed } from "@/lib/liveFeed";
 import type { Instrument, InstrumentState, TradePrint, UpdateMessage } from "@/lib/types";
 import { FakeSocket, fakeRaf, inst, snapshot } from "./helpers";
+import { feedFixture, removeFeedFixture } from "./componentHelpers";
 
 (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
 
@@ -87,13 +88,9 @@ const printIds = () => [...container.querySelectorAll("[data-testid=time-and-sal
 const sent = (ws: FakeSocket) => ws.sent.map((s) => JSON.parse(s) as Record<string, unknown>);
 
 beforeEach(() => {
-  FakeSocket.reset();
   calls = [];
   commits = 0;
-  frames = fakeRaf();
   vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval", "Date"] });
-  vi.stubGlobal("requestAnimationFrame", frames.raf);
-  vi.stubGlobal("cancelAnimationFrame", frames.caf);
   vi.stubGlobal("fetch", (url: string, init?: RequestInit) =>
     new Promise((resolve) => {
       calls.push({
@@ -108,19 +105,12 @@ beforeEach(() => {
       });
     }),
   );
-  feed = new LiveFeed({ url: "ws://x/ws", initial: snapshot(), socketFactory: FakeSocket.factory, raf: frames.raf, caf: frames.caf });
-  feed.start();
-  container = document.createElement("div");
-  document.body.appendChild(container);
-  root = createRoot(container);
+  ({ container, root, frames, feed } = feedFixture({ initial: snapshot() }));
 });
 
 afterEach(() => {
-  act(() => root.unmount());
+  removeFeedFixture({ container, root, feed });
   vi.useRealTimers();
-  container.remove();
-  feed.stop();
-  vi.unstubAllGlobals();
 });
 
 describe("InstrumentDetail", () => {

@@ -1,15 +1,9 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { LiveFeed } from "@/lib/liveFeed";
 import { BACKOFF_CAP_MS } from "@/lib/backoff";
-import { FakeSocket, fakeRaf, fillUpdate, goLive, inst, instUpdate, makeFeed, snapshot } from "./helpers";
+import { FakeSocket, fakeSocketsAndTimersPerTest, fillUpdate, goLive, inst, instUpdate, makeFeed, makeOpenFeed, snapshot } from "./helpers";
 
-beforeEach(() => {
-  FakeSocket.reset();
-  vi.useFakeTimers();
-});
-afterEach(() => {
-  vi.useRealTimers();
-});
+fakeSocketsAndTimersPerTest();
 
 describe("LiveFeed", () => {
   it("subscribes on open and goes live on the snapshot", () => {
@@ -27,10 +21,7 @@ describe("LiveFeed", () => {
   });
 
   it("asks the server for the rate the screen repaints at, on every subscribe", () => {
-    const { feed } = makeFeed({ maxRate: 1000 / 200 });
-    feed.start();
-    const ws = FakeSocket.last();
-    ws.open();
+    const { feed, ws } = makeOpenFeed({ maxRate: 1000 / 200 });
     expect(JSON.parse(ws.sent[0])).toEqual({ op: "subscribe", instruments: ["*"], positions: ["*"], max_rate: 5 });
     feed.setInstruments(["ESZ6"]);
     expect(JSON.parse(ws.sent[ws.sent.length - 1])).toMatchObject({ instruments: ["ESZ6"], max_rate: 5 });
@@ -160,10 +151,7 @@ describe("LiveFeed", () => {
   });
 
   it("a refused subscribe says so instead of connecting forever, and can be retried", () => {
-    const { feed, frames } = makeFeed();
-    feed.start();
-    const ws = FakeSocket.last();
-    ws.open();
+    const { feed, frames, ws } = makeOpenFeed();
     ws.receive({ type: "error", code: "forbidden", message: "account `ACC9` is not granted" });
     frames.frame();
     expect(feed.getView().conn).toBe("refused");
@@ -305,10 +293,7 @@ describe("LiveFeed", () => {
   });
 
   it("retries the subscribe when the server is not ready, ignores unknown types", () => {
-    const { feed, frames } = makeFeed();
-    feed.start();
-    const ws = FakeSocket.last();
-    ws.open();
+    const { feed, frames, ws } = makeOpenFeed();
     ws.receive({ type: "error", code: "not_ready", message: "retry" });
     ws.receive({ type: "resync" });
     vi.advanceTimersByTime(300);

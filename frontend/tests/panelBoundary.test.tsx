@@ -1,8 +1,8 @@
 // @vitest-environment happy-dom
 import { act, createElement, useState } from "react";
-import { createRoot } from "react-dom/client";
 import { describe, expect, it, vi } from "vitest";
 import PanelBoundary from "@/components/PanelBoundary";
+import { mountPoint } from "./componentHelpers";
 
 (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
 
@@ -16,9 +16,7 @@ describe("PanelBoundary", () => {
   it("keeps a panel's failure inside the panel, says why, and can try again", () => {
     const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
     const error = vi.spyOn(console, "error").mockImplementation(() => {});
-    const container = document.createElement("div");
-    document.body.appendChild(container);
-    const root = createRoot(container);
+    const { container, root } = mountPoint();
     let bump: () => void = () => {};
     function Screen() {
       const [n, setN] = useState(0);

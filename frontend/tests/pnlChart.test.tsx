@@ -9,7 +9,8 @@ import { createRoot, type Root } from "react-dom/client";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { LiveFeed } from "@/lib/liveFeed";
 import type { PnlPoint } from "@/lib/types";
-import { FakeSocket, fakeRaf, snapshot } from "./helpers";
+import { FakeSocket, fakeRaf, openLastSocket, snapshot } from "./helpers";
+import { feedFixture, removeFeedFixture } from "./componentHelpers";
 
 const lw = vi.hoisted(() => {
   type Datum = { time: number; value?: number };
@@ -122,33 +123,21 @@ async function mount(accounts: string[]) {
 }
 
 beforeEach(() => {
-  FakeSocket.reset();
   lw.state.calls = [];
   lw.state.data = [];
   lw.state.charts = 0;
   lw.state.removed = 0;
-  frames = fakeRaf();
-  vi.stubGlobal("requestAnimationFrame", frames.raf);
-  vi.stubGlobal("cancelAnimationFrame", frames.caf);
   requests = [];
   vi.stubGlobal(
     "fetch",
     vi.fn((url: string, init?: RequestInit) => new Promise<Response>((resolve, reject) => requests.push({ url, init, resolve, reject }))),
   );
-  feed = new LiveFeed({ url: "ws://x/ws", socketFactory: FakeSocket.factory, raf: frames.raf, caf: frames.caf });
-  feed.start();
-  ws = FakeSocket.last();
-  ws.open();
-  container = document.createElement("div");
-  document.body.appendChild(container);
-  root = createRoot(container);
+  ({ container, root, frames, feed } = feedFixture());
+  ws = openLastSocket();
 });
 
 afterEach(() => {
-  act(() => root.unmount());
-  container.remove();
-  feed.stop();
-  vi.unstubAllGlobals();
+  removeFeedFixture({ container, root, feed });
 });
 
 describe("PnlChart", () => {

@@ -1,18 +1,12 @@
 // The end of a sign-in: the server closes the live feed with 4001 when the token expires, and a
 // refused upgrade (after a sleep, say) looks like any failure to a browser; either way the feed
 // stops reconnecting (an expired token would be refused forever) and the page reloads, once.
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { CLOSE_TOKEN_EXPIRED } from "@/lib/liveFeed";
 import { RELOAD_GUARD_MS, RELOAD_KEY, credentialAccepted, reloadForSignIn } from "@/lib/signIn";
-import { FakeSocket, goLive, makeFeed } from "./helpers";
+import { FakeSocket, fakeSocketsAndTimersPerTest, goLive, makeFeed } from "./helpers";
 
-beforeEach(() => {
-  FakeSocket.reset();
-  vi.useFakeTimers();
-});
-afterEach(() => {
-  vi.useRealTimers();
-});
+fakeSocketsAndTimersPerTest();
 
 describe("LiveFeed when the sign-in ends", () => {
   it("4001 (token expired) stops reconnecting, says signed-out and tells the page once", () => {

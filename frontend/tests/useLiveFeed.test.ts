@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { useLiveFeed } from "@/lib/useLiveFeed";
 import type { LiveFeedOptions } from "@/lib/liveFeed";
 import { FakeSocket, fakeRaf, fillUpdate, inst, instUpdate, snapshot } from "./helpers";
+import { mountPoint, removeMountPoint } from "./componentHelpers";
 
 (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
 
@@ -29,45 +30,52 @@ function mount(options: LiveFeedOptions) {
   });
 }
 
+/** What the probe shows of the connection (`view.conn`). */
+const connState = () => container.querySelector("#probe")?.getAttribute("data-conn");
+
+/** Mounts the hook on a FakeSocket and manual frames; `ws` is the socket it opened. */
+function mountOnFakes(over: Partial<LiveFeedOptions> = {}) {
+  const frames = fakeRaf();
+  mount({ url: "ws://x/ws", initial: snapshot(), socketFactory: FakeSocket.factory, raf: frames.raf, caf: frames.caf, ...over });
+  return { frames, ws: FakeSocket.last() };
+}
+
+/** The server's side of going live: the socket opens and the snapshot arrives. */
+function openWithSnapshot(ws: FakeSocket) {
+  ws.open();
+  ws.receive({ type: "snapshot", v: 1, ...snapshot() });
+}
+
 beforeEach(() => {
   FakeSocket.reset();
   vi.useFakeTimers();
-  container = document.createElement("div");
-  document.body.appendChild(container);
-  root = createRoot(container);
+  ({ container, root } = mountPoint());
   renders = 0;
   commits = 0;
   latest = null;
 });
 
 afterEach(() => {
-  act(() => root.unmount());
-  container.remove();
+  removeMountPoint({ container, root });
   vi.useRealTimers();
 });
 
 describe("useLiveFeed", () => {
   it("renders the initial snapshot, opens the socket and subscribes", () => {
-    const frames = fakeRaf();
-    mount({ url: "ws://x/ws", initial: snapshot(), socketFactory: FakeSocket.factory, raf: frames.raf, caf: frames.caf });
+    const { ws } = mountOnFakes();
     expect(container.textContent).toBe("5:100.00");
     expect(FakeSocket.instances.length).toBe(1);
-    act(() => FakeSocket.last().open());
+    act(() => ws.open());
     expect(FakeSocket.last().subscribes()).toBe(1);
   });
 
   it("commits once per animation frame however many updates arrive", () => {
-    const frames = fakeRaf();
-    mount({ url: "ws://x/ws", initial: snapshot(), socketFactory: FakeSocket.factory, raf: frames.raf, caf: frames.caf });
-    const ws = FakeSocket.last();
-    act(() => {
-      ws.open();
-      ws.receive({ type: "snapshot", v: 1, ...snapshot() });
-    });
+    const { frames, ws } = mountOnFakes();
+    act(() => openWithSnapshot(ws));
     act(() => {
       frames.frame();
     });
-    expect(container.querySelector("#probe")?.getAttribute("data-conn")).toBe("live");
+    expect(connState()).toBe("live");
     const rendersBefore = renders;
     const commitsBefore = commits;
 
@@ -92,19 +100,16 @@ describe("useLiveFeed", () => {
   });
 
   it("shows disconnected when the socket drops and recovers with a fresh snapshot", () => {
-    const frames = fakeRaf();
-    mount({ url: "ws://x/ws", initial: snapshot(), socketFactory: FakeSocket.factory, raf: frames.raf, caf: frames.caf, random: () => 0 });
-    const ws = FakeSocket.last();
+    const { frames, ws } = mountOnFakes({ random: () => 0 });
     act(() => {
-      ws.open();
-      ws.receive({ type: "snapshot", v: 1, ...snapshot() });
+      openWithSnapshot(ws);
       frames.frame();
     });
     act(() => {
       ws.serverClose(1006);
       frames.frame();
     });
-    expect(container.querySelector("#probe")?.getAttribute("data-conn")).toBe("disconnected");
+    expect(connState()).toBe("disconnected");
     act(() => {
       vi.advanceTimersByTime(200);
     });
@@ -115,29 +120,24 @@ describe("useLiveFeed", () => {
       next.receive({ type: "snapshot", v: 1, ...snapshot({ instruments: [inst("ESZ6", 42, { bid: "123.50" })] }) });
       frames.frame();
     });
-    expect(container.querySelector("#probe")?.getAttribute("data-conn")).toBe("live");
+    expect(connState()).toBe("live");
     expect(container.textContent).toBe("42:123.50");
   });
 
   it("a fill gap asks for a snapshot on the same socket", () => {
-    const frames = fakeRaf();
-    mount({ url: "ws://x/ws", initial: snapshot(), socketFactory: FakeSocket.factory, raf: frames.raf, caf: frames.caf });
-    const ws = FakeSocket.last();
+    const { frames, ws } = mountOnFakes();
     act(() => {
-      ws.open();
-      ws.receive({ type: "snapshot", v: 1, ...snapshot() });
+      openWithSnapshot(ws);
       ws.receive(fillUpdate("ACC1", 6)); // expected 5
       frames.frame();
     });
     expect(ws.subscribes()).toBe(2);
     expect(latest?.view.resnapshots).toBe(1);
-    expect(container.querySelector("#probe")?.getAttribute("data-conn")).toBe("stale");
+    expect(connState()).toBe("stale");
   });
 
   it("closes the socket on unmount", () => {
-    const frames = fakeRaf();
-    mount({ url: "ws://x/ws", initial: snapshot(), socketFactory: FakeSocket.factory, raf: frames.raf, caf: frames.caf });
-    const ws = FakeSocket.last();
+    const { ws } = mountOnFakes();
     act(() => ws.open());
     act(() => root.unmount());
     expect(ws.closedWith).toBe(1000);
