@@ -84,16 +84,6 @@ pub async fn run(config: &Config) -> Vec<Finding> {
     }
 
     if let Some(url) = &config.redis_url {
-        let result = async {
-            let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
-            let mut conn = actix_rt::time::timeout(Duration::from_secs(5), client.get_multiplexed_async_connection())
-                .await
-                .map_err(|_| "no answer within 5 s".to_owned())?
-                .map_err(|e| e.to_string())?;
-            let pong: String = redis::cmd("PING").query_async(&mut conn).await.map_err(|e| e.to_string())?;
-            Ok::<_, String>(format!("reachable ({pong})"))
-        }
-        .await;
         // A server that answers a plaintext client with silence or a reset may well speak TLS.
         let hint = |e: &str| {
             if url.starts_with("redis://") && !e.contains("refused") {
@@ -102,8 +92,22 @@ pub async fn run(config: &Config) -> Vec<Finding> {
                 ""
             }
         };
-        findings
-            .push((format!("Redis {}", redact_url(url)), result.map_err(|e| format!("unreachable: {e}{}", hint(&e)))));
+        let result = match ttpulse_actors::cache::redis::client(url, config.redis_ca_file.as_deref()) {
+            // A setting that makes no client: not a question of reaching the server.
+            Err(e) => Err(format!("{:#}", anyhow::Error::new(e))),
+            Ok(client) => async {
+                let mut conn =
+                    actix_rt::time::timeout(Duration::from_secs(5), client.get_multiplexed_async_connection())
+                        .await
+                        .map_err(|_| "no answer within 5 s".to_owned())?
+                        .map_err(|e| e.to_string())?;
+                let pong: String = redis::cmd("PING").query_async(&mut conn).await.map_err(|e| e.to_string())?;
+                Ok::<_, String>(format!("reachable ({pong})"))
+            }
+            .await
+            .map_err(|e| format!("unreachable: {e}{}", hint(&e))),
+        };
+        findings.push((format!("Redis {}", redact_url(url)), result));
     }
     findings
 }

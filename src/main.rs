@@ -1,3 +1,5 @@
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -29,19 +31,6 @@ fn main() -> ExitCode {
     }
 
     let cli = Cli::parse();
-    let config = match &cli.command {
-        Command::Run { config } | Command::Check { config } | Command::Migrate { config } => config,
-    };
-    if let Some(ca) = &config.redis_ca_file {
-        if !ca.is_file() {
-            eprintln!("error: TTPULSE_REDIS_CA_FILE {} is not a file", ca.display());
-            return ExitCode::FAILURE;
-        }
-        // The Redis client verifies TLS through OpenSSL's default trust store, which this points
-        // at. Set before any thread starts, as set_var requires.
-        // SAFETY: no other thread exists yet (the runtime is created below).
-        unsafe { std::env::set_var("SSL_CERT_FILE", ca) };
-    }
     let result = actix_web::rt::System::new().block_on(async move {
         match cli.command {
             Command::Migrate { config } => {

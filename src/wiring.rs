@@ -138,8 +138,8 @@ pub fn validate(config: &Config) -> anyhow::Result<()> {
         bail!("the cache and api roles need TTPULSE_REDIS_URL in distributed mode (TTPULSE_KAFKA_BROKERS is set)");
     }
     if let Some(url) = &config.redis_url {
-        redis::Client::open(url.as_str())
-            .with_context(|| format!("TTPULSE_REDIS_URL {} is not a Redis URL", redact_url(url)))?;
+        ttpulse_actors::cache::redis::client(url, config.redis_ca_file.as_deref())
+            .with_context(|| format!("TTPULSE_REDIS_URL {}", redact_url(url)))?;
     }
     source_config(config)?;
     Ok(())
@@ -421,7 +421,9 @@ async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pip
     };
     ensure_topics_in_background(settings.clone());
     let redis = match &config.redis_url {
-        Some(url) => Some(redis::Client::open(url.as_str()).context("TTPULSE_REDIS_URL")?),
+        Some(url) => Some(
+            ttpulse_actors::cache::redis::client(url, config.redis_ca_file.as_deref()).context("TTPULSE_REDIS_URL")?,
+        ),
         None => None,
     };
 

@@ -5,6 +5,8 @@
 //! - one module per actor: [`ingest`], [`processor`], [`store`], [`cache`], [`session`].
 //! - [`health`] and [`metrics`]: what the admin endpoints report.
 
+#![forbid(unsafe_code)]
+
 pub mod backoff;
 pub mod cache;
 pub mod domain;

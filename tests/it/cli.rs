@@ -360,7 +360,8 @@ fn check_reports_each_service_and_fails_when_one_is_unreachable() {
 }
 
 /// Redis over TLS with a CA made here: `rediss://` with TTPULSE_REDIS_CA_FILE connects, and a
-/// plaintext `redis://` to the TLS port fails with a clear error.
+/// plaintext `redis://` to the TLS port fails with a clear error, as do a CA file with a
+/// plaintext URL, an unreadable CA file and one that holds no certificate.
 #[test]
 fn redis_over_tls_with_a_private_ca() {
     let dir = tempfile::tempdir().expect("dir");
@@ -422,6 +423,12 @@ fn redis_over_tls_with_a_private_ca() {
     let plain = check(&format!("redis://127.0.0.1:{port}/"), None);
     assert!(plain.contains(&format!("FAIL  Redis redis://127.0.0.1:{port}/: unreachable")), "{plain}");
     assert!(plain.contains("use rediss://"), "{plain}");
+    let ca_without_tls = check(&format!("redis://127.0.0.1:{port}/"), Some(&d("ca.crt")));
+    assert!(ca_without_tls.contains("the Redis URL must use TLS (rediss://)"), "{ca_without_tls}");
+    let missing = check(&format!("rediss://localhost:{port}/"), Some(&d("no-such-ca.crt")));
+    assert!(missing.contains("cannot read the Redis CA file") && missing.contains("no-such-ca.crt"), "{missing}");
+    let not_pem = check(&format!("rediss://localhost:{port}/"), Some(&d("server.key")));
+    assert!(not_pem.contains("holds no PEM certificate"), "{not_pem}");
 }
 
 /// The Grafana dashboard in deploy/ parses and only queries metrics ttpulse defines.

@@ -11,8 +11,10 @@
 //!   after each (re)connect into the local state the API serves, forwards each change to the
 //!   hub, and asks the hub for fresh snapshots for every session after a reconnect or resync.
 //!
-//! `rediss://` URLs use TLS; a password in the URL is sent with AUTH.
+//! `rediss://` URLs use TLS; a password in the URL is sent with AUTH. Every client is made by
+//! [`client`], which applies a private CA to these connections alone.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +27,38 @@ use crate::domain::{Engine, InstrumentCatalog, Micros, Published};
 use crate::health::ActorHealth;
 use crate::messages::{HopError, LoadSnapshot, Resnapshot, UpdateBatch};
 use crate::metrics::Metrics;
+
+/// Why a Redis client could not be made from the settings.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot read the Redis CA file {}", path.display())]
+    CaFile { path: PathBuf, source: std::io::Error },
+    #[error("the Redis CA file {} holds no PEM certificate", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("TTPULSE_REDIS_CA_FILE is set, so the Redis URL must use TLS (rediss://)")]
+    CaWithoutTls,
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+}
+
+const CERTIFICATE_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
+
+/// A Redis client for `url`. With `ca_file` (a PEM), a `rediss://` connection trusts the
+/// certificates in it instead of the system's store; nothing else in the process is affected.
+pub fn client(url: &str, ca_file: Option<&Path>) -> Result<redis::Client, ClientError> {
+    let Some(path) = ca_file else { return Ok(redis::Client::open(url)?) };
+    let pem = std::fs::read(path).map_err(|source| ClientError::CaFile { path: path.to_owned(), source })?;
+    // Without one, the TLS backend would quietly fall back to the system's store.
+    if !pem.windows(CERTIFICATE_PEM.len()).any(|w| w == CERTIFICATE_PEM) {
+        return Err(ClientError::NoCertificate { path: path.to_owned() });
+    }
+    let info = redis::IntoConnectionInfo::into_connection_info(url)?;
+    if !matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+        return Err(ClientError::CaWithoutTls);
+    }
+    let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
+    Ok(redis::Client::build_with_tls(info, certificates)?)
+}
 
 /// Written once for the Rust constants and the Lua script alike (`concat!` needs literals).
 macro_rules! redis_names {
