@@ -1,6 +1,7 @@
 //! The ttpulse actor system.
 //!
-//! - [`domain`]: pure calculations (no I/O), unit-tested directly.
+//! - [`domain`]: pure calculations (no I/O), unit-tested directly; the `ttpulse-domain` crate
+//!   (`domain/`), re-exported here so that `ttpulse_actors::domain::…` names it.
 //! - [`messages`]: every message that crosses an actor boundary.
 //! - one module per actor: [`ingest`], [`processor`], [`store`], [`cache`], [`session`].
 //! - [`health`] and [`metrics`]: what the admin endpoints report.
@@ -9,7 +10,7 @@
 
 pub mod backoff;
 pub mod cache;
-pub mod domain;
+pub use ttpulse_domain as domain;
 pub mod health;
 pub mod ingest;
 pub mod kafka;

@@ -7,7 +7,7 @@ import { fmtAvgPrice, fmtInstrumentChange, fmtInstrumentPrice } from "@/lib/form
 import type { Instrument } from "@/lib/types";
 import { inst, pos } from "./helpers";
 
-// The default catalog's entries (actors/src/domain/instruments.rs), as GET /api/instruments gives them.
+// The default catalog's entries (domain/src/instruments.rs), as GET /api/instruments gives them.
 const ES: Instrument = {
   symbol: "ESZ6",
   description: "E-mini S&P 500",

@@ -5,6 +5,7 @@
 //! (`i64`). Nothing here uses binary floating point. All arithmetic is checked (see
 //! `checked.rs`): an event whose effects would overflow is refused, never wrapped or panicked on.
 #![deny(clippy::arithmetic_side_effects)]
+#![forbid(unsafe_code)]
 
 pub mod candles;
 mod checked;

@@ -409,7 +409,7 @@ impl Engine {
 #[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
-    use crate::domain::{EventId, RawEvent};
+    use crate::{EventId, RawEvent};
 
     fn engine() -> Engine {
         Engine::new(Arc::new(InstrumentCatalog::default_futures()))

@@ -164,7 +164,7 @@ impl InstrumentBook {
 #[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
-    use crate::domain::Side;
+    use crate::Side;
 
     fn d(text: &str) -> Decimal {
         text.parse().unwrap()
