@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 try:
@@ -491,6 +492,11 @@ def check_builds(compose: dict, repo: Repo) -> list[str]:
                 elif in_context != "." and ignored(in_context, patterns):
                     errors.append(f"{dockerfile}:{number}: copies `{source}`, which {context}/.dockerignore leaves out")
     if TTPULSE_DOCKERFILE in parsed:
+        # cargo refuses to build a workspace whose member is missing from the image.
+        copied = {norm(source) for _, stage, sources in parsed[TTPULSE_DOCKERFILE]["copies"] if stage is None for source in sources}
+        for member in tomllib.loads(repo.read("Cargo.toml")).get("workspace", {}).get("members", []):
+            if norm(member) not in copied:
+                errors.append(f"{TTPULSE_DOCKERFILE}: does not copy the workspace member `{member}` (Cargo.toml)")
         documented = documented_env_keys(repo)
         for key in parsed[TTPULSE_DOCKERFILE]["env"]:
             if key.startswith("TTPULSE_") and key not in documented:
@@ -687,6 +693,7 @@ def self_test() -> int:
         ("COPY --from of no stage", {TTPULSE_DOCKERFILE: dockerfile.replace("--from=builder", "--from=biulder")}, "no earlier build stage"),
         ("COPY --from of a later stage", {TTPULSE_DOCKERFILE: dockerfile.replace("--from=builder", "--from=runtime")}, "no earlier build stage"),
         ("COPY of a missing file", {TTPULSE_DOCKERFILE: dockerfile.replace("COPY src src", "COPY srcs src")}, "not in"),
+        ("a workspace member not copied", {TTPULSE_DOCKERFILE: dockerfile.replace("COPY domain domain\n", "")}, "workspace member `domain`"),
         ("COPY of an ignored path", {".dockerignore": repo.read(".dockerignore") + "\nharness\n"}, ".dockerignore leaves out"),
         ("undocumented ENV", {TTPULSE_DOCKERFILE: dockerfile.replace("TTPULSE_DATA_DIR=", "TTPULSE_DATADIR=")}, "TTPULSE_DATADIR"),
         ("instruction before FROM", {TTPULSE_DOCKERFILE: "RUN true\n" + dockerfile}, "before the first FROM"),
