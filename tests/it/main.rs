@@ -1,6 +1,7 @@
 //! The integration tests, one binary (linking ttpulse, diesel and rdkafka once):
 //! - `pipeline`: the embedded pipeline through its public surface (with `abuse`: extreme and
 //!   hostile input; `history`: the trader's record read back);
+//! - `batched`: wire version 2, the updates of a wake in one frame;
 //! - `security`: who may connect, read, write and how much;
 //! - `cli`: the binary as an operator runs it;
 //! - `tracing`: a sampled event as OpenTelemetry spans across hops (and roles, in `tracing::distributed`);
@@ -10,6 +11,7 @@
 //! `cargo test --test it distributed::` runs one group; `--skip distributed::` the others.
 
 mod attack_review;
+mod batched;
 mod cli;
 mod common;
 mod distributed;

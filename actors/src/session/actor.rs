@@ -35,6 +35,11 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
 const DRAIN_BATCH: usize = 512;
 /// Largest client frame accepted.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// The WebSocket subprotocol of wire version 2: the updates due at one wake go out together in
+/// `batch` frames (one write, not one per update). Without it a session speaks version 1.
+pub const BATCH_PROTOCOL: &str = "ttpulse.v2";
+/// A batch frame is closed once it holds this much; the next update starts another.
+const BATCH_MAX_BYTES: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct SessionConfig {
@@ -174,6 +179,8 @@ pub struct SessionActor {
     drain_due: Option<Instant>,
     /// Set when the session is cut off for flooding: its connection is dropped, not drained.
     cut_off: Rc<Cell<bool>>,
+    /// The client chose wire version 2 (`BATCH_PROTOCOL`): updates go out in `batch` frames.
+    batched: bool,
 }
 
 /// The maximum rate a subscribe is granted: what it asks (or `default`), at most `cap`; 0 means
@@ -318,9 +325,13 @@ pub fn start_session(
         rates: config.max_rates,
         drain_due: None,
         cut_off: Rc::default(),
+        batched: offers_protocol(req, BATCH_PROTOCOL),
     };
     let cut_off = actor.cut_off.clone();
-    let response = ws::WsResponseBuilder::new(actor, req, stream).frame_size(MAX_FRAME_BYTES).start()?;
+    let response = ws::WsResponseBuilder::new(actor, req, stream)
+        .frame_size(MAX_FRAME_BYTES)
+        .protocols(&[BATCH_PROTOCOL])
+        .start()?;
     Ok(response.map_body(|_, body| DroppedWhenCutOff { body, cut_off, dropping: false }).map_into_boxed_body())
 }
 
@@ -357,6 +368,44 @@ impl actix_web::body::MessageBody for DroppedWhenCutOff {
             }
             other => other,
         }
+    }
+}
+
+/// Whether the client lists `protocol` in `Sec-WebSocket-Protocol` (actix then answers with it).
+fn offers_protocol(req: &HttpRequest, protocol: &str) -> bool {
+    req.headers()
+        .get_all(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|offered| offered.trim() == protocol)
+}
+
+/// Wire version 2's frame of updates: `{"type":"batch","v":2,"updates":[<update>,…]}`, each
+/// update exactly as version 1 sends it alone (copied, not serialized again).
+#[derive(Default)]
+struct BatchFrame {
+    text: String,
+}
+
+impl BatchFrame {
+    const HEAD: &str = r#"{"type":"batch","v":2,"updates":["#;
+
+    /// Adds an update; a frame that is full is returned, to be sent before this one's.
+    fn push(&mut self, update: &str) -> Option<String> {
+        let full = (self.text.len() + update.len() >= BATCH_MAX_BYTES && !self.text.is_empty()).then(|| self.finish());
+        self.text.push_str(if self.text.is_empty() { Self::HEAD } else { "," });
+        self.text.push_str(update);
+        full.flatten()
+    }
+
+    /// The frame so far, if it holds any update; the next push starts a new one.
+    fn finish(&mut self) -> Option<String> {
+        if self.text.is_empty() {
+            return None;
+        }
+        let mut text = std::mem::take(&mut self.text);
+        text.push_str("]}");
+        Some(text)
     }
 }
 
@@ -553,6 +602,7 @@ impl SessionActor {
             ctx.text(recovered);
         }
         let now = now_micros();
+        let mut batch = BatchFrame::default();
         for frame in &drained.updates {
             // Defence in depth: subscriptions are checked already, but no frame of an account
             // the user may not see ever leaves.
@@ -577,7 +627,14 @@ impl SessionActor {
                     ]
                 });
             }
-            ctx.text(frame.text.clone());
+            if !self.batched {
+                ctx.text(frame.text.clone());
+            } else if let Some(full) = batch.push(&frame.text) {
+                ctx.text(full);
+            }
+        }
+        if let Some(last) = batch.finish() {
+            ctx.text(last);
         }
         if let Some(reason) = drained.close {
             ctx.close(Some(ws::CloseReason {
@@ -709,6 +766,35 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn a_batch_frame_holds_updates_as_they_are_in_order_and_splits_when_full() {
+        let mut batch = BatchFrame::default();
+        assert_eq!(batch.finish(), None, "no updates, no frame");
+        let (a, b) = (r#"{"type":"update","seq":1}"#, r#"{"type":"update","seq":2}"#);
+        assert_eq!(batch.push(a), None);
+        assert_eq!(batch.push(b), None);
+        let text = batch.finish().expect("a frame");
+        let frame: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(
+            frame,
+            serde_json::json!({"type": "batch", "v": 2, "updates": [{"type": "update", "seq": 1}, {"type": "update", "seq": 2}]})
+        );
+        assert_eq!(batch.finish(), None, "finish starts a new frame");
+
+        // Past BATCH_MAX_BYTES the full frame comes back and the update starts the next one;
+        // an update larger than the limit still goes, alone.
+        let big = format!(r#"{{"type":"update","pad":"{}"}}"#, "x".repeat(BATCH_MAX_BYTES));
+        assert_eq!(batch.push(a), None);
+        let full = batch.push(&big).expect("the frame before the big update");
+        let full: serde_json::Value = serde_json::from_str(&full).expect("JSON");
+        assert_eq!(full["updates"].as_array().map(Vec::len), Some(1));
+        let alone: serde_json::Value =
+            serde_json::from_str(&batch.push(b).expect("the big update's frame")).expect("JSON");
+        assert_eq!(alone["updates"][0]["pad"].as_str().map(str::len), Some(BATCH_MAX_BYTES));
+        let last: serde_json::Value = serde_json::from_str(&batch.finish().expect("the last")).expect("JSON");
+        assert_eq!(last["updates"], serde_json::json!([{"type": "update", "seq": 2}]));
+    }
 
     #[test]
     fn client_messages() {

@@ -5,6 +5,6 @@ pub mod actor;
 pub mod hub;
 pub mod outbox;
 
-pub use actor::{MaxRates, SessionConfig, SessionUser, start_session};
+pub use actor::{BATCH_PROTOCOL, MaxRates, SessionConfig, SessionUser, start_session};
 pub use hub::Hub;
 pub use outbox::{Outbox, OutboxLimits};
