@@ -44,6 +44,7 @@ const pageErrors = [];
 /** What the page's WebSockets sent (subscribes...) and the keys of the updates they received. */
 const wsSent = [];
 const wsUpdates = [];
+let wsBatchFrames = 0;
 const consoleErrors = [];
 /** Content-Security-Policy violations reported by any page of the browser: { url, directive, blocked }. */
 const cspViolations = [];
@@ -125,8 +126,11 @@ before(async () => {
     ws.on("framesent", (f) => wsSent.push(String(f.payload)));
     ws.on("framereceived", (f) => {
       const text = String(f.payload);
-      const key = /^\{"type":"update","v":\d+,"key":"([^"]+)"/.exec(text)?.[1];
-      if (key) wsUpdates.push({ t: Date.now(), key });
+      if (!/^\{"type":"(update|batch)"/.test(text)) return;
+      // The dashboard speaks wire version 2: a batch frame carries the updates of a server wake.
+      const msg = JSON.parse(text);
+      if (msg.type === "batch") wsBatchFrames += 1;
+      for (const u of msg.type === "batch" ? msg.updates : [msg]) wsUpdates.push({ t: Date.now(), key: u.key });
     });
   });
   page.on("console", (m) => {
@@ -637,6 +641,7 @@ describe("dashboard end to end (ttpulse + next start + nginx + chromium)", () =>
     await sleep(2000);
     const keys = new Set(wsUpdates.filter((u) => u.t >= since && /^(inst|candle):/.test(u.key)).map((u) => u.key.split(":")[1]));
     assert.ok(keys.size > 0, "market updates still arrive");
+    assert.ok(wsBatchFrames > 0, "the dashboard gets batch frames (it offers ttpulse.v2, through nginx)");
     assert.deepEqual([...keys].filter((k) => !want.includes(k)), [], "no market updates for instruments off screen");
 
     // Saved in the browser: a reload shows the same list, and subscribes to it from the start.

@@ -8,7 +8,16 @@ import { backoffDelay } from "./backoff";
 import { createFrameConflator, type Caf, type FrameConflator, type Raf } from "./conflate";
 import { FeedStore, type FeedData } from "./feedStore";
 import { listen } from "./listen";
-import type { Candle, FillReport, PnlPoint, RecoveredLane, ServerMessage, Snapshot, TradePrint } from "./types";
+import type {
+  Candle,
+  FillReport,
+  PnlPoint,
+  RecoveredLane,
+  ServerMessage,
+  Snapshot,
+  TradePrint,
+  UpdateMessage,
+} from "./types";
 
 /** An update's delay split by hop (ms). */
 export interface HopsMs {
@@ -68,7 +77,10 @@ export interface SocketLike {
   close(code?: number, reason?: string): void;
 }
 
-export type SocketFactory = (url: string) => SocketLike;
+/** The subprotocol the feed offers: wire version 2, the updates of a server wake in one frame. */
+export const BATCH_PROTOCOL = "ttpulse.v2";
+
+export type SocketFactory = (url: string, protocols: string[]) => SocketLike;
 
 export interface LiveFeedOptions {
   /** ws:// or wss:// URL; by default the page's own origin + /ws. */
@@ -354,8 +366,8 @@ export class LiveFeed {
     let socket: SocketLike;
     try {
       socket = this.opts.socketFactory
-        ? this.opts.socketFactory(url)
-        : (new WebSocket(url) as unknown as SocketLike);
+        ? this.opts.socketFactory(url, [BATCH_PROTOCOL])
+        : (new WebSocket(url, [BATCH_PROTOCOL]) as unknown as SocketLike);
     } catch (e) {
       this.lastError = e instanceof Error ? e.message : String(e);
       this.closed(generation, 1006);
@@ -399,6 +411,35 @@ export class LiveFeed {
     return true;
   }
 
+  private applyUpdate(msg: UpdateMessage): void {
+    const result = this.store.applyUpdate(msg);
+    if (result === "gap") {
+      this.requestResnapshot(`gap on ${msg.key}: got seq ${msg.seq}`);
+    } else if (result === "applied" && msg.kind === "candle") {
+      for (const listener of this.candleListeners) listener(msg.data);
+    } else if (result === "applied" && msg.kind === "fill") {
+      for (const listener of this.fillListeners) listener(msg.data);
+    } else if (msg.kind === "trade") {
+      for (const listener of this.tradeListeners) listener(msg.data);
+    } else if (msg.kind === "pnl") {
+      for (const listener of this.pnlListeners) listener(msg.data);
+    }
+    if (msg.ingest_ts > 0) {
+      const now = this.serverNow();
+      this.delayMs = Math.max(0, now - msg.ingest_ts / 1000);
+      const h = msg.hops;
+      this.hopsMs =
+        h && h.processed > 0 && h.cached > 0
+          ? {
+              processed: Math.max(0, (h.processed - msg.ingest_ts) / 1000),
+              cached: Math.max(0, (h.cached - h.processed) / 1000),
+              delivered: Math.max(0, now - h.cached / 1000),
+            }
+          : null;
+    }
+    if (this.conn === "stale" && !this.store.awaitingSnapshot) this.conn = "live";
+  }
+
   private onMessage(raw: unknown): void {
     this.lastHeard = this.now();
     if (typeof raw !== "string") return;
@@ -422,35 +463,13 @@ export class LiveFeed {
       case "recovered":
         for (const listener of this.recoveredListeners) listener(msg.lanes ?? []);
         break;
-      case "update": {
-        const result = this.store.applyUpdate(msg);
-        if (result === "gap") {
-          this.requestResnapshot(`gap on ${msg.key}: got seq ${msg.seq}`);
-        } else if (result === "applied" && msg.kind === "candle") {
-          for (const listener of this.candleListeners) listener(msg.data);
-        } else if (result === "applied" && msg.kind === "fill") {
-          for (const listener of this.fillListeners) listener(msg.data);
-        } else if (msg.kind === "trade") {
-          for (const listener of this.tradeListeners) listener(msg.data);
-        } else if (msg.kind === "pnl") {
-          for (const listener of this.pnlListeners) listener(msg.data);
-        }
-        if (msg.ingest_ts > 0) {
-          const now = this.serverNow();
-          this.delayMs = Math.max(0, now - msg.ingest_ts / 1000);
-          const h = msg.hops;
-          this.hopsMs =
-            h && h.processed > 0 && h.cached > 0
-              ? {
-                  processed: Math.max(0, (h.processed - msg.ingest_ts) / 1000),
-                  cached: Math.max(0, (h.cached - h.processed) / 1000),
-                  delivered: Math.max(0, now - h.cached / 1000),
-                }
-              : null;
-        }
-        if (this.conn === "stale" && !this.store.awaitingSnapshot) this.conn = "live";
+      case "update":
+        this.applyUpdate(msg);
         break;
-      }
+      case "batch":
+        // Wire version 2: the same updates as version 1 would send one by one, in order.
+        for (const update of Array.isArray(msg.updates) ? msg.updates : []) this.applyUpdate(update);
+        break;
       case "error":
         this.lastError = `${msg.code}: ${msg.message}`;
         if (REFUSALS.has(msg.code) && this.conn === "connecting") {

@@ -165,9 +165,17 @@ export interface RecoveredLane {
   fills?: StoredFill[];
 }
 
+/** Wire version 2 (subprotocol `ttpulse.v2`): the updates of one server wake, in order. */
+export interface BatchMessage {
+  type: "batch";
+  v: number;
+  updates: UpdateMessage[];
+}
+
 export type ServerMessage =
   | SnapshotMessage
   | UpdateMessage
+  | BatchMessage
   | { type: "recovered"; v: number; lanes: RecoveredLane[] }
   /** `server_ts`: the server's clock (Unix µs) when it answered; absent from older servers. */
   | { type: "pong"; server_ts?: Micros }

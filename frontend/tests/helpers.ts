@@ -80,11 +80,14 @@ export class FakeSocket {
   onclose: ((ev: { code: number; reason?: string }) => void) | null = null;
   onerror: ((ev: unknown) => void) | null = null;
 
-  constructor(public url: string) {
+  constructor(
+    public url: string,
+    public protocols: string[] = [],
+  ) {
     FakeSocket.instances.push(this);
   }
 
-  static factory = (url: string) => new FakeSocket(url);
+  static factory = (url: string, protocols: string[] = []) => new FakeSocket(url, protocols);
 
   static reset() {
     FakeSocket.instances = [];

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from "vitest";
-import { LiveFeed } from "@/lib/liveFeed";
+import { BATCH_PROTOCOL, LiveFeed } from "@/lib/liveFeed";
 import { BACKOFF_CAP_MS } from "@/lib/backoff";
 import { FakeSocket, fakeSocketsAndTimersPerTest, fillUpdate, goLive, inst, instUpdate, makeFeed, makeOpenFeed, snapshot } from "./helpers";
 
@@ -64,6 +64,39 @@ describe("LiveFeed", () => {
     expect(feed.getView().conn).toBe("disconnected");
     vi.advanceTimersByTime(BACKOFF_CAP_MS);
     expect(FakeSocket.instances.length).toBe(2);
+    feed.stop();
+  });
+
+  it("offers wire version 2 and applies a batch frame as its updates one by one, in order", () => {
+    const { feed, frames } = makeFeed();
+    const ws = goLive(feed, frames);
+    expect(ws.protocols).toEqual([BATCH_PROTOCOL]);
+    ws.receive({
+      type: "batch",
+      v: 2,
+      updates: [instUpdate(inst("ESZ6", 6, { bid: "99.00" })), fillUpdate("ACC1", 5), instUpdate(inst("ESZ6", 7, { bid: "101.00" }))],
+    });
+    frames.frame();
+    const es = feed.getView().data.instruments.find((s) => s.symbol === "ESZ6");
+    expect(es?.seq).toBe(7);
+    expect(es?.bid).toBe("101.00");
+    expect(feed.getView().data.accounts.ACC1).toBe(5);
+    expect(ws.subscribes()).toBe(1);
+    // A gap inside a batch asks for a snapshot, as it does between frames.
+    ws.receive({ type: "batch", v: 2, updates: [fillUpdate("ACC1", 7)] });
+    expect(ws.subscribes()).toBe(2);
+    expect(feed.store.fillSeq("fills:ACC1:ESZ6")).toBe(5);
+    feed.stop();
+  });
+
+  it("a malformed batch frame is ignored, and the next update still applies", () => {
+    const { feed, frames } = makeFeed();
+    const ws = goLive(feed, frames);
+    expect(() => ws.receive({ type: "batch", v: 2, updates: "not a list" })).not.toThrow();
+    expect(() => ws.receive({ type: "batch", v: 2 })).not.toThrow();
+    ws.receive(instUpdate(inst("ESZ6", 6, { bid: "102.00" })));
+    frames.frame();
+    expect(feed.getView().data.instruments.find((s) => s.symbol === "ESZ6")?.bid).toBe("102.00");
     feed.stop();
   });
 
