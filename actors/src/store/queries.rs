@@ -1,6 +1,19 @@
 //! The queries, written once and compiled for each database backend by `backend_queries!`:
 //! SQLite (embedded default) and PostgreSQL (distributed mode) run the same diesel code.
 
+/// `INSERT row ... ON CONFLICT (conflict) DO UPDATE SET row WHERE stored.order < new.order`:
+/// a stored row is only ever replaced by a newer one. Expanded inside `backend_queries!`,
+/// where `forward_only` and `excluded` are in scope.
+macro_rules! upsert_forward_only {
+    ($conn:expr, $table:ident, $conflict:expr, $row:expr, $order:ident) => {
+        forward_only(
+            diesel::insert_into($table::table).values($row).on_conflict($conflict).do_update().set($row),
+            $table::$order.lt(excluded($table::$order)),
+        )
+        .execute($conn)
+    };
+}
+
 /// Generates a module of query functions for one connection type.
 macro_rules! backend_queries {
     ($module:ident, $conn:ty, $insert_new:path) => {
@@ -37,39 +50,22 @@ macro_rules! backend_queries {
                     rows += $insert_new(conn, &trade_rows, &fill_rows)?;
                     for candle in changes.candles.values() {
                         let row = CandleRow::from(candle);
-                        rows += forward_only(
-                            diesel::insert_into(candles::table)
-                                .values(&row)
-                                .on_conflict((candles::symbol, candles::period, candles::start_ts))
-                                .do_update()
-                                .set(&row),
-                            candles::seq.lt(excluded(candles::seq)),
-                        )
-                        .execute(conn)?;
+                        rows += upsert_forward_only!(
+                            conn,
+                            candles,
+                            (candles::symbol, candles::period, candles::start_ts),
+                            &row,
+                            seq
+                        )?;
                     }
                     for book in changes.instruments.values() {
                         let row = InstrumentStateRow::from(book);
-                        rows += forward_only(
-                            diesel::insert_into(instrument_states::table)
-                                .values(&row)
-                                .on_conflict(instrument_states::symbol)
-                                .do_update()
-                                .set(&row),
-                            instrument_states::seq.lt(excluded(instrument_states::seq)),
-                        )
-                        .execute(conn)?;
+                        rows += upsert_forward_only!(conn, instrument_states, instrument_states::symbol, &row, seq)?;
                     }
                     for position in changes.positions.values() {
                         let row = PositionRow::from(position);
-                        rows += forward_only(
-                            diesel::insert_into(positions::table)
-                                .values(&row)
-                                .on_conflict((positions::account, positions::symbol))
-                                .do_update()
-                                .set(&row),
-                            positions::seq.lt(excluded(positions::seq)),
-                        )
-                        .execute(conn)?;
+                        rows +=
+                            upsert_forward_only!(conn, positions, (positions::account, positions::symbol), &row, seq)?;
                     }
                     for ((source, instrument), seq) in &changes.watermarks {
                         let row = WatermarkRow {
@@ -129,15 +125,13 @@ macro_rules! backend_queries {
                 conn.transaction::<(), diesel::result::Error, _>(|conn| {
                     for point in &points {
                         let row = PnlRow::from(point);
-                        forward_only(
-                            diesel::insert_into(pnl_samples::table)
-                                .values(&row)
-                                .on_conflict((pnl_samples::account, pnl_samples::period, pnl_samples::start_ts))
-                                .do_update()
-                                .set(&row),
-                            pnl_samples::sampled_at.lt(excluded(pnl_samples::sampled_at)),
-                        )
-                        .execute(conn)?;
+                        upsert_forward_only!(
+                            conn,
+                            pnl_samples,
+                            (pnl_samples::account, pnl_samples::period, pnl_samples::start_ts),
+                            &row,
+                            sampled_at
+                        )?;
                     }
                     Ok(())
                 })?;
