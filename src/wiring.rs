@@ -443,10 +443,10 @@ async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pip
             (settings.clone(), parts.metrics.clone(), parts.health.register(name, "KafkaProducerActor"));
         Supervisor::start(move |_| KafkaProducerActor::new(settings, topic, metrics, h))
     };
-    let consumer = |topic: &'static str, group: &'static str, feed: Feed, name: &str| {
-        let (settings, metrics, h) =
+    let consumer = |topic: &'static str, group_suffix: &'static str, feed: Feed, name: &str| {
+        let (settings, metrics, health) =
             (settings.clone(), parts.metrics.clone(), parts.health.register(name, "KafkaConsumerActor"));
-        Supervisor::start(move |_| KafkaConsumerActor::new(settings, topic, group, feed, metrics, h))
+        Supervisor::start(move |_| KafkaConsumerActor { settings, topic, group_suffix, feed, metrics, health })
     };
 
     let mut ingester = None;

@@ -1,5 +1,6 @@
 //! Prometheus metrics, one registry per running system (tests run several in one process).
 
+use prometheus::core::Collector;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -43,42 +44,36 @@ pub struct Metrics {
     pub redis_errors: IntCounter,
 }
 
+/// Registers a metric just built; a bad definition or a name taken twice is a programming
+/// error, so both panic naming the metric.
+fn registered<M: Collector + Clone + 'static>(registry: &Registry, name: &str, metric: prometheus::Result<M>) -> M {
+    let metric = metric.unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry.register(Box::new(metric.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    metric
+}
+
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry.register(Box::new(c.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    c
+    registered(registry, name, IntCounter::new(name, help))
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry.register(Box::new(c.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    c
+    registered(registry, name, IntCounterVec::new(Opts::new(name, help), labels))
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry.register(Box::new(g.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    g
+    registered(registry, name, IntGauge::new(name, help))
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry.register(Box::new(g.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    g
+    registered(registry, name, IntGaugeVec::new(Opts::new(name, help), labels))
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry.register(Box::new(h.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    h
+    registered(registry, name, Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)))
 }
 
 fn histogram_vec(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>, labels: &[&str]) -> HistogramVec {
-    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry.register(Box::new(h.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    h
+    registered(registry, name, HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels))
 }
 
 /// Records a hop that ended at `end` and started at `start` (nothing when `start` is unknown,

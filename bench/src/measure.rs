@@ -103,16 +103,39 @@ async fn topic_pair(brokers: &str, topic: &str, linger_ms: &str) -> anyhow::Resu
 /// Sends `rate` messages per second for `warmup + duration`, each carrying its send time, and
 /// hands every message to `send`. Pacing is per millisecond.
 async fn paced(rate: u32, total: Duration, mut send: impl FnMut(i64)) {
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    let start = Instant::now();
-    let mut sent: u64 = 0;
-    while start.elapsed() < total {
-        tick.tick().await;
-        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
-        while sent < due {
+    let mut pacer = Pacer::new(rate, total);
+    while let Some(due) = pacer.next_tick().await {
+        for _ in 0..due {
             send(now_micros());
-            sent += 1;
         }
+    }
+}
+
+/// `rate` messages per second for `total`, counted at each millisecond tick.
+struct Pacer {
+    tick: tokio::time::Interval,
+    start: Instant,
+    rate: u32,
+    total: Duration,
+    sent: u64,
+}
+
+impl Pacer {
+    fn new(rate: u32, total: Duration) -> Self {
+        Self { tick: tokio::time::interval(Duration::from_millis(1)), start: Instant::now(), rate, total, sent: 0 }
+    }
+
+    /// Waits for the next tick and counts the messages due by then as sent: how many to send
+    /// now (`None` once `total` has passed).
+    async fn next_tick(&mut self) -> Option<u64> {
+        if self.start.elapsed() >= self.total {
+            return None;
+        }
+        self.tick.tick().await;
+        let due = (self.start.elapsed().as_secs_f64() * self.rate as f64) as u64;
+        let now_due = due.saturating_sub(self.sent);
+        self.sent += now_due;
+        Some(now_due)
     }
 }
 
@@ -211,19 +234,14 @@ pub async fn redis_round_trip(
         (hist, warm)
     });
     // One pipeline per millisecond tick: the publisher keeps up at any rate Redis can take.
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    let start = Instant::now();
-    let mut sent: u64 = 0;
-    while start.elapsed() < total {
-        tick.tick().await;
-        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
-        if due <= sent {
+    let mut pacer = Pacer::new(rate, total);
+    while let Some(due) = pacer.next_tick().await {
+        if due == 0 {
             continue;
         }
         let mut pipe = redis::pipe();
-        while sent < due {
+        for _ in 0..due {
             pipe.cmd("PUBLISH").arg("bench_rt").arg(now_micros()).ignore();
-            sent += 1;
         }
         let _: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
     }

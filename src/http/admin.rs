@@ -1,22 +1,17 @@
 //! Operations endpoints: health, actor states, restart, Prometheus metrics.
 
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use serde_json::json;
 use ttpulse_actors::messages::Restart;
 
-use super::auth::Auth;
+use super::auth::Admin;
 use super::error::ApiError;
 use crate::wiring::Pipeline;
 
 /// `GET /admin/health`: 200 when every actor runs, 503 otherwise, naming the actors that do
 /// not run with their state, detail and last error (why they stopped, or what they wait for).
 #[get("/admin/health")]
-pub async fn health(
-    pipeline: web::Data<Pipeline>,
-    auth: web::Data<Auth>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    auth.check_admin(&req)?;
+pub async fn health(pipeline: web::Data<Pipeline>, _: Admin) -> Result<HttpResponse, ApiError> {
     let ready = pipeline.health.ready();
     let not_running: Vec<_> = pipeline
         .health
@@ -45,12 +40,7 @@ pub async fn health(
 /// `GET /admin/actors`: each actor's kind, state, restarts, messages handled, queue depth
 /// and last message time.
 #[get("/admin/actors")]
-pub async fn actors(
-    pipeline: web::Data<Pipeline>,
-    auth: web::Data<Auth>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    auth.check_admin(&req)?;
+pub async fn actors(pipeline: web::Data<Pipeline>, _: Admin) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(pipeline.health.reports()))
 }
 
@@ -59,10 +49,8 @@ pub async fn actors(
 pub async fn restart(
     pipeline: web::Data<Pipeline>,
     name: web::Path<String>,
-    auth: web::Data<Auth>,
-    req: HttpRequest,
+    _: Admin,
 ) -> Result<HttpResponse, ApiError> {
-    auth.check_admin(&req)?;
     let Some(recipient) = pipeline.restartable.get(name.as_str()) else {
         let known: Vec<_> = pipeline.restartable.keys().collect();
         return Err(ApiError::NotFound(format!("no restartable actor `{name}`; one of {known:?}")));
@@ -73,11 +61,6 @@ pub async fn restart(
 
 /// `GET /metrics`: Prometheus text format.
 #[get("/metrics")]
-pub async fn metrics(
-    pipeline: web::Data<Pipeline>,
-    auth: web::Data<Auth>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    auth.check_admin(&req)?;
+pub async fn metrics(pipeline: web::Data<Pipeline>, _: Admin) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(pipeline.metrics.render()))
 }

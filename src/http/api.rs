@@ -12,7 +12,7 @@ use ttpulse_actors::messages::{
 };
 use ttpulse_actors::session::{SessionUser, start_session};
 
-use super::auth::{Access, Auth};
+use super::auth::{Access, Auth, Caller};
 use super::error::ApiError;
 use super::limits::Limits;
 use crate::config::Config;
@@ -63,10 +63,8 @@ pub struct SnapshotQuery {
 pub async fn snapshot(
     pipeline: web::Data<Pipeline>,
     query: web::Query<SnapshotQuery>,
-    auth: web::Data<Auth>,
-    req: HttpRequest,
+    Caller(access): Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let access = auth.access(&req)?;
     let instrument_filter = match &query.instruments {
         None => Filter::All,
         Some(list) => {
@@ -116,10 +114,8 @@ pub struct PositionsQuery {
 pub async fn positions(
     pipeline: web::Data<Pipeline>,
     query: web::Query<PositionsQuery>,
-    auth: web::Data<Auth>,
-    req: HttpRequest,
+    Caller(access): Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let access = auth.access(&req)?;
     let accounts = account_filter(&access, query.account.as_deref())?;
     Ok(HttpResponse::Ok().json(pipeline.store.snapshot(&Filter::none(), &accounts).positions))
 }
@@ -147,6 +143,13 @@ fn known_symbol(pipeline: &Pipeline, symbol: &str) -> Result<(), ApiError> {
         Some(_) => Ok(()),
         None => Err(ApiError::bad_request("unknown_instrument", format!("unknown instrument `{symbol}`"))),
     }
+}
+
+/// The `interval` query parameter: `1s` or `1m` (the default).
+fn interval_param(text: Option<&str>) -> Result<Interval, ApiError> {
+    let text = text.unwrap_or("1m");
+    Interval::parse(text)
+        .ok_or_else(|| ApiError::bad_request("bad_query", format!("`interval` must be `1s` or `1m`, got `{text}`")))
 }
 
 /// The `symbol` a read requires, known to the catalog.
@@ -181,18 +184,10 @@ where
 pub async fn candles(
     pipeline: web::Data<Pipeline>,
     query: web::Query<CandlesQuery>,
-    auth: web::Data<Auth>,
-    req: HttpRequest,
+    _: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    auth.access(&req)?;
     let symbol = required_symbol(&pipeline, &query.symbol)?;
-    let interval_text = query.interval.as_deref().unwrap_or("1m");
-    let Some(interval) = Interval::parse(interval_text) else {
-        return Err(ApiError::bad_request(
-            "bad_query",
-            format!("`interval` must be `1s` or `1m`, got `{interval_text}`"),
-        ));
-    };
+    let interval = interval_param(query.interval.as_deref())?;
     let limit = history_limit(query.limit, 100)?;
     let candles = read_database(&pipeline, QueryCandles { symbol, interval, since: query.since, limit }).await?;
     Ok(HttpResponse::Ok().json(candles))
@@ -242,10 +237,8 @@ fn day_start(micros: i64) -> i64 {
 pub async fn fills(
     pipeline: web::Data<Pipeline>,
     query: web::Query<FillsQuery>,
-    auth: web::Data<Auth>,
-    req: HttpRequest,
+    Caller(access): Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let access = auth.access(&req)?;
     let account = one_account(&access, query.account.as_deref())?;
     if let Some(symbol) = &query.symbol {
         known_symbol(&pipeline, symbol)?;
@@ -312,18 +305,10 @@ pub struct PnlQuery {
 pub async fn pnl(
     pipeline: web::Data<Pipeline>,
     query: web::Query<PnlQuery>,
-    auth: web::Data<Auth>,
-    req: HttpRequest,
+    Caller(access): Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let access = auth.access(&req)?;
     let account = one_account(&access, query.account.as_deref())?;
-    let interval_text = query.interval.as_deref().unwrap_or("1m");
-    let Some(interval) = Interval::parse(interval_text) else {
-        return Err(ApiError::bad_request(
-            "bad_query",
-            format!("`interval` must be `1s` or `1m`, got `{interval_text}`"),
-        ));
-    };
+    let interval = interval_param(query.interval.as_deref())?;
     let limit = history_limit(query.limit, 300)?;
     let points =
         read_database(&pipeline, QueryPnl { account, interval, from: query.from, to: query.to, limit }).await?;
@@ -345,10 +330,8 @@ pub struct TradesQuery {
 pub async fn trades(
     pipeline: web::Data<Pipeline>,
     query: web::Query<TradesQuery>,
-    auth: web::Data<Auth>,
-    req: HttpRequest,
+    _: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    auth.access(&req)?;
     let symbol = required_symbol(&pipeline, &query.symbol)?;
     let limit = history_limit(query.limit, 100)?;
     let before = match (query.before, &query.before_id) {

@@ -10,9 +10,11 @@
 
 use std::net::IpAddr;
 
-use actix_web::HttpRequest;
+use actix_web::dev::Payload;
 use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
 use anyhow::Context as _;
+use futures_util::future::LocalBoxFuture;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
 
@@ -296,6 +298,41 @@ impl Auth {
 pub struct HostPolicy {
     names: Vec<String>,
     any: bool,
+}
+
+/// What the caller may see ([`Auth::access`]), as a handler argument: the handler runs only for
+/// a request that `access` lets in. Put it after the other extractors: it is checked only once
+/// they succeeded, so a malformed request is refused (400) before the token is looked at and
+/// counted as a refusal.
+pub struct Caller(pub Access);
+
+impl FromRequest for Caller {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // actix calls every extractor's `from_request` up front and polls them in order, so the
+        // check waits in the future until the extractors before it are done.
+        let req = req.clone();
+        Box::pin(async move { Ok(Caller(web::Data::<Auth>::extract(&req).await?.access(&req)?)) })
+    }
+}
+
+/// A request the admin endpoints let in ([`Auth::check_admin`]), as a handler argument; put it
+/// after the other extractors, as [`Caller`].
+pub struct Admin;
+
+impl FromRequest for Admin {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            web::Data::<Auth>::extract(&req).await?.check_admin(&req)?;
+            Ok(Admin)
+        })
+    }
 }
 
 impl HostPolicy {

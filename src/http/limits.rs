@@ -140,31 +140,25 @@ impl Limits {
         let mut ticket =
             Ticket { users: self.users.clone(), user: None, addresses: self.addresses.clone(), address: None };
         if let Some(address) = address.filter(|_| self.per_address > 0) {
-            let mut count = self.addresses.entry(address).or_insert(0);
-            if *count >= self.per_address {
+            if !take_place(&self.addresses, address, self.per_address) {
                 // Another session of the address got in since the check above.
                 let max = self.per_address;
-                drop(count);
                 return Err(self.refuse(
                     "max_connections_per_address",
                     ApiError::TooManyRequests(format!("{address} already holds {max} sessions")),
                 ));
             }
-            *count += 1;
             ticket.address = Some(address);
         }
         let Some(user) = user else { return Ok(ticket) };
-        let mut count = self.users.entry(user.to_owned()).or_insert(0);
-        if *count >= self.per_user {
+        if !take_place(&self.users, user.to_owned(), self.per_user) {
             let max = self.per_user;
-            drop(count);
             // `ticket` is dropped here and gives the address's place back.
             return Err(self.refuse(
                 "max_connections_per_user",
                 ApiError::TooManyRequests(format!("`{user}` already holds {max} sessions")),
             ));
         }
-        *count += 1;
         ticket.user = Some(user.to_owned());
         Ok(ticket)
     }
@@ -191,4 +185,15 @@ impl Limits {
     pub fn count_refusal(&self, reason: &str) {
         self.metrics.refusals.with_label_values(&[reason]).inc();
     }
+}
+
+/// Counts one more session of `key` unless it already holds `max`. The map's entry is released
+/// on return, before the caller refuses (which may drop a ticket that takes the same lock).
+fn take_place<K: Eq + std::hash::Hash>(counts: &DashMap<K, usize>, key: K, max: usize) -> bool {
+    let mut count = counts.entry(key).or_insert(0);
+    if *count >= max {
+        return false;
+    }
+    *count += 1;
+    true
 }

@@ -145,9 +145,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // does not linger at all: its connection is dropped once the close frame is out.)
     .client_disconnect_timeout(std::time::Duration::from_millis(10))
     .bind(config.http_addr)
-    .with_context(|| {
-        format!("cannot listen on {} (is another server using it? set TTPULSE_HTTP_ADDR)", config.http_addr)
-    })?;
+    .with_context(|| cannot_listen(config.http_addr, "TTPULSE_HTTP_ADDR"))?;
     let addr = server.addrs().first().copied().context("the server bound no address")?;
     let public = server.run();
 
@@ -171,9 +169,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     .workers(1)
     .shutdown_timeout(2)
     .bind(config.admin_addr)
-    .with_context(|| {
-        format!("cannot listen on {} (is another server using it? set TTPULSE_ADMIN_ADDR)", config.admin_addr)
-    })?;
+    .with_context(|| cannot_listen(config.admin_addr, "TTPULSE_ADMIN_ADDR"))?;
     let admin_addr = admin.addrs().first().copied().context("the admin server bound no address")?;
     let admin = admin.run();
     let handle = Handles { public: public.handle(), admin: admin.handle() };
@@ -182,4 +178,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         public.and(admin)
     });
     Ok(Running { addr, admin_addr, server, handle, pipeline })
+}
+
+/// Why a listener could not be bound, naming the variable that moves it.
+fn cannot_listen(addr: std::net::SocketAddr, variable: &str) -> String {
+    format!("cannot listen on {addr} (is another server using it? set {variable})")
 }

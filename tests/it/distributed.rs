@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::stack::{Role, Services};
-use crate::common::{WsClient, eventually, fill, get_json, get_text, post, quote, trade};
+use crate::common::{WsClient, eventually, fill, get_json, get_text, holds_all, post, quote, trade};
 use serde_json::{Value, json};
 use ttpulse_actors::domain::{Changes, Engine, InstrumentCatalog, Update};
 use ttpulse_actors::ingest::simulator::Simulator;
@@ -16,6 +16,13 @@ const WAIT: Duration = Duration::from_secs(30);
 
 async fn healthy(role: &Role) -> bool {
     eventually(WAIT, async || get_json(&format!("{}/admin/health", role.admin)).await.0 == 200).await
+}
+
+/// Every role in one process, once it reports healthy.
+async fn all_roles_healthy(services: &Services) -> Role {
+    let all = services.role("ingester,processor,cache,api", &[]);
+    assert!(healthy(&all).await, "{}", all.log_text());
+    all
 }
 
 async fn ingest(ingester: &Role, events: &[Value]) -> Value {
@@ -71,9 +78,7 @@ async fn events_cross_the_broker_redis_and_postgres_to_two_api_processes() {
     for ws in &mut clients {
         let updates = ws
             .updates_until(WAIT, |got| {
-                got.iter().any(|u| u["key"] == "pos:ACC1:ESZ6" && u["seq"] == 2)
-                    && got.iter().any(|u| u["key"] == "inst:ESZ6" && u["seq"] == 4)
-                    && got.iter().any(|u| u["key"] == "fills:ACC1:ESZ6" && u["seq"] == 1)
+                holds_all(got, &[("pos:ACC1:ESZ6", 2), ("inst:ESZ6", 4), ("fills:ACC1:ESZ6", 1)])
             })
             .await;
         assert_gapless(&updates);
@@ -344,8 +349,7 @@ async fn a_processor_killed_mid_stream_loses_nothing_and_counts_nothing_twice() 
 #[actix_rt::test]
 async fn redis_restarted_empty_is_rebuilt_and_clients_get_a_fresh_snapshot() {
     let mut services = Services::start(false);
-    let all = services.role("ingester,processor,cache,api", &[]);
-    assert!(healthy(&all).await, "{}", all.log_text());
+    let all = all_roles_healthy(&services).await;
     let mut ws = WsClient::connect(&all.ws_url()).await;
     ws.subscribe(&["*"], &["*"]).await;
     ingest(&all, &[quote("r:1", "GCG7", "4050.0", "4050.1"), fill("r:2", "ACC2", "F-r", "GCG7", "buy", "4050.1", 2)])
@@ -396,8 +400,7 @@ async fn redis_restarted_empty_is_rebuilt_and_clients_get_a_fresh_snapshot() {
 #[actix_rt::test]
 async fn a_broker_outage_delays_events_and_loses_none() {
     let mut services = Services::start(true);
-    let all = services.role("ingester,processor,cache,api", &[]);
-    assert!(healthy(&all).await, "{}", all.log_text());
+    let all = all_roles_healthy(&services).await;
     let batch = |from: usize| -> Vec<Value> {
         (from..from + 200)
             .map(|i| trade(&format!("b:{i}"), "CLF7", "61.50", 1, if i % 2 == 0 { "buy" } else { "sell" }))
@@ -426,8 +429,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_stream_goes_on() {
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
     let services = Services::start(false);
-    let all = services.role("ingester,processor,cache,api", &[]);
-    assert!(healthy(&all).await, "{}", all.log_text());
+    let all = all_roles_healthy(&services).await;
     // Topics exist once the first event went through.
     ingest(&all, &[quote("p:1", "ESZ6", "6850.00", "6850.25")]).await;
     assert!(eventually(WAIT, async || services.sql("SELECT count(*) FROM instrument_states") == "1").await);
@@ -478,8 +480,7 @@ async fn an_event_the_processor_refuses_is_dead_lettered_with_its_reason() {
     use rdkafka::message::{Headers, Message};
 
     let services = Services::start(false);
-    let all = services.role("ingester,processor,cache,api", &[]);
-    assert!(healthy(&all).await, "{}", all.log_text());
+    let all = all_roles_healthy(&services).await;
     ingest(&all, &[fill("r:1", "ACC1", "F-1", "ESZ6", "buy", "6850.25", 3)]).await;
     assert!(eventually(WAIT, async || services.sql("SELECT count(*) FROM fills") == "1").await);
     // Accepted by the broker (the processor refuses it later, asynchronously).

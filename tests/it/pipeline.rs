@@ -8,7 +8,7 @@ mod recovery;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::common::{TestServer, fill, quote, trade};
+use crate::common::{TestServer, fill, holds_all, quote, trade};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -304,11 +304,7 @@ async fn a_stopped_actor_is_restarted_by_its_supervisor_and_the_pipeline_goes_on
         .await;
     // The account lane is drained before the market lane: wait for both.
     let updates = ws
-        .updates_until(WAIT, |got| {
-            got.iter().any(|u| u["key"] == "fills:ACC3:CLF7" && u["seq"] == 2)
-                && got.iter().any(|u| u["key"] == "inst:CLF7" && u["seq"] == 2)
-                && got.iter().any(|u| u["key"] == "pos:ACC3:CLF7" && u["seq"] == 3)
-        })
+        .updates_until(WAIT, |got| holds_all(got, &[("fills:ACC3:CLF7", 2), ("inst:CLF7", 2), ("pos:ACC3:CLF7", 3)]))
         .await;
     assert_gapless(&updates);
     let inst = updates.iter().rfind(|u| u["key"] == "inst:CLF7").expect("instrument update");

@@ -25,6 +25,11 @@ async fn get(server: &TestServer, path: &str, bearer: Option<&str>) -> (u16, Val
     if let Some(token) = bearer {
         request = request.bearer_auth(token);
     }
+    send_get(request).await
+}
+
+/// Sends a GET: its status, and its body as JSON (`Null` when it is not).
+async fn send_get(request: awc::ClientRequest) -> (u16, Value) {
     let mut response = request.send().await.expect("GET");
     let status = response.status().as_u16();
     let body = response.body().await.unwrap_or_default();
@@ -809,14 +814,10 @@ async fn sessions_and_connects_are_limited_per_address() {
 async fn a_token_in_the_ttpulse_token_cookie_signs_the_browser_in() {
     let server = with_two_accounts().await;
     let acc1 = token(&["ACC1"], 300, SECRET);
-    let mut response = awc::Client::new()
-        .get(server.url("/api/positions"))
-        .insert_header(("cookie", format!("theme=dark; ttpulse_token={acc1}")))
-        .send()
-        .await
-        .expect("GET");
-    assert_eq!(response.status().as_u16(), 200);
-    let positions: Value = serde_json::from_slice(&response.body().await.expect("body")).expect("json");
+    let request = awc::Client::new().get(server.url("/api/positions"));
+    let (status, positions) =
+        send_get(request.insert_header(("cookie", format!("theme=dark; ttpulse_token={acc1}")))).await;
+    assert_eq!(status, 200);
     let accounts: Vec<&str> =
         positions.as_array().expect("list").iter().filter_map(|p| p["account"].as_str()).collect();
     assert_eq!(accounts, ["ACC1"]);
@@ -926,20 +927,13 @@ async fn every_frame_counts_and_tokens_are_never_guessed() {
     }
     let acc1 = token(&["ACC1"], 300, SECRET);
     let all = token(&["*"], 300, SECRET);
-    let mut response = awc::Client::new()
-        .get(server.url("/api/positions"))
-        .insert_header(("cookie", format!("ttpulse_token={all}; ttpulse_token={acc1}")))
-        .send()
-        .await
-        .expect("GET");
-    assert_eq!(response.status().as_u16(), 401, "{:?}", response.body().await);
-    let lowercase = awc::Client::new()
-        .get(server.url("/api/positions?account=ACC1"))
-        .insert_header(("authorization", format!("bearer {acc1}")))
-        .send()
-        .await
-        .expect("GET");
-    assert_eq!(lowercase.status().as_u16(), 200, "the scheme is case-insensitive");
+    let request = awc::Client::new().get(server.url("/api/positions"));
+    let (status, body) =
+        send_get(request.insert_header(("cookie", format!("ttpulse_token={all}; ttpulse_token={acc1}")))).await;
+    assert_eq!(status, 401, "{body}");
+    let request = awc::Client::new().get(server.url("/api/positions?account=ACC1"));
+    let (status, _) = send_get(request.insert_header(("authorization", format!("bearer {acc1}")))).await;
+    assert_eq!(status, 200, "the scheme is case-insensitive");
     // An Origin of another scheme is not this server's.
     assert_eq!(
         ws_status(

@@ -75,26 +75,15 @@ struct Received {
     trace: Option<TraceContext>,
 }
 
+/// Built field by field: every field is an input the supervisor hands over as it is.
 pub struct KafkaConsumerActor {
-    settings: KafkaSettings,
-    topic: &'static str,
-    group_suffix: &'static str,
-    feed: Feed,
-    metrics: Arc<Metrics>,
-    health: Arc<ActorHealth>,
-}
-
-impl KafkaConsumerActor {
-    pub fn new(
-        settings: KafkaSettings,
-        topic: &'static str,
-        group_suffix: &'static str,
-        feed: Feed,
-        metrics: Arc<Metrics>,
-        health: Arc<ActorHealth>,
-    ) -> Self {
-        Self { settings, topic, group_suffix, feed, metrics, health }
-    }
+    pub settings: KafkaSettings,
+    pub topic: &'static str,
+    /// Joins the consumer group `<group>-<group_suffix>`.
+    pub group_suffix: &'static str,
+    pub feed: Feed,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<ActorHealth>,
 }
 
 impl Actor for KafkaConsumerActor {

@@ -37,9 +37,14 @@ pub struct KafkaSettings {
 }
 
 impl KafkaSettings {
-    fn base(&self) -> ClientConfig {
+    /// The brokers and `defaults`, then the pass-through settings, so that a setting given in
+    /// the environment overrides a default of the same key.
+    fn config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
         for (key, value) in &self.extra {
             config.set(key, value);
         }
@@ -49,43 +54,34 @@ impl KafkaSettings {
     /// Idempotent producer, `acks=all`: no duplicates or reordering from retries, and an
     /// acknowledged message is on every in-sync replica.
     pub fn producer_config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &self.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "1")
+        self.config(&[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "1"),
             // How long librdkafka keeps retrying a message (e.g. while the broker restarts).
-            .set("message.timeout.ms", "60000");
-        for (key, value) in &self.extra {
-            config.set(key, value);
-        }
-        config
+            ("message.timeout.ms", "60000"),
+        ])
     }
 
     /// Manual commits only, after the effects of a batch are stored.
     pub fn consumer_config(&self, group_suffix: &str) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &self.brokers)
-            .set("group.id", format!("{}-{group_suffix}", self.group))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "5")
-            .set("session.timeout.ms", "10000")
+        let group = format!("{}-{group_suffix}", self.group);
+        self.config(&[
+            ("group.id", &group),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("fetch.wait.max.ms", "5"),
+            ("session.timeout.ms", "10000"),
             // Notice a subscribed topic created after the consumer started (e.g. the broker was
             // down at start) within seconds, not the 5-minute default.
-            .set("topic.metadata.refresh.interval.ms", "2000")
-            .set("heartbeat.interval.ms", "1000");
-        for (key, value) in &self.extra {
-            config.set(key, value);
-        }
-        config
+            ("topic.metadata.refresh.interval.ms", "2000"),
+            ("heartbeat.interval.ms", "1000"),
+        ])
     }
 
     pub fn admin_config(&self) -> ClientConfig {
-        self.base()
+        self.config(&[])
     }
 }
 

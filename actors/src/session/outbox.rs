@@ -454,6 +454,15 @@ mod tests {
         OutboxLimits { account_capacity, market_capacity: 3, max_behind: Duration::from_secs(10) }
     }
 
+    /// An outbox (account capacity 10) that `frames` were pushed to, in order, at `now`.
+    fn outbox_with(frames: &[Arc<Frame>], now: Instant) -> Arc<Outbox> {
+        let outbox = Outbox::new(limits(10));
+        for frame in frames {
+            outbox.push(frame, now);
+        }
+        outbox
+    }
+
     fn sent(drained: &Drained) -> Vec<(&str, u64)> {
         drained.updates.iter().map(|f| (f.key.as_str(), f.seq)).collect()
     }
@@ -474,11 +483,8 @@ mod tests {
 
     #[test]
     fn market_lane_conflates_to_latest_per_key_when_behind() {
-        let outbox = Outbox::new(limits(10));
         let now = Instant::now();
-        outbox.push(&inst("ESZ6", 1), now);
-        outbox.push(&inst("CLF7", 1), now);
-        outbox.push(&inst("ESZ6", 2), now);
+        let outbox = outbox_with(&[inst("ESZ6", 1), inst("CLF7", 1), inst("ESZ6", 2)], now);
         // Over the capacity of 3: conflated to the newest frame per key.
         assert_eq!(outbox.push(&inst("ESZ6", 3), now), Pushed::Conflated(2));
         assert_eq!(outbox.len(), 2);
@@ -512,11 +518,8 @@ mod tests {
 
     #[test]
     fn account_events_go_before_market_and_in_order() {
-        let outbox = Outbox::new(limits(10));
         let now = Instant::now();
-        outbox.push(&inst("ESZ6", 1), now);
-        outbox.push(&fill(1), now);
-        outbox.push(&fill(2), now);
+        let outbox = outbox_with(&[inst("ESZ6", 1), fill(1), fill(2)], now);
         let drained = outbox.drain(2);
         let sent: Vec<_> = drained.updates.iter().map(|f| f.key.as_str()).collect();
         assert_eq!(sent, vec!["fills:ACC1:ESZ6", "fills:ACC1:ESZ6"]);
@@ -526,10 +529,8 @@ mod tests {
 
     #[test]
     fn snapshot_joins_the_stream_without_gap_or_duplicate() {
-        let outbox = Outbox::new(limits(10));
         let now = Instant::now();
-        outbox.push(&inst("ESZ6", 4), now);
-        outbox.push(&inst("CLF7", 8), now);
+        let outbox = outbox_with(&[inst("ESZ6", 4), inst("CLF7", 8)], now);
         // A snapshot taken at seq 5 supersedes the queued seq 4...
         outbox.push_snapshot("snap".into(), &[("inst:ESZ6".into(), 5)], now);
         // ...and the stream resumes after it.

@@ -1,6 +1,40 @@
 //! The queries, written once and compiled for each database backend by `backend_queries!`:
 //! SQLite (embedded default) and PostgreSQL (distributed mode) run the same diesel code.
 
+/// `INSERT row ... ON CONFLICT (conflict) DO UPDATE SET row WHERE stored.order < new.order`:
+/// a stored row is only ever replaced by a newer one. Expanded inside `backend_queries!`,
+/// where `forward_only` and `excluded` are in scope.
+macro_rules! upsert_forward_only {
+    ($conn:expr, $table:ident, $conflict:expr, $row:expr, $order:ident) => {
+        forward_only(
+            diesel::insert_into($table::table).values($row).on_conflict($conflict).do_update().set($row),
+            $table::$order.lt(excluded($table::$order)),
+        )
+        .execute($conn)
+    };
+}
+
+/// Deletes the rows of one `series` of a bucketed `table` whose bucket starts before `cutoff`,
+/// a slice of time per statement and `PRUNE_BATCHES` statements at the most; the rows deleted.
+/// Expanded inside a `backend_queries!` function that returns `Result<_, StoreError>`.
+macro_rules! prune_series {
+    ($conn:expr, $table:ident, $series:expr, $cutoff:expr) => {{
+        let mut deleted = 0;
+        for _ in 0..super::PRUNE_BATCHES {
+            let oldest: Option<i64> = $table::table
+                .filter($series)
+                .filter($table::start_ts.lt($cutoff))
+                .select(diesel::dsl::min($table::start_ts))
+                .first($conn)?;
+            let Some(oldest) = oldest else { break };
+            let bound = $cutoff.min(oldest.saturating_add(super::PRUNE_SLICE));
+            deleted +=
+                diesel::delete($table::table.filter($series).filter($table::start_ts.lt(bound))).execute($conn)?;
+        }
+        deleted
+    }};
+}
+
 /// Generates a module of query functions for one connection type.
 macro_rules! backend_queries {
     ($module:ident, $conn:ty, $insert_new:path) => {
@@ -37,39 +71,22 @@ macro_rules! backend_queries {
                     rows += $insert_new(conn, &trade_rows, &fill_rows)?;
                     for candle in changes.candles.values() {
                         let row = CandleRow::from(candle);
-                        rows += forward_only(
-                            diesel::insert_into(candles::table)
-                                .values(&row)
-                                .on_conflict((candles::symbol, candles::period, candles::start_ts))
-                                .do_update()
-                                .set(&row),
-                            candles::seq.lt(excluded(candles::seq)),
-                        )
-                        .execute(conn)?;
+                        rows += upsert_forward_only!(
+                            conn,
+                            candles,
+                            (candles::symbol, candles::period, candles::start_ts),
+                            &row,
+                            seq
+                        )?;
                     }
                     for book in changes.instruments.values() {
                         let row = InstrumentStateRow::from(book);
-                        rows += forward_only(
-                            diesel::insert_into(instrument_states::table)
-                                .values(&row)
-                                .on_conflict(instrument_states::symbol)
-                                .do_update()
-                                .set(&row),
-                            instrument_states::seq.lt(excluded(instrument_states::seq)),
-                        )
-                        .execute(conn)?;
+                        rows += upsert_forward_only!(conn, instrument_states, instrument_states::symbol, &row, seq)?;
                     }
                     for position in changes.positions.values() {
                         let row = PositionRow::from(position);
-                        rows += forward_only(
-                            diesel::insert_into(positions::table)
-                                .values(&row)
-                                .on_conflict((positions::account, positions::symbol))
-                                .do_update()
-                                .set(&row),
-                            positions::seq.lt(excluded(positions::seq)),
-                        )
-                        .execute(conn)?;
+                        rows +=
+                            upsert_forward_only!(conn, positions, (positions::account, positions::symbol), &row, seq)?;
                     }
                     for ((source, instrument), seq) in &changes.watermarks {
                         let row = WatermarkRow {
@@ -129,15 +146,13 @@ macro_rules! backend_queries {
                 conn.transaction::<(), diesel::result::Error, _>(|conn| {
                     for point in &points {
                         let row = PnlRow::from(point);
-                        forward_only(
-                            diesel::insert_into(pnl_samples::table)
-                                .values(&row)
-                                .on_conflict((pnl_samples::account, pnl_samples::period, pnl_samples::start_ts))
-                                .do_update()
-                                .set(&row),
-                            pnl_samples::sampled_at.lt(excluded(pnl_samples::sampled_at)),
-                        )
-                        .execute(conn)?;
+                        upsert_forward_only!(
+                            conn,
+                            pnl_samples,
+                            (pnl_samples::account, pnl_samples::period, pnl_samples::start_ts),
+                            &row,
+                            sampled_at
+                        )?;
                     }
                     Ok(())
                 })?;
@@ -319,18 +334,7 @@ macro_rules! backend_queries {
                 if let Some(age) = prune.pnl_1s {
                     let cutoff = prune.now.saturating_sub(age);
                     let series = pnl_samples::period.eq(Interval::OneSecond.as_str());
-                    for _ in 0..super::PRUNE_BATCHES {
-                        let oldest: Option<i64> = pnl_samples::table
-                            .filter(series)
-                            .filter(pnl_samples::start_ts.lt(cutoff))
-                            .select(diesel::dsl::min(pnl_samples::start_ts))
-                            .first(conn)?;
-                        let Some(oldest) = oldest else { break };
-                        let bound = cutoff.min(oldest.saturating_add(super::PRUNE_SLICE));
-                        pruned.pnl_1s +=
-                            diesel::delete(pnl_samples::table.filter(series).filter(pnl_samples::start_ts.lt(bound)))
-                                .execute(conn)?;
-                    }
+                    pruned.pnl_1s += prune_series!(conn, pnl_samples, series, cutoff);
                 }
                 for (interval, age, count) in [
                     (Interval::OneSecond, prune.candles_1s, &mut pruned.candles_1s),
@@ -339,17 +343,7 @@ macro_rules! backend_queries {
                     let Some(age) = age else { continue };
                     let cutoff = prune.now.saturating_sub(age);
                     let series = candles::period.eq(interval.as_str());
-                    for _ in 0..super::PRUNE_BATCHES {
-                        let oldest: Option<i64> = candles::table
-                            .filter(series)
-                            .filter(candles::start_ts.lt(cutoff))
-                            .select(diesel::dsl::min(candles::start_ts))
-                            .first(conn)?;
-                        let Some(oldest) = oldest else { break };
-                        let bound = cutoff.min(oldest.saturating_add(super::PRUNE_SLICE));
-                        *count += diesel::delete(candles::table.filter(series).filter(candles::start_ts.lt(bound)))
-                            .execute(conn)?;
-                    }
+                    *count += prune_series!(conn, candles, series, cutoff);
                 }
                 Ok(pruned)
             }
@@ -463,6 +457,19 @@ const PRUNE_SLICE: i64 = 10_000_000;
 /// Rows per multi-row INSERT: well under PostgreSQL's limit on bound parameters.
 const INSERT_CHUNK: usize = 1_000;
 
+/// Inserts each of `batches` (rows, or slices of rows) into `table`, skipping the rows already
+/// stored; the rows inserted.
+macro_rules! insert_new {
+    ($conn:expr, $table:ident, $batches:expr) => {{
+        use diesel::RunQueryDsl as _;
+        let mut rows = 0;
+        for batch in $batches {
+            rows += diesel::insert_into(schema::$table::table).values(batch).on_conflict_do_nothing().execute($conn)?;
+        }
+        rows
+    }};
+}
+
 /// Inserts trades and fills not stored yet. PostgreSQL: multi-row statements (one round trip per
 /// 1,000 rows instead of one per row: the processor's write time at 10k events/s, see
 /// BENCHMARKS.md). SQLite runs in-process, where a row per statement costs microseconds (and
@@ -472,15 +479,7 @@ fn insert_new_postgres(
     trades: &[TradeRow<'_>],
     fills: &[FillRow<'_>],
 ) -> diesel::QueryResult<usize> {
-    use diesel::prelude::*;
-    let mut rows = 0;
-    for chunk in trades.chunks(INSERT_CHUNK) {
-        rows += diesel::insert_into(schema::trades::table).values(chunk).on_conflict_do_nothing().execute(conn)?;
-    }
-    for chunk in fills.chunks(INSERT_CHUNK) {
-        rows += diesel::insert_into(schema::fills::table).values(chunk).on_conflict_do_nothing().execute(conn)?;
-    }
-    Ok(rows)
+    Ok(insert_new!(conn, trades, trades.chunks(INSERT_CHUNK)) + insert_new!(conn, fills, fills.chunks(INSERT_CHUNK)))
 }
 
 fn insert_new_sqlite(
@@ -488,15 +487,7 @@ fn insert_new_sqlite(
     trades: &[TradeRow<'_>],
     fills: &[FillRow<'_>],
 ) -> diesel::QueryResult<usize> {
-    use diesel::prelude::*;
-    let mut rows = 0;
-    for row in trades {
-        rows += diesel::insert_into(schema::trades::table).values(row).on_conflict_do_nothing().execute(conn)?;
-    }
-    for row in fills {
-        rows += diesel::insert_into(schema::fills::table).values(row).on_conflict_do_nothing().execute(conn)?;
-    }
-    Ok(rows)
+    Ok(insert_new!(conn, trades, trades) + insert_new!(conn, fills, fills))
 }
 
 use super::models::{FillRow, TradeRow};

@@ -100,6 +100,24 @@ impl TestServer {
         counts.into_iter().collect()
     }
 
+    /// Asserts that events sent more than once were applied once: the `(fills, trades)` rows
+    /// stored, the account's net position in its one instrument, and the instrument's volume.
+    pub async fn assert_applied_once(
+        &self,
+        (fills, trades): (i64, i64),
+        account: &str,
+        net_qty: i64,
+        instrument: &str,
+        volume: i64,
+    ) {
+        let counts = self.table_counts();
+        assert_eq!((counts["fills"], counts["trades"]), (fills, trades), "stored once");
+        let (_, positions) = self.get_json(&format!("/api/positions?account={account}")).await;
+        assert_eq!(positions[0]["net_qty"], net_qty, "applied once: {positions}");
+        let (_, snapshot) = self.get_json(&format!("/api/snapshot?instruments={instrument}")).await;
+        assert_eq!(snapshot["instruments"][0]["volume"], volume, "{snapshot}");
+    }
+
     pub async fn ws(&self) -> WsClient {
         WsClient::connect(&format!("ws://{}/ws", self.addr)).await
     }
@@ -107,6 +125,11 @@ impl TestServer {
     pub async fn eventually<F: AsyncFnMut() -> bool>(timeout: Duration, check: F) -> bool {
         eventually(timeout, check).await
     }
+}
+
+/// Whether `got` holds an update of every `(key, seq)` in `wanted`.
+pub fn holds_all(got: &[Value], wanted: &[(&str, u64)]) -> bool {
+    wanted.iter().all(|&(key, seq)| got.iter().any(|u| u["key"] == key && u["seq"] == seq))
 }
 
 /// Waits until `check` holds, polling every 20 ms, for at most `timeout`.

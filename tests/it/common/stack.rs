@@ -46,6 +46,11 @@ fn wait_port(port: u16, what: &str) {
 pub struct Proc(pub Option<Child>);
 
 impl Proc {
+    /// Starts `command`; `what` names it if it cannot start.
+    fn spawn(command: &mut Command, what: &str) -> Self {
+        Self(Some(command.spawn().unwrap_or_else(|e| panic!("{what} starts: {e:?}"))))
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.0.take() {
             let _ = child.kill();
@@ -125,14 +130,14 @@ impl Services {
     pub fn start_broker(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.broker_port);
         let log = std::fs::File::create(self.dir.path().join("broker.log")).expect("log");
-        let child = Command::new(nisshi())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", &self.broker_storage, "--group-initial-rebalance-delay", "200ms"])
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("nisshi starts");
-        self.broker = Proc(Some(child));
+        self.broker = Proc::spawn(
+            Command::new(nisshi())
+                .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+                .args(["--storage-engine", &self.broker_storage, "--group-initial-rebalance-delay", "200ms"])
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log),
+            "nisshi",
+        );
         wait_port(self.broker_port, "the broker");
     }
 
@@ -141,14 +146,13 @@ impl Services {
     }
 
     pub fn start_redis(&mut self) {
-        let child = Command::new("redis-server")
+        let mut redis = Command::new("redis-server");
+        redis
             .args(["--port", &self.redis_port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        self.redis = Proc(Some(child));
+            .stdout(Stdio::null());
+        self.redis = Proc::spawn(&mut redis, "redis-server");
         wait_port(self.redis_port, "redis");
     }
 

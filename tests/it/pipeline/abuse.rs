@@ -2,7 +2,6 @@
 //! client would. Each case asserts the refusal (a 400 naming the field), that nothing was stored
 //! or published, and that the next normal event is applied with the right values.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use diesel::RunQueryDsl as _;
@@ -219,12 +218,7 @@ async fn a_resend_after_an_unconfirmed_ingest_is_applied_once() {
     assert_eq!(attempts.last(), Some(&200), "{attempts:?} {receipt}");
     assert_eq!((receipt["accepted"].as_u64(), receipt["duplicates"].as_u64()), (Some(0), Some(2)), "{receipt}");
 
-    let counts: HashMap<&str, i64> = server.table_counts();
-    assert_eq!((counts["fills"], counts["trades"]), (1, 1), "stored once");
-    let (_, positions) = server.get_json("/api/positions?account=ACC9").await;
-    assert_eq!(positions[0]["net_qty"], 2, "applied once: {positions}");
-    let (_, snapshot) = server.get_json("/api/snapshot?instruments=CLF7").await;
-    assert_eq!(snapshot["instruments"][0]["volume"], 5, "{snapshot}");
+    server.assert_applied_once((1, 1), "ACC9", 2, "CLF7", 5).await;
 }
 
 /// Late events (up to the window's day behind) and events dated a little ahead are accepted,

@@ -114,12 +114,7 @@ async fn a_resend_after_the_processor_refused_a_batch_is_applied_once() {
     let (status, receipt) = server.ingest(&resent).await;
     assert_eq!((status, receipt["duplicates"].as_u64()), (200, Some(2)), "{receipt}");
 
-    let counts = server.table_counts();
-    assert_eq!((counts["fills"], counts["trades"]), (1, 1), "stored once");
-    let (_, positions) = server.get_json("/api/positions?account=ACC7").await;
-    assert_eq!(positions[0]["net_qty"], 3, "applied once: {positions}");
-    let (_, snapshot) = server.get_json("/api/snapshot?instruments=ESZ6").await;
-    assert_eq!(snapshot["instruments"][0]["volume"], 2, "{snapshot}");
+    server.assert_applied_once((1, 1), "ACC7", 3, "ESZ6", 2).await;
 }
 
 /// `/admin/health` says which actor does not run, in what state and why, until it runs again.
@@ -194,11 +189,6 @@ async fn a_resend_after_the_database_was_paused_is_applied_once() {
     let receipt = resend_until_taken(&server, &resent).await;
     assert_eq!((receipt["accepted"].as_u64(), receipt["duplicates"].as_u64()), (Some(0), Some(2)), "{receipt}");
 
-    let counts = server.table_counts();
-    assert_eq!((counts["fills"], counts["trades"]), (1, 2), "stored once");
-    let (_, positions) = server.get_json("/api/positions?account=ACC5").await;
-    assert_eq!(positions[0]["net_qty"], 2, "applied once: {positions}");
-    let (_, snapshot) = server.get_json("/api/snapshot?instruments=CLF7").await;
-    assert_eq!(snapshot["instruments"][0]["volume"], 6, "{snapshot}");
+    server.assert_applied_once((1, 2), "ACC5", 2, "CLF7", 6).await;
     server.stop().await;
 }
