@@ -45,10 +45,7 @@ pub async fn run(config: &Config) -> Vec<Finding> {
                         let text = path.display().to_string();
                         actix_rt::task::spawn_blocking(move || DbPool::check(&text)).await
                     }
-                    Err(e) => Ok(Err(ttpulse_actors::store::StoreError::Open {
-                        url: path.display().to_string(),
-                        reason: format!("{e:#}"),
-                    })),
+                    Err(e) => Ok(Err(ttpulse_actors::store::StoreError::open(path.display().to_string(), format!("{e:#}")))),
                 };
                 (format!("database {}", path.display()), result)
             }

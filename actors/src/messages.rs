@@ -73,17 +73,23 @@ impl Durable {
     }
 }
 
+/// Why a hop did not take a batch; the sender offers it again (or answers 503 with the ids).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HopError {
+    /// The next hop failed the batch (a broker, Redis, a crashed actor); the text says which.
     #[error("next hop unavailable: {0}")]
     Unavailable(String),
-    #[error("storage failed: {0}")]
-    Storage(String),
+    /// The processor is loading its state from the database.
+    #[error("next hop unavailable: the processor is restoring its state")]
+    Restoring,
+    /// The next actor stopped (it is restarting) before it answered.
+    #[error("next hop unavailable: {0}")]
+    Mailbox(MailboxError),
 }
 
 impl From<MailboxError> for HopError {
     fn from(e: MailboxError) -> Self {
-        HopError::Unavailable(e.to_string())
+        HopError::Mailbox(e)
     }
 }
 

@@ -215,7 +215,7 @@ impl Actor for ProcessorActor {
             db_load
                 .send(LoadSnapshot)
                 .await
-                .unwrap_or_else(|e| Err(StoreError::Pool(format!("database reader unavailable: {e}"))))
+                .unwrap_or_else(|e| Err(StoreError::from(e)))
         }
         .into_actor(self)
         .map(|loaded, act, ctx| act.restore(loaded, ctx))
@@ -250,7 +250,7 @@ impl Handler<RawBatch> for ProcessorActor {
         let span = tracing::debug_span!("process", events = batch.events.len());
         let _entered = span.enter();
         if self.engine.is_none() {
-            let err = HopError::Unavailable("the processor is restoring its state".into());
+            let err = HopError::Restoring;
             return AtomicResponse::new(Box::pin(fut::ready(Err(err))));
         }
         let mut updates: Vec<Published> = Vec::with_capacity(batch.events.len() * 2);
@@ -436,7 +436,7 @@ mod tests {
         for _ in 0..100 {
             match processor.send(RawBatch { events: events.clone() }).await {
                 // Restoring its state, or restarting (a message in flight then is dropped).
-                Ok(Err(HopError::Unavailable(e))) if e.contains("restoring") => {}
+                Ok(Err(HopError::Restoring)) => {}
                 Err(_) => {}
                 Ok(result) => return result,
             }

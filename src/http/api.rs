@@ -11,6 +11,7 @@ use ttpulse_actors::messages::{
     FillCursor, IngestError, IngestEvents, QueryCandles, QueryFills, QueryPnl, QueryTrades,
 };
 use ttpulse_actors::session::{SessionUser, start_session};
+use ttpulse_actors::store::StoreError;
 
 use super::auth::{Access, Auth, Caller};
 use super::error::ApiError;
@@ -165,18 +166,15 @@ fn required_symbol(pipeline: &Pipeline, symbol: &Option<String>) -> Result<Strin
 /// query) to a 503.
 async fn read_database<M, T>(pipeline: &Pipeline, query: M) -> Result<T, ApiError>
 where
-    M: actix::Message<Result = Result<T, ttpulse_actors::store::StoreError>> + Send + 'static,
+    M: actix::Message<Result = Result<T, StoreError>> + Send + 'static,
     T: Send + 'static,
     ttpulse_actors::store::DbActor: actix::Handler<M>,
 {
     let Some(db_reader) = &pipeline.db_reader else {
         return Err(ApiError::Unavailable("this process has no database".into()));
     };
-    db_reader
-        .send(query)
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("database reader unavailable: {e}")))?
-        .map_err(|e| ApiError::Unavailable(e.to_string()))
+    let answer = db_reader.send(query).await.map_err(StoreError::from).and_then(|answer| answer);
+    answer.map_err(|e| ApiError::Unavailable(e.to_string()))
 }
 
 /// `GET /api/candles?symbol=ESZ6&interval=1s|1m&limit=100`: the latest candles, oldest first.

@@ -8,6 +8,7 @@ pub mod queries;
 pub mod schema;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::pg::PgConnection;
@@ -51,16 +52,27 @@ pub struct StoredTrade {
 /// `ON CONFLICT`). A migration whose SQL must differ would go into a backend folder.
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// What a database failure came from, kept typed (not as text); shared, because a result fans
+/// out to every waiter of a write.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// A database failure. Each variant keeps the error it came from, typed (a lost connection and
+/// a refused row are told apart by matching, not by reading text), and its message includes
+/// that error's, so a log line or an answer with the error alone says why. (The cause is not
+/// also offered as `source()`: a printed chain would say it twice.)
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the database {url}: {reason}")]
-    Open { url: String, reason: String },
+    #[error("cannot open the database {url}: {cause}")]
+    Open { url: String, cause: Cause },
     #[error("database connection pool: {0}")]
-    Pool(String),
+    Pool(Arc<diesel::r2d2::PoolError>),
     #[error("database query failed: {0}")]
-    Query(String),
+    Query(Arc<diesel::result::Error>),
     #[error("database migration failed: {0}")]
-    Migration(String),
+    Migration(Cause),
+    /// The database actor stopped (or the send timed out) before it answered.
+    #[error("database reader unavailable: {0}")]
+    Unavailable(actix::MailboxError),
     #[error("database holds an unreadable value: {0}")]
     Corrupt(String),
     /// A query panicked; the database actor was replaced by a fresh one.
@@ -68,15 +80,27 @@ pub enum StoreError {
     Panicked(String),
 }
 
+impl StoreError {
+    pub fn open(url: impl Into<String>, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError::Open { url: url.into(), cause: Arc::from(cause.into()) }
+    }
+}
+
+impl From<actix::MailboxError> for StoreError {
+    fn from(e: actix::MailboxError) -> Self {
+        StoreError::Unavailable(e)
+    }
+}
+
 impl From<diesel::result::Error> for StoreError {
     fn from(e: diesel::result::Error) -> Self {
-        StoreError::Query(e.to_string())
+        StoreError::Query(Arc::new(e))
     }
 }
 
 impl From<diesel::r2d2::PoolError> for StoreError {
     fn from(e: diesel::r2d2::PoolError) -> Self {
-        StoreError::Pool(e.to_string())
+        StoreError::Pool(Arc::new(e))
     }
 }
 
@@ -122,31 +146,31 @@ impl DbPool {
     /// Opens the SQLite database file at `path` (created if missing) and runs the migrations.
     pub fn open_sqlite(path: &Path, max_connections: u32) -> Result<Self, StoreError> {
         let url = path.to_string_lossy().into_owned();
-        let open_err = |reason: String| StoreError::Open { url: url.clone(), reason };
+        let open_err = |cause| StoreError::open(url.clone(), cause);
         // A direct connection first: it gives a clear error where the pool would only time out.
-        let mut conn = SqliteConnection::establish(&url).map_err(|e| open_err(e.to_string()))?;
-        diesel::sql_query("PRAGMA journal_mode = WAL").execute(&mut conn).map_err(|e| open_err(e.to_string()))?;
-        conn.run_pending_migrations(MIGRATIONS).map_err(|e| StoreError::Migration(e.to_string()))?;
+        let mut conn = SqliteConnection::establish(&url).map_err(|e| open_err(e.into()))?;
+        diesel::sql_query("PRAGMA journal_mode = WAL").execute(&mut conn).map_err(|e| open_err(e.into()))?;
+        conn.run_pending_migrations(MIGRATIONS).map_err(|e| StoreError::Migration(Arc::from(e)))?;
         let pool = Pool::builder()
             .max_size(max_connections.max(1))
             .connection_timeout(Duration::from_secs(10))
             .connection_customizer(Box::new(SqlitePragmas))
             .build(ConnectionManager::new(url.clone()))
-            .map_err(|e| open_err(e.to_string()))?;
+            .map_err(|e| open_err(e.into()))?;
         Ok(DbPool::Sqlite(pool))
     }
 
     /// Opens the PostgreSQL database at `url` and runs the migrations.
     pub fn open_postgres(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let shown = redact_url(url);
-        let open_err = |reason: String| StoreError::Open { url: shown.clone(), reason };
-        let mut conn = PgConnection::establish(url).map_err(|e| open_err(e.to_string()))?;
-        conn.run_pending_migrations(MIGRATIONS).map_err(|e| StoreError::Migration(e.to_string()))?;
+        let open_err = |cause| StoreError::open(shown.clone(), cause);
+        let mut conn = PgConnection::establish(url).map_err(|e| open_err(e.into()))?;
+        conn.run_pending_migrations(MIGRATIONS).map_err(|e| StoreError::Migration(Arc::from(e)))?;
         let pool = Pool::builder()
             .max_size(max_connections.max(1))
             .connection_timeout(Duration::from_secs(10))
             .build(ConnectionManager::new(url))
-            .map_err(|e| open_err(e.to_string()))?;
+            .map_err(|e| open_err(e.into()))?;
         Ok(DbPool::Postgres(pool))
     }
 
@@ -162,12 +186,12 @@ impl DbPool {
 
     /// Connects once, without migrating: whether the database is reachable (for `ttpulse check`).
     pub fn check(url_or_path: &str) -> Result<&'static str, StoreError> {
-        let fail = |reason: String| StoreError::Open { url: redact_url(url_or_path), reason };
+        let fail = |e: diesel::ConnectionError| StoreError::open(redact_url(url_or_path), e);
         if url_or_path.starts_with("postgres://") || url_or_path.starts_with("postgresql://") {
-            PgConnection::establish(url_or_path).map(|_| "postgres").map_err(|e| fail(e.to_string()))
+            PgConnection::establish(url_or_path).map(|_| "postgres").map_err(fail)
         } else {
             let path = url_or_path.strip_prefix("sqlite://").unwrap_or(url_or_path);
-            SqliteConnection::establish(path).map(|_| "sqlite").map_err(|e| fail(e.to_string()))
+            SqliteConnection::establish(path).map(|_| "sqlite").map_err(fail)
         }
     }
 
