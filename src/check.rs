@@ -45,7 +45,9 @@ pub async fn run(config: &Config) -> Vec<Finding> {
                         let text = path.display().to_string();
                         actix_rt::task::spawn_blocking(move || DbPool::check(&text)).await
                     }
-                    Err(e) => Ok(Err(ttpulse_actors::store::StoreError::open(path.display().to_string(), format!("{e:#}")))),
+                    Err(e) => {
+                        Ok(Err(ttpulse_actors::store::StoreError::open(path.display().to_string(), format!("{e:#}"))))
+                    }
                 };
                 (format!("database {}", path.display()), result)
             }

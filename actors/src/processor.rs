@@ -212,10 +212,7 @@ impl Actor for ProcessorActor {
                 let _ = waiter.send(Ok(()));
             }
             drop(permit);
-            db_load
-                .send(LoadSnapshot)
-                .await
-                .unwrap_or_else(|e| Err(StoreError::from(e)))
+            db_load.send(LoadSnapshot).await.unwrap_or_else(|e| Err(StoreError::from(e)))
         }
         .into_actor(self)
         .map(|loaded, act, ctx| act.restore(loaded, ctx))

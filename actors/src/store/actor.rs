@@ -202,7 +202,7 @@ mod tests {
         assert_eq!(metrics.actor_restarts.with_label_values(&["db-reader"]).get(), 1);
 
         // The SyncArbiter replaced the actor: the next query is served, and health is back.
-        assert_eq!(db.send(trades_of("ESZ6")).await.expect("answered"), Ok(vec![]));
+        assert_eq!(db.send(trades_of("ESZ6")).await.expect("answered").expect("served"), vec![]);
         assert_eq!(health.state(), ActorState::Running);
         assert!(registry.ready());
         for suffix in ["", "-wal", "-shm"] {

@@ -146,7 +146,7 @@ impl DbPool {
     /// Opens the SQLite database file at `path` (created if missing) and runs the migrations.
     pub fn open_sqlite(path: &Path, max_connections: u32) -> Result<Self, StoreError> {
         let url = path.to_string_lossy().into_owned();
-        let open_err = |cause| StoreError::open(url.clone(), cause);
+        let open_err = |cause: Box<dyn std::error::Error + Send + Sync>| StoreError::open(url.clone(), cause);
         // A direct connection first: it gives a clear error where the pool would only time out.
         let mut conn = SqliteConnection::establish(&url).map_err(|e| open_err(e.into()))?;
         diesel::sql_query("PRAGMA journal_mode = WAL").execute(&mut conn).map_err(|e| open_err(e.into()))?;
@@ -163,7 +163,7 @@ impl DbPool {
     /// Opens the PostgreSQL database at `url` and runs the migrations.
     pub fn open_postgres(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let shown = redact_url(url);
-        let open_err = |cause| StoreError::open(shown.clone(), cause);
+        let open_err = |cause: Box<dyn std::error::Error + Send + Sync>| StoreError::open(shown.clone(), cause);
         let mut conn = PgConnection::establish(url).map_err(|e| open_err(e.into()))?;
         conn.run_pending_migrations(MIGRATIONS).map_err(|e| StoreError::Migration(Arc::from(e)))?;
         let pool = Pool::builder()
