@@ -12,6 +12,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::measure::{Frame, Latency, histogram, now_micros};
 
+/// ttpulse's WebSocket subprotocol for wire version 2 (batched frames).
+pub const BATCH_PROTOCOL: &str = "ttpulse.v2";
+
 pub const SYMBOLS: [&str; 12] =
     ["ESZ6", "NQZ6", "YMZ6", "RTYZ6", "CLF7", "NGF7", "GCG7", "SIH7", "HGH7", "ZNH7", "6EZ6", "ZCH7"];
 
@@ -21,22 +24,33 @@ pub struct FanoutResult {
     pub sessions_connected: usize,
     pub delivery: Latency,
     pub messages_per_second: f64,
+    /// WebSocket text frames received per second, all sessions together (with wire version 2
+    /// one frame carries many updates).
+    #[serde(default)]
+    pub frames_per_second: f64,
 }
 
 /// Opens `sessions` WebSockets, each subscribed to 3 instruments, and measures delivery latency
-/// (`now - ingest_ts`) of every update for `duration` once all are connected.
-pub async fn client(url: &str, sessions: usize, duration: Duration) -> anyhow::Result<FanoutResult> {
+/// (`now - ingest_ts`) of every update for `duration` once all are connected. `batched`: offer
+/// wire version 2 (ttpulse's `batch` frames; a server that does not speak it sends version 1).
+pub async fn client(url: &str, sessions: usize, duration: Duration, batched: bool) -> anyhow::Result<FanoutResult> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let frames = Arc::new(AtomicU64::new(0));
     let connected = Arc::new(AtomicU64::new(0));
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let limit = Arc::new(tokio::sync::Semaphore::new(200));
     let mut tasks = Vec::with_capacity(sessions);
     for i in 0..sessions {
-        let (url, tx, connected, measuring, limit) =
-            (url.to_owned(), tx.clone(), connected.clone(), measuring.clone(), limit.clone());
+        let (url, tx, connected, measuring, limit, frames) =
+            (url.to_owned(), tx.clone(), connected.clone(), measuring.clone(), limit.clone(), frames.clone());
         tasks.push(tokio::spawn(async move {
             let permit = limit.acquire_owned().await;
-            let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&url).await else { return };
+            let Ok(mut request) = url.as_str().into_client_request() else { return };
+            if batched {
+                request.headers_mut().insert("sec-websocket-protocol", BATCH_PROTOCOL.parse().expect("a header value"));
+            }
+            let Ok((mut ws, _)) = tokio_tungstenite::connect_async(request).await else { return };
             let wanted: Vec<&str> = (0..3).map(|k| SYMBOLS[(i * 3 + k) % SYMBOLS.len()]).collect();
             let subscribe = serde_json::json!({"op": "subscribe", "instruments": wanted}).to_string();
             if ws.send(Message::text(subscribe)).await.is_err() {
@@ -49,11 +63,12 @@ pub async fn client(url: &str, sessions: usize, duration: Duration) -> anyhow::R
                 if !measuring.load(Ordering::Relaxed) {
                     continue;
                 }
-                if let Ok(frame) = serde_json::from_str::<Frame>(&text)
-                    && frame.kind == "update"
-                    && frame.ingest_ts > 0
-                {
-                    let _ = tx.send((now_micros() - frame.ingest_ts).max(1) as u64);
+                frames.fetch_add(1, Ordering::Relaxed);
+                let Ok(frame) = serde_json::from_str::<Frame>(&text) else { continue };
+                let now = now_micros();
+                let updates = if frame.kind == "batch" { frame.updates } else { vec![frame] };
+                for update in updates.iter().filter(|u| u.kind == "update" && u.ingest_ts > 0) {
+                    let _ = tx.send((now - update.ingest_ts).max(1) as u64);
                 }
             }
         }));
@@ -72,6 +87,7 @@ pub async fn client(url: &str, sessions: usize, duration: Duration) -> anyhow::R
         hist.saturating_record(latency);
     }
     measuring.store(false, Ordering::Relaxed);
+    let frames_per_second = frames.load(Ordering::Relaxed) as f64 / duration.as_secs_f64();
     for task in &tasks {
         task.abort();
     }
@@ -80,6 +96,7 @@ pub async fn client(url: &str, sessions: usize, duration: Duration) -> anyhow::R
         sessions_wanted: sessions,
         sessions_connected: connected.load(Ordering::Relaxed) as usize,
         messages_per_second: delivery.per_second,
+        frames_per_second,
         delivery,
     })
 }

@@ -58,6 +58,19 @@ enum Cmd {
         sessions: usize,
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+        /// Offer wire version 2 (batched frames).
+        #[arg(long)]
+        batched: bool,
+    },
+    /// Only the fan-out rows (ttpulse v1, ttpulse v2, plain broadcast), as JSON on stdout.
+    Fanout {
+        /// Session counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+        sessions: Vec<usize>,
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+        #[arg(long, default_value = "target/release/ttpulse")]
+        bin: PathBuf,
     },
     /// The minimal WebSocket broadcast server ttpulse's fan-out is compared with.
     BroadcastServer {
@@ -103,6 +116,11 @@ pub struct FanoutRow {
     pub sessions: usize,
     pub ours: fanout::FanoutResult,
     pub ours_bytes_per_session: f64,
+    /// The same sessions offering wire version 2 (batched frames), on a fresh server.
+    #[serde(default)]
+    pub ours_batched: fanout::FanoutResult,
+    #[serde(default)]
+    pub ours_batched_bytes_per_session: f64,
     pub broadcast: fanout::FanoutResult,
     pub broadcast_bytes_per_session: f64,
 }
@@ -134,11 +152,22 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     match cli.command {
-        Cmd::FanoutClient { url, sessions, seconds } => {
-            let result = runtime.block_on(fanout::client(&url, sessions, Duration::from_secs(seconds)))?;
+        Cmd::FanoutClient { url, sessions, seconds, batched } => {
+            let result = runtime.block_on(fanout::client(&url, sessions, Duration::from_secs(seconds), batched))?;
             println!("{}", serde_json::to_string(&result)?);
             Ok(())
         }
+        Cmd::Fanout { sessions, seconds, bin } => runtime.block_on(async {
+            let work = std::env::temp_dir().join(format!("ttpulse-bench-fanout-{}", std::process::id()));
+            std::fs::create_dir_all(&work)?;
+            for n in sessions {
+                log(format!("fan-out to {n} sessions"));
+                let row = fanout_row(&bin, &work, &work, n, seconds).await?;
+                println!("{}", serde_json::to_string(&row)?);
+            }
+            let _ = std::fs::remove_dir_all(&work);
+            Ok(())
+        }),
         Cmd::BroadcastServer { addr, rate } => runtime.block_on(fanout::broadcast_server(&addr, rate)),
         Cmd::Run { quick, bin, out } => runtime.block_on(run(quick, &bin, &out)),
         Cmd::Latency { rate, seconds, bin } => runtime.block_on(async {
@@ -308,7 +337,7 @@ async fn run(quick: bool, bin: &Path, out: &Path) -> anyhow::Result<()> {
 
     for &sessions in &plan.sessions {
         log(format!("fan-out to {sessions} sessions"));
-        report.fanout.push(fanout_row(bin, &work, &logs, sessions, &plan).await?);
+        report.fanout.push(fanout_row(bin, &work, &logs, sessions, plan.window.as_secs()).await?);
     }
 
     report::write(&report, out)?;
@@ -415,11 +444,13 @@ fn fanout_client(
     url: &str,
     sessions: usize,
     seconds: u64,
+    batched: bool,
     server_pid: u32,
 ) -> anyhow::Result<(fanout::FanoutResult, u64)> {
     let me = std::env::current_exe()?;
     let mut child = Command::new(me)
         .args(["fanout-client", "--url", url, "--sessions", &sessions.to_string(), "--seconds", &seconds.to_string()])
+        .args(batched.then_some("--batched"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -445,9 +476,17 @@ fn fanout_client(
     Ok((result, rss))
 }
 
-async fn fanout_row(bin: &Path, work: &Path, logs: &Path, sessions: usize, plan: &Plan) -> anyhow::Result<FanoutRow> {
-    let seconds = plan.window.as_secs();
-    let data = work.join(format!("fanout-{sessions}"));
+/// One ttpulse server (fresh, same seed) and the fan-out client against it; returns the client's
+/// result and the server's memory per connected session.
+async fn ours_fanout(
+    bin: &Path,
+    data: &Path,
+    logs: &Path,
+    sessions: usize,
+    seconds: u64,
+    batched: bool,
+) -> anyhow::Result<(fanout::FanoutResult, f64)> {
+    let _ = std::fs::remove_dir_all(data);
     let (server, url) = procs::ttpulse(
         bin,
         "fanout",
@@ -468,8 +507,18 @@ async fn fanout_row(bin: &Path, work: &Path, logs: &Path, sessions: usize, plan:
     let idle = server.usage().1;
     let ws = url.replacen("http", "ws", 1) + "/ws";
     let pid = server.pid();
-    let (ours, ours_peak) = tokio::task::spawn_blocking(move || fanout_client(&ws, sessions, seconds, pid)).await??;
+    let (result, peak) =
+        tokio::task::spawn_blocking(move || fanout_client(&ws, sessions, seconds, batched, pid)).await??;
     drop(server);
+    let per_session = peak.saturating_sub(idle) as f64 / result.sessions_connected.max(1) as f64;
+    Ok((result, per_session))
+}
+
+async fn fanout_row(bin: &Path, work: &Path, logs: &Path, sessions: usize, seconds: u64) -> anyhow::Result<FanoutRow> {
+    let data = work.join(format!("fanout-{sessions}"));
+    let (ours, ours_bytes_per_session) = ours_fanout(bin, &data, logs, sessions, seconds, false).await?;
+    let (ours_batched, ours_batched_bytes_per_session) =
+        ours_fanout(bin, &data, logs, sessions, seconds, true).await?;
 
     // The same sessions on a plain broadcast server, sending each session the rate ttpulse did.
     let per_session = (ours.messages_per_second / ours.sessions_connected.max(1) as f64).max(1.0).round() as u32;
@@ -483,13 +532,15 @@ async fn fanout_row(bin: &Path, work: &Path, logs: &Path, sessions: usize, plan:
     let ws = format!("ws://{addr}/");
     let pid = broadcast_server.pid();
     let (broadcast, broadcast_peak) =
-        tokio::task::spawn_blocking(move || fanout_client(&ws, sessions, seconds, pid)).await??;
+        tokio::task::spawn_blocking(move || fanout_client(&ws, sessions, seconds, false, pid)).await??;
     drop(broadcast_server);
-    let per = |peak: u64, base: u64, n: usize| peak.saturating_sub(base) as f64 / n.max(1) as f64;
     Ok(FanoutRow {
         sessions,
-        ours_bytes_per_session: per(ours_peak, idle, ours.sessions_connected),
-        broadcast_bytes_per_session: per(broadcast_peak, base, broadcast.sessions_connected),
+        ours_bytes_per_session,
+        ours_batched,
+        ours_batched_bytes_per_session,
+        broadcast_bytes_per_session: broadcast_peak.saturating_sub(base) as f64
+            / broadcast.sessions_connected.max(1) as f64,
         ours,
         broadcast,
     })

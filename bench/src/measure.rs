@@ -57,6 +57,9 @@ pub struct Frame {
     pub kind: String,
     #[serde(default)]
     pub ingest_ts: i64,
+    /// A `batch` frame's updates (wire version 2).
+    #[serde(default)]
+    pub updates: Vec<Frame>,
 }
 
 /// Subscribes to everything and records `now - ingest_ts` of every update after `warmup`.

@@ -172,23 +172,25 @@ pub fn summary(report: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "| sessions | server | connected | delivery p50 ms | p99 ms | max ms | messages/s delivered | memory per session |"
+        "| sessions | server | connected | delivery p50 ms | p99 ms | max ms | messages/s delivered | frames/s | memory per session |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
     for f in &report.fanout {
         for (name, r, bytes) in [
-            ("ttpulse", &f.ours, f.ours_bytes_per_session),
+            ("ttpulse v1", &f.ours, f.ours_bytes_per_session),
+            ("ttpulse v2 (batched)", &f.ours_batched, f.ours_batched_bytes_per_session),
             ("plain broadcast", &f.broadcast, f.broadcast_bytes_per_session),
         ] {
             let _ = writeln!(
                 s,
-                "| {} | {name} | {} | {} | {} | {} | {:.0} | {:.1} KiB |",
+                "| {} | {name} | {} | {} | {} | {} | {:.0} | {:.0} | {:.1} KiB |",
                 f.sessions,
                 r.sessions_connected,
                 ms(r.delivery.p50_ms),
                 ms(r.delivery.p99_ms),
                 ms(r.delivery.max_ms),
                 r.messages_per_second,
+                r.frames_per_second,
                 bytes / 1024.0
             );
         }
