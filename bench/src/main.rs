@@ -517,8 +517,7 @@ async fn ours_fanout(
 async fn fanout_row(bin: &Path, work: &Path, logs: &Path, sessions: usize, seconds: u64) -> anyhow::Result<FanoutRow> {
     let data = work.join(format!("fanout-{sessions}"));
     let (ours, ours_bytes_per_session) = ours_fanout(bin, &data, logs, sessions, seconds, false).await?;
-    let (ours_batched, ours_batched_bytes_per_session) =
-        ours_fanout(bin, &data, logs, sessions, seconds, true).await?;
+    let (ours_batched, ours_batched_bytes_per_session) = ours_fanout(bin, &data, logs, sessions, seconds, true).await?;
 
     // The same sessions on a plain broadcast server, sending each session the rate ttpulse did.
     let per_session = (ours.messages_per_second / ours.sessions_connected.max(1) as f64).max(1.0).round() as u32;

@@ -170,27 +170,34 @@ pub fn summary(report: &Report) -> String {
         s,
         "\n### Fan-out (embedded ttpulse at 1,000 events/s; each session subscribed to 3 of 12 instruments)\n"
     );
+    // Runs recorded before wire version 2 have no batched rows: they render as they were published.
+    let batched = report.fanout.iter().any(|f| f.ours_batched.sessions_wanted > 0);
+    let (frames_head, frames_rule) = if batched { (" frames/s |", "---|") } else { ("", "") };
     let _ = writeln!(
         s,
-        "| sessions | server | connected | delivery p50 ms | p99 ms | max ms | messages/s delivered | frames/s | memory per session |"
+        "| sessions | server | connected | delivery p50 ms | p99 ms | max ms | messages/s delivered |{frames_head} memory per session |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|{frames_rule}---|");
     for f in &report.fanout {
-        for (name, r, bytes) in [
-            ("ttpulse v1", &f.ours, f.ours_bytes_per_session),
-            ("ttpulse v2 (batched)", &f.ours_batched, f.ours_batched_bytes_per_session),
-            ("plain broadcast", &f.broadcast, f.broadcast_bytes_per_session),
-        ] {
+        let mut rows = vec![("ttpulse", &f.ours, f.ours_bytes_per_session)];
+        if batched {
+            rows = vec![
+                ("ttpulse v1", &f.ours, f.ours_bytes_per_session),
+                ("ttpulse v2 (batched)", &f.ours_batched, f.ours_batched_bytes_per_session),
+            ];
+        }
+        rows.push(("plain broadcast", &f.broadcast, f.broadcast_bytes_per_session));
+        for (name, r, bytes) in rows {
+            let frames = if batched { format!(" {:.0} |", r.frames_per_second) } else { String::new() };
             let _ = writeln!(
                 s,
-                "| {} | {name} | {} | {} | {} | {} | {:.0} | {:.0} | {:.1} KiB |",
+                "| {} | {name} | {} | {} | {} | {} | {:.0} |{frames} {:.1} KiB |",
                 f.sessions,
                 r.sessions_connected,
                 ms(r.delivery.p50_ms),
                 ms(r.delivery.p99_ms),
                 ms(r.delivery.max_ms),
                 r.messages_per_second,
-                r.frames_per_second,
                 bytes / 1024.0
             );
         }
