@@ -129,6 +129,39 @@ async fn a_websocket_session_never_receives_another_accounts_data() {
     assert_eq!(anonymous.next_of_type("error", WAIT).await.map(|e| e["code"].clone()), Some(json!("forbidden")));
 }
 
+/// The same boundary with wire version 2: a batch frame gathers what is due for the session,
+/// never another account's updates.
+#[actix_rt::test]
+async fn a_version_2_session_never_receives_another_accounts_data_in_a_batch() {
+    let server = with_two_accounts().await;
+    let url = format!("ws://{}/ws?access_token={}", server.addr, token(&["ACC1"], 300, SECRET));
+    let (response, framed) = awc::Client::new()
+        .ws(url)
+        .protocols([ttpulse_actors::session::BATCH_PROTOCOL])
+        .connect()
+        .await
+        .expect("session");
+    assert_eq!(
+        response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()),
+        Some(ttpulse_actors::session::BATCH_PROTOCOL)
+    );
+    let mut ws = crate::common::WsClient::from_framed(framed);
+    ws.subscribe(&["ESZ6"], &["*"]).await;
+    // Both accounts' fills in one ingest, interleaved: one hub push, so batches would mix them.
+    let fills: Vec<_> = (0..20)
+        .map(|n| {
+            let account = if n % 2 == 0 { "ACC2" } else { "ACC1" };
+            fill(&format!("s:{}", 10 + n), account, &format!("F-b{n}"), "ESZ6", "buy", "6850.25", 1)
+        })
+        .collect();
+    let (status, answer) = server.ingest(&json!(fills)).await;
+    assert_eq!(status, 200, "{answer}");
+    let acc1_fills = |got: &[Value]| got.iter().filter(|u| u["key"] == "fills:ACC1:ESZ6").count();
+    let updates = ws.updates_until(WAIT, |got| acc1_fills(got) >= 10).await;
+    assert_eq!(acc1_fills(&updates), 10, "{updates:?}");
+    assert!(updates.iter().all(|u| !u.to_string().contains("ACC2")), "{updates:?}");
+}
+
 #[actix_rt::test]
 async fn token_only_market_data_and_the_origin_allowlist() {
     let server = TestServer::start_with(|c| {

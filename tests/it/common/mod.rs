@@ -237,6 +237,7 @@ impl WsClient {
     }
 
     /// Collects updates until `done` says so (or the timeout passes).
+    /// Updates (those of batch frames too) until `done` says so or `timeout` passes.
     pub async fn updates_until(&mut self, timeout: Duration, mut done: impl FnMut(&[Value]) -> bool) -> Vec<Value> {
         let deadline = Instant::now() + timeout;
         let mut got = Vec::new();
@@ -246,6 +247,8 @@ impl WsClient {
             };
             match self.next_json(left).await {
                 Some(m) if m["type"] == "update" => got.push(m),
+                // Wire version 2: a batch frame's updates, in order.
+                Some(m) if m["type"] == "batch" => got.extend(m["updates"].as_array().cloned().unwrap_or_default()),
                 Some(_) => {}
                 None => break,
             }
