@@ -99,7 +99,7 @@ pub struct Config {
     pub redis_url: Option<String>,
 
     /// A PEM file of the CA that signed Redis' TLS certificate (for `rediss://` URLs), when it is
-    /// not in the system's trust store. Applies to every OpenSSL client in the process.
+    /// not in the system's trust store: Redis connections trust it instead (nothing else does).
     #[arg(long, env = "TTPULSE_REDIS_CA_FILE")]
     pub redis_ca_file: Option<PathBuf>,
 
