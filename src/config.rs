@@ -400,74 +400,72 @@ impl Config {
         Duration::from_millis(self.db_flush_ms)
     }
 
-    /// A configuration for tests: an own data folder, a free port, no simulator.
+    /// Every setting at its default, as `ttpulse run` has it with nothing set (the environment
+    /// is not read): the defaults are stated once, in the `#[arg]` attributes above.
+    pub fn defaults() -> Self {
+        use clap::FromArgMatches as _;
+        let command = <Self as Args>::augment_args(clap::Command::new("ttpulse")).mut_args(|arg| arg.env(None));
+        let matches = command.try_get_matches_from(["ttpulse"]).expect("every setting has a valid default");
+        Self::from_arg_matches(&matches).expect("the defaults make a configuration")
+    }
+
+    /// A configuration for tests: the defaults, but an own data folder, free ports, no
+    /// simulator, and no limits on how many sessions one address opens how fast (every test
+    /// client comes from 127.0.0.1; the tests of those limits set them).
     pub fn for_tests(data_dir: PathBuf) -> Self {
         Self {
-            roles: Role::ALL.to_vec(),
-            kafka_brokers: None,
-            kafka_partitions: 6,
-            kafka_replication: 1,
-            kafka_group: "ttpulse".into(),
-            redis_url: None,
-            redis_ca_file: None,
-            database_url: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
             source: SourceKind::None,
             sim_rate: 0,
             sim_seed: Some(1),
-            replay_file: None,
-            replay_rate: 0,
             db_flush_ms: 2,
-            db_flush_rows: 5_000,
-            ws_account_queue: 4_096,
-            ws_market_queue: 1_024,
-            ws_max_behind_secs: 10,
-            ingest_max_bytes: 4 * 1024 * 1024,
-            ingest_max_events: 10_000,
-            max_connections: 10_000,
-            max_connections_per_user: 20,
             ws_connect_rate: 0,
             max_connections_per_address: 0,
             ws_connect_rate_per_address: 0,
-            ws_max_subscriptions: 200,
-            ws_message_rate: 20,
-            ws_max_recover: 1_000,
-            ws_default_rate: 0,
-            ws_max_rate: 0,
-            tcp_user_timeout_secs: 30,
             ingest_max_rate: 0,
-            auth_hs256_secret: None,
-            auth_jwks_file: None,
-            market_data: MarketAccess::Open,
-            admin_access: AdminAccess::LoopbackOrToken,
-            admin_token: None,
-            ws_allowed_origins: Vec::new(),
-            ingest_token: None,
-            allowed_hosts: Vec::new(),
-            auth_issuer: None,
-            auth_audience: None,
-            ingest_confirm_timeout_ms: 30_000,
-            publish_prints: true,
-            retain_trades_hours: 168,
-            retain_candles_1s_hours: 48,
-            retain_candles_1m_hours: 0,
-            retain_pnl_1s_hours: 48,
-            prune_interval_secs: 60,
-            price_band: 10,
-            max_event_qty: 100_000,
-            event_time_ahead_ms: 5_000,
-            event_time_behind_secs: 86_400,
-            shutdown_grace_secs: 20,
-            otlp_endpoint: None,
-            trace_sample_ratio: 0.001,
+            ..Self::defaults()
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// The defaults come from the `#[arg]` attributes, whatever the environment says.
+    #[test]
+    fn the_defaults_are_the_documented_ones_and_ignore_the_environment() {
+        let defaults = Config::defaults();
+        assert_eq!(defaults.http_addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(defaults.roles, Role::ALL.to_vec());
+        assert_eq!((defaults.sim_rate, defaults.ws_message_rate, defaults.max_connections_per_address), (200, 20, 50));
+        assert_eq!(defaults.trace_sample_ratio, 0.001);
+        assert!(defaults.publish_prints);
+        // `.env.example` shows every key with a default at that default (commented out).
+        let example = include_str!("../.env.example");
+        let command = <Config as Args>::augment_args(clap::Command::new("ttpulse"));
+        let mut checked = 0;
+        for arg in command.get_arguments() {
+            let (Some(key), defaults) = (arg.get_env(), arg.get_default_values()) else { continue };
+            if defaults.is_empty() {
+                continue;
+            }
+            let key = key.to_string_lossy();
+            let default = defaults.iter().map(|v| v.to_string_lossy()).collect::<Vec<_>>().join(",");
+            let shown: Vec<&str> = example
+                .lines()
+                .filter_map(|line| line.trim_start_matches("# ").strip_prefix(&format!("{key}=")))
+                // A setting line, not a sentence that happens to start with one.
+                .filter(|value| !value.contains(' '))
+                .collect();
+            assert_eq!(shown, vec![default.as_str()], "{key} in .env.example");
+            checked += 1;
+        }
+        assert!(checked > 40, "{checked}");
+    }
+
     /// Every setting is documented where the docs say: `.env.example` and docs/configuration.md.
     #[test]
     fn every_setting_is_documented() {
