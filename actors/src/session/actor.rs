@@ -327,11 +327,17 @@ pub fn start_session(
         cut_off: Rc::default(),
         batched: offers_protocol(req, BATCH_PROTOCOL),
     };
-    let cut_off = actor.cut_off.clone();
-    let response = ws::WsResponseBuilder::new(actor, req, stream)
-        .frame_size(MAX_FRAME_BYTES)
-        .protocols(&[BATCH_PROTOCOL])
-        .start()?;
+    let (cut_off, batched) = (actor.cut_off.clone(), actor.batched);
+    let mut response = ws::WsResponseBuilder::new(actor, req, stream).frame_size(MAX_FRAME_BYTES).start()?;
+    // Answered here, from the one decision the session acts on: actix's own negotiation
+    // (`protocols`) reads only the first `Sec-WebSocket-Protocol` header, and would answer no
+    // protocol to a session that then speaks version 2.
+    if batched {
+        response.headers_mut().insert(
+            actix_web::http::header::SEC_WEBSOCKET_PROTOCOL,
+            actix_web::http::header::HeaderValue::from_static(BATCH_PROTOCOL),
+        );
+    }
     Ok(response.map_body(|_, body| DroppedWhenCutOff { body, cut_off, dropping: false }).map_into_boxed_body())
 }
 
@@ -371,7 +377,8 @@ impl actix_web::body::MessageBody for DroppedWhenCutOff {
     }
 }
 
-/// Whether the client lists `protocol` in `Sec-WebSocket-Protocol` (actix then answers with it).
+/// Whether the client lists `protocol` in `Sec-WebSocket-Protocol`, in any of the header's
+/// fields (RFC 6455 allows several, logically one list).
 fn offers_protocol(req: &HttpRequest, protocol: &str) -> bool {
     req.headers()
         .get_all(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL)
