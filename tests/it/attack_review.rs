@@ -5,7 +5,8 @@
 //! second signal exits at once), `check` refuses the endpoints `run` refuses.
 //!
 //! A second review, of wire version 2 (batched frames) and the flooder drop: a session speaks
-//! the version its handshake answered, whatever header fields the offer came in.
+//! the version its handshake answered, whatever header fields the offer came in; a session cut
+//! off for flooding frees its address's place (held).
 
 use std::io::Write as _;
 use std::net::TcpListener;
@@ -290,4 +291,33 @@ async fn attack_a_session_speaks_the_protocol_its_handshake_answered_with_repeat
             "offered {headers:?}, answered {answered:?}, but got {batches} batch frames"
         );
     }
+}
+
+/// A session cut off for flooding frees its address's place as its connection is dropped: with
+/// one session per address, the same address connects again at once (held at the review).
+#[actix_rt::test]
+async fn attack_a_cut_off_session_frees_its_address_place() {
+    let server = TestServer::start_with(|c| c.max_connections_per_address = 1).await;
+    let addr = server.addr;
+    let flood = std::thread::spawn(move || {
+        let mut stream = raw_ws_session(addr).expect("upgraded");
+        assert!(raw_ws_session(addr).is_none(), "a second session from the address is refused while one is open");
+        stream.set_write_timeout(Some(Duration::from_secs(5))).expect("write timeout");
+        let burst: Vec<u8> = std::iter::repeat_n(control_frame(0x9), 500).flatten().collect();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) && stream.write_all(&burst).is_ok() {}
+    });
+    assert!(TestServer::eventually(Duration::from_secs(15), async || flood.is_finished()).await);
+    flood.join().expect("flood");
+    let again = actix_rt::task::spawn_blocking(move || {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(2) {
+            if raw_ws_session(addr).is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    });
+    assert!(again.await.expect("join"), "the address's place stayed taken after the cut-off");
 }
