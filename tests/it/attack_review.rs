@@ -3,6 +3,10 @@
 //! asserts what must hold; those that failed at the review are fixed: a pong flood is cut off
 //! like any other, shutdown stays within the grace with a collector that never answers (and a
 //! second signal exits at once), `check` refuses the endpoints `run` refuses.
+//!
+//! A second review, of wire version 2 (batched frames) and the flooder drop: a session speaks
+//! the version its handshake answered, whatever header fields the offer came in; a session cut
+//! off for flooding frees its address's place (held).
 
 use std::io::Write as _;
 use std::net::TcpListener;
@@ -221,4 +225,99 @@ fn attack_check_refuses_an_otlp_endpoint_that_run_refuses() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
+}
+
+/// The frames a session gets for `quotes` ingested ESZ6 quotes: how many were `batch` frames,
+/// and the updates they carried, in order (flattened).
+async fn frames_for_quotes(
+    server: &TestServer,
+    ws: &mut crate::common::WsClient,
+    round: u64,
+    quotes: u64,
+) -> (usize, Vec<u64>) {
+    ws.subscribe(&["ESZ6"], &[]).await;
+    let events: Vec<_> = (1..=quotes)
+        .map(|n| {
+            let bid = format!("{}.{:02}", 6000 + round * 100 + n / 4, (n % 4) * 25);
+            quote(&format!("p{round}:{n}"), "ESZ6", &bid, "6900.00")
+        })
+        .collect();
+    let (status, answer) = server.ingest(&json!(events)).await;
+    assert_eq!(status, 200, "{answer}");
+    let (mut batches, mut seqs) = (0, Vec::new());
+    while (seqs.len() as u64) < quotes {
+        let frame = ws.next_json(Duration::from_secs(10)).await.expect("a frame before the timeout");
+        match frame["type"].as_str() {
+            Some("update") => seqs.push(frame["seq"].as_u64().expect("seq")),
+            Some("batch") => {
+                batches += 1;
+                seqs.extend(frame["updates"].as_array().expect("updates").iter().filter_map(|u| u["seq"].as_u64()));
+            }
+            _ => {}
+        }
+    }
+    (batches, seqs)
+}
+
+/// RFC 6455 (4.1): `Sec-WebSocket-Protocol` may be sent as several header fields, which are
+/// logically one. Whatever the server makes of them, it speaks the version it answers: batch
+/// frames only to a session whose handshake answer named `ttpulse.v2` (docs/protocol.md: a
+/// client that "gets it back in the handshake" receives batches). (Seen at the review: with
+/// `ttpulse.v2` in a second header the session sent batches while the handshake answered no
+/// protocol, so the client, told version 1, got frames of a type it does not know.)
+#[actix_rt::test]
+async fn attack_a_session_speaks_the_protocol_its_handshake_answered_with_repeated_headers() {
+    use ttpulse_actors::session::BATCH_PROTOCOL;
+    let server = TestServer::start().await;
+    let url = format!("ws://{}/ws", server.addr);
+    let offers =
+        [vec!["chat", BATCH_PROTOCOL], vec![BATCH_PROTOCOL, "chat"], vec!["chat, ttpulse.v2x", BATCH_PROTOCOL]];
+    for (round, headers) in (0..).zip(offers) {
+        let mut request = awc::Client::new().ws(&url);
+        for value in &headers {
+            request = request.header("sec-websocket-protocol", *value);
+        }
+        let (response, framed) = request.connect().await.expect("ws connect");
+        let answered: Vec<_> =
+            response.headers().get_all("sec-websocket-protocol").filter_map(|v| v.to_str().ok()).collect();
+        let mut ws = crate::common::WsClient::from_framed(framed);
+        let (batches, seqs) = frames_for_quotes(&server, &mut ws, round, 30).await;
+        let first = seqs[0];
+        assert_eq!(seqs, (first..first + 30).collect::<Vec<_>>(), "every update, in order ({headers:?})");
+        assert!(answered.len() <= 1 && answered.iter().all(|p| *p == BATCH_PROTOCOL), "answered {answered:?}");
+        assert_eq!(
+            batches > 0,
+            answered == [BATCH_PROTOCOL],
+            "offered {headers:?}, answered {answered:?}, but got {batches} batch frames"
+        );
+    }
+}
+
+/// A session cut off for flooding frees its address's place as its connection is dropped: with
+/// one session per address, the same address connects again at once (held at the review).
+#[actix_rt::test]
+async fn attack_a_cut_off_session_frees_its_address_place() {
+    let server = TestServer::start_with(|c| c.max_connections_per_address = 1).await;
+    let addr = server.addr;
+    let flood = std::thread::spawn(move || {
+        let mut stream = raw_ws_session(addr).expect("upgraded");
+        assert!(raw_ws_session(addr).is_none(), "a second session from the address is refused while one is open");
+        stream.set_write_timeout(Some(Duration::from_secs(5))).expect("write timeout");
+        let burst: Vec<u8> = std::iter::repeat_n(control_frame(0x9), 500).flatten().collect();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) && stream.write_all(&burst).is_ok() {}
+    });
+    assert!(TestServer::eventually(Duration::from_secs(15), async || flood.is_finished()).await);
+    flood.join().expect("flood");
+    let again = actix_rt::task::spawn_blocking(move || {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(2) {
+            if raw_ws_session(addr).is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    });
+    assert!(again.await.expect("join"), "the address's place stayed taken after the cut-off");
 }

@@ -5,7 +5,7 @@
 //! - `security`: who may connect, read, write and how much;
 //! - `cli`: the binary as an operator runs it;
 //! - `tracing`: a sampled event as OpenTelemetry spans across hops (and roles, in `tracing::distributed`);
-//! - `attack_review`: a hostile review of tracing and the session budget (what broke, what held);
+//! - `attack_review`: hostile reviews of tracing, the session budget and wire version 2 (what broke, what held);
 //! - `distributed`: one process per role against a real broker (nisshi), Redis and PostgreSQL.
 //!
 //! `cargo test --test it distributed::` runs one group; `--skip distributed::` the others.
