@@ -429,6 +429,14 @@ fn redis_over_tls_with_a_private_ca() {
     assert!(missing.contains("cannot read the Redis CA file") && missing.contains("no-such-ca.crt"), "{missing}");
     let not_pem = check(&format!("rediss://localhost:{port}/"), Some(&d("server.key")));
     assert!(not_pem.contains("holds no PEM certificate"), "{not_pem}");
+    let corrupt = dir.path().join("corrupt.crt");
+    std::fs::write(&corrupt, "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+        .expect("write");
+    let refused = check(&format!("rediss://localhost:{port}/"), Some(&corrupt.to_string_lossy()));
+    let line = refused.lines().find(|l| l.contains("FAIL  Redis")).unwrap_or_default().to_owned();
+    assert!(line.contains("corrupt.crt") && line.contains("was refused"), "{refused}");
+    let reason = line.split("was refused: ").nth(1).unwrap_or_default();
+    assert!(!reason.is_empty() && !line[..line.len() - reason.len()].contains(reason), "said twice: {line}");
 }
 
 /// The Grafana dashboard in deploy/ parses and only queries metrics ttpulse defines.

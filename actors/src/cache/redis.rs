@@ -35,6 +35,9 @@ pub enum ClientError {
     CaFile { path: PathBuf, source: std::io::Error },
     #[error("the Redis CA file {} holds no PEM certificate", path.display())]
     NoCertificate { path: PathBuf },
+    /// The TLS backend did not take the file's certificates (a corrupt PEM, say).
+    #[error("the Redis CA file {} was refused: {reason}", path.display())]
+    CaRefused { path: PathBuf, reason: String },
     #[error("TTPULSE_REDIS_CA_FILE is set, so the Redis URL must use TLS (rediss://)")]
     CaWithoutTls,
     #[error(transparent)]
@@ -57,7 +60,9 @@ pub fn client(url: &str, ca_file: Option<&Path>) -> Result<redis::Client, Client
         return Err(ClientError::CaWithoutTls);
     }
     let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
-    Ok(redis::Client::build_with_tls(info, certificates)?)
+    // Only the certificates can be refused here (the URL was read above); said once, by file.
+    redis::Client::build_with_tls(info, certificates)
+        .map_err(|e| ClientError::CaRefused { path: path.to_owned(), reason: e.to_string() })
 }
 
 /// Written once for the Rust constants and the Lua script alike (`concat!` needs literals).
