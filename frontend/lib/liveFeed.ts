@@ -468,7 +468,10 @@ export class LiveFeed {
         break;
       case "batch":
         // Wire version 2: the same updates as version 1 would send one by one, in order.
-        for (const update of Array.isArray(msg.updates) ? msg.updates : []) this.applyUpdate(update);
+        for (const update of Array.isArray(msg.updates) ? msg.updates : []) {
+          // A malformed element is skipped; the rest of the batch still applies.
+          if (update && typeof update === "object") this.applyUpdate(update);
+        }
         break;
       case "error":
         this.lastError = `${msg.code}: ${msg.message}`;

@@ -94,9 +94,12 @@ describe("LiveFeed", () => {
     const ws = goLive(feed, frames);
     expect(() => ws.receive({ type: "batch", v: 2, updates: "not a list" })).not.toThrow();
     expect(() => ws.receive({ type: "batch", v: 2 })).not.toThrow();
+    // An element that is not an update is skipped; the ones after it still apply.
+    expect(() => ws.receive({ type: "batch", v: 2, updates: [null, 7, instUpdate(inst("NQZ6", 4, { bid: "55.00" }))] })).not.toThrow();
     ws.receive(instUpdate(inst("ESZ6", 6, { bid: "102.00" })));
     frames.frame();
     expect(feed.getView().data.instruments.find((s) => s.symbol === "ESZ6")?.bid).toBe("102.00");
+    expect(feed.getView().data.instruments.find((s) => s.symbol === "NQZ6")?.bid).toBe("55.00");
     feed.stop();
   });
 
