@@ -9,11 +9,9 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message;
+use ttpulse_actors::session::BATCH_PROTOCOL;
 
 use crate::measure::{Frame, Latency, histogram, now_micros};
-
-/// ttpulse's WebSocket subprotocol for wire version 2 (batched frames).
-pub const BATCH_PROTOCOL: &str = "ttpulse.v2";
 
 pub const SYMBOLS: [&str; 12] =
     ["ESZ6", "NQZ6", "YMZ6", "RTYZ6", "CLF7", "NGF7", "GCG7", "SIH7", "HGH7", "ZNH7", "6EZ6", "ZCH7"];
