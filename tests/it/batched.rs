@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use ttpulse_actors::session::BATCH_PROTOCOL;
 
 use crate::common::{TestServer, WsClient, quote};
 
@@ -38,11 +37,7 @@ async fn a_version_2_session_gets_the_updates_of_a_wake_in_one_batch_frame() {
     const QUOTES: u64 = 60;
     let server = TestServer::start().await;
     let url = format!("ws://{}/ws", server.addr);
-    let (response, framed) =
-        awc::Client::new().ws(&url).protocols([BATCH_PROTOCOL]).connect().await.expect("ws connect");
-    let chosen = response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok());
-    assert_eq!(chosen, Some(BATCH_PROTOCOL), "the server answers with the protocol it speaks");
-    let mut batched = WsClient::from_framed(framed);
+    let mut batched = WsClient::connect_batched(&url).await;
     let mut plain = WsClient::connect(&url).await;
     // Snapshots and other answers stay single frames in version 2.
     let snapshot = batched.subscribe(&["ESZ6"], &[]).await;

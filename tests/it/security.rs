@@ -135,17 +135,7 @@ async fn a_websocket_session_never_receives_another_accounts_data() {
 async fn a_version_2_session_never_receives_another_accounts_data_in_a_batch() {
     let server = with_two_accounts().await;
     let url = format!("ws://{}/ws?access_token={}", server.addr, token(&["ACC1"], 300, SECRET));
-    let (response, framed) = awc::Client::new()
-        .ws(url)
-        .protocols([ttpulse_actors::session::BATCH_PROTOCOL])
-        .connect()
-        .await
-        .expect("session");
-    assert_eq!(
-        response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()),
-        Some(ttpulse_actors::session::BATCH_PROTOCOL)
-    );
-    let mut ws = crate::common::WsClient::from_framed(framed);
+    let mut ws = crate::common::WsClient::connect_batched(&url).await;
     ws.subscribe(&["ESZ6"], &["*"]).await;
     // Both accounts' fills in one ingest, interleaved: one hub push, so batches would mix them.
     let fills: Vec<_> = (0..20)

@@ -187,6 +187,15 @@ impl WsClient {
         WsClient { framed }
     }
 
+    /// Connects offering wire version 2 (batched frames), and checks the server answered it.
+    pub async fn connect_batched(url: &str) -> Self {
+        let protocol = ttpulse_actors::session::BATCH_PROTOCOL;
+        let (response, framed) = awc::Client::new().ws(url).protocols([protocol]).connect().await.expect("ws connect");
+        let chosen = response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok());
+        assert_eq!(chosen, Some(protocol), "the server answers with the protocol it speaks");
+        WsClient { framed }
+    }
+
     pub async fn send(&mut self, message: Value) {
         self.framed.send(ws::Message::Text(message.to_string().into())).await.expect("ws send");
     }
