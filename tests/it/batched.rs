@@ -9,7 +9,7 @@ use crate::common::{TestServer, WsClient, quote};
 
 /// Frames until `count` updates have arrived (flattening batches), with how many frames and
 /// of which types carried them.
-async fn updates_until(client: &mut WsClient, count: usize) -> (Vec<Value>, Vec<usize>) {
+async fn updates_and_frames(client: &mut WsClient, count: usize) -> (Vec<Value>, Vec<usize>) {
     let (mut updates, mut per_frame) = (Vec::new(), Vec::new());
     while updates.len() < count {
         let frame = client.next_json(Duration::from_secs(10)).await.expect("a frame before the timeout");
@@ -50,8 +50,8 @@ async fn a_version_2_session_gets_the_updates_of_a_wake_in_one_batch_frame() {
     let (status, answer) = server.ingest(&json!(events)).await;
     assert_eq!(status, 200, "{answer}");
 
-    let (from_batches, per_frame) = updates_until(&mut batched, QUOTES as usize).await;
-    let (from_plain, plain_frames) = updates_until(&mut plain, QUOTES as usize).await;
+    let (from_batches, per_frame) = updates_and_frames(&mut batched, QUOTES as usize).await;
+    let (from_plain, plain_frames) = updates_and_frames(&mut plain, QUOTES as usize).await;
     // The same updates, in the same order, each as version 1 writes it alone.
     assert_eq!(from_batches, from_plain);
     let seqs: Vec<u64> = from_batches.iter().map(|u| u["seq"].as_u64().expect("seq")).collect();
@@ -68,8 +68,8 @@ async fn a_version_2_session_gets_the_updates_of_a_wake_in_one_batch_frame() {
     let next = quote(&format!("b:{}", QUOTES + 1), "ESZ6", "6750.00", "6900.00");
     let (status, answer) = server.ingest(&json!([next])).await;
     assert_eq!(status, 200, "{answer}");
-    let (next_batched, _) = updates_until(&mut batched, 1).await;
-    let (next_plain, _) = updates_until(&mut plain, 1).await;
+    let (next_batched, _) = updates_and_frames(&mut batched, 1).await;
+    let (next_plain, _) = updates_and_frames(&mut plain, 1).await;
     assert_eq!(next_batched, next_plain);
     assert_eq!(next_batched[0]["seq"].as_u64(), Some(first + QUOTES));
 }
