@@ -14,29 +14,37 @@ pub type Finding = (String, Result<String, String>);
 
 pub async fn run(config: &Config) -> Vec<Finding> {
     let mut findings: Vec<Finding> = Vec::new();
+    // The rules first (the same step `run` takes); the token keys are read only when they hold.
+    match config.clone().validate() {
+        Ok(validated) => {
+            findings.push(("configuration".into(), Ok("roles, carriers, source and access settings fit".into())));
+            findings.push((
+                "security".into(),
+                http::auth::Auth::from_config(&validated)
+                    .map(|_| "token and admin settings valid".into())
+                    .map_err(|e| format!("{e:#}")),
+            ));
+        }
+        Err(e) => findings.push(("configuration".into(), Err(format!("{e:#}")))),
+    }
     findings.push((
-        "configuration".into(),
-        wiring::validate(config).map(|()| "roles and carriers fit".into()).map_err(|e| format!("{e:#}")),
-    ));
-    findings.push((
-        "security".into(),
-        http::auth::Auth::from_config(config)
-            .map(|_| "token and admin settings valid".into())
-            .map_err(|e| format!("{e:#}")),
-    ));
-    findings.push((
-        format!("listen address {}", config.http_addr),
-        std::net::TcpListener::bind(config.http_addr).map(|_| "free".into()).map_err(|e| format!("cannot listen: {e}")),
+        format!("listen address {}", config.server.http_addr),
+        std::net::TcpListener::bind(config.server.http_addr)
+            .map(|_| "free".into())
+            .map_err(|e| format!("cannot listen: {e}")),
     ));
 
-    let needs_db =
-        config.kafka_brokers.is_none() || [Role::Processor, Role::Cache, Role::Api].iter().any(|r| config.has(*r));
+    let needs_db = config.carriers.kafka_brokers.is_none()
+        || [Role::Processor, Role::Cache, Role::Api].iter().any(|r| config.has(*r));
     if needs_db {
-        let (what, result) = match &config.database_url {
+        let (what, result) = match &config.carriers.database_url {
             Some(url) => {
                 let url = url.clone();
                 let result = actix_rt::task::spawn_blocking(move || DbPool::check(&url)).await;
-                (format!("database {}", redact_url(config.database_url.as_deref().unwrap_or_default())), result)
+                (
+                    format!("database {}", redact_url(config.carriers.database_url.as_deref().unwrap_or_default())),
+                    result,
+                )
             }
             None => {
                 let path = config.database_path();
@@ -60,7 +68,7 @@ pub async fn run(config: &Config) -> Vec<Finding> {
         findings.push((what, result));
     }
 
-    if let Some(brokers) = &config.kafka_brokers {
+    if let Some(brokers) = &config.carriers.kafka_brokers {
         let settings = KafkaSettings {
             brokers: brokers.clone(),
             extra: kafka::settings_from_env(
@@ -68,9 +76,9 @@ pub async fn run(config: &Config) -> Vec<Finding> {
                 "TTPULSE_KAFKA_",
                 &["BROKERS", "PARTITIONS", "REPLICATION", "GROUP"],
             ),
-            partitions: config.kafka_partitions,
-            replication: config.kafka_replication,
-            group: config.kafka_group.clone(),
+            partitions: config.carriers.kafka_partitions,
+            replication: config.carriers.kafka_replication,
+            group: config.carriers.kafka_group.clone(),
         };
         let result = actix_rt::task::spawn_blocking(move || kafka::check(&settings, Duration::from_secs(5))).await;
         let result = match result {
@@ -82,7 +90,7 @@ pub async fn run(config: &Config) -> Vec<Finding> {
         findings.push((format!("Kafka {brokers}"), result));
     }
 
-    if let Some(url) = &config.redis_url {
+    if let Some(url) = &config.carriers.redis_url {
         // A server that answers a plaintext client with silence or a reset may well speak TLS.
         let hint = |e: &str| {
             if url.starts_with("redis://") && !e.contains("refused") {
@@ -91,7 +99,7 @@ pub async fn run(config: &Config) -> Vec<Finding> {
                 ""
             }
         };
-        let result = match ttpulse_actors::cache::redis::client(url, config.redis_ca_file.as_deref()) {
+        let result = match ttpulse_actors::cache::redis::client(url, config.carriers.redis_ca_file.as_deref()) {
             // A setting that makes no client: not a question of reaching the server.
             Err(e) => Err(format!("{:#}", anyhow::Error::new(e))),
             Ok(client) => async {

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Migrate { config } => {
                 let pool = wiring::open_database(&config)?;
-                let shown = match &config.database_url {
+                let shown = match &config.carriers.database_url {
                     Some(url) => ttpulse_actors::store::redact_url(url),
                     None => config.database_path().display().to_string(),
                 };
@@ -71,14 +71,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: ttpulse::config::Config) -> anyhow::Result<()> {
-    let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
-    let traces = match &config.otlp_endpoint {
+    let grace = std::time::Duration::from_secs(config.server.shutdown_grace_secs);
+    let traces = match &config.traces.otlp_endpoint {
         None => None,
         Some(endpoint) => {
             let names: Vec<&str> = config.roles.iter().map(|r| r.name()).collect();
             let settings = ttpulse_actors::trace::TraceSettings {
                 endpoint: endpoint.clone(),
-                ratio: config.trace_sample_ratio,
+                ratio: config.traces.trace_sample_ratio,
                 service: format!("ttpulse-{}", names.join("-")),
             };
             tracing::info!(endpoint, ratio = settings.ratio, service = settings.service, "traces exported by OTLP");

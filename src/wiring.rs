@@ -8,28 +8,28 @@
 //!
 //! The actors do not know which carrier they have: each hop is a `Recipient`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix::prelude::*;
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use ttpulse_actors::backoff::Backoff;
 use ttpulse_actors::cache::redis::{RedisCacheActor, RedisFeedActor};
 use ttpulse_actors::cache::{CacheActor, StateStore};
 use ttpulse_actors::domain::InstrumentCatalog;
+use ttpulse_actors::handles::{DbReader, Intake, Restarts};
 use ttpulse_actors::health::{HealthRegistry, names};
-use ttpulse_actors::ingest::{IngesterActor, SourceConfig};
+use ttpulse_actors::ingest::IngesterActor;
 use ttpulse_actors::kafka::{self, Feed, KafkaConsumerActor, KafkaProducerActor, KafkaSettings};
 use ttpulse_actors::messages::{
-    CloseAll, Flush, Prune, Pruned, QueryFills, RawBatch, Restart, SamplePnl, StopIntake, SyncInstruments, UpdateBatch,
+    CloseAll, Flush, Prune, Pruned, QueryFills, RawBatch, SamplePnl, SyncInstruments, UpdateBatch,
 };
 use ttpulse_actors::metrics::Metrics;
 use ttpulse_actors::processor::{ProcessorActor, ProcessorConfig};
 use ttpulse_actors::session::{Hub, MaxRates, OutboxLimits, SessionConfig};
 use ttpulse_actors::store::{DbActor, DbPool, redact_url};
 
-use crate::config::{Config, Role, SourceKind};
+use crate::config::{Config, Role, Validated};
 
 /// Handles on a running process's actors, shared by the HTTP routes. What a role does not run
 /// is `None`, and its routes are not mounted.
@@ -39,15 +39,15 @@ pub struct Pipeline {
     /// The latest state this process serves (api role).
     pub store: StateStore,
     pub hub: Option<Addr<Hub>>,
-    pub ingester: Option<Addr<IngesterActor>>,
-    pub db_reader: Option<Addr<DbActor>>,
+    pub intake: Option<Intake>,
+    pub db_reader: Option<DbReader>,
     pub db_pool: Option<DbPool>,
     /// Where a graceful shutdown asks the processor to store what it holds.
     pub flush: Option<Recipient<Flush>>,
     pub health: Arc<HealthRegistry>,
     pub metrics: Arc<Metrics>,
     /// Actors the admin endpoint may restart, by name.
-    pub restartable: BTreeMap<&'static str, Recipient<Restart>>,
+    pub restartable: Restarts,
     pub session: SessionConfig,
     pub roles: Vec<Role>,
     pub distributed: bool,
@@ -55,7 +55,7 @@ pub struct Pipeline {
 
 /// Makes sure the data folder exists and can be written, with an error that says which.
 pub fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
-    let dir = &config.data_dir;
+    let dir = &config.storage.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data folder {}", dir.display()))?;
     let probe = dir.join(".ttpulse-write-test");
     std::fs::write(&probe, b"ok").with_context(|| {
@@ -68,7 +68,7 @@ pub fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
 /// Opens the configured database (PostgreSQL when TTPULSE_DATABASE_URL is set, else the SQLite
 /// file) and runs the migrations.
 pub fn open_database(config: &Config) -> anyhow::Result<DbPool> {
-    match &config.database_url {
+    match &config.carriers.database_url {
         Some(url) => Ok(DbPool::open(url, 8)?),
         None => {
             prepare_data_dir(config)?;
@@ -79,7 +79,7 @@ pub fn open_database(config: &Config) -> anyhow::Result<DbPool> {
 
 /// Opens the database, retrying while it is unreachable (a service starting beside us).
 async fn open_database_retrying(config: &Config) -> anyhow::Result<DbPool> {
-    if config.database_url.is_none() {
+    if config.carriers.database_url.is_none() {
         return open_database(config);
     }
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
@@ -88,61 +88,12 @@ async fn open_database_retrying(config: &Config) -> anyhow::Result<DbPool> {
         match actix_rt::task::spawn_blocking(move || open_database(&attempt)).await? {
             Ok(pool) => return Ok(pool),
             Err(e) => {
-                let shown = config.database_url.as_deref().map(redact_url).unwrap_or_default();
+                let shown = config.carriers.database_url.as_deref().map(redact_url).unwrap_or_default();
                 tracing::error!(database = shown, error = %format!("{e:#}"), retry_in = ?backoff.peek(), "cannot open the database");
                 actix_rt::time::sleep(backoff.next_delay()).await;
             }
         }
     }
-}
-
-fn source_config(config: &Config) -> anyhow::Result<SourceConfig> {
-    Ok(match config.source {
-        SourceKind::None => SourceConfig::None,
-        SourceKind::Simulator if config.sim_rate == 0 => SourceConfig::None,
-        SourceKind::Simulator => SourceConfig::Simulator {
-            rate: config.sim_rate,
-            seed: config.sim_seed.unwrap_or_else(|| {
-                SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7)
-            }),
-        },
-        SourceKind::Replay => {
-            let Some(path) = &config.replay_file else {
-                bail!("TTPULSE_SOURCE=replay needs TTPULSE_REPLAY_FILE (the JSON-lines file to replay)");
-            };
-            if !path.is_file() {
-                bail!("the replay file {} does not exist or is not a file", path.display());
-            }
-            SourceConfig::Replay { path: path.clone(), rate: config.replay_rate }
-        }
-    })
-}
-
-/// Checks that the roles and carriers fit together, before anything starts.
-pub fn validate(config: &Config) -> anyhow::Result<()> {
-    if config.roles.is_empty() {
-        bail!("TTPULSE_ROLES names no role; use some of ingester,processor,cache,api");
-    }
-    if config.kafka_brokers.is_none() {
-        if !config.runs_all_roles() {
-            bail!(
-                "running only some roles ({}) needs the distributed carriers: set TTPULSE_KAFKA_BROKERS \
-                 (and TTPULSE_REDIS_URL for the cache and api roles)",
-                config.roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(",")
-            );
-        }
-        return Ok(());
-    }
-    kafka::check_guarded(&kafka_passthrough()).map_err(anyhow::Error::msg)?;
-    if (config.has(Role::Cache) || config.has(Role::Api)) && config.redis_url.is_none() {
-        bail!("the cache and api roles need TTPULSE_REDIS_URL in distributed mode (TTPULSE_KAFKA_BROKERS is set)");
-    }
-    if let Some(url) = &config.redis_url {
-        ttpulse_actors::cache::redis::client(url, config.redis_ca_file.as_deref())
-            .with_context(|| format!("TTPULSE_REDIS_URL {}", redact_url(url)))?;
-    }
-    source_config(config)?;
-    Ok(())
 }
 
 /// Every `TTPULSE_PRUNE_INTERVAL_SECS`, deletes what is past its retention (through the
@@ -151,15 +102,15 @@ fn prune_in_background(config: &Config, writer: Recipient<Prune>) {
     let hours =
         |h: u64| (h > 0).then(|| i64::try_from(h).unwrap_or(i64::MAX / 3_600_000_000).saturating_mul(3_600_000_000));
     let (trades, candles_1s, candles_1m, pnl_1s) = (
-        hours(config.retain_trades_hours),
-        hours(config.retain_candles_1s_hours),
-        hours(config.retain_candles_1m_hours),
-        hours(config.retain_pnl_1s_hours),
+        hours(config.storage.retain_trades_hours),
+        hours(config.storage.retain_candles_1s_hours),
+        hours(config.storage.retain_candles_1m_hours),
+        hours(config.storage.retain_pnl_1s_hours),
     );
     if trades.is_none() && candles_1s.is_none() && candles_1m.is_none() && pnl_1s.is_none() {
         return;
     }
-    let interval = Duration::from_secs(config.prune_interval_secs);
+    let interval = Duration::from_secs(config.storage.prune_interval_secs);
     actix_rt::spawn(async move {
         loop {
             actix_rt::time::sleep(interval).await;
@@ -216,37 +167,32 @@ fn sample_pnl_in_background(writer: Recipient<SamplePnl>, downstream: Recipient<
 }
 
 /// The librdkafka settings passed through from `TTPULSE_KAFKA_<setting>` variables.
-fn kafka_passthrough() -> Vec<(String, String)> {
-    kafka::settings_from_env(std::env::vars(), "TTPULSE_KAFKA_", &["BROKERS", "PARTITIONS", "REPLICATION", "GROUP"])
-}
-
 fn session_config(config: &Config, fills: Option<Recipient<QueryFills>>) -> SessionConfig {
     SessionConfig {
         outbox: OutboxLimits {
-            account_capacity: config.ws_account_queue as usize,
-            market_capacity: config.ws_market_queue as usize,
-            max_behind: Duration::from_secs(config.ws_max_behind_secs),
+            account_capacity: config.sessions.ws_account_queue as usize,
+            market_capacity: config.sessions.ws_market_queue as usize,
+            max_behind: Duration::from_secs(config.sessions.ws_max_behind_secs),
         },
-        message_rate: config.ws_message_rate,
-        max_list: config.ws_max_subscriptions,
-        max_rates: MaxRates { default: config.ws_default_rate, cap: config.ws_max_rate },
+        message_rate: config.sessions.ws_message_rate,
+        max_list: config.sessions.ws_max_subscriptions,
+        max_rates: MaxRates { default: config.sessions.ws_default_rate, cap: config.sessions.ws_max_rate },
         fills,
-        max_recover: config.ws_max_recover,
+        max_recover: config.sessions.ws_max_recover,
     }
 }
 
 fn processor_config(config: &Config) -> ProcessorConfig {
     ProcessorConfig {
         flush_interval: config.flush_interval(),
-        flush_rows: config.db_flush_rows as usize,
-        publish_prints: config.publish_prints,
+        flush_rows: config.storage.db_flush_rows as usize,
+        publish_prints: config.intake.publish_prints,
     }
 }
 
 /// Starts what the configuration asks for. Must run inside an actix `System`.
-pub async fn start(config: &Config) -> anyhow::Result<Pipeline> {
-    validate(config)?;
-    match &config.kafka_brokers {
+pub async fn start(config: &Validated) -> anyhow::Result<Pipeline> {
+    match &config.carriers.kafka_brokers {
         None => start_embedded(config).await,
         Some(brokers) => start_distributed(config, brokers).await,
     }
@@ -332,16 +278,16 @@ impl Parts {
         )
     }
 
-    fn ingester(&self, config: &Config, hop: Recipient<RawBatch>) -> anyhow::Result<Addr<IngesterActor>> {
-        let source = source_config(config)?;
+    fn ingester(&self, config: &Validated, hop: Recipient<RawBatch>) -> Addr<IngesterActor> {
+        let source = config.source.clone();
         let (catalog, metrics, h) =
             (self.catalog.clone(), self.metrics.clone(), self.health.register(names::INGESTER, "IngesterActor"));
         let window = config.time_window();
-        Ok(watched(
+        watched(
             Supervisor::start(move |_| IngesterActor::new(source, catalog, hop, window, metrics, h)),
             &self.health,
             names::INGESTER,
-        ))
+        )
     }
 }
 
@@ -356,18 +302,18 @@ fn watched<A: Actor>(addr: Addr<A>, health: &HealthRegistry, name: &str) -> Addr
 }
 
 /// Every role in one process, every hop an actor message, SQLite (or TTPULSE_DATABASE_URL).
-async fn start_embedded(config: &Config) -> anyhow::Result<Pipeline> {
+async fn start_embedded(config: &Validated) -> anyhow::Result<Pipeline> {
     let parts = Parts::new(config);
     let pool = open_database(config)?;
     tracing::info!(database = pool.backend(), "database ready");
     let (writer, reader) = parts.databases(&pool).await?;
-    let hub = parts.hub(config.ws_max_subscriptions);
+    let hub = parts.hub(config.sessions.ws_max_subscriptions);
     let cache = parts.local_cache(hub.clone().recipient());
     let processor = parts.processor(config, cache.clone().recipient(), &writer);
     prune_in_background(config, writer.clone().recipient());
     sample_pnl_in_background(writer.clone().recipient(), cache.clone().recipient());
-    let ingester = parts.ingester(config, processor.clone().recipient())?;
-    let restartable = BTreeMap::from([
+    let ingester = parts.ingester(config, processor.clone().recipient());
+    let restartable = Restarts::from([
         (names::INGESTER, ingester.clone().recipient()),
         (names::PROCESSOR, processor.clone().recipient()),
         (names::CACHE, cache.clone().recipient()),
@@ -377,9 +323,9 @@ async fn start_embedded(config: &Config) -> anyhow::Result<Pipeline> {
         catalog: parts.catalog,
         store: parts.store,
         hub: Some(hub),
-        ingester: Some(ingester),
+        intake: Some(Intake::new(ingester)),
         session: session_config(config, Some(reader.clone().recipient())),
-        db_reader: Some(reader),
+        db_reader: Some(DbReader::new(reader)),
         db_pool: Some(pool),
         flush: Some(processor.clone().recipient()),
         health: parts.health,
@@ -408,21 +354,22 @@ fn ensure_topics_in_background(settings: KafkaSettings) {
 }
 
 /// The roles this process runs, with Kafka, Redis and the database as carriers.
-async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pipeline> {
+async fn start_distributed(config: &Validated, brokers: &str) -> anyhow::Result<Pipeline> {
     let parts = Parts::new(config);
-    let extra = kafka_passthrough();
+    let extra = config.kafka_passthrough.clone();
     tracing::info!(brokers, settings = ?kafka::redacted(&extra), roles = ?config.roles, "distributed mode");
     let settings = KafkaSettings {
         brokers: brokers.to_owned(),
         extra,
-        partitions: config.kafka_partitions,
-        replication: config.kafka_replication,
-        group: config.kafka_group.clone(),
+        partitions: config.carriers.kafka_partitions,
+        replication: config.carriers.kafka_replication,
+        group: config.carriers.kafka_group.clone(),
     };
     ensure_topics_in_background(settings.clone());
-    let redis = match &config.redis_url {
+    let redis = match &config.carriers.redis_url {
         Some(url) => Some(
-            ttpulse_actors::cache::redis::client(url, config.redis_ca_file.as_deref()).context("TTPULSE_REDIS_URL")?,
+            ttpulse_actors::cache::redis::client(url, config.carriers.redis_ca_file.as_deref())
+                .context("TTPULSE_REDIS_URL")?,
         ),
         None => None,
     };
@@ -437,7 +384,7 @@ async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pip
         (None, None, None)
     };
 
-    let mut restartable: BTreeMap<&'static str, Recipient<Restart>> = BTreeMap::new();
+    let mut restartable = Restarts::default();
     let producer = |topic: &'static str, name: &str| {
         let (settings, metrics, h) =
             (settings.clone(), parts.metrics.clone(), parts.health.register(name, "KafkaProducerActor"));
@@ -449,14 +396,14 @@ async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pip
         Supervisor::start(move |_| KafkaConsumerActor { settings, topic, group_suffix, feed, metrics, health })
     };
 
-    let mut ingester = None;
+    let mut intake = None;
     let mut flush = None;
     if config.has(Role::Ingester) {
         let raw_out = producer(kafka::RAW_TOPIC, names::KAFKA_PRODUCER_RAW);
-        let actor = parts.ingester(config, raw_out.clone().recipient())?;
+        let actor = parts.ingester(config, raw_out.clone().recipient());
         restartable.insert(names::INGESTER, actor.clone().recipient());
         restartable.insert(names::KAFKA_PRODUCER_RAW, raw_out.recipient());
-        ingester = Some(actor);
+        intake = Some(Intake::new(actor));
     }
     if config.has(Role::Processor)
         && let Some(writer) = &writer
@@ -496,7 +443,7 @@ async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pip
     if config.has(Role::Api)
         && let Some(client) = &redis
     {
-        let api_hub = parts.hub(config.ws_max_subscriptions);
+        let api_hub = parts.hub(config.sessions.ws_max_subscriptions);
         let cache = parts.local_cache(api_hub.clone().recipient());
         let (client, cache_in, hub_in, metrics, h) = (
             client.clone(),
@@ -515,9 +462,9 @@ async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pip
         catalog: parts.catalog,
         store: parts.store,
         hub,
-        ingester,
+        intake,
         session: session_config(config, reader.clone().map(|r| r.recipient())),
-        db_reader: reader,
+        db_reader: reader.map(DbReader::new),
         db_pool: pool,
         flush,
         health: parts.health,
@@ -533,8 +480,8 @@ impl Pipeline {
     /// every WebSocket session with 1001 (going away) after what it has queued. The HTTP server
     /// has stopped accepting before this runs.
     pub async fn shut_down(&self) {
-        if let Some(ingester) = &self.ingester {
-            let _ = ingester.send(StopIntake).await;
+        if let Some(intake) = &self.intake {
+            intake.stop().await;
         }
         if let Some(flush) = &self.flush {
             match actix_rt::time::timeout(Duration::from_secs(30), flush.send(Flush)).await {

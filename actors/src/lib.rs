@@ -5,11 +5,13 @@
 //! - [`messages`]: every message that crosses an actor boundary.
 //! - one module per actor: [`ingest`], [`processor`], [`store`], [`cache`], [`session`].
 //! - [`health`] and [`metrics`]: what the admin endpoints report.
+//! - [`handles`]: what the HTTP layer asks the actors through (no actix types beyond here).
 
 #![forbid(unsafe_code)]
 
 pub mod backoff;
 pub mod cache;
+pub mod handles;
 pub use ttpulse_domain as domain;
 pub mod health;
 pub mod ingest;

@@ -136,6 +136,9 @@ pub enum IngestError {
     /// counts as a duplicate.
     #[error("{error}")]
     Hop { error: HopError, event_ids: Vec<String> },
+    /// The ingester could not be asked (stopped, or restarting): nothing was applied.
+    #[error("ingester unavailable: {0}")]
+    Unavailable(MailboxError),
 }
 
 // ---- database ---------------------------------------------------------------------------

@@ -1,40 +1,29 @@
 //! The processes a benchmark runs: ttpulse (embedded, or one process per role), the nisshi
 //! broker, redis-server, a PostgreSQL database, and their CPU and memory.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+pub use ttpulse_harness::free_port;
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
-}
-
-/// A child process, killed when dropped.
+/// A child process with a name, killed when dropped (the harness' `Proc`).
 pub struct Proc {
     pub name: String,
-    child: Child,
+    proc: ttpulse_harness::Proc,
     /// The admin listener's URL (`/admin/*`, `/metrics`) of a ttpulse process.
     pub admin: String,
 }
 
 impl Proc {
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid().unwrap_or(0)
     }
 
     /// CPU seconds used so far (user + system) and resident memory in bytes, from /proc.
     pub fn usage(&self) -> (f64, u64) {
         usage(self.pid())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -56,17 +45,6 @@ pub fn usage(pid: u32) -> (f64, u64) {
     (cpu, rss_kib * 1024)
 }
 
-fn wait_port(port: u16, what: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("{what} is not listening on {port}")
-}
-
 pub fn http_get(url: &str) -> anyhow::Result<String> {
     Ok(ureq::get(url).call()?.body_mut().read_to_string()?)
 }
@@ -84,96 +62,41 @@ pub fn wait_healthy(url: &str) -> anyhow::Result<()> {
 
 /// Starts `ttpulse run` with `env`; returns the process and its base URL.
 pub fn ttpulse(bin: &Path, name: &str, env: &[(String, String)], logs: &Path) -> anyhow::Result<(Proc, String)> {
-    let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
     let mut cmd = Command::new(bin);
-    cmd.arg("run")
-        .env("TTPULSE_HTTP_ADDR", "127.0.0.1:0")
-        .env("TTPULSE_ADMIN_ADDR", "127.0.0.1:0")
-        .env("TTPULSE_LOG", "warn");
+    cmd.env("TTPULSE_LOG", "warn").stderr(std::fs::File::create(logs.join(format!("{name}.log")))?);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child =
-        cmd.stdout(Stdio::piped()).stderr(log).spawn().with_context(|| format!("start {}", bin.display()))?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let mut proc = Proc { name: name.to_owned(), child, admin: String::new() };
-    let ttpulse_harness::Banner { url, admin } = ttpulse_harness::read_banner(stdout)
-        .recv_timeout(Duration::from_secs(60))
-        .with_context(|| format!("{name} did not start; see its log"))?;
+    let (proc, ttpulse_harness::Banner { url, admin }) = ttpulse_harness::start_ttpulse(&mut cmd)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("{name}: see its log"))?;
     wait_healthy(&admin)?;
-    proc.admin = admin;
-    if let Ok(Some(status)) = proc.child.try_wait() {
-        bail!("{name} exited: {status}");
+    let mut proc = Proc { name: name.to_owned(), proc, admin };
+    if !proc.proc.alive() {
+        bail!("{name} exited; see its log");
     }
     Ok((proc, url))
 }
 
-pub fn nisshi() -> anyhow::Result<PathBuf> {
-    let home = std::env::var("HOME").unwrap_or_default();
-    [PathBuf::from(format!("{home}/.cargo/bin/nisshi")), PathBuf::from("/usr/local/bin/nisshi")]
-        .into_iter()
-        .find(|p| p.is_file())
-        .context("nisshi is not installed: run scripts/ensure-nisshi.sh")
-}
-
 pub fn broker(logs: &Path) -> anyhow::Result<(Proc, String)> {
     let port = free_port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let log = std::fs::File::create(logs.join("broker.log"))?;
-    let child = Command::new(nisshi()?)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "memory://nisshi/",
-        ])
-        .args(["--group-initial-rebalance-delay", "200ms"])
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?;
-    let proc = Proc { name: "broker".into(), child, admin: String::new() };
-    wait_port(port, "the broker")?;
-    Ok((proc, format!("127.0.0.1:{port}")))
+    let proc = ttpulse_harness::start_broker(port, "memory://nisshi/", &logs.join("broker.log"))
+        .map_err(anyhow::Error::msg)?;
+    Ok((Proc { name: "broker".into(), proc, admin: String::new() }, format!("127.0.0.1:{port}")))
 }
 
 pub fn redis(dir: &Path) -> anyhow::Result<(Proc, String)> {
     let port = free_port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .context("redis-server")?;
-    let proc = Proc { name: "redis".into(), child, admin: String::new() };
-    wait_port(port, "redis")?;
-    Ok((proc, format!("redis://127.0.0.1:{port}/")))
+    let proc = ttpulse_harness::start_redis(port, dir).map_err(anyhow::Error::msg)?;
+    Ok((Proc { name: "redis".into(), proc, admin: String::new() }, format!("redis://127.0.0.1:{port}/")))
 }
 
 /// A fresh PostgreSQL database on the local server; dropped again by [`drop_database`].
 pub fn database(name: &str) -> anyhow::Result<String> {
-    let admin = "postgres://postgres@127.0.0.1:5432/postgres";
-    for sql in [format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), format!("CREATE DATABASE {name}")] {
-        let status = Command::new("psql").args([admin, "-qtAc", &sql]).status()?;
-        if !status.success() {
-            bail!("psql `{sql}` failed");
-        }
-    }
-    Ok(format!("postgres://postgres@127.0.0.1:5432/{name}"))
+    ttpulse_harness::create_database(name).map_err(anyhow::Error::msg)
 }
 
-pub fn drop_database(name: &str) {
-    let _ = Command::new("psql")
-        .args([
-            "postgres://postgres@127.0.0.1:5432/postgres",
-            "-qtAc",
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        ])
-        .status();
-}
+pub use ttpulse_harness::drop_database;
 
 /// The cumulative buckets of a Prometheus histogram: (upper bound in seconds, count).
 pub fn buckets(page: &str, name: &str) -> Vec<(f64, f64)> {
@@ -210,5 +133,5 @@ pub fn metric(page: &str, name: &str) -> f64 {
 
 /// Takes ownership of a spawned child, to be killed when dropped.
 pub fn adopt(name: &str, child: Child) -> Proc {
-    Proc { name: name.to_owned(), child, admin: String::new() }
+    Proc { name: name.to_owned(), proc: ttpulse_harness::Proc::adopt(child), admin: String::new() }
 }

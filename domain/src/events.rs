@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::Micros;
-use super::ids::{ACCOUNT_RULE, MAX_EVENT_SEQ, client_may_use, is_valid_account, is_valid_order_id};
+use super::ids::{ACCOUNT_RULE, Account, MAX_EVENT_SEQ, client_may_use, is_valid_order_id};
 use super::instruments::{InstrumentCatalog, on_tick};
 use super::trace_context::TraceContext;
 
@@ -412,7 +412,7 @@ impl RawEvent {
             EventBody::Fill(f) => {
                 price_ok("price", f.price)?;
                 qty_positive("qty", f.qty)?;
-                if !is_valid_account(&f.account) {
+                if Account::parse(&f.account).is_err() {
                     return Err(ValidationError::new("account", format!("must be {ACCOUNT_RULE}")));
                 }
                 for (field, value) in [("order_id", &f.order_id), ("fill_id", &f.fill_id)] {

@@ -17,9 +17,34 @@ pub const ACCOUNT_RULE: &str = "1 to 64 characters of A-Z a-z 0-9 . _ -";
 /// Whether `name` is a valid account: 1 to 64 of `A-Z a-z 0-9 . _ -`. The same rule holds on
 /// ingest, on the HTTP read API and in WebSocket subscriptions, so no account can carry markup,
 /// a key separator or control characters.
-pub fn is_valid_account(name: &str) -> bool {
+fn is_valid_account(name: &str) -> bool {
     (1..=MAX_ACCOUNT_LEN).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// An account name that follows [`ACCOUNT_RULE`]: only [`Account::parse`] makes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Account<'a>(&'a str);
+
+/// An account name that breaks [`ACCOUNT_RULE`]; its message is the one every edge shows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid account `{0}`: an account is {ACCOUNT_RULE}")]
+pub struct InvalidAccount(pub String);
+
+impl<'a> Account<'a> {
+    pub fn parse(name: &'a str) -> Result<Self, InvalidAccount> {
+        if is_valid_account(name) { Ok(Self(name)) } else { Err(InvalidAccount(name.to_owned())) }
+    }
+
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Account<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
 }
 
 /// Whether `id` is a valid order or fill id: 1 to 128 visible ASCII characters (no spaces, no

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod market;
 pub mod pnl;
 pub mod positions;
+pub mod selection;
 pub mod trace_context;
 pub mod updates;
 
@@ -30,6 +31,7 @@ pub use keys::Key;
 pub use market::{InstrumentBook, InstrumentState};
 pub use pnl::PnlPoint;
 pub use positions::PositionState;
+pub use selection::Filter;
 pub use trace_context::TraceContext;
 pub use updates::{FillReport, HopTimes, Lane, Published, Topic, TradePrint, Update};
 

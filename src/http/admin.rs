@@ -2,7 +2,6 @@
 
 use actix_web::{HttpResponse, get, post, web};
 use serde_json::json;
-use ttpulse_actors::messages::Restart;
 
 use super::auth::Admin;
 use super::error::ApiError;
@@ -51,11 +50,10 @@ pub async fn restart(
     name: web::Path<String>,
     _: Admin,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(recipient) = pipeline.restartable.get(name.as_str()) else {
-        let known: Vec<_> = pipeline.restartable.keys().collect();
+    if !pipeline.restartable.restart(name.as_str()) {
+        let known: Vec<_> = pipeline.restartable.names().collect();
         return Err(ApiError::NotFound(format!("no restartable actor `{name}`; one of {known:?}")));
-    };
-    recipient.do_send(Restart);
+    }
     Ok(HttpResponse::Accepted().json(json!({ "restarting": name.as_str() })))
 }
 

@@ -4,14 +4,13 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
 use serde_json::json;
 use ttpulse_actors::cache::Filter;
-use ttpulse_actors::domain::ids::{ACCOUNT_RULE, is_valid_account};
+use ttpulse_actors::domain::ids::{Account, InvalidAccount};
+use ttpulse_actors::domain::selection::UnknownInstrument;
 use ttpulse_actors::domain::trace_context::{TRACEPARENT, from_traceparent};
 use ttpulse_actors::domain::{Interval, RawEvent};
-use ttpulse_actors::messages::{
-    FillCursor, IngestError, IngestEvents, QueryCandles, QueryFills, QueryPnl, QueryTrades,
-};
+use ttpulse_actors::handles::DbQuery;
+use ttpulse_actors::messages::{FillCursor, IngestError, QueryCandles, QueryFills, QueryPnl, QueryTrades};
 use ttpulse_actors::session::{SessionUser, start_session};
-use ttpulse_actors::store::StoreError;
 
 use super::auth::{Access, Auth, Caller};
 use super::error::ApiError;
@@ -24,16 +23,7 @@ use crate::wiring::Pipeline;
 fn account_filter(access: &Access, requested: Option<&str>) -> Result<Filter, ApiError> {
     let requested = match requested {
         None => Filter::All,
-        Some(list) => {
-            let list = split_list(list);
-            if let Some(bad) = list.iter().find(|a| *a != "*" && !is_valid_account(a)) {
-                return Err(ApiError::bad_request(
-                    "invalid_account",
-                    format!("invalid account `{bad}`: an account is {ACCOUNT_RULE}"),
-                ));
-            }
-            Filter::from_list(&list)
-        }
+        Some(list) => Filter::accounts(&split_list(list)).map_err(invalid_account)?,
     };
     let Some(allowed) = access.allowed_accounts() else { return Ok(requested) };
     match requested {
@@ -68,13 +58,7 @@ pub async fn snapshot(
 ) -> Result<HttpResponse, ApiError> {
     let instrument_filter = match &query.instruments {
         None => Filter::All,
-        Some(list) => {
-            let list = split_list(list);
-            if let Some(unknown) = list.iter().find(|s| *s != "*" && pipeline.catalog.get(s).is_none()) {
-                return Err(ApiError::bad_request("unknown_instrument", format!("unknown instrument `{unknown}`")));
-            }
-            Filter::from_list(&list)
-        }
+        Some(list) => Filter::instruments(&split_list(list), &pipeline.catalog).map_err(unknown_instrument)?,
     };
     let accounts = account_filter(&access, query.positions.as_deref())?;
     Ok(HttpResponse::Ok().json(pipeline.store.snapshot(&instrument_filter, &accounts)))
@@ -142,8 +126,12 @@ fn history_limit(limit: Option<i64>, default: i64) -> Result<i64, ApiError> {
 fn known_symbol(pipeline: &Pipeline, symbol: &str) -> Result<(), ApiError> {
     match pipeline.catalog.get(symbol) {
         Some(_) => Ok(()),
-        None => Err(ApiError::bad_request("unknown_instrument", format!("unknown instrument `{symbol}`"))),
+        None => Err(unknown_instrument(UnknownInstrument(symbol.to_owned()))),
     }
+}
+
+fn unknown_instrument(e: UnknownInstrument) -> ApiError {
+    ApiError::bad_request("unknown_instrument", e.to_string())
 }
 
 /// The `interval` query parameter: `1s` or `1m` (the default).
@@ -164,17 +152,11 @@ fn required_symbol(pipeline: &Pipeline, symbol: &Option<String>) -> Result<Strin
 
 /// Asks the database reader, mapping what can go wrong (no database, reader gone, failed
 /// query) to a 503.
-async fn read_database<M, T>(pipeline: &Pipeline, query: M) -> Result<T, ApiError>
-where
-    M: actix::Message<Result = Result<T, StoreError>> + Send + 'static,
-    T: Send + 'static,
-    ttpulse_actors::store::DbActor: actix::Handler<M>,
-{
+async fn read_database<Q: DbQuery>(pipeline: &Pipeline, query: Q) -> Result<Q::Answer, ApiError> {
     let Some(db_reader) = &pipeline.db_reader else {
         return Err(ApiError::Unavailable("this process has no database".into()));
     };
-    let answer = db_reader.send(query).await.map_err(StoreError::from).and_then(|answer| answer);
-    answer.map_err(|e| ApiError::Unavailable(e.to_string()))
+    db_reader.read(query).await.map_err(|e| ApiError::Unavailable(e.to_string()))
 }
 
 /// `GET /api/candles?symbol=ESZ6&interval=1s|1m&limit=100`: the latest candles, oldest first.
@@ -210,14 +192,13 @@ fn one_account(access: &Access, account: Option<&str>) -> Result<String, ApiErro
     if account.contains(',') || account == "*" {
         return Err(ApiError::bad_request("bad_query", "`account` names one account"));
     }
-    if !is_valid_account(account) {
-        return Err(ApiError::bad_request(
-            "invalid_account",
-            format!("invalid account `{account}`: an account is {ACCOUNT_RULE}"),
-        ));
-    }
-    account_filter(access, Some(account))?;
-    Ok(account.to_owned())
+    let account = Account::parse(account).map_err(invalid_account)?;
+    account_filter(access, Some(account.as_str()))?;
+    Ok(account.to_string())
+}
+
+fn invalid_account(e: InvalidAccount) -> ApiError {
+    ApiError::bad_request("invalid_account", e.to_string())
 }
 
 /// Start of the UTC day holding `micros`: the trading day when a read names no time.
@@ -370,8 +351,8 @@ pub async fn ingest(
             "the ingest body must be sent as Content-Type: application/json".into(),
         ));
     }
-    let body = read_limited(payload, config.ingest_max_bytes).await?;
-    let events = parse_ingest_body(&body, config.ingest_max_events).inspect_err(|e| {
+    let body = read_limited(payload, config.intake.ingest_max_bytes).await?;
+    let events = parse_ingest_body(&body, config.intake.ingest_max_events).inspect_err(|e| {
         if let ApiError::BadRequest { code: "malformed_json" | "invalid_event", .. } = e {
             pipeline.metrics.events_rejected.with_label_values(&["api"]).inc();
         }
@@ -379,15 +360,15 @@ pub async fn ingest(
     limits.admit_ingest(events.len())?;
     // A client's sampled trace is continued by the events (a bad header is ignored, not refused).
     let trace = req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(from_traceparent);
-    let Some(ingester) = &pipeline.ingester else {
+    let Some(intake) = &pipeline.intake else {
         return Err(ApiError::Unavailable("this process does not run the ingester role".into()));
     };
-    let (receipt, durable) = match ingester.send(IngestEvents { events, trace }).await {
-        Err(e) => return Err(ApiError::Unavailable(format!("ingester unavailable: {e}; nothing was applied"))),
-        Ok(Err(IngestError::Invalid { index, error })) => {
+    let (receipt, durable) = match intake.ingest(events, trace).await {
+        Err(e @ IngestError::Unavailable(_)) => return Err(ApiError::Unavailable(format!("{e}; nothing was applied"))),
+        Err(IngestError::Invalid { index, error }) => {
             return Err(invalid_event(index, &error.field, &error.reason));
         }
-        Ok(Err(IngestError::Hop { error, event_ids })) => {
+        Err(IngestError::Hop { error, event_ids }) => {
             // The events have ids from here on, and a resend must carry them: in the distributed
             // mode a delivery can fail after others of the batch reached the broker, and a
             // resend without ids would count those twice (with them, they are duplicates).
@@ -397,7 +378,7 @@ pub async fn ingest(
                 details: json!({ "event_ids": event_ids }),
             });
         }
-        Ok(Ok(accepted)) => accepted,
+        Ok(accepted) => accepted,
     };
     // Stored, or a clear answer that names the ids the events got: resending them with these
     // ids is a no-op for what was applied.
@@ -405,7 +386,7 @@ pub async fn ingest(
         message: format!("accepted but not confirmed stored: {why}; resend with the same event ids"),
         details: json!({ "event_ids": &receipt.event_ids }),
     };
-    let confirm_timeout = std::time::Duration::from_millis(config.ingest_confirm_timeout_ms);
+    let confirm_timeout = std::time::Duration::from_millis(config.intake.ingest_confirm_timeout_ms);
     match actix_rt::time::timeout(confirm_timeout, durable.wait()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(not_confirmed(e.to_string())),

@@ -19,7 +19,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
 
 use super::error::ApiError;
-use crate::config::{AdminAccess, Config, MarketAccess};
+use crate::config::{AdminAccess, Config, MarketAccess, Validated};
 
 /// The cookie a signed-in browser carries its token in (set HttpOnly and Secure by the sign-in
 /// proxy in front of the dashboard).
@@ -92,13 +92,11 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let keys = match (&config.auth_hs256_secret, &config.auth_jwks_file) {
-            (Some(_), Some(_)) => anyhow::bail!("set TTPULSE_AUTH_HS256_SECRET or TTPULSE_AUTH_JWKS_FILE, not both"),
-            (Some(secret), None) => {
-                anyhow::ensure!(secret.len() >= 32, "TTPULSE_AUTH_HS256_SECRET must be at least 32 bytes");
-                Some(Keys::Hs256(DecodingKey::from_secret(secret.as_bytes())))
-            }
+    pub fn from_config(config: &Validated) -> anyhow::Result<Self> {
+        // The rules (one key kind, lengths, what needs a token) were checked by
+        // `Config::validate`; what is left is reading the keys.
+        let keys = match (&config.access.auth_hs256_secret, &config.access.auth_jwks_file) {
+            (Some(secret), _) => Some(Keys::Hs256(DecodingKey::from_secret(secret.as_bytes()))),
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read TTPULSE_AUTH_JWKS_FILE {}", path.display()))?;
@@ -108,25 +106,16 @@ impl Auth {
             }
             (None, None) => None,
         };
-        if config.market_data == MarketAccess::Token && keys.is_none() {
-            anyhow::bail!("TTPULSE_MARKET_DATA=token needs TTPULSE_AUTH_HS256_SECRET or TTPULSE_AUTH_JWKS_FILE");
-        }
-        if config.admin_access == AdminAccess::Token && config.admin_token.is_none() {
-            anyhow::bail!("TTPULSE_ADMIN_ACCESS=token needs TTPULSE_ADMIN_TOKEN");
-        }
-        if let Some(token) = &config.ingest_token {
-            anyhow::ensure!(token.len() >= 32, "TTPULSE_INGEST_TOKEN must be at least 32 bytes");
-        }
         Ok(Self {
             metrics: std::sync::OnceLock::new(),
             keys,
-            market: config.market_data,
-            admin: config.admin_access,
-            admin_token: config.admin_token.clone(),
-            ingest_token: config.ingest_token.clone(),
-            issuer: config.auth_issuer.clone(),
-            audience: config.auth_audience.clone(),
-            origins: config.ws_allowed_origins.iter().map(|o| o.trim_end_matches('/').to_owned()).collect(),
+            market: config.access.market_data,
+            admin: config.access.admin_access,
+            admin_token: config.access.admin_token.clone(),
+            ingest_token: config.access.ingest_token.clone(),
+            issuer: config.access.auth_issuer.clone(),
+            audience: config.access.auth_audience.clone(),
+            origins: config.access.ws_allowed_origins.iter().map(|o| o.trim_end_matches('/').to_owned()).collect(),
         })
     }
 
@@ -337,7 +326,7 @@ impl FromRequest for Admin {
 
 impl HostPolicy {
     pub fn from_config(config: &Config) -> Self {
-        let names: Vec<String> = config.allowed_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+        let names: Vec<String> = config.access.allowed_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
         Self { any: names.iter().any(|h| h == "*"), names }
     }
 
@@ -372,19 +361,6 @@ pub async fn allowed_host(
         .into());
     }
     next.call(req).await
-}
-
-/// Refuses a configuration that would let anyone on the network write events: the ingester
-/// role served on a non-loopback address without an ingest token.
-pub fn check_ingest_exposure(config: &Config, serves_ingest: bool) -> anyhow::Result<()> {
-    if serves_ingest && config.ingest_token.is_none() && !config.http_addr.ip().is_loopback() {
-        anyhow::bail!(
-            "POST /api/ingest would be open to anyone who reaches {}: set TTPULSE_INGEST_TOKEN, or listen on \
-             loopback only (TTPULSE_HTTP_ADDR=127.0.0.1:PORT)",
-            config.http_addr
-        );
-    }
-    Ok(())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -78,15 +78,15 @@ fn limiter(per_second: u32) -> Option<DefaultDirectRateLimiter> {
 impl Limits {
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Self {
         Self {
-            max_connections: config.max_connections,
-            per_user: config.max_connections_per_user,
+            max_connections: config.sessions.max_connections,
+            per_user: config.sessions.max_connections_per_user,
             users: Arc::new(DashMap::new()),
-            per_address: config.max_connections_per_address,
+            per_address: config.sessions.max_connections_per_address,
             addresses: Arc::new(DashMap::new()),
-            connect_rate: limiter(config.ws_connect_rate),
-            connect_rate_per_address: NonZeroU32::new(config.ws_connect_rate_per_address)
+            connect_rate: limiter(config.sessions.ws_connect_rate),
+            connect_rate_per_address: NonZeroU32::new(config.sessions.ws_connect_rate_per_address)
                 .map(|rate| RateLimiter::keyed(Quota::per_second(rate))),
-            ingest_rate: limiter(config.ingest_max_rate).map(|l| (l, config.ingest_max_rate)),
+            ingest_rate: limiter(config.intake.ingest_max_rate).map(|l| (l, config.intake.ingest_max_rate)),
             metrics,
         }
     }

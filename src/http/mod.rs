@@ -66,21 +66,22 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, error::A
 
 /// Starts what the configuration asks for and binds the HTTP servers: the public one (ingest
 /// where the ingester runs, reads and `/ws` where the api runs) and the admin one (health,
-/// actors, restarts, metrics; in every process). Must run inside an actix `System`.
+/// actors, restarts, metrics; in every process). Must run inside an actix `System`. Nothing
+/// starts unless the configuration passes `Config::validate`.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let config = config.validate()?;
     let auth = web::Data::new(auth::Auth::from_config(&config)?);
-    auth::check_ingest_exposure(&config, config.has(crate::config::Role::Ingester))?;
     let pipeline = wiring::start(&config).await?;
     auth.count_refusals_in(pipeline.metrics.clone());
     let limits = web::Data::new(limits::Limits::new(&config, pipeline.metrics.clone()));
     let auth_for_admin = auth.clone();
     let hosts = web::Data::new(auth::HostPolicy::from_config(&config));
     let hosts_for_admin = hosts.clone();
-    let (serves_api, serves_ingest) = (pipeline.hub.is_some(), pipeline.ingester.is_some());
+    let (serves_api, serves_ingest) = (pipeline.hub.is_some(), pipeline.intake.is_some());
     let data = web::Data::new(pipeline.clone());
-    let config_data = web::Data::new(config.clone());
-    let tcp_user_timeout =
-        (config.tcp_user_timeout_secs > 0).then(|| std::time::Duration::from_secs(config.tcp_user_timeout_secs));
+    let config_data = web::Data::new(Config::clone(&config));
+    let tcp_user_timeout = (config.server.tcp_user_timeout_secs > 0)
+        .then(|| std::time::Duration::from_secs(config.server.tcp_user_timeout_secs));
     let server = HttpServer::new(move || {
         let mut app = App::new()
             .app_data(data.clone())
@@ -144,8 +145,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // polite client has nothing left to send by then. (A WebSocket session cut off for flooding
     // does not linger at all: its connection is dropped once the close frame is out.)
     .client_disconnect_timeout(std::time::Duration::from_millis(10))
-    .bind(config.http_addr)
-    .with_context(|| cannot_listen(config.http_addr, "TTPULSE_HTTP_ADDR"))?;
+    .bind(config.server.http_addr)
+    .with_context(|| cannot_listen(config.server.http_addr, "TTPULSE_HTTP_ADDR"))?;
     let addr = server.addrs().first().copied().context("the server bound no address")?;
     let public = server.run();
 
@@ -168,8 +169,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     .disable_signals()
     .workers(1)
     .shutdown_timeout(2)
-    .bind(config.admin_addr)
-    .with_context(|| cannot_listen(config.admin_addr, "TTPULSE_ADMIN_ADDR"))?;
+    .bind(config.server.admin_addr)
+    .with_context(|| cannot_listen(config.server.admin_addr, "TTPULSE_ADMIN_ADDR"))?;
     let admin_addr = admin.addrs().first().copied().context("the admin server bound no address")?;
     let admin = admin.run();
     let handle = Handles { public: public.handle(), admin: admin.handle() };

@@ -125,8 +125,8 @@ fn simulating_into_a_black_hole(
 #[test]
 fn attack_shutdown_with_a_black_hole_collector_stays_within_the_grace_period() {
     let (_collector, _dir, mut running) = simulating_into_a_black_hole(&[("TTPULSE_SHUTDOWN_GRACE_SECS", "2")]);
-    sigterm(&running.0);
-    let (took, code) = wait_exit(&mut running.0, Duration::from_secs(20)).expect("exits");
+    sigterm(running.0.child().expect("running"));
+    let (took, code) = wait_exit(running.0.child().expect("running"), Duration::from_secs(20)).expect("exits");
     eprintln!("exited {code:?} {took:?} after SIGTERM (grace 2 s, black-hole collector)");
     assert!(took < Duration::from_millis(2_800), "the grace is 2 s; it took {took:?}");
 }
@@ -135,12 +135,12 @@ fn attack_shutdown_with_a_black_hole_collector_stays_within_the_grace_period() {
 #[test]
 fn attack_a_second_signal_exits_at_once_while_spans_are_flushed() {
     let (_collector, _dir, mut running) = simulating_into_a_black_hole(&[]);
-    sigterm(&running.0);
+    sigterm(running.0.child().expect("running"));
     // The embedded pipeline drains in well under a second; then the exporter flush begins.
     std::thread::sleep(Duration::from_millis(1000));
-    let exited_already = running.0.try_wait().expect("wait").is_some();
-    sigterm(&running.0);
-    let (took, code) = wait_exit(&mut running.0, Duration::from_secs(20)).expect("exits");
+    let exited_already = running.0.child().expect("running").try_wait().expect("wait").is_some();
+    sigterm(running.0.child().expect("running"));
+    let (took, code) = wait_exit(running.0.child().expect("running"), Duration::from_secs(20)).expect("exits");
     eprintln!("exited {code:?} {took:?} after the second SIGTERM (already exited: {exited_already})");
     assert!(exited_already || took < Duration::from_millis(700), "the second signal took {took:?} to end it");
 }
@@ -159,7 +159,8 @@ async fn attack_forced_sampling_with_a_black_hole_collector_costs_ingest_nothing
     let url = running.1.clone();
     let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
     let rss = || -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", running.0.id())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", running.0.pid().unwrap_or(0))).unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -297,7 +298,7 @@ async fn attack_a_session_speaks_the_protocol_its_handshake_answered_with_repeat
 /// one session per address, the same address connects again at once (held at the review).
 #[actix_rt::test]
 async fn attack_a_cut_off_session_frees_its_address_place() {
-    let server = TestServer::start_with(|c| c.max_connections_per_address = 1).await;
+    let server = TestServer::start_with(|c| c.sessions.max_connections_per_address = 1).await;
     let addr = server.addr;
     let flood = std::thread::spawn(move || {
         let mut stream = raw_ws_session(addr).expect("upgraded");

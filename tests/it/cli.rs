@@ -5,6 +5,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use ttpulse_harness::{Proc, start_ttpulse};
+
 const BIN: &str = env!("CARGO_BIN_EXE_ttpulse");
 
 fn ttpulse(args: &[&str], env: &[(&str, &str)]) -> Command {
@@ -79,23 +81,9 @@ fn migrate_creates_the_database() {
 
 /// Starts `ttpulse run` with `env` (plus free ports); returns the process and the URLs it prints
 /// (the public one, and the admin one).
-fn spawn_run(env: &[(&str, &str)]) -> (Killed, String, String) {
-    let mut env = env.to_vec();
-    env.push(("TTPULSE_HTTP_ADDR", "127.0.0.1:0"));
-    let mut child = ttpulse(&["run"], &env).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let banner =
-        ttpulse_harness::read_banner(stdout).recv_timeout(Duration::from_secs(60)).expect("the URLs are printed");
-    (Killed(child), banner.url, banner.admin)
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn spawn_run(env: &[(&str, &str)]) -> (Proc, String, String) {
+    let (proc, banner) = start_ttpulse(ttpulse(&[], env).stderr(Stdio::null())).expect("the URLs are printed");
+    (proc, banner.url, banner.admin)
 }
 
 /// What `make run` does: start with the simulator and serve a live stream at the printed URL.
@@ -155,7 +143,7 @@ fn a_graceful_shutdown_stores_what_is_in_flight_and_closes_sessions_going_away()
     let data = dir.path().to_string_lossy().into_owned();
     let (mut child, url, _) =
         spawn_run(&[("TTPULSE_DATA_DIR", &data), ("TTPULSE_SIM_RATE", "3000"), ("TTPULSE_DB_FLUSH_MS", "10000")]);
-    let pid = child.0.id();
+    let pid = child.pid().expect("running");
 
     let (seen, close) = actix_rt::System::new().block_on(async move {
         use futures_util::{SinkExt as _, StreamExt as _};
@@ -190,7 +178,7 @@ fn a_graceful_shutdown_stores_what_is_in_flight_and_closes_sessions_going_away()
         (seen, close)
     });
     assert_eq!(close, Some(1001), "sessions are closed going away");
-    let status = child.0.wait().expect("exit");
+    let status = child.child().expect("running").wait().expect("exit");
     assert!(status.success(), "exit status {status}");
     assert!(!seen.is_empty(), "the client saw updates");
 
@@ -235,7 +223,7 @@ fn shutdown_is_bounded_whatever_the_broker_does_and_a_second_signal_exits_at_onc
     ];
     let (mut child, _url, _) = spawn_run(&env);
     std::thread::sleep(Duration::from_millis(1500));
-    let (took, code) = terminate(&mut child.0, 1, Duration::from_secs(15));
+    let (took, code) = terminate(child.child().expect("running"), 1, Duration::from_secs(15));
     assert!(took >= Duration::from_millis(1500), "it waited for the grace period: {took:?}");
     assert!(took < Duration::from_secs(8), "within the grace period and a margin: {took:?}");
     assert_eq!(code, Some(1), "a cut-short shutdown says so in its exit code");
@@ -245,24 +233,18 @@ fn shutdown_is_bounded_whatever_the_broker_does_and_a_second_signal_exits_at_onc
     env.push(("TTPULSE_SHUTDOWN_GRACE_SECS", "120"));
     let (mut child, _url, _) = spawn_run(&env);
     std::thread::sleep(Duration::from_millis(1500));
-    let (took, code) = terminate(&mut child.0, 2, Duration::from_secs(15));
+    let (took, code) = terminate(child.child().expect("running"), 2, Duration::from_secs(15));
     assert!(took < Duration::from_secs(5), "the second signal exits at once: {took:?}");
     assert_eq!(code, Some(1));
 }
 
 /// Starts `ttpulse run` with its data in `data`, logging at info to `log`, with `env`; returns
 /// the process and its URL.
-fn spawn_run_logging_to(data: &std::path::Path, log: &std::path::Path, env: &[(&str, &str)]) -> (Killed, String) {
-    let data = data.to_string_lossy().into_owned();
-    let mut all = vec![("TTPULSE_DATA_DIR", data.as_str()), ("TTPULSE_HTTP_ADDR", "127.0.0.1:0")];
-    all.extend_from_slice(env);
-    let mut cmd = ttpulse(&["run"], &all);
-    cmd.env("TTPULSE_LOG", "info");
-    let mut child = cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(log).expect("log")).spawn().expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let banner =
-        ttpulse_harness::read_banner(stdout).recv_timeout(Duration::from_secs(60)).expect("the URL is printed");
-    (Killed(child), banner.url)
+fn spawn_run_logging_to(data: &std::path::Path, log: &std::path::Path, env: &[(&str, &str)]) -> (Proc, String) {
+    let mut cmd = ttpulse(&[], env);
+    cmd.env("TTPULSE_DATA_DIR", data).env("TTPULSE_LOG", "info").stderr(std::fs::File::create(log).expect("log"));
+    let (proc, banner) = start_ttpulse(&mut cmd).expect("the URL is printed");
+    (proc, banner.url)
 }
 
 /// `?access_token=` (how a browser's WebSocket carries a token) never reaches the log.
@@ -393,7 +375,7 @@ fn redis_over_tls_with_a_private_ca() {
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server with TLS");
-    let _redis = Killed(redis);
+    let _redis = Proc::adopt(redis);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -551,8 +533,7 @@ fn kafka_over_tls_is_configuration() {
     let dir = tempfile::tempdir().expect("dir");
     make_ca_and_server_cert(dir.path());
     let d = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
-    let home = std::env::var("HOME").unwrap_or_default();
-    let nisshi = std::env::var("TTPULSE_TEST_NISSHI").unwrap_or(format!("{home}/.cargo/bin/nisshi"));
+    let nisshi = ttpulse_harness::nisshi().unwrap_or_else(|e| panic!("{e}"));
     let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let listener = format!("tcp://127.0.0.1:{port}");
     let broker = Command::new(&nisshi)
@@ -562,8 +543,8 @@ fn kafka_over_tls_is_configuration() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("{nisshi}: {e} (scripts/ensure-nisshi.sh installs it)"));
-    let _broker = Killed(broker);
+        .unwrap_or_else(|e| panic!("{}: {e}", nisshi.display()));
+    let _broker = Proc::adopt(broker);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));

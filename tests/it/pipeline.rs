@@ -162,7 +162,7 @@ async fn processing_the_same_events_twice_changes_nothing() {
 
 #[actix_rt::test]
 async fn bad_input_is_refused_with_a_reason_and_nothing_is_written() {
-    let server = TestServer::start_with(|c| c.ingest_max_bytes = 64 * 1024).await;
+    let server = TestServer::start_with(|c| c.intake.ingest_max_bytes = 64 * 1024).await;
     let good = quote("x:1", "ESZ6", "6850.00", "6850.25");
     let cases: Vec<(String, &str, &str)> = vec![
         ("{not json".into(), "malformed_json", ""),
@@ -412,7 +412,7 @@ async fn state_survives_a_restart_of_the_whole_server() {
 
 #[actix_rt::test]
 async fn a_slow_client_is_conflated_and_never_holds_up_the_others() {
-    let server = TestServer::start_with(|c| c.ws_max_behind_secs = 120).await;
+    let server = TestServer::start_with(|c| c.sessions.ws_max_behind_secs = 120).await;
     let mut slow = server.ws().await;
     slow.subscribe(&["ESZ6"], &[]).await;
     let mut fast = server.ws().await;
@@ -458,8 +458,8 @@ async fn a_replay_file_is_ingested_and_bad_lines_are_reported() {
     // Events without ids get `replay-<file>:<line>`.
     std::fs::write(&path, lines.join("\n").replace(r#""event_id":"","#, "")).expect("write");
     let server = TestServer::start_with(|c| {
-        c.source = ttpulse::config::SourceKind::Replay;
-        c.replay_file = Some(path.clone());
+        c.source.kind = ttpulse::config::SourceKind::Replay;
+        c.source.replay_file = Some(path.clone());
     })
     .await;
     let done = TestServer::eventually(WAIT, async || {
@@ -519,7 +519,7 @@ async fn the_openapi_document_describes_every_route() {
 #[actix_rt::test]
 async fn a_maximum_rate_resamples_the_market_lane_and_never_holds_back_fills() {
     const RATE: u64 = 4;
-    let server = TestServer::start_with(|c| c.ws_max_rate = 20).await;
+    let server = TestServer::start_with(|c| c.sessions.ws_max_rate = 20).await;
     let mut ws = server.ws().await;
     ws.send(json!({"op": "subscribe", "instruments": ["ESZ6"], "positions": ["ACC1"], "max_rate": RATE})).await;
     let snapshot = ws.next_of_type("snapshot", Duration::from_secs(5)).await.expect("snapshot");

@@ -49,7 +49,7 @@ async fn ws_status(url: &str, origin: Option<&str>) -> Result<crate::common::WsC
 }
 
 async fn with_two_accounts() -> TestServer {
-    let server = TestServer::start_with(|c| c.auth_hs256_secret = Some(SECRET.into())).await;
+    let server = TestServer::start_with(|c| c.access.auth_hs256_secret = Some(SECRET.into())).await;
     let (status, _) = server
         .ingest(&json!([
             quote("s:1", "ESZ6", "6850.00", "6850.25"),
@@ -155,9 +155,9 @@ async fn a_version_2_session_never_receives_another_accounts_data_in_a_batch() {
 #[actix_rt::test]
 async fn token_only_market_data_and_the_origin_allowlist() {
     let server = TestServer::start_with(|c| {
-        c.auth_hs256_secret = Some(SECRET.into());
-        c.market_data = MarketAccess::Token;
-        c.ws_allowed_origins = vec!["https://desk.example.com".into()];
+        c.access.auth_hs256_secret = Some(SECRET.into());
+        c.access.market_data = MarketAccess::Token;
+        c.access.ws_allowed_origins = vec!["https://desk.example.com".into()];
     })
     .await;
     assert_eq!(get(&server, "/api/snapshot", None).await.0, 401);
@@ -177,7 +177,7 @@ async fn token_only_market_data_and_the_origin_allowlist() {
 /// A session does not outlive its token: it is closed with 4001 when the token expires.
 #[actix_rt::test]
 async fn a_session_closes_when_its_token_expires() {
-    let server = TestServer::start_with(|c| c.auth_hs256_secret = Some(SECRET.into())).await;
+    let server = TestServer::start_with(|c| c.access.auth_hs256_secret = Some(SECRET.into())).await;
     // Expires in 2 s (the server allows 5 s of leeway when it checks a token, none for this).
     let short = token(&["ACC1"], 2, SECRET);
     let mut ws = ws_status(&format!("ws://{}/ws?access_token={short}", server.addr), None).await.expect("open");
@@ -214,8 +214,8 @@ async fn websockets_are_same_origin_by_default() {
 #[actix_rt::test]
 async fn admin_endpoints_need_the_admin_token_when_configured() {
     let server = TestServer::start_with(|c| {
-        c.admin_access = AdminAccess::Token;
-        c.admin_token = Some("admin-secret".into());
+        c.access.admin_access = AdminAccess::Token;
+        c.access.admin_token = Some("admin-secret".into());
     })
     .await;
     for path in ["/admin/health", "/admin/actors", "/metrics"] {
@@ -231,11 +231,11 @@ async fn admin_endpoints_need_the_admin_token_when_configured() {
 #[actix_rt::test]
 async fn limits_refuse_with_a_reason_and_are_counted() {
     let server = TestServer::start_with(|c| {
-        c.auth_hs256_secret = Some(SECRET.into());
-        c.max_connections = 3;
-        c.max_connections_per_user = 2;
-        c.ws_max_subscriptions = 3;
-        c.ingest_max_rate = 100;
+        c.access.auth_hs256_secret = Some(SECRET.into());
+        c.sessions.max_connections = 3;
+        c.sessions.max_connections_per_user = 2;
+        c.sessions.ws_max_subscriptions = 3;
+        c.intake.ingest_max_rate = 100;
     })
     .await;
     let url = |token: &str| format!("ws://{}/ws?access_token={token}", server.addr);
@@ -316,7 +316,7 @@ async fn tokens_signed_with_keys_from_a_jwks_file() {
     let jwks_path = dir.path().join("jwks.json");
     std::fs::write(&jwks_path, serde_json::to_string(&JwkSet { keys: vec![jwk] }).expect("json")).expect("write");
 
-    let server = TestServer::start_with(|c| c.auth_jwks_file = Some(jwks_path.clone())).await;
+    let server = TestServer::start_with(|c| c.access.auth_jwks_file = Some(jwks_path.clone())).await;
     server.ingest(&json!([fill("j:1", "ACC1", "F-j", "ESZ6", "buy", "6850.25", 1)])).await;
     let sign = |key: &Key, kid: &str| {
         let mut header = Header::new(Algorithm::ES256);
@@ -347,7 +347,7 @@ async fn post_ingest(server: &TestServer, body: &str, content_type: &str, bearer
 #[actix_rt::test]
 async fn ingest_is_a_credentialed_json_write() {
     const INGEST_TOKEN: &str = "an-ingest-token-of-at-least-32-bytes";
-    let server = TestServer::start_with(|c| c.ingest_token = Some(INGEST_TOKEN.into())).await;
+    let server = TestServer::start_with(|c| c.access.ingest_token = Some(INGEST_TOKEN.into())).await;
     let body = json!([fill("w:1", "ACC1", "F-1", "ESZ6", "buy", "6850.25", 5)]).to_string();
     let refusals = [
         (None, "application/json", 401, "unauthorized"),
@@ -373,11 +373,11 @@ async fn ingest_is_a_credentialed_json_write() {
 async fn ttpulse_refuses_to_start_with_ingest_open_to_the_network() {
     let dir = tempfile::tempdir().expect("dir");
     let mut config = ttpulse::config::Config::for_tests(dir.path().to_owned());
-    config.http_addr = "0.0.0.0:0".parse().expect("addr");
+    config.server.http_addr = "0.0.0.0:0".parse().expect("addr");
     let err = ttpulse::http::start(config.clone()).await.err().expect("refused").to_string();
     assert!(err.contains("TTPULSE_INGEST_TOKEN") && err.contains("0.0.0.0"), "{err}");
     // With an ingest token it may listen anywhere.
-    config.ingest_token = Some("an-ingest-token-of-at-least-32-bytes".into());
+    config.access.ingest_token = Some("an-ingest-token-of-at-least-32-bytes".into());
     let running = ttpulse::http::start(config).await.expect("with a token it starts");
     assert!(running.addr.ip().is_unspecified());
     actix_rt::spawn(running.server);
@@ -387,9 +387,9 @@ async fn ttpulse_refuses_to_start_with_ingest_open_to_the_network() {
 #[actix_rt::test]
 async fn tokens_are_checked_for_issuer_audience_and_not_before() {
     let server = TestServer::start_with(|c| {
-        c.auth_hs256_secret = Some(SECRET.into());
-        c.auth_issuer = Some("https://idp.example".into());
-        c.auth_audience = Some("ttpulse".into());
+        c.access.auth_hs256_secret = Some(SECRET.into());
+        c.access.auth_issuer = Some("https://idp.example".into());
+        c.access.auth_audience = Some("ttpulse".into());
     })
     .await;
     let sign = |claims: Value| {
@@ -655,8 +655,8 @@ async fn a_flooding_client_does_not_raise_a_steady_clients_p99_latency() {
     const NOISE_ALLOWANCE_US: i64 = 2_000;
     // The production defaults of the per-address limits (not the tests' "no limit").
     let server = TestServer::start_with(|c| {
-        c.max_connections_per_address = 50;
-        c.ws_connect_rate_per_address = 10;
+        c.sessions.max_connections_per_address = 50;
+        c.sessions.ws_connect_rate_per_address = 10;
     })
     .await;
     let last = ROUNDS * 2 * QUOTES_PER_PHASE;
@@ -745,7 +745,7 @@ async fn a_client_that_never_reads_is_disconnected_and_its_slot_freed() {
     // check below takes a turn (a batch ingested, /metrics read) to see it. 1.5 s covers those
     // on a loaded shared machine; measured: 2.3-2.6 s in all.
     const FILL_AND_PROBE: Duration = Duration::from_millis(1_500);
-    let server = TestServer::start_with(|c| c.tcp_user_timeout_secs = USER_TIMEOUT.as_secs()).await;
+    let server = TestServer::start_with(|c| c.server.tcp_user_timeout_secs = USER_TIMEOUT.as_secs()).await;
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     socket.set_recv_buffer_size(4096).expect("small receive buffer");
     socket.connect(&server.addr.into()).expect("connect");
@@ -808,7 +808,7 @@ async fn ws_from(server: &TestServer, real_ip: &str) -> Result<crate::common::Ws
 /// host, the address is the one it passes on (X-Real-IP).
 #[actix_rt::test]
 async fn sessions_and_connects_are_limited_per_address() {
-    let server = TestServer::start_with(|c| c.max_connections_per_address = 2).await;
+    let server = TestServer::start_with(|c| c.sessions.max_connections_per_address = 2).await;
     // Documentation addresses (TEST-NET): only header values, nothing is sent to them.
     let a = ws_from(&server, "192.0.2.1").await.expect("first of A");
     let _a2 = ws_from(&server, "192.0.2.1").await.expect("second of A");
@@ -820,7 +820,7 @@ async fn sessions_and_connects_are_limited_per_address() {
     let (_, metrics) = server.get_text("/metrics").await;
     assert!(metric(&metrics, r#"ttpulse_refusals_total{reason="max_connections_per_address"}"#) >= 1.0, "{metrics}");
 
-    let server = TestServer::start_with(|c| c.ws_connect_rate_per_address = 3).await;
+    let server = TestServer::start_with(|c| c.sessions.ws_connect_rate_per_address = 3).await;
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(ws_from(&server, "192.0.2.1").await.expect("within the rate"));
@@ -889,14 +889,14 @@ async fn admin_and_metrics_are_only_on_the_admin_listener() {
     let default: std::net::SocketAddr = "127.0.0.1:9464".parse().expect("addr");
     let parsed = <ttpulse::cli::Cli as clap::Parser>::try_parse_from(["ttpulse", "run"]).expect("defaults");
     let ttpulse::cli::Command::Run { config } = parsed.command else { panic!("run") };
-    assert_eq!(config.admin_addr, default, "loopback by default");
+    assert_eq!(config.server.admin_addr, default, "loopback by default");
 }
 
 /// A request naming a host this server is not (a page whose DNS name was rebound to this
 /// machine) gets nothing: not the API, not ingest, not /ws, not admin.
 #[actix_rt::test]
 async fn requests_for_other_hosts_are_refused_against_dns_rebinding() {
-    let server = TestServer::start_with(|c| c.allowed_hosts = vec!["desk.example.com".into()]).await;
+    let server = TestServer::start_with(|c| c.access.allowed_hosts = vec!["desk.example.com".into()]).await;
     let with_host = |path: String, host: &str| awc::Client::new().get(path).insert_header(("host", host.to_owned()));
     for host in ["rebind.attacker.example:8080", "rebind.attacker.example", "localhost.attacker.example"] {
         for url in [server.public_url("/api/snapshot"), server.url("/admin/actors")] {

@@ -33,30 +33,8 @@ pub(crate) fn trace_cached(update: &mut Published, cached: Micros) {
     }
 }
 
-/// Which instruments or accounts a read covers: all of them, or a list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Filter {
-    All,
-    Only(Vec<String>),
-}
-
-impl Filter {
-    /// A list holding `"*"` means all.
-    pub fn from_list(items: &[String]) -> Self {
-        if items.iter().any(|i| i == "*") { Filter::All } else { Filter::Only(items.to_vec()) }
-    }
-
-    pub fn matches(&self, name: &str) -> bool {
-        match self {
-            Filter::All => true,
-            Filter::Only(names) => names.iter().any(|n| n == name),
-        }
-    }
-
-    pub fn none() -> Self {
-        Filter::Only(Vec::new())
-    }
-}
+/// Which instruments or accounts a read covers (parsed in the domain, by the rule of each kind).
+pub use crate::domain::Filter;
 
 /// Where an account's fill lane stands in one instrument: the seq of its last fill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -197,28 +197,18 @@ impl RedisCacheActor {
             (self.db_load.clone(), self.catalog.clone(), self.script.clone(), self.metrics.clone());
         let check = async move {
             record_memory(&mut conn, &metrics).await;
-            let present: bool =
-                redis::cmd("EXISTS").arg(EPOCH_KEY).query_async(&mut conn).await.map_err(|e| e.to_string())?;
+            let present: bool = redis::cmd("EXISTS").arg(EPOCH_KEY).query_async(&mut conn).await?;
             if present {
                 return Ok(None);
             }
-            let snapshot = db_load.send(LoadSnapshot).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+            let snapshot = db_load.send(LoadSnapshot).await??;
             let state = Engine::restore(catalog, snapshot).current_state();
             // Restored state took no hop just now: no cached time.
-            let applied = apply(&mut conn, &script, &state, 0).await.map_err(|e| e.to_string())?;
-            let _: () = redis::cmd("SET")
-                .arg(EPOCH_KEY)
-                .arg(crate::health::now_micros())
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
-            let _: () = redis::cmd("PUBLISH")
-                .arg(UPDATES_CHANNEL)
-                .arg(RESYNC)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(Some((state.len(), applied)))
+            let applied = apply(&mut conn, &script, &state, 0).await?;
+            let _: () =
+                redis::cmd("SET").arg(EPOCH_KEY).arg(crate::health::now_micros()).query_async(&mut conn).await?;
+            let _: () = redis::cmd("PUBLISH").arg(UPDATES_CHANNEL).arg(RESYNC).query_async(&mut conn).await?;
+            Ok::<_, StateError>(Some((state.len(), applied)))
         };
         check
             .into_actor(self)
@@ -300,27 +290,36 @@ impl Handler<UpdateBatch> for RedisCacheActor {
     }
 }
 
+/// What can go wrong rebuilding or reloading the state kept in Redis, with its cause.
+#[derive(Debug, thiserror::Error)]
+enum StateError {
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("database: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Hop(#[from] HopError),
+    #[error("actor unavailable: {0}")]
+    Mailbox(#[from] MailboxError),
+}
+
 /// Loads every key from Redis and hands it to the local cache.
 async fn load_all(
     conn: &mut redis::aio::MultiplexedConnection,
     cache: &Recipient<UpdateBatch>,
-) -> Result<usize, String> {
-    let keys: Vec<String> = redis::cmd("SMEMBERS").arg(KEYS_SET).query_async(conn).await.map_err(|e| e.to_string())?;
+) -> Result<usize, StateError> {
+    let keys: Vec<String> = redis::cmd("SMEMBERS").arg(KEYS_SET).query_async(conn).await?;
     let mut loaded = 0;
     for chunk in keys.chunks(500) {
         let mut pipe = redis::pipe();
         for key in chunk {
             pipe.cmd("HGET").arg(key).arg("json");
         }
-        let values: Vec<Option<Vec<u8>>> = pipe.query_async(conn).await.map_err(|e| e.to_string())?;
+        let values: Vec<Option<Vec<u8>>> = pipe.query_async(conn).await?;
         let updates: Vec<Published> = values.iter().flatten().filter_map(|v| Published::from_json(v).ok()).collect();
         loaded += updates.len();
         if !updates.is_empty() {
-            cache
-                .send(UpdateBatch { updates: updates.into() })
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+            cache.send(UpdateBatch { updates: updates.into() }).await??;
         }
     }
     Ok(loaded)

@@ -123,17 +123,30 @@ impl MessageBudget {
     }
 }
 
+/// The names a subscribe or an unsubscribe lists (each list may hold `"*"` for all).
+#[derive(Debug, Deserialize)]
+struct Names {
+    #[serde(default)]
+    instruments: Vec<String>,
+    #[serde(default)]
+    positions: Vec<String>,
+    /// Instruments whose prints (time and sales) to send.
+    #[serde(default)]
+    trades: Vec<String>,
+}
+
+impl Names {
+    fn count(&self) -> usize {
+        self.instruments.len().saturating_add(self.positions.len()).saturating_add(self.trades.len())
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 enum ClientMessage {
     Subscribe {
-        #[serde(default)]
-        instruments: Vec<String>,
-        #[serde(default)]
-        positions: Vec<String>,
-        /// Instruments (`"*"` for all) whose prints (time and sales) to send.
-        #[serde(default)]
-        trades: Vec<String>,
+        #[serde(flatten)]
+        names: Names,
         /// Per `fills:<account>:<symbol>` key, the last seq the client holds: the fills after it
         /// are replayed from the database right after the snapshot.
         #[serde(default)]
@@ -143,14 +156,7 @@ enum ClientMessage {
         #[serde(default)]
         max_rate: Option<u32>,
     },
-    Unsubscribe {
-        #[serde(default)]
-        instruments: Vec<String>,
-        #[serde(default)]
-        positions: Vec<String>,
-        #[serde(default)]
-        trades: Vec<String>,
-    },
+    Unsubscribe(Names),
     Ping,
 }
 
@@ -494,9 +500,8 @@ impl SessionActor {
             // The server's clock, so that a client can mark quiet instruments stale against the
             // clock their exchange times come from rather than its own.
             ClientMessage::Ping => ctx.text(format!(r#"{{"type":"pong","server_ts":{}}}"#, now_micros())),
-            ClientMessage::Subscribe { instruments, positions, trades, .. }
-            | ClientMessage::Unsubscribe { instruments, positions, trades }
-                if instruments.len().saturating_add(positions.len()).saturating_add(trades.len()) > self.max_list =>
+            ClientMessage::Subscribe { names, .. } | ClientMessage::Unsubscribe(names)
+                if names.count() > self.max_list =>
             {
                 self.metrics.refusals.with_label_values(&["max_subscriptions"]).inc();
                 ctx.text(error_json(
@@ -507,7 +512,8 @@ impl SessionActor {
             ClientMessage::Subscribe { recover, .. } if recover.len() > self.max_list => {
                 ctx.text(error_json("bad_subscription", &format!("at most {} lanes to recover", self.max_list)));
             }
-            ClientMessage::Subscribe { instruments, positions, trades, recover, max_rate } => {
+            ClientMessage::Subscribe { names, recover, max_rate } => {
+                let Names { instruments, positions, trades } = names;
                 if instruments.is_empty() && positions.is_empty() && trades.is_empty() {
                     ctx.text(error_json("bad_request", "subscribe needs `instruments`, `positions` or `trades`"));
                     return;
@@ -547,7 +553,7 @@ impl SessionActor {
                     })
                     .wait(ctx);
             }
-            ClientMessage::Unsubscribe { instruments, positions, trades } => {
+            ClientMessage::Unsubscribe(Names { instruments, positions, trades }) => {
                 // "*" means every account the user may see, as in subscribe.
                 let positions = match &self.allowed_accounts {
                     Some(allowed) if positions.iter().any(|p| p == "*") => allowed.clone(),
@@ -839,7 +845,7 @@ mod tests {
     #[test]
     fn client_messages() {
         assert!(matches!(parse_client_message(r#"{"op":"ping"}"#), Ok(ClientMessage::Ping)));
-        let Ok(ClientMessage::Subscribe { instruments, positions, .. }) =
+        let Ok(ClientMessage::Subscribe { names: Names { instruments, positions, .. }, .. }) =
             parse_client_message(r#"{"op":"subscribe","instruments":["ESZ6"]}"#)
         else {
             panic!("a subscribe")

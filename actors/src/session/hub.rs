@@ -226,16 +226,10 @@ impl Handler<Subscribe> for Hub {
         if !self.sessions.contains_key(&msg.id) {
             return Err(SubscribeError::NotConnected(msg.id));
         }
-        if let Some(unknown) =
-            msg.instruments.iter().chain(&msg.trades).find(|s| *s != "*" && self.catalog.get(s).is_none())
-        {
-            return Err(SubscribeError::UnknownInstrument(unknown.clone()));
-        }
-        if let Some(bad) = msg.accounts.iter().find(|a| *a != "*" && !crate::domain::ids::is_valid_account(a)) {
-            return Err(SubscribeError::InvalidAccount(bad.clone()));
-        }
-        let instruments = Filter::from_list(&msg.instruments);
-        let accounts = Filter::from_list(&msg.accounts);
+        let unknown = |e: crate::domain::selection::UnknownInstrument| SubscribeError::UnknownInstrument(e.0);
+        let instruments = Filter::instruments(&msg.instruments, &self.catalog).map_err(unknown)?;
+        let trades = Filter::instruments(&msg.trades, &self.catalog).map_err(unknown)?;
+        let accounts = Filter::accounts(&msg.accounts).map_err(|e| SubscribeError::InvalidAccount(e.0))?;
         let mut topics: Vec<TopicKey> = Vec::new();
         match &instruments {
             Filter::All => topics.push(TopicKey::AllInstruments),
@@ -246,7 +240,7 @@ impl Handler<Subscribe> for Hub {
             Filter::Only(list) => topics.extend(list.iter().cloned().map(TopicKey::Account)),
         }
         // Prints have no state to snapshot: they start with the next one.
-        match Filter::from_list(&msg.trades) {
+        match trades {
             Filter::All => topics.push(TopicKey::AllPrints),
             Filter::Only(list) => topics.extend(list.into_iter().map(TopicKey::Prints)),
         }

@@ -141,6 +141,15 @@ macro_rules! query_handlers {
                 })
             }
         }
+
+        impl crate::handles::DbQuery for $msg {
+            type Answer = $out;
+
+            fn ask(self, reader: &Addr<DbActor>) -> impl std::future::Future<Output = Result<$out, StoreError>> {
+                let request = reader.send(self);
+                async move { request.await.map_err(StoreError::from).and_then(|answer| answer) }
+            }
+        }
     )*};
 }
 

@@ -40,7 +40,7 @@ impl TestServer {
     pub async fn start_in(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::for_tests(data_dir.path().to_owned());
         adjust(&mut config);
-        let admin_token = config.admin_token.clone();
+        let admin_token = config.access.admin_token.clone();
         let running = http::start(config).await.expect("server starts");
         let handle = running.handle.clone();
         actix_rt::spawn(running.server);
@@ -294,33 +294,20 @@ pub fn raw_ws_session(addr: std::net::SocketAddr) -> Option<std::net::TcpStream>
 }
 
 /// A `ttpulse run` process (every role, embedded), killed when dropped; `.1` is its URL.
-pub struct Running(pub std::process::Child, pub String);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub struct Running(pub ttpulse_harness::Proc, pub String);
 
 /// Starts `ttpulse run` on free ports with its data in `data`, no source unless `env` names one,
 /// and span export every 100 ms (instead of 5 s) when `env` sets an OTLP endpoint.
 pub fn run_embedded(data: &std::path::Path, env: &[(&str, &str)]) -> Running {
-    use std::process::{Command, Stdio};
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ttpulse"));
-    cmd.arg("run")
-        .env_remove("RUST_LOG")
-        .env("TTPULSE_LOG", "warn")
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ttpulse"));
+    cmd.env("TTPULSE_LOG", "warn")
         .env("TTPULSE_DATA_DIR", data)
-        .env("TTPULSE_HTTP_ADDR", "127.0.0.1:0")
-        .env("TTPULSE_ADMIN_ADDR", "127.0.0.1:0")
         .env("TTPULSE_SOURCE", "none")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100");
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .stderr(std::process::Stdio::inherit());
     for (key, value) in env {
         cmd.env(key, value);
     }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("ttpulse starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let banner = ttpulse_harness::read_banner(stdout).recv_timeout(Duration::from_secs(60)).expect("banner");
-    Running(child, banner.url)
+    let (proc, banner) = ttpulse_harness::start_ttpulse(&mut cmd).unwrap_or_else(|e| panic!("{e}"));
+    Running(proc, banner.url)
 }

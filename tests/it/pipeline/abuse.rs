@@ -179,7 +179,7 @@ async fn identifiers_that_once_collided_are_kept_apart() {
 /// A client whose ingest times out resends with the ids the 503 named: applied exactly once.
 #[actix_rt::test]
 async fn a_resend_after_an_unconfirmed_ingest_is_applied_once() {
-    let server = TestServer::start_with(|c| c.ingest_confirm_timeout_ms = 300).await;
+    let server = TestServer::start_with(|c| c.intake.ingest_confirm_timeout_ms = 300).await;
     let pool = server.pipeline.db_pool.clone().expect("a database");
     // Another writer holds the database (as a paused or overloaded database would).
     let mut blocker = pool.get().expect("connection");

@@ -114,11 +114,11 @@ async fn time_and_sales_and_candles_since_read_back_from_the_database() {
 #[actix_rt::test]
 async fn retention_prunes_old_trades_and_1s_candles_and_keeps_fills() {
     let server = TestServer::start_with(|c| {
-        c.retain_trades_hours = 1;
-        c.retain_candles_1s_hours = 1;
-        c.retain_pnl_1s_hours = 1;
-        c.prune_interval_secs = 1;
-        c.event_time_behind_secs = 86_400;
+        c.storage.retain_trades_hours = 1;
+        c.storage.retain_candles_1s_hours = 1;
+        c.storage.retain_pnl_1s_hours = 1;
+        c.storage.prune_interval_secs = 1;
+        c.intake.event_time_behind_secs = 86_400;
     })
     .await;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_micros() as i64;
@@ -177,7 +177,7 @@ async fn retention_prunes_old_trades_and_1s_candles_and_keeps_fills() {
 /// missed more than the bound answers `recovered: false`.
 #[actix_rt::test]
 async fn a_client_that_reconnects_recovers_the_fills_it_missed_once_and_in_order() {
-    let server = TestServer::start_with(|c| c.ws_max_recover = 50).await;
+    let server = TestServer::start_with(|c| c.sessions.ws_max_recover = 50).await;
     let fills = |from: i64, to: i64| {
         json!(
             (from..=to)
@@ -275,7 +275,7 @@ async fn a_client_that_reconnects_recovers_the_fills_it_missed_once_and_in_order
 /// them from the database), but no `trade` update is built or sent.
 #[actix_rt::test]
 async fn without_published_prints_trades_are_stored_and_not_streamed() {
-    let server = TestServer::start_with(|c| c.publish_prints = false).await;
+    let server = TestServer::start_with(|c| c.intake.publish_prints = false).await;
     let mut tape = server.ws().await;
     tape.send(json!({"op": "subscribe", "trades": ["ESZ6"], "instruments": ["ESZ6"]})).await;
     tape.next_of_type("snapshot", std::time::Duration::from_secs(5)).await.expect("snapshot");
@@ -383,7 +383,7 @@ async fn pnl_is_sampled_every_second_stored_and_pushed() {
 /// `from` brings them in (inclusive), and `symbol` alone narrows the day to one instrument.
 #[actix_rt::test]
 async fn the_fills_blotter_reads_the_day_by_default_and_a_window_or_an_instrument_when_asked() {
-    let server = TestServer::start_with(|c| c.event_time_behind_secs = 2 * 86_400).await;
+    let server = TestServer::start_with(|c| c.intake.event_time_behind_secs = 2 * 86_400).await;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_micros() as i64;
     const DAY: i64 = 86_400_000_000;
     let today = now - now.rem_euclid(DAY);

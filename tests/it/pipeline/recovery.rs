@@ -165,8 +165,8 @@ async fn a_resend_after_the_database_was_paused_is_applied_once() {
     let url = postgres.url.clone();
     let confirm_timeout = Duration::from_millis(500);
     let server = TestServer::start_with(|c| {
-        c.database_url = Some(url);
-        c.ingest_confirm_timeout_ms = confirm_timeout.as_millis() as u64;
+        c.carriers.database_url = Some(url);
+        c.intake.ingest_confirm_timeout_ms = confirm_timeout.as_millis() as u64;
     })
     .await;
     let (status, body) = server.ingest(&json!([trade("feed-p:1", "CLF7", "61.50", 1, "buy")])).await;

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+mod validate;
+pub use validate::Validated;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SourceKind {
     /// The built-in market simulator.
@@ -76,6 +79,34 @@ pub struct Config {
     )]
     pub roles: Vec<Role>,
 
+    #[command(flatten)]
+    pub carriers: Carriers,
+
+    #[command(flatten)]
+    pub server: Server,
+
+    #[command(flatten)]
+    pub source: Source,
+
+    #[command(flatten)]
+    pub storage: Storage,
+
+    #[command(flatten)]
+    pub intake: Intake,
+
+    #[command(flatten)]
+    pub sessions: Sessions,
+
+    #[command(flatten)]
+    pub access: Access,
+
+    #[command(flatten)]
+    pub traces: Traces,
+}
+
+/// Where the hops, the cache and the database live (distributed mode).
+#[derive(Debug, Clone, Args)]
+pub struct Carriers {
     /// Kafka bootstrap servers (`host:port,...`). Set: hops 1 and 2 go through Kafka (distributed
     /// mode). Other librdkafka settings: TTPULSE_KAFKA_<setting>, e.g. TTPULSE_KAFKA_security.protocol.
     #[arg(long, env = "TTPULSE_KAFKA_BROKERS")]
@@ -107,7 +138,11 @@ pub struct Config {
     /// file in TTPULSE_DATA_DIR.
     #[arg(long, env = "TTPULSE_DATABASE_URL")]
     pub database_url: Option<String>,
+}
 
+/// The HTTP listeners and the process's life.
+#[derive(Debug, Clone, Args)]
+pub struct Server {
     /// Address the HTTP server (API, WebSocket, admin) listens on.
     #[arg(long, env = "TTPULSE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
@@ -117,13 +152,24 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_ADMIN_ADDR", default_value = "127.0.0.1:9464")]
     pub admin_addr: SocketAddr,
 
-    /// Folder for the embedded database (created if missing).
-    #[arg(long, env = "TTPULSE_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    /// Seconds a connection may leave written data unacknowledged (a client that stopped
+    /// reading, a peer that vanished) before the kernel closes it (TCP_USER_TIMEOUT), freeing its
+    /// session; 0 leaves the system default.
+    #[arg(long, env = "TTPULSE_TCP_USER_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    pub tcp_user_timeout_secs: u64,
 
+    /// Longest a graceful shutdown (SIGTERM, Ctrl-C) takes before the process exits anyway, in
+    /// seconds; a second signal exits at once.
+    #[arg(long, env = "TTPULSE_SHUTDOWN_GRACE_SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub shutdown_grace_secs: u64,
+}
+
+/// Where raw events come from besides `POST /api/ingest`.
+#[derive(Debug, Clone, Args)]
+pub struct Source {
     /// Where raw events come from besides POST /api/ingest.
-    #[arg(long, env = "TTPULSE_SOURCE", value_enum, default_value = "simulator")]
-    pub source: SourceKind,
+    #[arg(long = "source", env = "TTPULSE_SOURCE", value_enum, default_value = "simulator")]
+    pub kind: SourceKind,
 
     /// Simulator events per second (1 to 100000); 0 turns the simulator off.
     #[arg(long, env = "TTPULSE_SIM_RATE", default_value_t = 200, value_parser = clap::value_parser!(u32).range(0..=100_000))]
@@ -140,6 +186,14 @@ pub struct Config {
     /// Replay speed in events per second; 0 for as fast as the pipeline takes them.
     #[arg(long, env = "TTPULSE_REPLAY_RATE", default_value_t = 0)]
     pub replay_rate: u32,
+}
+
+/// The database: where, how often it is written, how long rows are kept.
+#[derive(Debug, Clone, Args)]
+pub struct Storage {
+    /// Folder for the embedded database (created if missing).
+    #[arg(long, env = "TTPULSE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
 
     /// Longest wait before processed changes are written to the database, in milliseconds.
     #[arg(long, env = "TTPULSE_DB_FLUSH_MS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=10_000))]
@@ -149,6 +203,76 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_DB_FLUSH_ROWS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub db_flush_rows: u64,
 
+    /// Hours trades (time and sales) are kept in the database; 0 keeps them for good. Fills
+    /// (the trader's record) and positions are always kept.
+    #[arg(long, env = "TTPULSE_RETAIN_TRADES_HOURS", default_value_t = 168)]
+    pub retain_trades_hours: u64,
+
+    /// Hours 1 s candles are kept; 0 keeps them for good.
+    #[arg(long, env = "TTPULSE_RETAIN_CANDLES_1S_HOURS", default_value_t = 48)]
+    pub retain_candles_1s_hours: u64,
+
+    /// Hours 1 min candles are kept; 0 (the default) keeps them for good.
+    #[arg(long, env = "TTPULSE_RETAIN_CANDLES_1M_HOURS", default_value_t = 0)]
+    pub retain_candles_1m_hours: u64,
+
+    /// Hours 1 s P&L samples are kept; 0 keeps them for good (1 min samples always are).
+    #[arg(long, env = "TTPULSE_RETAIN_PNL_1S_HOURS", default_value_t = 48)]
+    pub retain_pnl_1s_hours: u64,
+
+    /// Seconds between two passes that delete rows past their retention (in short batches).
+    #[arg(long, env = "TTPULSE_PRUNE_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub prune_interval_secs: u64,
+}
+
+/// What `POST /api/ingest` and the engine accept, and what the processor publishes.
+#[derive(Debug, Clone, Args)]
+pub struct Intake {
+    /// Events per second POST /api/ingest accepts (all clients together); 0: no limit.
+    #[arg(long, env = "TTPULSE_INGEST_MAX_RATE", default_value_t = 200_000)]
+    pub ingest_max_rate: u32,
+
+    /// Largest POST /api/ingest body, in bytes.
+    #[arg(long, env = "TTPULSE_INGEST_MAX_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub ingest_max_bytes: usize,
+
+    /// Most events in one POST /api/ingest request.
+    #[arg(long, env = "TTPULSE_INGEST_MAX_EVENTS", default_value_t = 10_000)]
+    pub ingest_max_events: usize,
+
+    /// How long POST /api/ingest waits for its events to be stored before it answers 503 with
+    /// the ids the events got (resending them with those ids is then safe), in milliseconds.
+    #[arg(long, env = "TTPULSE_INGEST_CONFIRM_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub ingest_confirm_timeout_ms: u64,
+
+    /// Price band of every instrument: prices above this multiple of its reference price are
+    /// refused (1 to 1000; and never above 1,000,000,000).
+    #[arg(long, env = "TTPULSE_PRICE_BAND", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub price_band: u32,
+
+    /// Most contracts one trade or fill (or one side of a quote) may carry.
+    #[arg(long, env = "TTPULSE_MAX_EVENT_QTY", default_value_t = 100_000, value_parser = clap::value_parser!(i64).range(1..=1_000_000_000))]
+    pub max_event_qty: i64,
+
+    /// How far ahead of its arrival a pushed event may be dated, in milliseconds.
+    #[arg(long, env = "TTPULSE_EVENT_TIME_AHEAD_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    pub event_time_ahead_ms: u64,
+
+    /// How far behind its arrival a pushed event may be dated, in seconds (replay files keep
+    /// their own clock and are not held to it).
+    #[arg(long, env = "TTPULSE_EVENT_TIME_BEHIND_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(0..=31_622_400))]
+    pub event_time_behind_secs: u64,
+
+    /// Whether prints (time and sales, the `trade` update kind) are published downstream: each
+    /// trade is then one more update through Kafka and Redis, whether or not a session asked
+    /// for prints. `false` saves that; `/api/trades` still has every print.
+    #[arg(long, env = "TTPULSE_PUBLISH_PRINTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub publish_prints: bool,
+}
+
+/// WebSocket sessions: queues, limits and update rates.
+#[derive(Debug, Clone, Args)]
+pub struct Sessions {
     /// Account events (fills) a WebSocket session may have waiting before it is closed (4008).
     #[arg(long, env = "TTPULSE_WS_ACCOUNT_QUEUE", default_value_t = 4_096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub ws_account_queue: u64,
@@ -161,53 +285,6 @@ pub struct Config {
     /// Seconds a WebSocket session may stay behind before it is closed (4009).
     #[arg(long, env = "TTPULSE_WS_MAX_BEHIND_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub ws_max_behind_secs: u64,
-
-    /// HS256 secret that signs user tokens (JWT). Set this or TTPULSE_AUTH_JWKS_FILE to require
-    /// a token for account data (positions, fills) and, with TTPULSE_MARKET_DATA=token, for all.
-    #[arg(long, env = "TTPULSE_AUTH_HS256_SECRET", hide_env_values = true)]
-    pub auth_hs256_secret: Option<String>,
-
-    /// A JWKS file (JSON) of RS256/ES256 public keys that sign user tokens.
-    #[arg(long, env = "TTPULSE_AUTH_JWKS_FILE")]
-    pub auth_jwks_file: Option<PathBuf>,
-
-    /// Whether market data needs a token too (when a token key is configured).
-    #[arg(long, env = "TTPULSE_MARKET_DATA", value_enum, default_value = "open")]
-    pub market_data: MarketAccess,
-
-    /// Who may use /admin/* and /metrics.
-    #[arg(long, env = "TTPULSE_ADMIN_ACCESS", value_enum, default_value = "loopback-or-token")]
-    pub admin_access: AdminAccess,
-
-    /// The bearer token for /admin/* and /metrics.
-    #[arg(long, env = "TTPULSE_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
-
-    /// The bearer token POST /api/ingest requires (at least 32 bytes). Without it, ingest is
-    /// open only when TTPULSE_HTTP_ADDR is a loopback address; ttpulse refuses to start with
-    /// ingest reachable from the network and no token.
-    #[arg(long, env = "TTPULSE_INGEST_TOKEN", hide_env_values = true)]
-    pub ingest_token: Option<String>,
-
-    /// Host names clients may reach this server by (comma-separated, e.g. desk.example.com;
-    /// `*` for any). IP addresses and `localhost` are always allowed. A request naming another
-    /// host is refused (421): a page whose DNS name was rebound to this machine gets nothing.
-    #[arg(long, env = "TTPULSE_ALLOWED_HOSTS", value_delimiter = ',')]
-    pub allowed_hosts: Vec<String>,
-
-    /// When set, user tokens must carry this `iss` claim.
-    #[arg(long, env = "TTPULSE_AUTH_ISSUER")]
-    pub auth_issuer: Option<String>,
-
-    /// When set, user tokens must carry this `aud` claim.
-    #[arg(long, env = "TTPULSE_AUTH_AUDIENCE")]
-    pub auth_audience: Option<String>,
-
-    /// Origins besides this server's own allowed to open /ws (comma-separated, e.g.
-    /// https://desk.example.com). This server's own origin is always allowed; with an allowlist,
-    /// a request without an Origin is refused.
-    #[arg(long, env = "TTPULSE_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
-    pub ws_allowed_origins: Vec<String>,
 
     /// Most WebSocket sessions this process holds at once.
     #[arg(long, env = "TTPULSE_MAX_CONNECTIONS", default_value_t = 10_000)]
@@ -251,83 +328,65 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_WS_MESSAGE_RATE", default_value_t = 20)]
     pub ws_message_rate: u32,
 
-    /// Seconds a connection may leave written data unacknowledged (a client that stopped
-    /// reading, a peer that vanished) before the kernel closes it (TCP_USER_TIMEOUT), freeing its
-    /// session; 0 leaves the system default.
-    #[arg(long, env = "TTPULSE_TCP_USER_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3_600))]
-    pub tcp_user_timeout_secs: u64,
-
     /// Instruments plus accounts one session may subscribe to.
     #[arg(long, env = "TTPULSE_WS_MAX_SUBSCRIPTIONS", default_value_t = 200)]
     pub ws_max_subscriptions: usize,
+}
 
-    /// Events per second POST /api/ingest accepts (all clients together); 0: no limit.
-    #[arg(long, env = "TTPULSE_INGEST_MAX_RATE", default_value_t = 200_000)]
-    pub ingest_max_rate: u32,
+/// Who may read, write and administer: tokens, hosts and origins.
+#[derive(Debug, Clone, Args)]
+pub struct Access {
+    /// HS256 secret that signs user tokens (JWT). Set this or TTPULSE_AUTH_JWKS_FILE to require
+    /// a token for account data (positions, fills) and, with TTPULSE_MARKET_DATA=token, for all.
+    #[arg(long, env = "TTPULSE_AUTH_HS256_SECRET", hide_env_values = true)]
+    pub auth_hs256_secret: Option<String>,
 
-    /// Largest POST /api/ingest body, in bytes.
-    #[arg(long, env = "TTPULSE_INGEST_MAX_BYTES", default_value_t = 4 * 1024 * 1024)]
-    pub ingest_max_bytes: usize,
+    /// A JWKS file (JSON) of RS256/ES256 public keys that sign user tokens.
+    #[arg(long, env = "TTPULSE_AUTH_JWKS_FILE")]
+    pub auth_jwks_file: Option<PathBuf>,
 
-    /// Most events in one POST /api/ingest request.
-    #[arg(long, env = "TTPULSE_INGEST_MAX_EVENTS", default_value_t = 10_000)]
-    pub ingest_max_events: usize,
+    /// When set, user tokens must carry this `iss` claim.
+    #[arg(long, env = "TTPULSE_AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
 
-    /// How long POST /api/ingest waits for its events to be stored before it answers 503 with
-    /// the ids the events got (resending them with those ids is then safe), in milliseconds.
-    #[arg(long, env = "TTPULSE_INGEST_CONFIRM_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
-    pub ingest_confirm_timeout_ms: u64,
+    /// When set, user tokens must carry this `aud` claim.
+    #[arg(long, env = "TTPULSE_AUTH_AUDIENCE")]
+    pub auth_audience: Option<String>,
 
-    /// Whether prints (time and sales, the `trade` update kind) are published downstream: each
-    /// trade is then one more update through Kafka and Redis, whether or not a session asked
-    /// for prints. `false` saves that; `/api/trades` still has every print.
-    #[arg(long, env = "TTPULSE_PUBLISH_PRINTS", default_value_t = true, action = clap::ArgAction::Set)]
-    pub publish_prints: bool,
+    /// Whether market data needs a token too (when a token key is configured).
+    #[arg(long, env = "TTPULSE_MARKET_DATA", value_enum, default_value = "open")]
+    pub market_data: MarketAccess,
 
-    /// Hours trades (time and sales) are kept in the database; 0 keeps them for good. Fills
-    /// (the trader's record) and positions are always kept.
-    #[arg(long, env = "TTPULSE_RETAIN_TRADES_HOURS", default_value_t = 168)]
-    pub retain_trades_hours: u64,
+    /// Who may use /admin/* and /metrics.
+    #[arg(long, env = "TTPULSE_ADMIN_ACCESS", value_enum, default_value = "loopback-or-token")]
+    pub admin_access: AdminAccess,
 
-    /// Hours 1 s candles are kept; 0 keeps them for good.
-    #[arg(long, env = "TTPULSE_RETAIN_CANDLES_1S_HOURS", default_value_t = 48)]
-    pub retain_candles_1s_hours: u64,
+    /// The bearer token for /admin/* and /metrics.
+    #[arg(long, env = "TTPULSE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 
-    /// Hours 1 min candles are kept; 0 (the default) keeps them for good.
-    #[arg(long, env = "TTPULSE_RETAIN_CANDLES_1M_HOURS", default_value_t = 0)]
-    pub retain_candles_1m_hours: u64,
+    /// The bearer token POST /api/ingest requires (at least 32 bytes). Without it, ingest is
+    /// open only when TTPULSE_HTTP_ADDR is a loopback address; ttpulse refuses to start with
+    /// ingest reachable from the network and no token.
+    #[arg(long, env = "TTPULSE_INGEST_TOKEN", hide_env_values = true)]
+    pub ingest_token: Option<String>,
 
-    /// Hours 1 s P&L samples are kept; 0 keeps them for good (1 min samples always are).
-    #[arg(long, env = "TTPULSE_RETAIN_PNL_1S_HOURS", default_value_t = 48)]
-    pub retain_pnl_1s_hours: u64,
+    /// Host names clients may reach this server by (comma-separated, e.g. desk.example.com;
+    /// `*` for any). IP addresses and `localhost` are always allowed. A request naming another
+    /// host is refused (421): a page whose DNS name was rebound to this machine gets nothing.
+    #[arg(long, env = "TTPULSE_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
 
-    /// Seconds between two passes that delete rows past their retention (in short batches).
-    #[arg(long, env = "TTPULSE_PRUNE_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub prune_interval_secs: u64,
+    /// Origins besides this server's own allowed to open /ws (comma-separated, e.g.
+    /// https://desk.example.com). This server's own origin is always allowed; with an allowlist,
+    /// a request without an Origin is refused.
+    #[arg(long, env = "TTPULSE_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub ws_allowed_origins: Vec<String>,
+}
 
-    /// Price band of every instrument: prices above this multiple of its reference price are
-    /// refused (1 to 1000; and never above 1,000,000,000).
-    #[arg(long, env = "TTPULSE_PRICE_BAND", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000))]
-    pub price_band: u32,
-
-    /// Most contracts one trade or fill (or one side of a quote) may carry.
-    #[arg(long, env = "TTPULSE_MAX_EVENT_QTY", default_value_t = 100_000, value_parser = clap::value_parser!(i64).range(1..=1_000_000_000))]
-    pub max_event_qty: i64,
-
-    /// How far ahead of its arrival a pushed event may be dated, in milliseconds.
-    #[arg(long, env = "TTPULSE_EVENT_TIME_AHEAD_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
-    pub event_time_ahead_ms: u64,
-
-    /// How far behind its arrival a pushed event may be dated, in seconds (replay files keep
-    /// their own clock and are not held to it).
-    #[arg(long, env = "TTPULSE_EVENT_TIME_BEHIND_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(0..=31_622_400))]
-    pub event_time_behind_secs: u64,
-
-    /// Longest a graceful shutdown (SIGTERM, Ctrl-C) takes before the process exits anyway, in
-    /// seconds; a second signal exits at once.
-    #[arg(long, env = "TTPULSE_SHUTDOWN_GRACE_SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
-    pub shutdown_grace_secs: u64,
-
+/// Distributed traces of sampled events (OTLP).
+#[derive(Debug, Clone, Args)]
+pub struct Traces {
     /// OTLP/HTTP endpoint (`http://collector:4318`) that receives the traces of sampled events;
     /// unset, this process starts no trace (it still carries on the ones it receives).
     #[arg(long, env = "TTPULSE_OTLP_ENDPOINT", value_parser = parse_otlp_endpoint)]
@@ -371,7 +430,7 @@ fn parse_ratio(text: &str) -> Result<f64, String> {
 
 impl Config {
     pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join("ttpulse.db")
+        self.storage.data_dir.join("ttpulse.db")
     }
 
     pub fn has(&self, role: Role) -> bool {
@@ -386,18 +445,19 @@ impl Config {
     pub fn time_window(&self) -> ttpulse_actors::domain::TimeWindow {
         let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
         ttpulse_actors::domain::TimeWindow {
-            ahead: micros(Duration::from_millis(self.event_time_ahead_ms)),
-            behind: micros(Duration::from_secs(self.event_time_behind_secs)),
+            ahead: micros(Duration::from_millis(self.intake.event_time_ahead_ms)),
+            behind: micros(Duration::from_secs(self.intake.event_time_behind_secs)),
         }
     }
 
     /// The instrument catalog with the configured price band and quantity limit.
     pub fn catalog(&self) -> ttpulse_actors::domain::InstrumentCatalog {
-        ttpulse_actors::domain::InstrumentCatalog::default_futures().with_limits(self.price_band, self.max_event_qty)
+        ttpulse_actors::domain::InstrumentCatalog::default_futures()
+            .with_limits(self.intake.price_band, self.intake.max_event_qty)
     }
 
     pub fn flush_interval(&self) -> Duration {
-        Duration::from_millis(self.db_flush_ms)
+        Duration::from_millis(self.storage.db_flush_ms)
     }
 
     /// Every setting at its default, as `ttpulse run` has it with nothing set (the environment
@@ -413,20 +473,20 @@ impl Config {
     /// simulator, and no limits on how many sessions one address opens how fast (every test
     /// client comes from 127.0.0.1; the tests of those limits set them).
     pub fn for_tests(data_dir: PathBuf) -> Self {
-        Self {
-            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir,
-            source: SourceKind::None,
-            sim_rate: 0,
-            sim_seed: Some(1),
-            db_flush_ms: 2,
-            ws_connect_rate: 0,
-            max_connections_per_address: 0,
-            ws_connect_rate_per_address: 0,
-            ingest_max_rate: 0,
-            ..Self::defaults()
-        }
+        let mut config = Self::defaults();
+        let loopback_any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.server.http_addr = loopback_any_port;
+        config.server.admin_addr = loopback_any_port;
+        config.storage.data_dir = data_dir;
+        config.storage.db_flush_ms = 2;
+        config.source.kind = SourceKind::None;
+        config.source.sim_rate = 0;
+        config.source.sim_seed = Some(1);
+        config.sessions.ws_connect_rate = 0;
+        config.sessions.max_connections_per_address = 0;
+        config.sessions.ws_connect_rate_per_address = 0;
+        config.intake.ingest_max_rate = 0;
+        config
     }
 }
 
@@ -438,13 +498,20 @@ mod tests {
     #[test]
     fn the_defaults_are_the_documented_ones_and_ignore_the_environment() {
         let defaults = Config::defaults();
-        assert_eq!(defaults.http_addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(defaults.server.http_addr, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(defaults.roles, Role::ALL.to_vec());
-        assert_eq!((defaults.sim_rate, defaults.ws_message_rate, defaults.max_connections_per_address), (200, 20, 50));
-        assert_eq!(defaults.trace_sample_ratio, 0.001);
-        assert!(defaults.publish_prints);
+        assert_eq!(
+            (
+                defaults.source.sim_rate,
+                defaults.sessions.ws_message_rate,
+                defaults.sessions.max_connections_per_address
+            ),
+            (200, 20, 50)
+        );
+        assert_eq!(defaults.traces.trace_sample_ratio, 0.001);
+        assert!(defaults.intake.publish_prints);
         // `.env.example` shows every key with a default at that default (commented out).
-        let example = include_str!("../.env.example");
+        let example = include_str!("../../.env.example");
         let command = <Config as Args>::augment_args(clap::Command::new("ttpulse"));
         let mut checked = 0;
         for arg in command.get_arguments() {
@@ -469,9 +536,9 @@ mod tests {
     /// Every setting is documented where the docs say: `.env.example` and docs/configuration.md.
     #[test]
     fn every_setting_is_documented() {
-        let source = include_str!("config.rs");
-        let env_example = include_str!("../.env.example");
-        let reference = include_str!("../docs/configuration.md");
+        let source = include_str!("mod.rs");
+        let env_example = include_str!("../../.env.example");
+        let reference = include_str!("../../docs/configuration.md");
         let keys: Vec<&str> = source
             .split("env = \"")
             .skip(1)
