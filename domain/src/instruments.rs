@@ -72,6 +72,11 @@ impl InstrumentSpec {
     }
 }
 
+/// A symbol that is not in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown instrument `{0}`")]
+pub struct UnknownInstrument(pub String);
+
 /// The instruments the system knows, by symbol. Events for any other symbol are rejected.
 #[derive(Debug, Clone, Default)]
 pub struct InstrumentCatalog {
@@ -124,6 +129,12 @@ impl InstrumentCatalog {
 
     pub fn get(&self, symbol: &str) -> Option<&InstrumentSpec> {
         self.by_symbol.get(symbol)
+    }
+
+    /// The one parse of a symbol that comes from outside (a read, a subscription): the
+    /// instrument it names, or the error every edge shows.
+    pub fn symbol(&self, text: &str) -> Result<&InstrumentSpec, UnknownInstrument> {
+        self.get(text).ok_or_else(|| UnknownInstrument(text.to_owned()))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &InstrumentSpec> {

@@ -4,6 +4,7 @@
 
 use super::ids::Account;
 use super::instruments::InstrumentCatalog;
+pub use super::instruments::UnknownInstrument;
 
 /// Which instruments or accounts a read or a subscription covers: all of them, or a list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,11 +12,6 @@ pub enum Filter {
     All,
     Only(Vec<String>),
 }
-
-/// A name in a list that is not a known instrument.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown instrument `{0}`")]
-pub struct UnknownInstrument(pub String);
 
 impl Filter {
     /// A list holding `"*"` means all.
@@ -34,8 +30,8 @@ impl Filter {
 
     /// Instruments: `*` or symbols of `catalog`; the first unknown one is the error.
     pub fn instruments(items: &[String], catalog: &InstrumentCatalog) -> Result<Self, UnknownInstrument> {
-        if let Some(unknown) = items.iter().find(|s| *s != "*" && catalog.get(s).is_none()) {
-            return Err(UnknownInstrument(unknown.clone()));
+        for item in items.iter().filter(|i| *i != "*") {
+            catalog.symbol(item)?;
         }
         Ok(Self::from_list(items))
     }

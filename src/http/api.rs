@@ -124,10 +124,7 @@ fn history_limit(limit: Option<i64>, default: i64) -> Result<i64, ApiError> {
 
 /// A symbol of the catalog, or the refusal.
 fn known_symbol(pipeline: &Pipeline, symbol: &str) -> Result<(), ApiError> {
-    match pipeline.catalog.get(symbol) {
-        Some(_) => Ok(()),
-        None => Err(unknown_instrument(UnknownInstrument(symbol.to_owned()))),
-    }
+    pipeline.catalog.symbol(symbol).map(|_| ()).map_err(unknown_instrument)
 }
 
 fn unknown_instrument(e: UnknownInstrument) -> ApiError {
