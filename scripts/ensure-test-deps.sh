@@ -2,14 +2,15 @@
 # What `make test` needs besides the Rust toolchain, installed or started when missing:
 # - Debian packages: C toolchain and headers for librdkafka (built from source by rdkafka-sys),
 #   libpq for diesel's PostgreSQL backend, redis-server and psql for the distributed tests,
-#   python3-yaml for scripts/check-deploy.py (the deploy files);
+#   python3-yaml for scripts/check-deploy.py (the deploy files), nginx for the distributed test of
+#   two api nodes behind deploy/nginx.conf (and the dashboard's end-to-end tests);
 # - a running PostgreSQL on 127.0.0.1:5432 (trust auth for the `postgres` user);
 # - promtool, from Debian's prometheus package, for the alert rules' tests;
 # - the nisshi broker (scripts/ensure-nisshi.sh; a one-time ~9-minute build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extra=(curl redis-server postgresql-client python3-yaml)
+extra=(curl redis-server postgresql-client python3-yaml nginx)
 if ! command -v pg_ctlcluster >/dev/null 2>&1 && ! command -v pg_ctl >/dev/null 2>&1; then
   extra+=(postgresql)
 fi

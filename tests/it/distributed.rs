@@ -14,6 +14,8 @@ use ttpulse_actors::ingest::simulator::Simulator;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+mod scale_out;
+
 async fn healthy(role: &Role) -> bool {
     eventually(WAIT, async || get_json(&format!("{}/admin/health", role.admin)).await.0 == 200).await
 }
