@@ -72,6 +72,21 @@ enum Cmd {
         #[arg(long, default_value = "target/release/ttpulse")]
         bin: PathBuf,
     },
+    /// Distributed scale-out: 1, 2, 3... processors sharing the partitions, the ingester's
+    /// simulator pushing more than they take; events/s processed and per processor CPU-second.
+    Scale {
+        /// Processor counts, comma-separated, each on a fresh stack.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        processors: Vec<usize>,
+        /// The simulator's rate (events/s): above what the processors take, so that they are
+        /// the limit.
+        #[arg(long, default_value_t = 50_000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value = "target/release/ttpulse")]
+        bin: PathBuf,
+    },
     /// The minimal WebSocket broadcast server ttpulse's fan-out is compared with.
     BroadcastServer {
         #[arg(long)]
@@ -170,6 +185,24 @@ fn main() -> anyhow::Result<()> {
         }),
         Cmd::BroadcastServer { addr, rate } => runtime.block_on(fanout::broadcast_server(&addr, rate)),
         Cmd::Run { quick, bin, out } => runtime.block_on(run(quick, &bin, &out)),
+        Cmd::Scale { processors, rate, seconds, bin } => runtime.block_on(async {
+            let work = std::env::temp_dir().join(format!("ttpulse-bench-scale-{}", std::process::id()));
+            std::fs::create_dir_all(&work)?;
+            println!("| processors | events/s processed | processor CPU (cores) | events per processor CPU-second | consumer lag at the end |");
+            println!("|---|---|---|---|---|");
+            for n in processors {
+                log(format!("{n} processor(s), simulator at {rate}/s"));
+                let db = format!("bench_scale_{}_{n}", std::process::id());
+                let stack = Stack::start(&bin, &work, &work, &db, rate, n)?;
+                let row = scale_row(&stack, Duration::from_secs(seconds)).await;
+                println!(
+                    "| {n} | {:.0} | {:.2} | {:.0} | {:.0} |",
+                    row.events_per_sec, row.processor_cores, row.events_per_cpu_second, row.lag
+                );
+            }
+            let _ = std::fs::remove_dir_all(&work);
+            Ok(())
+        }),
         Cmd::Latency { rate, seconds, bin } => runtime.block_on(async {
             let work = std::env::temp_dir().join(format!("ttpulse-bench-latency-{}", std::process::id()));
             std::fs::create_dir_all(&work)?;
@@ -291,7 +324,7 @@ async fn run(quick: bool, bin: &Path, out: &Path) -> anyhow::Result<()> {
 
     for &rate in &plan.rates {
         log(format!("distributed end-to-end at {rate} events/s, then the raw broker and Redis trips"));
-        let stack = Stack::start(bin, &work, &logs, &format!("bench_{}_{rate}", std::process::id()), rate)?;
+        let stack = Stack::start(bin, &work, &logs, &format!("bench_{}_{rate}", std::process::id()), rate, 1)?;
         let ws = stack.api_url.replacen("http", "ws", 1) + "/ws";
         let role_refs: Vec<&Proc> = stack.roles.iter().collect();
         let before = server_histogram(&stack.api_admin);
@@ -325,7 +358,7 @@ async fn run(quick: bool, bin: &Path, out: &Path) -> anyhow::Result<()> {
     }
     log("throughput, distributed");
     for &target in &plan.distributed_steps {
-        let stack = Stack::start(bin, &work, &logs, &format!("bench_tp_{}_{target}", std::process::id()), target)?;
+        let stack = Stack::start(bin, &work, &logs, &format!("bench_tp_{}_{target}", std::process::id()), target, 1)?;
         let step = throughput_step(&stack.api_url, &stack.processor_admin, target, &plan).await?;
         log(format!("  {target}/s: achieved {:.0}/s, p99 {:.1} ms, lag {:.0}", step.achieved, step.p99_ms, step.lag));
         report.throughput_distributed.push(step);
@@ -377,13 +410,60 @@ async fn throughput_step(api: &str, processor: &str, target: u32, plan: &Plan) -
     Ok(ThroughputStep { target, achieved, p99_ms: latency.p99_ms, lag, sustained })
 }
 
-/// Broker, Redis, a database and one ttpulse process per role, the ingester's simulator at `rate`.
+/// One scale-out measurement: what the processors together took over the window.
+struct ScaleRow {
+    events_per_sec: f64,
+    /// CPU the processors used over the window, in cores (1.0: one core all the time).
+    processor_cores: f64,
+    events_per_cpu_second: f64,
+    lag: f64,
+}
+
+/// After a warm-up, the events the stack's processors processed over `window`, and their CPU.
+async fn scale_row(stack: &Stack, window: Duration) -> ScaleRow {
+    let processed = |admins: &[String]| -> f64 {
+        admins
+            .iter()
+            .map(|url| {
+                procs::metric(
+                    &procs::http_get(&format!("{url}/metrics")).unwrap_or_default(),
+                    "ttpulse_events_processed_total",
+                )
+            })
+            .sum()
+    };
+    let cpu = |procs: &[&Proc]| -> f64 { procs.iter().map(|p| p.usage().0).sum() };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let processors: Vec<&Proc> = stack.roles.iter().filter(|p| p.name == "processor").collect();
+    let (events_before, cpu_before, start) = (processed(&stack.processor_admins), cpu(&processors), Instant::now());
+    tokio::time::sleep(window).await;
+    let (events, cpu_seconds) = (processed(&stack.processor_admins) - events_before, cpu(&processors) - cpu_before);
+    let elapsed = start.elapsed().as_secs_f64();
+    let lag = stack
+        .processor_admins
+        .iter()
+        .map(|url| {
+            procs::metric(&procs::http_get(&format!("{url}/metrics")).unwrap_or_default(), "ttpulse_kafka_consumer_lag")
+        })
+        .sum();
+    ScaleRow {
+        events_per_sec: events / elapsed,
+        processor_cores: cpu_seconds / elapsed,
+        events_per_cpu_second: if cpu_seconds > 0.0 { events / cpu_seconds } else { 0.0 },
+        lag,
+    }
+}
+
+/// Broker, Redis, a database and one ttpulse process per role (`processors` of the processor
+/// role, sharing the partitions), the ingester's simulator at `rate`.
 struct Stack {
     roles: Vec<Proc>,
     api_url: String,
     /// Admin URLs (metrics) of the api and the processor.
     api_admin: String,
     processor_admin: String,
+    /// Every processor's admin URL (the first is `processor_admin`).
+    processor_admins: Vec<String>,
     brokers: String,
     redis_url: String,
     broker: Proc,
@@ -392,7 +472,7 @@ struct Stack {
 }
 
 impl Stack {
-    fn start(bin: &Path, work: &Path, logs: &Path, db: &str, rate: u32) -> anyhow::Result<Self> {
+    fn start(bin: &Path, work: &Path, logs: &Path, db: &str, rate: u32, processors: usize) -> anyhow::Result<Self> {
         let (broker, brokers) = procs::broker(logs)?;
         let redis_dir = work.join(format!("redis-{db}"));
         std::fs::create_dir_all(&redis_dir)?;
@@ -410,18 +490,27 @@ impl Stack {
                 ("TTPULSE_SIM_SEED", "7".into()),
             ])
         };
-        let (processor, _) = procs::ttpulse(bin, "processor", &common("processor", 0), logs)?;
+        let mut processor_roles = Vec::new();
+        for _ in 0..processors.max(1) {
+            processor_roles.push(procs::ttpulse(bin, "processor", &common("processor", 0), logs)?.0);
+        }
+        let processor_admins: Vec<String> = processor_roles.iter().map(|p| p.admin.clone()).collect();
         let (cache, _) = procs::ttpulse(bin, "cache", &common("cache", 0), logs)?;
         let (api, api_url) = procs::ttpulse(bin, "api", &common("api", 0), logs)?;
         // Let the consumer groups settle before the first event.
         std::thread::sleep(Duration::from_secs(2));
         let (ingester, _) = procs::ttpulse(bin, "ingester", &common("ingester", rate), logs)?;
-        let (api_admin, processor_admin) = (api.admin.clone(), processor.admin.clone());
+        let (api_admin, processor_admin) = (api.admin.clone(), processor_admins[0].clone());
+        // In the order the cost table lists them: ingester, processors, cache, api.
+        let mut roles = vec![ingester];
+        roles.extend(processor_roles);
+        roles.extend([cache, api]);
         Ok(Self {
-            roles: vec![ingester, processor, cache, api],
+            roles,
             api_url,
             api_admin,
             processor_admin,
+            processor_admins,
             brokers,
             redis_url,
             broker,
