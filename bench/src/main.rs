@@ -188,16 +188,27 @@ fn main() -> anyhow::Result<()> {
         Cmd::Scale { processors, rate, seconds, bin } => runtime.block_on(async {
             let work = std::env::temp_dir().join(format!("ttpulse-bench-scale-{}", std::process::id()));
             std::fs::create_dir_all(&work)?;
-            println!("| processors | events/s processed | processor CPU (cores) | events per processor CPU-second | consumer lag at the end |");
-            println!("|---|---|---|---|---|");
+            println!(
+                "| processors | events/s processed | processor CPU (cores) | events per processor CPU-second | \
+                 CPU µs per event: processor / cache / api / ingester | consumer lag at the end |"
+            );
+            println!("|---|---|---|---|---|---|");
             for n in processors {
                 log(format!("{n} processor(s), simulator at {rate}/s"));
                 let db = format!("bench_scale_{}_{n}", std::process::id());
                 let stack = Stack::start(&bin, &work, &work, &db, rate, n)?;
                 let row = scale_row(&stack, Duration::from_secs(seconds)).await;
+                let per_event = |role: &str| row.micros_per_event.get(role).copied().unwrap_or(0.0);
                 println!(
-                    "| {n} | {:.0} | {:.2} | {:.0} | {:.0} |",
-                    row.events_per_sec, row.processor_cores, row.events_per_cpu_second, row.lag
+                    "| {n} | {:.0} | {:.2} | {:.0} | {:.1} / {:.1} / {:.1} / {:.1} | {:.0} |",
+                    row.events_per_sec,
+                    row.processor_cores,
+                    row.events_per_cpu_second,
+                    per_event("processor"),
+                    per_event("cache"),
+                    per_event("api"),
+                    per_event("ingester"),
+                    row.lag
                 );
             }
             let _ = std::fs::remove_dir_all(&work);
@@ -416,6 +427,8 @@ struct ScaleRow {
     /// CPU the processors used over the window, in cores (1.0: one core all the time).
     processor_cores: f64,
     events_per_cpu_second: f64,
+    /// CPU microseconds per processed event, by role (all processors together).
+    micros_per_event: std::collections::BTreeMap<String, f64>,
     lag: f64,
 }
 
@@ -432,13 +445,26 @@ async fn scale_row(stack: &Stack, window: Duration) -> ScaleRow {
             })
             .sum()
     };
-    let cpu = |procs: &[&Proc]| -> f64 { procs.iter().map(|p| p.usage().0).sum() };
+    // CPU seconds used so far, by role.
+    let cpu = || {
+        let mut by_role = std::collections::BTreeMap::<String, f64>::new();
+        for p in &stack.roles {
+            *by_role.entry(p.name.clone()).or_default() += p.usage().0;
+        }
+        by_role
+    };
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let processors: Vec<&Proc> = stack.roles.iter().filter(|p| p.name == "processor").collect();
-    let (events_before, cpu_before, start) = (processed(&stack.processor_admins), cpu(&processors), Instant::now());
+    let (events_before, cpu_before, start) = (processed(&stack.processor_admins), cpu(), Instant::now());
     tokio::time::sleep(window).await;
-    let (events, cpu_seconds) = (processed(&stack.processor_admins) - events_before, cpu(&processors) - cpu_before);
+    let events = processed(&stack.processor_admins) - events_before;
+    let used: std::collections::BTreeMap<String, f64> = cpu()
+        .into_iter()
+        .map(|(role, after)| (role.clone(), after - cpu_before.get(&role).copied().unwrap_or(0.0)))
+        .collect();
+    let cpu_seconds = used.get("processor").copied().unwrap_or(0.0);
     let elapsed = start.elapsed().as_secs_f64();
+    let micros_per_event =
+        used.iter().map(|(role, s)| (role.clone(), if events > 0.0 { s * 1e6 / events } else { 0.0 })).collect();
     let lag = stack
         .processor_admins
         .iter()
@@ -450,6 +476,7 @@ async fn scale_row(stack: &Stack, window: Duration) -> ScaleRow {
         events_per_sec: events / elapsed,
         processor_cores: cpu_seconds / elapsed,
         events_per_cpu_second: if cpu_seconds > 0.0 { events / cpu_seconds } else { 0.0 },
+        micros_per_event,
         lag,
     }
 }
