@@ -34,8 +34,16 @@ impl Deref for Validated {
 
 impl Config {
     /// Checks that the roles, carriers, source and access settings fit together; the error
-    /// names the variable to change.
+    /// names the variable to change. (Access settings first, then roles, carriers and source:
+    /// the order `run` has always reported them in.)
     pub fn validate(self) -> anyhow::Result<Validated> {
+        self.check_access()?;
+        let (source, kafka_passthrough) = self.check_carriers_and_source()?;
+        Ok(Validated { config: self, source, kafka_passthrough })
+    }
+
+    /// Roles, carriers and source: the `configuration` line of `ttpulse check`.
+    pub(crate) fn check_carriers_and_source(&self) -> anyhow::Result<(SourceConfig, Vec<(String, String)>)> {
         self.check_roles_and_carriers()?;
         let kafka_passthrough = kafka_passthrough();
         if self.carriers.kafka_brokers.is_some() {
@@ -46,9 +54,7 @@ impl Config {
             ttpulse_actors::cache::redis::client(url, self.carriers.redis_ca_file.as_deref())
                 .with_context(|| format!("TTPULSE_REDIS_URL {}", redact_url(url)))?;
         }
-        let source = self.source_config()?;
-        self.check_access()?;
-        Ok(Validated { config: self, source, kafka_passthrough })
+        Ok((self.source_config()?, kafka_passthrough))
     }
 
     fn check_roles_and_carriers(&self) -> anyhow::Result<()> {
@@ -92,11 +98,16 @@ impl Config {
         })
     }
 
-    fn check_access(&self) -> anyhow::Result<()> {
+    /// Token, admin and ingest settings (the JWKS file read and parsed): the `security` line of
+    /// `ttpulse check`.
+    pub(crate) fn check_access(&self) -> anyhow::Result<()> {
         let access = &self.access;
         match (&access.auth_hs256_secret, &access.auth_jwks_file) {
             (Some(_), Some(_)) => bail!("set TTPULSE_AUTH_HS256_SECRET or TTPULSE_AUTH_JWKS_FILE, not both"),
             (Some(secret), None) => ensure!(secret.len() >= 32, "TTPULSE_AUTH_HS256_SECRET must be at least 32 bytes"),
+            (None, Some(path)) => {
+                crate::http::auth::read_jwks(path)?;
+            }
             (None, None) if access.market_data == MarketAccess::Token => {
                 bail!("TTPULSE_MARKET_DATA=token needs TTPULSE_AUTH_HS256_SECRET or TTPULSE_AUTH_JWKS_FILE")
             }
@@ -123,4 +134,24 @@ impl Config {
 
 fn kafka_passthrough() -> Vec<(String, String)> {
     kafka::settings_from_env(std::env::vars(), "TTPULSE_KAFKA_", &["BROKERS", "PARTITIONS", "REPLICATION", "GROUP"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With two mistakes, `run` names the one it always named first: the access setting (the
+    /// JWKS file included), before the roles and carriers.
+    #[test]
+    fn access_settings_are_reported_before_roles_and_carriers() {
+        let mut config = Config::for_tests(std::env::temp_dir());
+        config.roles = vec![Role::Api];
+        config.access.auth_hs256_secret = Some("x".repeat(32));
+        config.access.auth_jwks_file = Some("/nonexistent/jwks.json".into());
+        let err = format!("{:#}", config.clone().validate().expect_err("refused"));
+        assert_eq!(err, "set TTPULSE_AUTH_HS256_SECRET or TTPULSE_AUTH_JWKS_FILE, not both");
+        config.access.auth_hs256_secret = None;
+        let err = format!("{:#}", config.validate().expect_err("refused"));
+        assert!(err.starts_with("cannot read TTPULSE_AUTH_JWKS_FILE /nonexistent/jwks.json"), "{err}");
+    }
 }

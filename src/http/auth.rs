@@ -91,19 +91,21 @@ pub struct Auth {
     origins: Vec<String>,
 }
 
+/// The keys of a JWKS file, or why there are none (`Config::validate` reads it too, so that a
+/// bad file is reported in the order `run` always did).
+pub(crate) fn read_jwks(path: &std::path::Path) -> anyhow::Result<jsonwebtoken::jwk::JwkSet> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read TTPULSE_AUTH_JWKS_FILE {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a JWKS document", path.display()))
+}
+
 impl Auth {
     pub fn from_config(config: &Validated) -> anyhow::Result<Self> {
         // The rules (one key kind, lengths, what needs a token) were checked by
         // `Config::validate`; what is left is reading the keys.
         let keys = match (&config.access.auth_hs256_secret, &config.access.auth_jwks_file) {
             (Some(secret), _) => Some(Keys::Hs256(DecodingKey::from_secret(secret.as_bytes()))),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read TTPULSE_AUTH_JWKS_FILE {}", path.display()))?;
-                let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&text)
-                    .with_context(|| format!("{} is not a JWKS document", path.display()))?;
-                Some(Keys::Jwks(set))
-            }
+            (None, Some(path)) => Some(Keys::Jwks(read_jwks(path)?)),
             (None, None) => None,
         };
         Ok(Self {

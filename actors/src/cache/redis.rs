@@ -290,16 +290,17 @@ impl Handler<UpdateBatch> for RedisCacheActor {
     }
 }
 
-/// What can go wrong rebuilding or reloading the state kept in Redis, with its cause.
+/// What can go wrong rebuilding or reloading the state kept in Redis: the cause itself, worded
+/// as it always was in the log and in `/admin/health` (`cannot load the state from Redis: <it>`).
 #[derive(Debug, thiserror::Error)]
 enum StateError {
-    #[error("Redis: {0}")]
+    #[error(transparent)]
     Redis(#[from] redis::RedisError),
-    #[error("database: {0}")]
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Hop(#[from] HopError),
-    #[error("actor unavailable: {0}")]
+    #[error(transparent)]
     Mailbox(#[from] MailboxError),
 }
 
@@ -435,3 +436,20 @@ impl Actor for RedisFeedActor {
 }
 
 crate::supervised!(RedisFeedActor);
+
+#[cfg(test)]
+mod state_error_tests {
+    use super::*;
+
+    /// A state error reads as its cause alone, as the `String` errors it replaced did.
+    #[test]
+    fn a_state_error_reads_as_its_cause() {
+        let redis_error = || redis::RedisError::from((redis::ErrorKind::Io, "connection refused"));
+        assert_eq!(StateError::from(redis_error()).to_string(), redis_error().to_string());
+        let hop = || HopError::Unavailable("not connected to Redis".into());
+        assert_eq!(StateError::from(hop()).to_string(), hop().to_string());
+        assert_eq!(StateError::from(MailboxError::Closed).to_string(), MailboxError::Closed.to_string());
+        let store = || crate::store::StoreError::from(MailboxError::Timeout);
+        assert_eq!(StateError::from(store()).to_string(), store().to_string());
+    }
+}

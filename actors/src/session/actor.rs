@@ -137,16 +137,27 @@ struct Names {
 
 impl Names {
     fn count(&self) -> usize {
-        self.instruments.len().saturating_add(self.positions.len()).saturating_add(self.trades.len())
+        Self::count_of(&self.instruments, &self.positions, &self.trades)
+    }
+
+    fn count_of(instruments: &[String], positions: &[String], trades: &[String]) -> usize {
+        instruments.len().saturating_add(positions.len()).saturating_add(trades.len())
     }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 enum ClientMessage {
+    // The names are fields of their own (not a flattened `Names`): a flattened struct reads
+    // only from a JSON object, and the array form (`["subscribe", [...]]`) must keep working.
     Subscribe {
-        #[serde(flatten)]
-        names: Names,
+        #[serde(default)]
+        instruments: Vec<String>,
+        #[serde(default)]
+        positions: Vec<String>,
+        /// Instruments (`"*"` for all) whose prints (time and sales) to send.
+        #[serde(default)]
+        trades: Vec<String>,
         /// Per `fills:<account>:<symbol>` key, the last seq the client holds: the fills after it
         /// are replayed from the database right after the snapshot.
         #[serde(default)]
@@ -158,6 +169,19 @@ enum ClientMessage {
     },
     Unsubscribe(Names),
     Ping,
+}
+
+impl ClientMessage {
+    /// How many names the message lists.
+    fn listed(&self) -> usize {
+        match self {
+            ClientMessage::Subscribe { instruments, positions, trades, .. } => {
+                Names::count_of(instruments, positions, trades)
+            }
+            ClientMessage::Unsubscribe(names) => names.count(),
+            ClientMessage::Ping => 0,
+        }
+    }
 }
 
 pub struct SessionActor {
@@ -500,9 +524,7 @@ impl SessionActor {
             // The server's clock, so that a client can mark quiet instruments stale against the
             // clock their exchange times come from rather than its own.
             ClientMessage::Ping => ctx.text(format!(r#"{{"type":"pong","server_ts":{}}}"#, now_micros())),
-            ClientMessage::Subscribe { names, .. } | ClientMessage::Unsubscribe(names)
-                if names.count() > self.max_list =>
-            {
+            ClientMessage::Subscribe { .. } | ClientMessage::Unsubscribe(_) if message.listed() > self.max_list => {
                 self.metrics.refusals.with_label_values(&["max_subscriptions"]).inc();
                 ctx.text(error_json(
                     "bad_subscription",
@@ -512,8 +534,7 @@ impl SessionActor {
             ClientMessage::Subscribe { recover, .. } if recover.len() > self.max_list => {
                 ctx.text(error_json("bad_subscription", &format!("at most {} lanes to recover", self.max_list)));
             }
-            ClientMessage::Subscribe { names, recover, max_rate } => {
-                let Names { instruments, positions, trades } = names;
+            ClientMessage::Subscribe { instruments, positions, trades, recover, max_rate } => {
                 if instruments.is_empty() && positions.is_empty() && trades.is_empty() {
                     ctx.text(error_json("bad_request", "subscribe needs `instruments`, `positions` or `trades`"));
                     return;
@@ -845,7 +866,7 @@ mod tests {
     #[test]
     fn client_messages() {
         assert!(matches!(parse_client_message(r#"{"op":"ping"}"#), Ok(ClientMessage::Ping)));
-        let Ok(ClientMessage::Subscribe { names: Names { instruments, positions, .. }, .. }) =
+        let Ok(ClientMessage::Subscribe { instruments, positions, .. }) =
             parse_client_message(r#"{"op":"subscribe","instruments":["ESZ6"]}"#)
         else {
             panic!("a subscribe")
@@ -853,6 +874,24 @@ mod tests {
         assert_eq!((instruments, positions), (vec!["ESZ6".to_owned()], vec![]));
         let error = parse_client_message(r#"{"op":"dance"}"#).err().unwrap_or_default();
         assert!(error.contains("unknown variant `dance`"), "{error}");
+    }
+
+    /// A message may also be a JSON array, the op first and the fields in order (as serde has
+    /// always read it): a subscribe as well as an unsubscribe.
+    #[test]
+    fn client_messages_in_the_array_form() {
+        let Ok(ClientMessage::Subscribe { instruments, positions, trades, recover, max_rate }) =
+            parse_client_message(r#"["subscribe",["ESZ6"],["ACC1"],[],{"fills:ACC1:ESZ6":3},5]"#)
+        else {
+            panic!("a subscribe")
+        };
+        assert_eq!((instruments, positions, trades), (vec!["ESZ6".to_owned()], vec!["ACC1".to_owned()], vec![]));
+        assert_eq!((recover.get("fills:ACC1:ESZ6"), max_rate), (Some(&3), Some(5)));
+        assert!(matches!(parse_client_message(r#"["subscribe",["ESZ6"]]"#), Ok(ClientMessage::Subscribe { .. })));
+        let Ok(ClientMessage::Unsubscribe(names)) = parse_client_message(r#"["unsubscribe",["ESZ6"]]"#) else {
+            panic!("an unsubscribe")
+        };
+        assert_eq!(names.instruments, vec!["ESZ6".to_owned()]);
     }
 
     /// The largest subscribe a dashboard can send (200 names of 32 characters, 200 recover lanes
