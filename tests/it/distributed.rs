@@ -27,6 +27,37 @@ async fn all_roles_healthy(services: &Services) -> Role {
     all
 }
 
+/// One process per role, with two api processes, each healthy.
+struct TwoApis {
+    processor: Role,
+    cache: Role,
+    api: [Role; 2],
+    ingester: Role,
+}
+
+impl TwoApis {
+    async fn start(services: &Services) -> Self {
+        let processor = services.role("processor", &[]);
+        let cache = services.role("cache", &[]);
+        let api = [services.role("api", &[]), services.role("api", &[])];
+        let ingester = services.role("ingester", &[]);
+        for role in [&processor, &cache, &api[0], &api[1], &ingester] {
+            assert!(healthy(role).await, "not healthy: {}\n{}", role.url, role.log_text());
+        }
+        Self { processor, cache, api, ingester }
+    }
+}
+
+/// Messages of `tt_raw_data` a processor has consumed so far.
+async fn consumed(role: &Role) -> u64 {
+    let (_, metrics) = get_text(&format!("{}/metrics", role.admin)).await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"ttpulse_kafka_consumed_total{topic="tt_raw_data"} "#))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 async fn ingest(ingester: &Role, events: &[Value]) -> Value {
     let (status, receipt) = post(&format!("{}/api/ingest", ingester.url), json!(events).to_string()).await;
     assert_eq!(status, 200, "{receipt}");
@@ -51,13 +82,7 @@ fn assert_gapless(updates: &[Value]) {
 #[actix_rt::test]
 async fn events_cross_the_broker_redis_and_postgres_to_two_api_processes() {
     let services = Services::start(false);
-    let processor = services.role("processor", &[]);
-    let cache = services.role("cache", &[]);
-    let api = [services.role("api", &[]), services.role("api", &[])];
-    let ingester = services.role("ingester", &[]);
-    for role in [&processor, &cache, &api[0], &api[1], &ingester] {
-        assert!(healthy(role).await, "not healthy: {}\n{}", role.url, role.log_text());
-    }
+    let TwoApis { processor, cache, api, ingester } = TwoApis::start(&services).await;
     let mut clients = Vec::new();
     for a in &api {
         let mut ws = WsClient::connect(&a.ws_url()).await;
@@ -235,14 +260,6 @@ async fn a_processor_killed_mid_stream_loses_nothing_and_counts_nothing_twice() 
     let trades = events.iter().filter(|e| e.body.kind() == "trade").count();
     let fills = events.iter().filter(|e| e.body.kind() == "fill").count();
 
-    let consumed = async |role: &Role| -> u64 {
-        let (_, metrics) = get_text(&format!("{}/metrics", role.admin)).await;
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(r#"ttpulse_kafka_consumed_total{topic="tt_raw_data"} "#))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
     let mut churn: Option<Role> = None;
     let mut rebalances = 0;
     for (i, chunk) in wire.chunks(4_000).enumerate() {

@@ -14,19 +14,9 @@ use ttpulse_actors::domain::{InstrumentCatalog, Update};
 use ttpulse_actors::ingest::simulator::Simulator;
 use ttpulse_harness::{Proc, free_port, wait_port};
 
-use super::{WAIT, healthy, ingest, recompute};
+use super::{TwoApis, WAIT, consumed, healthy, ingest, recompute};
 use crate::common::stack::{Role, Services};
 use crate::common::{WsClient, eventually, fill, get_text, holds_all, quote, trade};
-
-/// Messages of `tt_raw_data` a processor has consumed so far.
-async fn consumed(role: &Role) -> u64 {
-    let (_, metrics) = get_text(&format!("{}/metrics", role.admin)).await;
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(r#"ttpulse_kafka_consumed_total{topic="tt_raw_data"} "#))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 fn assignments(role: &Role) -> usize {
     role.log_text().matches("Kafka partitions assigned").count()
@@ -166,13 +156,8 @@ fn start_nginx(prefix: &Path, config: &str, port: u16) -> Proc {
 #[actix_rt::test]
 async fn two_api_nodes_behind_the_shipped_nginx_push_the_same_updates_with_the_same_seqs() {
     let services = Services::start(false);
-    let processor = services.role("processor", &[]);
-    let cache = services.role("cache", &[]);
-    let api = [services.role("api", &[]), services.role("api", &[])];
-    let ingester = services.role("ingester", &[]);
-    for role in [&processor, &cache, &api[0], &api[1], &ingester] {
-        assert!(healthy(role).await, "{}", role.log_text());
-    }
+    // Bound, not `..`: a Role left unbound would be dropped (its process killed) at once.
+    let TwoApis { api, ingester, processor: _processor, cache: _cache } = TwoApis::start(&services).await;
     let prefix = services.dir.path().join("nginx");
     std::fs::create_dir_all(&prefix).expect("nginx dir");
     let port = free_port();
