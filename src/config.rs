@@ -149,6 +149,11 @@ pub struct Config {
     #[arg(long, env = "TTPULSE_DB_FLUSH_ROWS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub db_flush_rows: u64,
 
+    /// Batches the processor may have calculated whose updates (hop 2) and database write are
+    /// not yet done: the next batch is calculated meanwhile. 1 turns the overlap off.
+    #[arg(long, env = "TTPULSE_PIPELINE_DEPTH", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub pipeline_depth: u64,
+
     /// Account events (fills) a WebSocket session may have waiting before it is closed (4008).
     #[arg(long, env = "TTPULSE_WS_ACCOUNT_QUEUE", default_value_t = 4_096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub ws_account_queue: u64,

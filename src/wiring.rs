@@ -240,6 +240,7 @@ fn processor_config(config: &Config) -> ProcessorConfig {
         flush_interval: config.flush_interval(),
         flush_rows: config.db_flush_rows as usize,
         publish_prints: config.publish_prints,
+        pipeline_depth: config.pipeline_depth as usize,
     }
 }
 
@@ -443,10 +444,19 @@ async fn start_distributed(config: &Config, brokers: &str) -> anyhow::Result<Pip
             (settings.clone(), parts.metrics.clone(), parts.health.register(name, "KafkaProducerActor"));
         Supervisor::start(move |_| KafkaProducerActor::new(settings, topic, metrics, h))
     };
+    let pipeline_depth = config.pipeline_depth as usize;
     let consumer = |topic: &'static str, group_suffix: &'static str, feed: Feed, name: &str| {
         let (settings, metrics, health) =
             (settings.clone(), parts.metrics.clone(), parts.health.register(name, "KafkaConsumerActor"));
-        Supervisor::start(move |_| KafkaConsumerActor { settings, topic, group_suffix, feed, metrics, health })
+        Supervisor::start(move |_| KafkaConsumerActor {
+            settings,
+            topic,
+            group_suffix,
+            feed,
+            pipeline_depth,
+            metrics,
+            health,
+        })
     };
 
     let mut ingester = None;

@@ -5,6 +5,7 @@
 //! - [`messages`]: every message that crosses an actor boundary.
 //! - one module per actor: [`ingest`], [`processor`], [`store`], [`cache`], [`session`].
 //! - [`health`] and [`metrics`]: what the admin endpoints report.
+//! - [`pipeline`]: the in-order commit tracker of a pipelined consumer (pure logic).
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ pub mod ingest;
 pub mod kafka;
 pub mod messages;
 pub mod metrics;
+pub mod pipeline;
 pub mod processor;
 pub mod session;
 pub mod store;
