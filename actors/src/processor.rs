@@ -54,12 +54,7 @@ pub struct ProcessorConfig {
 
 impl Default for ProcessorConfig {
     fn default() -> Self {
-        Self {
-            flush_interval: Duration::from_millis(5),
-            flush_rows: 5_000,
-            publish_prints: true,
-            pipeline_depth: 3,
-        }
+        Self { flush_interval: Duration::from_millis(5), flush_rows: 5_000, publish_prints: true, pipeline_depth: 3 }
     }
 }
 
@@ -521,7 +516,7 @@ impl Handler<RawBatch> for ProcessorActor {
         // out before calculating this one (the caller waits, and nothing else is taken).
         // The permits are given back by the publish tasks, which do not need this actor.
         let wait = self.in_flight.clone().acquire_owned();
-        AtomicResponse::new(Box::pin(async move { wait.await }.into_actor(self).then(
+        AtomicResponse::new(Box::pin(wait.into_actor(self).then(
             move |permit, act, ctx| -> ResponseActFuture<Self, Result<BatchAck, HopError>> {
                 match permit {
                     Ok(permit) => act.process(batch, permit, ctx),
