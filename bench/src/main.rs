@@ -50,18 +50,6 @@ enum Cmd {
         #[arg(long, default_value = "target/release/ttpulse")]
         bin: PathBuf,
     },
-    /// Only the distributed throughput steps of `run` (one fresh stack per target rate), as
-    /// JSON lines: to compare processor changes without the whole run.
-    ThroughputDistributed {
-        /// Target rates of the ingester's simulator, events/s, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "20000,50000")]
-        rates: Vec<u32>,
-        /// Measurement window per rate, after a 3 s warm-up.
-        #[arg(long, default_value_t = 8)]
-        seconds: u64,
-        #[arg(long, default_value = "target/release/ttpulse")]
-        bin: PathBuf,
-    },
     /// Load generator: many WebSocket sessions (run by `run` in its own process).
     FanoutClient {
         #[arg(long)]
@@ -222,34 +210,6 @@ fn main() -> anyhow::Result<()> {
                     per_event("ingester"),
                     row.lag
                 );
-            }
-            let _ = std::fs::remove_dir_all(&work);
-            Ok(())
-        }),
-        Cmd::ThroughputDistributed { rates, seconds, bin } => runtime.block_on(async {
-            anyhow::ensure!(
-                bin.is_file(),
-                "{} is missing: build it with `cargo build --release --bin ttpulse`",
-                bin.display()
-            );
-            let work = std::env::temp_dir().join(format!("ttpulse-bench-tp-{}", std::process::id()));
-            let logs = work.join("logs");
-            std::fs::create_dir_all(&logs)?;
-            let plan = Plan {
-                rates: Vec::new(),
-                warmup: Duration::from_secs(3),
-                window: Duration::from_secs(seconds),
-                embedded_steps: Vec::new(),
-                distributed_steps: rates.clone(),
-                sessions: Vec::new(),
-            };
-            for target in rates {
-                log(format!("distributed throughput at {target} events/s"));
-                let stack =
-                    Stack::start(&bin, &work, &logs, &format!("bench_tpd_{}_{target}", std::process::id()), target, 1)?;
-                let step = throughput_step(&stack.api_url, &stack.processor_admin, target, &plan).await?;
-                println!("{}", serde_json::to_string(&step)?);
-                drop(stack);
             }
             let _ = std::fs::remove_dir_all(&work);
             Ok(())

@@ -1,25 +1,17 @@
 //! `KafkaConsumerActor`: the receiving side of a Kafka hop. It reads a batch, decodes it
-//! (what cannot be decoded or validated goes to `tt_dead_letter` with the reason in a header)
-//! and hands it to the next actor; once that actor has stored its effects, it commits the
-//! offsets: at-least-once delivery, made effectively exactly-once by idempotent writes
-//! downstream. A batch the next actor refuses is offered again, never skipped.
-//!
-//! Pipelined (`pipeline_depth` batches): the processor answers when a batch is calculated and
-//! its effects (hop 2 and the database) are stored later, so the next batch is read and handed
-//! on meanwhile. Offsets are still committed in batch order, each only when that batch and every
-//! batch before it are stored ([`CommitWindow`]); a batch that is not stored is offered again
-//! with every batch after it, and no offset is committed past it.
+//! (what cannot be decoded or validated goes to `tt_dead_letter` with the reason in a header),
+//! hands it to the next actor, waits until that actor has stored its effects, and only then
+//! commits the offsets: at-least-once delivery, made effectively exactly-once by idempotent
+//! writes downstream. A batch the next actor refuses is offered again, never skipped.
 //!
 //! On a partition assignment the processor is told to reload its state from the database
 //! (another processor may have moved those instruments on), before any new batch reaches it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures_util::StreamExt as _;
-use futures_util::stream::FuturesUnordered;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -30,9 +22,8 @@ use crate::backoff::Backoff;
 use crate::domain::trace_context::{TRACEPARENT, TraceContext, from_traceparent};
 use crate::domain::{EventId, InstrumentCatalog, Published, RawEvent};
 use crate::health::{ActorHealth, now_micros};
-use crate::messages::{Durable, HopError, RawBatch, Restart, UpdateBatch};
+use crate::messages::{RawBatch, Restart, UpdateBatch};
 use crate::metrics::Metrics;
-use crate::pipeline::{CommitWindow, Settled, Ticket};
 
 /// Most messages handed on in one batch.
 const MAX_BATCH: usize = 2_000;
@@ -91,9 +82,6 @@ pub struct KafkaConsumerActor {
     /// Joins the consumer group `<group>-<group_suffix>`.
     pub group_suffix: &'static str,
     pub feed: Feed,
-    /// Batches handed on whose effects may be being stored at once (at least 1): the next
-    /// batch is read, decoded and calculated meanwhile; offsets are committed in order.
-    pub pipeline_depth: usize,
     pub metrics: Arc<Metrics>,
     pub health: Arc<ActorHealth>,
 }
@@ -139,7 +127,6 @@ impl Actor for KafkaConsumerActor {
             dead_letters,
             topic: self.topic,
             feed: self.feed.clone(),
-            pipeline_depth: self.pipeline_depth,
             metrics: self.metrics.clone(),
             health: self.health.clone(),
         };
@@ -183,88 +170,19 @@ struct Pump {
     dead_letters: FutureProducer,
     topic: &'static str,
     feed: Feed,
-    pipeline_depth: usize,
     metrics: Arc<Metrics>,
     health: Arc<ActorHealth>,
 }
 
-/// A batch handed on whose effects are not known to be stored yet: kept until its offsets are
-/// committed, and offered again if it fails.
-struct InFlight {
-    batch: Vec<Received>,
-    /// Messages of the batch whose events the processor refused, with the reason: they go to
-    /// the dead-letter topic before the batch's offsets are committed.
-    refused: Vec<(usize, String)>,
-}
-
 impl Pump {
-    /// Reads batches ahead (one at most waits to be handed on) while earlier ones are stored.
     async fn run(self) {
-        let (batches, received) = tokio::sync::mpsc::channel(1);
-        let read = async {
-            loop {
-                let batch = self.next_batch().await;
-                if !batch.is_empty() && batches.send(batch).await.is_err() {
-                    return;
-                }
-            }
-        };
-        futures_util::future::join(read, self.deliver_in_order(received)).await;
-    }
-
-    /// Hands batches on while up to `pipeline_depth` earlier ones are still being stored, and
-    /// commits offsets in batch order, only past batches whose effects are all stored. A batch
-    /// that fails to be stored is offered again with every batch after it (those are
-    /// duplicates to the processor where they were stored already); no offset passes it.
-    async fn deliver_in_order(&self, mut received: tokio::sync::mpsc::Receiver<Vec<Received>>) {
-        let mut window: CommitWindow<InFlight> = CommitWindow::new(self.pipeline_depth);
-        let mut durables = FuturesUnordered::new();
-        let mut again: VecDeque<Vec<Received>> = VecDeque::new();
         loop {
-            let Settled { commit, redo } = window.settle();
-            if !commit.is_empty() {
-                self.commit(commit).await;
+            let batch = self.next_batch().await;
+            if batch.is_empty() {
+                continue;
             }
-            if !redo.is_empty() {
-                tracing::warn!(
-                    topic = self.topic,
-                    batches = redo.len(),
-                    "a batch was not stored; it and the batches after it are offered again, and no offset is committed past it"
-                );
-                // Their answers no longer count: they are handed on again under new tickets.
-                durables = FuturesUnordered::new();
-                again = redo.into_iter().map(|f| f.batch).chain(again).collect();
-            }
-            let next = if window.is_full() { None } else { again.pop_front() };
-            let batch = match next {
-                Some(batch) => batch,
-                None => tokio::select! {
-                    biased;
-                    Some((ticket, outcome)) = durables.next(), if !durables.is_empty() => {
-                        if let Err(e) = &outcome {
-                            tracing::warn!(topic = self.topic, error = %e, "the processor did not store a batch");
-                            self.health.set_detail(Some(format!("waiting for the processor: {e}")));
-                        }
-                        window.finish(ticket, outcome.is_ok());
-                        continue;
-                    }
-                    batch = received.recv(), if !window.is_full() => match batch {
-                        Some(batch) => batch,
-                        None => return,
-                    },
-                    // Cannot happen: a full window has an unfinished batch, whose answer is awaited.
-                    else => {
-                        actix_rt::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
-            };
-            let (in_flight, durable) = self.hand_on(batch).await;
-            match window.push(in_flight) {
-                Ok(ticket) => durables.push(stored(ticket, durable)),
-                // Cannot happen (room is made before a batch is handed on): offered again, not lost.
-                Err(full) => again.push_front(full.item.batch),
-            }
+            self.deliver(&batch).await;
+            self.commit(&batch);
         }
     }
 
@@ -298,17 +216,16 @@ impl Pump {
         batch
     }
 
-    /// Hands the batch on until the next actor took it; answers what is kept of it until its
-    /// offsets are committed, and what resolves once its effects are stored.
-    async fn hand_on(&self, batch: Vec<Received>) -> (InFlight, Durable) {
+    /// Hands the batch on until the next actor has stored it.
+    async fn deliver(&self, batch: &[Received]) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let durable = match &self.feed {
+        match &self.feed {
             Feed::Raw { target, catalog, .. } => {
                 let mut events = Vec::with_capacity(batch.len());
                 // The message each event came from, to dead-letter what the processor refuses.
                 let mut origins = Vec::with_capacity(batch.len());
                 let now = now_micros();
-                for (position, message) in batch.iter().enumerate() {
+                for message in batch {
                     let decoded = RawEvent::decode(&message.payload).and_then(|raw| {
                         // Events on the topic were stamped by an ingester (id and ingest time are
                         // kept); one without an id is given one from its topic position, which is
@@ -321,38 +238,39 @@ impl Pump {
                         Ok(mut event) => {
                             event.trace = message.trace.clone();
                             events.push(event);
-                            origins.push(position);
+                            origins.push(message);
                         }
                         Err(e) => self.dead_letter(message, &e.to_string()).await,
                     }
                 }
                 if events.is_empty() {
-                    return (InFlight { batch, refused: Vec::new() }, Durable::already());
+                    return;
                 }
                 loop {
-                    // Answered once the batch is calculated; stored later (`durable`).
-                    let answer = match target.send(RawBatch { events: events.clone() }).await {
-                        Ok(Ok(ack)) => Ok(ack),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(e) => Err(e.to_string()),
+                    let attempt = async {
+                        let ack = target
+                            .send(RawBatch { events: events.clone() })
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .map_err(|e| e.to_string())?;
+                        let refused = ack.refused;
+                        ack.durable.wait().await.map_err(|e| e.to_string())?;
+                        Ok::<_, String>(refused)
                     };
-                    match answer {
-                        Ok(ack) => {
+                    match attempt.await {
+                        Ok(refused) => {
                             // Refused events were not applied: they go to the dead-letter topic
                             // with the reason before the batch's offsets are committed.
-                            let refused = ack
-                                .refused
-                                .into_iter()
-                                .filter_map(|r| {
-                                    let position = *origins.get(r.index)?;
-                                    Some((position, format!("refused by the processor: {}", r.error)))
-                                })
-                                .collect();
-                            self.health.handled_n(batch.len() as u64);
-                            return (InFlight { batch, refused }, ack.durable);
+                            for refusal in refused {
+                                if let Some(message) = origins.get(refusal.index) {
+                                    let reason = format!("refused by the processor: {}", refusal.error);
+                                    self.dead_letter(message, &reason).await;
+                                }
+                            }
+                            break;
                         }
                         Err(e) => {
-                            tracing::warn!(topic = self.topic, error = %e, "the processor did not take the batch; offering it again");
+                            tracing::warn!(topic = self.topic, error = %e, "the processor did not store the batch; offering it again");
                             self.health.set_detail(Some(format!("waiting for the processor: {e}")));
                             actix_rt::time::sleep(backoff.next_delay()).await;
                         }
@@ -361,7 +279,7 @@ impl Pump {
             }
             Feed::Processed { target } => {
                 let mut updates = Vec::with_capacity(batch.len());
-                for message in &batch {
+                for message in batch {
                     match Published::from_json(&message.payload) {
                         Ok(mut update) => {
                             if message.trace.is_some() {
@@ -372,27 +290,25 @@ impl Pump {
                         Err(e) => self.dead_letter(message, &format!("not a processed update: {e}")).await,
                     }
                 }
-                if !updates.is_empty() {
-                    let updates: Arc<[Published]> = updates.into();
-                    // The cache answers once the batch is stored: nothing is left in flight.
-                    loop {
-                        match target.send(UpdateBatch { updates: updates.clone() }).await {
-                            Ok(Ok(())) => break,
-                            Ok(Err(e)) => {
-                                tracing::warn!(topic = self.topic, error = %e, "the cache did not store the batch; offering it again")
-                            }
-                            Err(e) => {
-                                tracing::warn!(topic = self.topic, error = %e, "the cache is unavailable; offering the batch again")
-                            }
-                        }
-                        actix_rt::time::sleep(backoff.next_delay()).await;
-                    }
+                if updates.is_empty() {
+                    return;
                 }
-                Durable::already()
+                let updates: Arc<[Published]> = updates.into();
+                loop {
+                    match target.send(UpdateBatch { updates: updates.clone() }).await {
+                        Ok(Ok(())) => break,
+                        Ok(Err(e)) => {
+                            tracing::warn!(topic = self.topic, error = %e, "the cache did not store the batch; offering it again")
+                        }
+                        Err(e) => {
+                            tracing::warn!(topic = self.topic, error = %e, "the cache is unavailable; offering the batch again")
+                        }
+                    }
+                    actix_rt::time::sleep(backoff.next_delay()).await;
+                }
             }
-        };
+        }
         self.health.handled_n(batch.len() as u64);
-        (InFlight { batch, refused: Vec::new() }, durable)
     }
 
     /// Sends a message that cannot be used to the dead-letter topic, with the reason and where
@@ -426,20 +342,12 @@ impl Pump {
         }
     }
 
-    /// Dead-letters what the processor refused, then commits the next offset of every
-    /// partition in the batches (stored, in order, each after every batch before it).
-    async fn commit(&self, batches: Vec<InFlight>) {
+    /// Commits the next offset of every partition in the batch.
+    fn commit(&self, batch: &[Received]) {
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-        for in_flight in &batches {
-            for (position, reason) in &in_flight.refused {
-                if let Some(message) = in_flight.batch.get(*position) {
-                    self.dead_letter(message, reason).await;
-                }
-            }
-            for message in &in_flight.batch {
-                let entry = next.entry(message.partition).or_insert(0);
-                *entry = (*entry).max(message.offset + 1);
-            }
+        for message in batch {
+            let entry = next.entry(message.partition).or_insert(0);
+            *entry = (*entry).max(message.offset + 1);
         }
         let mut list = TopicPartitionList::new();
         for (partition, offset) in next {
@@ -452,11 +360,6 @@ impl Pump {
             tracing::warn!(topic = self.topic, error = %e, "offset commit failed; the batch may be read again");
         }
     }
-}
-
-/// How a batch in the window finished: when its effects are stored, or why they are not.
-async fn stored(ticket: Ticket, durable: Durable) -> (Ticket, Result<(), HopError>) {
-    (ticket, durable.wait().await)
 }
 
 fn take(message: &rdkafka::message::BorrowedMessage<'_>) -> Received {
