@@ -6,7 +6,8 @@
 //! - `cli`: the binary as an operator runs it;
 //! - `tracing`: a sampled event as OpenTelemetry spans across hops (and roles, in `tracing::distributed`);
 //! - `attack_review`: hostile reviews of tracing, the session budget and wire version 2 (what broke, what held);
-//! - `distributed`: one process per role against a real broker (nisshi), Redis and PostgreSQL.
+//! - `distributed`: one process per role against a real broker (nisshi), Redis and PostgreSQL
+//!   (with `scale_out`: one to three processors, two api nodes behind the shipped nginx).
 //!
 //! `cargo test --test it distributed::` runs one group; `--skip distributed::` the others.
 
