@@ -124,14 +124,12 @@ impl MessageBudget {
 }
 
 /// The names a subscribe or an unsubscribe lists (each list may hold `"*"` for all).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct Names {
-    #[serde(default)]
     instruments: Vec<String>,
-    #[serde(default)]
     positions: Vec<String>,
     /// Instruments whose prints (time and sales) to send.
-    #[serde(default)]
     trades: Vec<String>,
 }
 
