@@ -187,6 +187,7 @@ fn processor_config(config: &Config) -> ProcessorConfig {
         flush_interval: config.flush_interval(),
         flush_rows: config.storage.db_flush_rows as usize,
         publish_prints: config.intake.publish_prints,
+        pipeline_depth: config.storage.pipeline_depth as usize,
     }
 }
 
@@ -390,10 +391,19 @@ async fn start_distributed(config: &Validated, brokers: &str) -> anyhow::Result<
             (settings.clone(), parts.metrics.clone(), parts.health.register(name, "KafkaProducerActor"));
         Supervisor::start(move |_| KafkaProducerActor::new(settings, topic, metrics, h))
     };
+    let pipeline_depth = config.storage.pipeline_depth as usize;
     let consumer = |topic: &'static str, group_suffix: &'static str, feed: Feed, name: &str| {
         let (settings, metrics, health) =
             (settings.clone(), parts.metrics.clone(), parts.health.register(name, "KafkaConsumerActor"));
-        Supervisor::start(move |_| KafkaConsumerActor { settings, topic, group_suffix, feed, metrics, health })
+        Supervisor::start(move |_| KafkaConsumerActor {
+            settings,
+            topic,
+            group_suffix,
+            feed,
+            pipeline_depth,
+            metrics,
+            health,
+        })
     };
 
     let mut intake = None;

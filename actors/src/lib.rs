@@ -6,6 +6,7 @@
 //! - one module per actor: [`ingest`], [`processor`], [`store`], [`cache`], [`session`].
 //! - [`health`] and [`metrics`]: what the admin endpoints report.
 //! - [`handles`]: what the HTTP layer asks the actors through (no actix types beyond here).
+//! - [`pipeline`]: the in-order commit tracker of a pipelined consumer (pure logic).
 
 #![forbid(unsafe_code)]
 
@@ -18,6 +19,7 @@ pub mod ingest;
 pub mod kafka;
 pub mod messages;
 pub mod metrics;
+pub mod pipeline;
 pub mod processor;
 pub mod session;
 pub mod store;

@@ -20,6 +20,10 @@ pub struct Metrics {
     pub db_rows_pruned: IntCounterVec,
     pub stale_quotes: IntCounter,
     pub updates_published: IntCounter,
+    /// Calculated batches whose updates have not gone out yet (the processor's pipeline).
+    pub processor_batches_in_flight: IntGauge,
+    /// Batches calculated while an earlier batch was still on its way downstream.
+    pub processor_batches_overlapped: IntCounter,
     pub updates_conflated: IntCounterVec,
     pub updates_sent: IntCounterVec,
     pub updates_dropped: IntCounterVec,
@@ -139,6 +143,16 @@ impl Metrics {
             db_rows_pruned: counter_vec(&r, "db_rows_pruned_total", "Rows deleted past their retention", &["table"]),
             stale_quotes: counter(&r, "stale_quotes_total", "Quotes older than the one their book shows (ignored)"),
             updates_published: counter(&r, "updates_published_total", "Processed updates published"),
+            processor_batches_in_flight: gauge(
+                &r,
+                "processor_batches_in_flight",
+                "Batches the processor calculated whose updates have not gone out yet",
+            ),
+            processor_batches_overlapped: counter(
+                &r,
+                "processor_batches_overlapped_total",
+                "Batches calculated while an earlier batch was still on its way downstream",
+            ),
             updates_conflated: counter_vec(
                 &r,
                 "updates_conflated_total",

@@ -1,20 +1,28 @@
 //! `ProcessorActor`: applies raw events to the domain engine, publishes the resulting updates
 //! downstream (hop 2) and writes their effects to the database in batches.
 //!
-//! Order and back-pressure: a batch is handled atomically, and the handler waits until the
-//! downstream hop has taken its updates, so updates leave in the order events arrived and a
-//! slow downstream slows the ingest instead of growing a queue. Database writes are batched
-//! (every `flush_interval` or `flush_rows`), one transaction in flight at a time; each batch's
-//! `Durable` resolves when the transaction holding it commits. A failed transaction is retried
-//! as it is until it commits (a database outage stalls the pipeline; it loses nothing, and no
-//! later write can overtake an earlier one), so the database never falls behind memory for good.
+//! Pipelined: the handler calculates a batch and answers as soon as it is calculated; its
+//! updates then go downstream in a task of their own while the next batch is calculated. Up to
+//! `pipeline_depth` calculated batches may wait for the downstream hop; one more waits (and so
+//! does its caller) until the oldest has gone out, so a slow downstream slows the ingest instead
+//! of growing a queue.
+//!
+//! Order: each batch's updates go out after the previous batch's (a chain of tasks, each
+//! waiting for the one before), retried until the next hop takes them: the batch is applied, a
+//! replay would see only duplicates. Only then are its changes staged for the database, so a
+//! stored change always has its update out, and changes are staged in batch order. Database
+//! writes are batched (every `flush_interval` or `flush_rows`), one transaction in flight at a
+//! time, so they commit in batch order too; each batch's `Durable` resolves when the
+//! transaction holding it commits, which is after its updates went out: both effects. A failed
+//! transaction is retried as it is until it commits (a database outage stalls the pipeline; it
+//! loses nothing, and no later write can overtake an earlier one).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
 use opentelemetry::KeyValue;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::backoff::Backoff;
 use crate::domain::{
@@ -38,26 +46,100 @@ pub struct ProcessorConfig {
     /// Whether prints (`trade` updates) go downstream: each trade is then one more update on
     /// hop 2 and hop 3, whether or not a session asked for prints.
     pub publish_prints: bool,
+    /// Calculated batches whose updates may be on their way downstream at once (at least 1;
+    /// 1 is the unpipelined processor: a batch is calculated while the previous one's database
+    /// write is in flight, but not while its updates are).
+    pub pipeline_depth: usize,
 }
 
 impl Default for ProcessorConfig {
     fn default() -> Self {
-        Self { flush_interval: Duration::from_millis(5), flush_rows: 5_000, publish_prints: true }
+        Self { flush_interval: Duration::from_millis(5), flush_rows: 5_000, publish_prints: true, pipeline_depth: 3 }
     }
 }
 
 type Waiter = oneshot::Sender<Result<(), HopError>>;
 
+/// Changes whose updates went out, waiting for the next database write, and the batches that
+/// wait for that write. The publish tasks add to it, in batch order.
+#[derive(Default)]
+struct Staged {
+    changes: Changes,
+    waiters: Vec<Waiter>,
+}
+
+/// Writes staged changes: shared by the actor's flush tick and the publish tasks.
+#[derive(Clone)]
+struct Writer {
+    staged: Arc<Mutex<Staged>>,
+    /// One write in flight at a time: transactions commit in the order they were made.
+    slot: Arc<Semaphore>,
+    db_write: Recipient<WriteChanges>,
+    health: Arc<ActorHealth>,
+}
+
+impl Writer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Staged> {
+        // A panic while holding it cannot leave `Staged` half-changed (merge and push only).
+        self.staged.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn rows(&self) -> usize {
+        self.lock().changes.rows()
+    }
+
+    /// Adds a batch's changes after those of every batch before it; answers the rows staged.
+    fn stage(&self, changes: Changes, waiter: Waiter) -> usize {
+        let mut staged = self.lock();
+        staged.changes.merge(changes);
+        staged.waiters.push(waiter);
+        let rows = staged.changes.rows();
+        self.health.set_queue_depth(rows as i64);
+        rows
+    }
+
+    fn take(&self) -> (Changes, Vec<Waiter>) {
+        let mut staged = self.lock();
+        self.health.set_queue_depth(0);
+        (std::mem::take(&mut staged.changes), std::mem::take(&mut staged.waiters))
+    }
+
+    /// Sends the staged changes to the database if no write is in flight (else they wait for
+    /// the next tick). Batches waiting on them are told when they are stored.
+    fn flush(&self) {
+        let Ok(permit) = self.slot.clone().try_acquire_owned() else {
+            return;
+        };
+        let (changes, waiters) = {
+            let mut staged = self.lock();
+            if staged.changes.is_empty() && staged.waiters.is_empty() {
+                return;
+            }
+            (std::mem::take(&mut staged.changes), std::mem::take(&mut staged.waiters))
+        };
+        self.health.set_queue_depth(0);
+        let (db_write, health) = (self.db_write.clone(), self.health.clone());
+        actix::spawn(async move {
+            write_until_stored(&db_write, Arc::new(changes), &health).await;
+            drop(permit);
+            for waiter in waiters {
+                let _ = waiter.send(Ok(()));
+            }
+        });
+    }
+}
+
 pub struct ProcessorActor {
     catalog: Arc<InstrumentCatalog>,
     engine: Option<Engine>,
     downstream: Recipient<UpdateBatch>,
-    db_write: Recipient<WriteChanges>,
     db_load: Recipient<LoadSnapshot>,
-    pending: Changes,
-    waiters: Vec<Waiter>,
-    /// One write in flight at a time: transactions commit in the order they were made.
-    flush_slot: Arc<Semaphore>,
+    writer: Writer,
+    /// Resolves when the last batch handed to hop 2 has gone out and its changes are staged
+    /// (`None`: nothing handed on since it was last awaited). Kept across restarts.
+    tail: Option<oneshot::Receiver<()>>,
+    /// One permit per calculated batch whose updates have not gone out yet.
+    in_flight: Arc<Semaphore>,
     config: ProcessorConfig,
     metrics: Arc<Metrics>,
     health: Arc<ActorHealth>,
@@ -79,19 +161,25 @@ impl ProcessorActor {
         downstream: Recipient<UpdateBatch>,
         db_write: Recipient<WriteChanges>,
         db_load: Recipient<LoadSnapshot>,
-        config: ProcessorConfig,
+        mut config: ProcessorConfig,
         metrics: Arc<Metrics>,
         health: Arc<ActorHealth>,
     ) -> Self {
+        config.pipeline_depth = config.pipeline_depth.max(1);
+        let writer = Writer {
+            staged: Arc::new(Mutex::new(Staged::default())),
+            slot: Arc::new(Semaphore::new(1)),
+            db_write,
+            health: health.clone(),
+        };
         Self {
             catalog,
             engine: None,
             downstream,
-            db_write,
             db_load,
-            pending: Changes::default(),
-            waiters: Vec::new(),
-            flush_slot: Arc::new(Semaphore::new(1)),
+            writer,
+            tail: None,
+            in_flight: Arc::new(Semaphore::new(config.pipeline_depth)),
             config,
             metrics,
             health,
@@ -120,26 +208,37 @@ impl ProcessorActor {
         entry.1 = panic;
     }
 
-    /// Sends the pending changes to the writer if no write is in flight (else they wait for
-    /// the next tick). Batches waiting on them are told when they are stored.
-    fn flush(&mut self, _: &mut Context<Self>) {
-        if self.pending.is_empty() && self.waiters.is_empty() {
-            return;
-        }
-        let Ok(permit) = self.flush_slot.clone().try_acquire_owned() else {
-            return;
-        };
-        let changes = Arc::new(std::mem::take(&mut self.pending));
-        let waiters = std::mem::take(&mut self.waiters);
-        self.health.set_queue_depth(0);
-        let (db_write, health) = (self.db_write.clone(), self.health.clone());
+    /// Hands a calculated batch to hop 2, after every batch before it. Once the next hop has
+    /// its updates, its changes are staged for the database (`flush`: and written now, if no
+    /// write is in flight); `permit` (its place in the pipeline) is given back then.
+    /// The answer resolves when the transaction holding its changes commits.
+    fn publish(
+        &mut self,
+        updates: Vec<Published>,
+        changes: Changes,
+        permit: Option<OwnedSemaphorePermit>,
+        flush: bool,
+    ) -> Durable {
+        let (waiter, durable) = Durable::pending();
+        let (done, tail) = oneshot::channel();
+        let previous = self.tail.replace(tail);
+        let (downstream, writer) = (self.downstream.clone(), self.writer.clone());
+        let (metrics, in_flight, depth) = (self.metrics.clone(), self.in_flight.clone(), self.config.pipeline_depth);
+        let flush_rows = self.config.flush_rows;
         actix::spawn(async move {
-            write_until_stored(&db_write, changes, &health).await;
-            drop(permit);
-            for waiter in waiters {
-                let _ = waiter.send(Ok(()));
+            // Dropped only if the task before was (the system is stopping): go on regardless.
+            if let Some(previous) = previous {
+                let _ = previous.await;
             }
+            send_until_taken(&downstream, updates).await;
+            if writer.stage(changes, waiter) >= flush_rows || flush {
+                writer.flush();
+            }
+            drop(permit);
+            metrics.processor_batches_in_flight.set(in_flight_count(&in_flight, depth));
+            let _ = done.send(());
         });
+        durable
     }
 
     fn restore(&mut self, loaded: Result<EngineSnapshot, StoreError>, ctx: &mut Context<Self>) {
@@ -155,7 +254,8 @@ impl ProcessorActor {
                 // serves it again; a cache that has it already skips it by seq.
                 let current = engine.current_state();
                 if !current.is_empty() {
-                    self.downstream.do_send(UpdateBatch { updates: current.into() });
+                    // Ahead of every batch calculated from now on.
+                    drop(self.publish(current, Changes::default(), None, false));
                 }
                 self.engine = Some(engine);
                 self.health.set_running();
@@ -168,87 +268,25 @@ impl ProcessorActor {
             }
         }
     }
-}
 
-/// Writes `changes` until the transaction commits, backing off between attempts.
-async fn write_until_stored(db_write: &Recipient<WriteChanges>, changes: Arc<Changes>, health: &ActorHealth) {
-    if changes.is_empty() {
-        return;
-    }
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    loop {
-        let error = match db_write.send(WriteChanges { changes: changes.clone() }).await {
-            Ok(Ok(_)) => {
-                if backoff.retried() {
-                    tracing::info!("database writes go through again");
-                    health.set_detail(None);
-                }
-                return;
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => format!("database writer unavailable: {e}"),
-        };
-        tracing::error!(error, retry_in = ?backoff.peek(), "database write failed; retrying the same transaction");
-        health.set_detail(Some(format!("database write failing: {error}")));
-        actix_rt::time::sleep(backoff.next_delay()).await;
-    }
-}
-
-impl Actor for ProcessorActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(64);
-        // Changes kept from before a restart are stored first, after any write in flight, and
-        // only then is the state read back: the restored state includes everything computed.
-        let pending = Arc::new(std::mem::take(&mut self.pending));
-        let waiters = std::mem::take(&mut self.waiters);
-        let (slot, db_write, db_load, health) =
-            (self.flush_slot.clone(), self.db_write.clone(), self.db_load.clone(), self.health.clone());
-        async move {
-            let permit = slot.acquire_owned().await;
-            write_until_stored(&db_write, pending, &health).await;
-            for waiter in waiters {
-                let _ = waiter.send(Ok(()));
-            }
-            drop(permit);
-            db_load.send(LoadSnapshot).await.unwrap_or_else(|e| Err(StoreError::from(e)))
-        }
-        .into_actor(self)
-        .map(|loaded, act, ctx| act.restore(loaded, ctx))
-        .wait(ctx);
-        ctx.run_interval(self.config.flush_interval, |act, ctx| act.flush(ctx));
-    }
-
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        self.health.set_stopped();
-    }
-}
-
-crate::supervised!(ProcessorActor, reset = |act| act.engine = None);
-
-impl Handler<Flush> for ProcessorActor {
-    type Result = ResponseFuture<Result<(), HopError>>;
-
-    /// Stores everything pending now (after any write in flight) and answers when it is stored.
-    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
-        let (waiter, durable) = Durable::pending();
-        self.waiters.push(waiter);
-        self.flush(ctx);
-        // If a write was in flight, the flush tick picks the rest up as soon as it is done.
-        Box::pin(durable.wait())
-    }
-}
-
-impl Handler<RawBatch> for ProcessorActor {
-    type Result = AtomicResponse<Self, Result<BatchAck, HopError>>;
-
-    fn handle(&mut self, batch: RawBatch, ctx: &mut Context<Self>) -> Self::Result {
+    /// Calculates a batch (holding `permit`, its place in the pipeline) and hands it on.
+    fn process(
+        &mut self,
+        batch: RawBatch,
+        permit: OwnedSemaphorePermit,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<BatchAck, HopError>> {
         let span = tracing::debug_span!("process", events = batch.events.len());
         let _entered = span.enter();
         if self.engine.is_none() {
-            let err = HopError::Restoring;
-            return AtomicResponse::new(Box::pin(fut::ready(Err(err))));
+            return Box::pin(fut::ready(Err(HopError::Restoring)));
+        }
+        // Batches in the pipeline, this one included: more than one means this calculation
+        // runs while an earlier batch is still on its way downstream.
+        let in_flight = in_flight_count(&self.in_flight, self.config.pipeline_depth);
+        self.metrics.processor_batches_in_flight.set(in_flight);
+        if in_flight > 1 {
+            self.metrics.processor_batches_overlapped.inc();
         }
         let mut updates: Vec<Published> = Vec::with_capacity(batch.events.len() * 2);
         let mut changes = Changes::default();
@@ -306,7 +344,8 @@ impl Handler<RawBatch> for ProcessorActor {
         }
         if let Some((event, panic)) = crashed {
             // The engine may be half-changed: nothing of this batch is kept, the actor restarts
-            // and reloads its state from the database, and the caller offers the batch again.
+            // and reloads its state from the database (after the batches before this one are
+            // out and stored), and the caller offers the batch again.
             let error = HopError::Unavailable(format!(
                 "the processor crashed on event {} ({panic}) and is restarting; an event that crashes it \
                  {CRASHES_BEFORE_QUARANTINE} times is refused",
@@ -315,8 +354,9 @@ impl Handler<RawBatch> for ProcessorActor {
             self.record_crash(&event, panic);
             // No batch touches the half-changed engine; the stop comes after this answer went out.
             self.engine = None;
+            drop(permit);
             ctx.run_later(Duration::ZERO, |_, ctx| ctx.stop());
-            return AtomicResponse::new(Box::pin(fut::ready(Err(error))));
+            return Box::pin(fut::ready(Err(error)));
         }
         self.health.handled_n(batch.events.len() as u64);
         self.metrics.updates_published.inc_by(updates.len() as u64);
@@ -337,48 +377,153 @@ impl Handler<RawBatch> for ProcessorActor {
                 update.trace = Some(span.clone());
             }
         }
-        self.pending.merge(changes);
-        self.health.set_queue_depth(self.pending.rows() as i64);
-        // Even a batch of duplicates waits for the next write to commit: the originals may
-        // still be pending or in flight.
-        let (waiter, durable) = Durable::pending();
-        self.waiters.push(waiter);
-        let flush_rows = self.config.flush_rows;
-        if self.pending.rows() >= flush_rows {
-            self.flush(ctx);
-        }
-        // Still over the limit: a write is in flight, so the database is behind. Wait for a
-        // slot before taking more (the caller waits too), which bounds the pending changes.
-        let slot = (self.pending.rows() >= flush_rows).then(|| self.flush_slot.clone());
         let accepted = batch.events.len() - duplicates - refused.len();
-        let downstream = self.downstream.clone();
-        let send = async move {
-            // The batch is applied: its updates must go out, or they never will (a replay would
-            // see only duplicates). Keep offering them; meanwhile nothing else is taken.
-            let updates: std::sync::Arc<[Published]> = updates.into();
-            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-            while !updates.is_empty() {
-                let error = match downstream.send(UpdateBatch { updates: updates.clone() }).await {
-                    Ok(Ok(())) => break,
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => e.to_string(),
-                };
-                tracing::error!(error, retry_in = ?backoff.peek(), "the next hop did not take processed updates; retrying");
-                actix_rt::time::sleep(backoff.next_delay()).await;
-            }
-            if let Some(slot) = slot {
+        // Even a batch of duplicates waits for a write to commit: the originals may still be on
+        // their way (the chain stages it after them).
+        let durable = self.publish(updates, changes, Some(permit), false);
+        let ack = BatchAck { accepted, duplicates, refused, durable };
+        let flush_rows = self.config.flush_rows;
+        if self.writer.rows() >= flush_rows {
+            self.writer.flush();
+        }
+        // Still over the limit: a write is in flight, so the database is behind. Wait for it
+        // before taking more (the caller waits too), which bounds the staged changes.
+        if self.writer.rows() < flush_rows {
+            return Box::pin(fut::ready(Ok(ack)));
+        }
+        let slot = self.writer.slot.clone();
+        Box::pin(
+            async move {
                 drop(slot.acquire().await);
             }
-            Ok(BatchAck { accepted, duplicates, refused, durable })
+            .into_actor(self)
+            .map(move |(), act, _| {
+                if act.writer.rows() >= flush_rows {
+                    act.writer.flush();
+                }
+                Ok(ack)
+            }),
+        )
+    }
+}
+
+/// Batches holding a place in the pipeline, for the gauge.
+fn in_flight_count(in_flight: &Semaphore, depth: usize) -> i64 {
+    depth.saturating_sub(in_flight.available_permits()) as i64
+}
+
+/// Offers `updates` to the next hop until it takes them, backing off between attempts.
+async fn send_until_taken(downstream: &Recipient<UpdateBatch>, updates: Vec<Published>) {
+    if updates.is_empty() {
+        return;
+    }
+    let updates: Arc<[Published]> = updates.into();
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        let error = match downstream.send(UpdateBatch { updates: updates.clone() }).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(error, retry_in = ?backoff.peek(), "the next hop did not take processed updates; retrying");
+        actix_rt::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// Writes `changes` until the transaction commits, backing off between attempts.
+async fn write_until_stored(db_write: &Recipient<WriteChanges>, changes: Arc<Changes>, health: &ActorHealth) {
+    if changes.is_empty() {
+        return;
+    }
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        let error = match db_write.send(WriteChanges { changes: changes.clone() }).await {
+            Ok(Ok(_)) => {
+                if backoff.retried() {
+                    tracing::info!("database writes go through again");
+                    health.set_detail(None);
+                }
+                return;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("database writer unavailable: {e}"),
+        };
+        tracing::error!(error, retry_in = ?backoff.peek(), "database write failed; retrying the same transaction");
+        health.set_detail(Some(format!("database write failing: {error}")));
+        actix_rt::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+impl Actor for ProcessorActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(64);
+        // Batches calculated before a restart go out and are staged first, then stored (after
+        // any write in flight), and only then is the state read back: the restored state
+        // includes everything computed.
+        let previous = self.tail.take();
+        let (writer, db_load) = (self.writer.clone(), self.db_load.clone());
+        async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            let permit = writer.slot.clone().acquire_owned().await;
+            let (changes, waiters) = writer.take();
+            write_until_stored(&writer.db_write, Arc::new(changes), &writer.health).await;
+            for waiter in waiters {
+                let _ = waiter.send(Ok(()));
+            }
+            drop(permit);
+            db_load.send(LoadSnapshot).await.unwrap_or_else(|e| Err(StoreError::from(e)))
         }
         .into_actor(self)
-        .map(move |result, act, ctx| {
-            if act.pending.rows() >= flush_rows {
-                act.flush(ctx);
-            }
-            result
-        });
-        AtomicResponse::new(Box::pin(send))
+        .map(|loaded, act, ctx| act.restore(loaded, ctx))
+        .wait(ctx);
+        ctx.run_interval(self.config.flush_interval, |act, _| act.writer.flush());
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.health.set_stopped();
+    }
+}
+
+crate::supervised!(ProcessorActor, reset = |act| act.engine = None);
+
+impl Handler<Flush> for ProcessorActor {
+    type Result = ResponseFuture<Result<(), HopError>>;
+
+    /// Stores everything calculated until now (after the updates before it went out and any
+    /// write in flight) and answers when it is stored.
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
+        let durable = self.publish(Vec::new(), Changes::default(), None, true);
+        // If a write was in flight, the flush tick picks the rest up as soon as it is done.
+        Box::pin(durable.wait())
+    }
+}
+
+impl Handler<RawBatch> for ProcessorActor {
+    type Result = AtomicResponse<Self, Result<BatchAck, HopError>>;
+
+    fn handle(&mut self, batch: RawBatch, ctx: &mut Context<Self>) -> Self::Result {
+        if self.engine.is_none() {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(HopError::Restoring))));
+        }
+        if let Ok(permit) = self.in_flight.clone().try_acquire_owned() {
+            return AtomicResponse::new(self.process(batch, permit, ctx));
+        }
+        // `pipeline_depth` batches are on their way downstream: wait until the oldest has gone
+        // out before calculating this one (the caller waits, and nothing else is taken).
+        // The permits are given back by the publish tasks, which do not need this actor.
+        let wait = self.in_flight.clone().acquire_owned();
+        AtomicResponse::new(Box::pin(wait.into_actor(self).then(
+            move |permit, act, ctx| -> ResponseActFuture<Self, Result<BatchAck, HopError>> {
+                match permit {
+                    Ok(permit) => act.process(batch, permit, ctx),
+                    Err(_) => Box::pin(fut::ready(Err(HopError::Unavailable("the processor is stopping".into())))),
+                }
+            },
+        )))
     }
 }
 
@@ -417,6 +562,114 @@ mod tests {
             self.0.lock().unwrap().extend(batch.updates.iter().cloned());
             Ok(())
         }
+    }
+
+    /// Takes processed updates only as the test lets it (one permit per batch), in order.
+    struct GatedSink {
+        gate: Arc<Semaphore>,
+        taken: Arc<Mutex<Vec<Published>>>,
+    }
+
+    impl Actor for GatedSink {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<UpdateBatch> for GatedSink {
+        type Result = ResponseFuture<Result<(), HopError>>;
+
+        fn handle(&mut self, batch: UpdateBatch, _: &mut Context<Self>) -> Self::Result {
+            let (gate, taken) = (self.gate.clone(), self.taken.clone());
+            Box::pin(async move {
+                gate.acquire().await.map_err(|e| HopError::Unavailable(e.to_string()))?.forget();
+                taken.lock().unwrap().extend(batch.updates.iter().cloned());
+                Ok(())
+            })
+        }
+    }
+
+    fn fill_seqs(published: &Mutex<Vec<Published>>) -> Vec<u64> {
+        let published = published.lock().unwrap();
+        published
+            .iter()
+            .filter_map(|p| match &p.update {
+                Update::Fill(fill) => Some(fill.seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[actix_rt::test]
+    async fn the_next_batch_is_calculated_while_the_previous_one_goes_out_and_nothing_is_stored_before_it_did() {
+        let path = std::env::temp_dir().join(format!("ttpulse-pipeline-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let pool = DbPool::open_sqlite(&path, 2).unwrap();
+        let catalog = Arc::new(InstrumentCatalog::default_futures());
+        let metrics = Arc::new(Metrics::new());
+        let registry = HealthRegistry::new();
+        let db = DbActor::start(1, pool, catalog.clone(), metrics.clone(), registry.register("db", "DbActor"));
+        // A downstream hop that takes nothing until the test says so: a slow produce.
+        let gate = Arc::new(Semaphore::new(0));
+        let taken = Arc::new(Mutex::new(Vec::new()));
+        let sink = GatedSink { gate: gate.clone(), taken: taken.clone() }.start();
+        let config = ProcessorConfig { pipeline_depth: 2, ..ProcessorConfig::default() };
+        let processor = ProcessorActor::new(
+            catalog,
+            sink.recipient(),
+            db.clone().recipient(),
+            db.clone().recipient(),
+            config,
+            metrics.clone(),
+            registry.register("processor", "ProcessorActor"),
+        )
+        .start();
+        let soon = Duration::from_secs(5);
+
+        // The first batch is answered once calculated, though its updates cannot go out.
+        let first = actix_rt::time::timeout(soon, offer(&processor, vec![fill(1, "f1", 2)]))
+            .await
+            .expect("answered before its updates went out")
+            .unwrap();
+        assert_eq!(first.accepted, 1);
+        // The second is calculated while the first is still on its way.
+        let second = actix_rt::time::timeout(soon, offer(&processor, vec![fill(2, "f2", 3)]))
+            .await
+            .expect("calculated while the first batch was on its way")
+            .unwrap();
+        assert_eq!(second.accepted, 1);
+        assert_eq!(metrics.processor_batches_in_flight.get(), 2);
+        assert_eq!(metrics.processor_batches_overlapped.get(), 1);
+
+        // Two batches in flight is the depth: a third waits until the oldest went out.
+        let third = {
+            let processor = processor.clone();
+            actix_rt::spawn(async move { offer(&processor, vec![fill(3, "f3", 1)]).await })
+        };
+        let first_stored = actix_rt::spawn(first.durable.wait());
+        // Many flush ticks (5 ms): still nothing is written, since nothing went out.
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+        assert!(!third.is_finished(), "a third batch was taken with two in flight and depth 2");
+        assert!(!first_stored.is_finished(), "a batch was reported stored before its updates went out");
+        let stored = db.send(LoadSnapshot).await.unwrap().unwrap();
+        assert!(stored.positions.is_empty(), "changes were stored before their updates went out");
+        assert!(taken.lock().unwrap().is_empty());
+
+        // The first batch goes out: the third is taken, and the first is stored.
+        gate.add_permits(1);
+        let third = actix_rt::time::timeout(soon, third).await.expect("taken once a batch went out").unwrap().unwrap();
+        actix_rt::time::timeout(soon, first_stored).await.expect("stored after it went out").unwrap().unwrap();
+        assert_eq!(fill_seqs(&taken), vec![1]);
+
+        // The rest, in batch order, each stored after it went out.
+        gate.add_permits(10);
+        actix_rt::time::timeout(soon, second.durable.wait()).await.unwrap().unwrap();
+        actix_rt::time::timeout(soon, third.durable.wait()).await.unwrap().unwrap();
+        assert_eq!(fill_seqs(&taken), vec![1, 2, 3]);
+        let stored = db.send(LoadSnapshot).await.unwrap().unwrap();
+        assert_eq!(stored.positions.iter().map(|p| p.net_qty).sum::<i64>(), 6);
+        // Flush waits for every batch before it.
+        actix_rt::time::timeout(soon, processor.send(Flush)).await.unwrap().unwrap().unwrap();
+        assert_eq!(metrics.processor_batches_in_flight.get(), 0);
+        let _ = std::fs::remove_file(&path);
     }
 
     fn fill(seq: u64, fill_id: &str, qty: i64) -> ValidEvent {

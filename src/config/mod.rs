@@ -203,6 +203,11 @@ pub struct Storage {
     #[arg(long, env = "TTPULSE_DB_FLUSH_ROWS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub db_flush_rows: u64,
 
+    /// Batches the processor may have calculated whose updates (hop 2) and database write are
+    /// not yet done: the next batch is calculated meanwhile. 1 turns the overlap off.
+    #[arg(long, env = "TTPULSE_PIPELINE_DEPTH", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub pipeline_depth: u64,
+
     /// Hours trades (time and sales) are kept in the database; 0 keeps them for good. Fills
     /// (the trader's record) and positions are always kept.
     #[arg(long, env = "TTPULSE_RETAIN_TRADES_HOURS", default_value_t = 168)]

@@ -679,7 +679,14 @@ async fn a_client_resumes_its_fills_lane_and_reads_only_its_accounts_record() {
     assert_eq!((lane["recovered"].as_bool(), lane["fills"].as_array().map(Vec::len)), (Some(false), Some(0)), "{lane}");
     assert!(lane["reason"].as_str().is_some_and(|r| r.contains("more than 20")), "{lane}");
 
-    // The blotter pages through the day from PostgreSQL: every fill once, newest first.
+    // The blotter pages through the day from PostgreSQL: every fill once, newest first. The
+    // processor commits a fill's write a few milliseconds after publishing it, so the database
+    // may trail the snapshot just read: wait until it holds the newest fill.
+    let stored = eventually(WAIT, async || {
+        read("/api/fills?account=ACC1&limit=1").await.1["fills"][0]["seq"].as_u64() == Some(45)
+    })
+    .await;
+    assert!(stored, "fill 45 never reached PostgreSQL");
     let mut blotter = Vec::new();
     let mut cursor = String::new();
     for _ in 0..10 {

@@ -37,7 +37,7 @@ macro_rules! prune_series {
 
 /// Generates a module of query functions for one connection type.
 macro_rules! backend_queries {
-    ($module:ident, $conn:ty, $insert_new:path) => {
+    ($module:ident, $conn:ty, $insert_new:path, $snapshot:path) => {
         pub mod $module {
             use std::collections::HashMap;
 
@@ -201,8 +201,13 @@ macro_rules! backend_queries {
                 .map_err(StoreError::from)
             }
 
-            /// Reads back what the engine needs to continue after a restart.
+            /// Reads back what the engine needs to continue after a restart, as of one moment:
+            /// all of it inside one read-only snapshot transaction.
             pub fn load_snapshot(conn: &mut $conn, catalog: &InstrumentCatalog) -> Result<EngineSnapshot, StoreError> {
+                $snapshot(conn, |conn| read_engine_state(conn, catalog))
+            }
+
+            fn read_engine_state(conn: &mut $conn, catalog: &InstrumentCatalog) -> Result<EngineSnapshot, StoreError> {
                 let books = instrument_states::table
                     .select(InstrumentStateRow::as_select())
                     .load(conn)?
@@ -490,11 +495,34 @@ fn insert_new_sqlite(
     Ok(insert_new!(conn, trades, trades) + insert_new!(conn, fills, fills))
 }
 
+/// Runs `read` in one read-only REPEATABLE READ transaction: every statement sees the same
+/// committed state. Why: a processor reloads while another may still be writing (a partition's
+/// previous owner finishing its batches in flight). Statement by statement it could read the
+/// fill seqs before one of those transactions and the watermarks after it: the events of that
+/// transaction would then count as duplicates while its fills' seqs were handed out again, and
+/// the next fills would collide with stored ones and be lost.
+fn snapshot_postgres<T>(
+    conn: &mut diesel::pg::PgConnection,
+    read: impl FnOnce(&mut diesel::pg::PgConnection) -> Result<T, crate::store::StoreError>,
+) -> Result<T, crate::store::StoreError> {
+    conn.build_transaction().repeatable_read().read_only().run(read)
+}
+
+/// The same for SQLite: its reads inside one transaction see one snapshot (WAL) or hold off the
+/// writer (rollback journal).
+fn snapshot_sqlite<T>(
+    conn: &mut diesel::sqlite::SqliteConnection,
+    read: impl FnOnce(&mut diesel::sqlite::SqliteConnection) -> Result<T, crate::store::StoreError>,
+) -> Result<T, crate::store::StoreError> {
+    use diesel::Connection as _;
+    conn.transaction(read)
+}
+
 use super::models::{FillRow, TradeRow};
 use super::schema;
 
-backend_queries!(sqlite, diesel::sqlite::SqliteConnection, super::insert_new_sqlite);
-backend_queries!(postgres, diesel::pg::PgConnection, super::insert_new_postgres);
+backend_queries!(sqlite, diesel::sqlite::SqliteConnection, super::insert_new_sqlite, super::snapshot_sqlite);
+backend_queries!(postgres, diesel::pg::PgConnection, super::insert_new_postgres, super::snapshot_postgres);
 
 #[cfg(test)]
 mod tests {
