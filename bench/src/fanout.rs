@@ -20,38 +20,124 @@ pub const SYMBOLS: [&str; 12] =
 pub struct FanoutResult {
     pub sessions_wanted: usize,
     pub sessions_connected: usize,
+    /// Connection attempts that failed and were retried (a session gives up after 5).
+    #[serde(default)]
+    pub connect_retries: u64,
     pub delivery: Latency,
     pub messages_per_second: f64,
     /// WebSocket text frames received per second, all sessions together (with wire version 2
     /// one frame carries many updates).
     #[serde(default)]
     pub frames_per_second: f64,
+    /// Sessions besides the measured ones that subscribed to everything and never read.
+    #[serde(default)]
+    pub stalled: usize,
+    /// With `--reconnect`: every session dropped at once after the window, then reconnected.
+    #[serde(default)]
+    pub reconnect: Option<Reconnect>,
+}
+
+/// A mass reconnect: every measured session's socket dropped at once (no close frame, as when a
+/// network path fails), then all of them connecting and subscribing again at the same moment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Reconnect {
+    pub sessions: usize,
+    /// Sessions that had their snapshot again within 30 s of the drop.
+    pub resynced_within_30s: usize,
+    /// From the drop to each resynced session's snapshot.
+    pub resync: Latency,
+    /// The longest a probe session, connected throughout, waited for the answer to a
+    /// subscribe sent every 250 ms during the storm (the hub answering), and how many such
+    /// subscribes went unanswered for 5 s.
+    pub probe_max_ms: f64,
+    pub probe_unanswered: u64,
+    /// Subscribes the probe sent in all.
+    #[serde(default)]
+    pub probes: u64,
+}
+
+/// How the load generator behaves besides opening `sessions` measured sessions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientOptions {
+    /// Offer wire version 2 (ttpulse's `batch` frames; a server that does not speak it sends
+    /// version 1).
+    pub batched: bool,
+    /// Extra sessions that subscribe to every instrument and print and then never read.
+    pub stalled: usize,
+    /// After the window, drop every measured session at once and reconnect them all.
+    pub reconnect: bool,
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects, retrying a failed attempt up to 4 times (100 ms doubling): a burst of thousands of
+/// connects can overflow the server's accept backlog. Counts the failed attempts in `retries`.
+async fn connect(url: &str, batched: bool, retries: &AtomicU64) -> Option<Ws> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut delay = Duration::from_millis(100);
+    for _ in 0..5 {
+        let mut request = url.into_client_request().ok()?;
+        if batched {
+            request.headers_mut().insert("sec-websocket-protocol", BATCH_PROTOCOL.parse().ok()?);
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, _)) => return Some(ws),
+            Err(_) => {
+                retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    None
+}
+
+fn subscription(i: usize) -> Message {
+    let wanted: Vec<&str> = (0..3).map(|k| SYMBOLS[(i * 3 + k) % SYMBOLS.len()]).collect();
+    Message::text(serde_json::json!({"op": "subscribe", "instruments": wanted}).to_string())
 }
 
 /// Opens `sessions` WebSockets, each subscribed to 3 instruments, and measures delivery latency
-/// (`now - ingest_ts`) of every update for `duration` once all are connected. `batched`: offer
-/// wire version 2 (ttpulse's `batch` frames; a server that does not speak it sends version 1).
-pub async fn client(url: &str, sessions: usize, duration: Duration, batched: bool) -> anyhow::Result<FanoutResult> {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+/// (`now - ingest_ts`) of every update for `duration` once all are connected.
+pub async fn client(
+    url: &str,
+    sessions: usize,
+    duration: Duration,
+    options: ClientOptions,
+) -> anyhow::Result<FanoutResult> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
     let frames = Arc::new(AtomicU64::new(0));
     let connected = Arc::new(AtomicU64::new(0));
+    let retries = Arc::new(AtomicU64::new(0));
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let limit = Arc::new(tokio::sync::Semaphore::new(200));
+    let mut stalled = Vec::with_capacity(options.stalled);
+    for _ in 0..options.stalled {
+        let (url, retries) = (url.to_owned(), retries.clone());
+        stalled.push(tokio::spawn(async move {
+            let Some(mut ws) = connect(&url, options.batched, &retries).await else { return };
+            let everything = r#"{"op":"subscribe","instruments":["*"],"trades":["*"]}"#;
+            if ws.send(Message::text(everything)).await.is_ok() {
+                // Holds the socket and never reads: the server's writes fill the kernel buffers.
+                std::future::pending::<()>().await;
+            }
+        }));
+    }
     let mut tasks = Vec::with_capacity(sessions);
     for i in 0..sessions {
-        let (url, tx, connected, measuring, limit, frames) =
-            (url.to_owned(), tx.clone(), connected.clone(), measuring.clone(), limit.clone(), frames.clone());
+        let (url, tx, connected, measuring, limit, frames, retries) = (
+            url.to_owned(),
+            tx.clone(),
+            connected.clone(),
+            measuring.clone(),
+            limit.clone(),
+            frames.clone(),
+            retries.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let permit = limit.acquire_owned().await;
-            let Ok(mut request) = url.as_str().into_client_request() else { return };
-            if batched {
-                request.headers_mut().insert("sec-websocket-protocol", BATCH_PROTOCOL.parse().expect("a header value"));
-            }
-            let Ok((mut ws, _)) = tokio_tungstenite::connect_async(request).await else { return };
-            let wanted: Vec<&str> = (0..3).map(|k| SYMBOLS[(i * 3 + k) % SYMBOLS.len()]).collect();
-            let subscribe = serde_json::json!({"op": "subscribe", "instruments": wanted}).to_string();
-            if ws.send(Message::text(subscribe)).await.is_err() {
+            let Some(mut ws) = connect(&url, options.batched, &retries).await else { return };
+            if ws.send(subscription(i)).await.is_err() {
                 return;
             }
             drop(permit);
@@ -86,17 +172,101 @@ pub async fn client(url: &str, sessions: usize, duration: Duration, batched: boo
     }
     measuring.store(false, Ordering::Relaxed);
     let frames_per_second = frames.load(Ordering::Relaxed) as f64 / duration.as_secs_f64();
-    for task in &tasks {
+    let sessions_connected = connected.load(Ordering::Relaxed) as usize;
+    for task in tasks.iter().chain(&stalled) {
         task.abort();
     }
+    let reconnect =
+        if options.reconnect { Some(reconnect(url, sessions, options.batched, &retries).await) } else { None };
     let delivery = Latency::from(&hist, duration.as_secs_f64());
     Ok(FanoutResult {
         sessions_wanted: sessions,
-        sessions_connected: connected.load(Ordering::Relaxed) as usize,
+        sessions_connected,
+        connect_retries: retries.load(Ordering::Relaxed),
         messages_per_second: delivery.per_second,
         frames_per_second,
         delivery,
+        stalled: options.stalled,
+        reconnect,
     })
+}
+
+/// The storm: `sessions` connect and subscribe at once (the previous ones were just dropped);
+/// measures each one's time to its snapshot, and a probe session's subscribe answers meanwhile.
+async fn reconnect(url: &str, sessions: usize, batched: bool, retries: &Arc<AtomicU64>) -> Reconnect {
+    const WITHIN: Duration = Duration::from_secs(30);
+    let probe = connect(url, batched, retries).await;
+    let start = Instant::now();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let mut tasks = Vec::with_capacity(sessions);
+    for i in 0..sessions {
+        let (url, tx, retries) = (url.to_owned(), tx.clone(), retries.clone());
+        tasks.push(tokio::spawn(async move {
+            let Some(mut ws) = connect(&url, batched, &retries).await else { return };
+            if ws.send(subscription(i)).await.is_err() {
+                return;
+            }
+            let mut resynced = false;
+            while let Some(Ok(frame)) = ws.next().await {
+                let Message::Text(text) = frame else { continue };
+                if !resynced && text.starts_with(r#"{"type":"snapshot""#) {
+                    resynced = true;
+                    let _ = tx.send(start.elapsed().as_micros().max(1) as u64);
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let probing = async {
+        let (mut longest, mut unanswered, mut sent) = (Duration::ZERO, 0, 0);
+        let Some(mut probe) = probe else { return (f64::NAN, 0, 0) };
+        while start.elapsed() < WITHIN {
+            let asked = Instant::now();
+            if probe.send(subscription(0)).await.is_err() {
+                break;
+            }
+            sent += 1;
+            let answer = tokio::time::timeout(Duration::from_secs(5), async {
+                // Updates and the server's heartbeat pings come in between: read past them.
+                while let Some(Ok(frame)) = probe.next().await {
+                    if let Message::Text(text) = frame
+                        && text.starts_with(r#"{"type":"snapshot""#)
+                    {
+                        return true;
+                    }
+                }
+                false
+            });
+            match answer.await {
+                Ok(true) => longest = longest.max(asked.elapsed()),
+                _ => unanswered += 1,
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        (longest.as_secs_f64() * 1000.0, unanswered, sent)
+    };
+    let collecting = async {
+        let mut hist = histogram();
+        while let Ok(Some(micros)) = tokio::time::timeout_at((start + WITHIN).into(), rx.recv()).await {
+            hist.saturating_record(micros);
+            if hist.len() as usize == sessions {
+                break;
+            }
+        }
+        hist
+    };
+    let ((probe_max_ms, probe_unanswered, probes), hist) = futures_util::future::join(probing, collecting).await;
+    for task in &tasks {
+        task.abort();
+    }
+    Reconnect {
+        sessions,
+        resynced_within_30s: hist.len() as usize,
+        resync: Latency::from(&hist, WITHIN.as_secs_f64()),
+        probe_max_ms,
+        probe_unanswered,
+        probes,
+    }
 }
 
 /// A minimal WebSocket broadcast server: every connection gets every message, sent `rate`

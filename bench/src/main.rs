@@ -61,6 +61,12 @@ enum Cmd {
         /// Offer wire version 2 (batched frames).
         #[arg(long)]
         batched: bool,
+        /// Extra sessions that subscribe to everything and never read.
+        #[arg(long, default_value_t = 0)]
+        stalled: usize,
+        /// After the window, drop every session at once and reconnect them all.
+        #[arg(long)]
+        reconnect: bool,
     },
     /// Only the fan-out rows (ttpulse v1, ttpulse v2, plain broadcast), as JSON on stdout.
     Fanout {
@@ -78,11 +84,31 @@ enum Cmd {
         /// Processor counts, comma-separated, each on a fresh stack.
         #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
         processors: Vec<usize>,
+        /// The processors' `TTPULSE_PIPELINE_DEPTH`s, comma-separated: each processor count is
+        /// measured with each (1 is the unpipelined processor), side by side in one run.
+        #[arg(long, value_delimiter = ',', default_value = "3")]
+        pipeline_depths: Vec<u32>,
         /// The simulator's rate (events/s): above what the processors take, so that they are
         /// the limit.
         #[arg(long, default_value_t = 50_000)]
         rate: u32,
         #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value = "target/release/ttpulse")]
+        bin: PathBuf,
+    },
+    /// Slow and stalled clients (issue 14): the measured sessions' delivery with and without one
+    /// session that never reads, alternated on fresh servers; then a mass reconnect of
+    /// `--reconnect-sessions` at once. Markdown rows on stdout.
+    Resilience {
+        #[arg(long, default_value_t = 1_000)]
+        sessions: usize,
+        /// Rounds of (without, with) the stalled session.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        #[arg(long, default_value_t = 5_000)]
+        reconnect_sessions: usize,
+        #[arg(long, default_value_t = 8)]
         seconds: u64,
         #[arg(long, default_value = "target/release/ttpulse")]
         bin: PathBuf,
@@ -167,8 +193,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     match cli.command {
-        Cmd::FanoutClient { url, sessions, seconds, batched } => {
-            let result = runtime.block_on(fanout::client(&url, sessions, Duration::from_secs(seconds), batched))?;
+        Cmd::FanoutClient { url, sessions, seconds, batched, stalled, reconnect } => {
+            let options = fanout::ClientOptions { batched, stalled, reconnect };
+            let result = runtime.block_on(fanout::client(&url, sessions, Duration::from_secs(seconds), options))?;
             println!("{}", serde_json::to_string(&result)?);
             Ok(())
         }
@@ -183,24 +210,82 @@ fn main() -> anyhow::Result<()> {
             let _ = std::fs::remove_dir_all(&work);
             Ok(())
         }),
+        Cmd::Resilience { sessions, rounds, reconnect_sessions, seconds, bin } => runtime.block_on(async {
+            let work = std::env::temp_dir().join(format!("ttpulse-bench-resilience-{}", std::process::id()));
+            std::fs::create_dir_all(&work)?;
+            let data = work.join("data");
+            println!("| round | stalled sessions | connected | updates/s | p50 ms | p99 ms | max ms | server KiB per session |");
+            println!("|---|---|---|---|---|---|---|---|");
+            let mut p99 = [Vec::new(), Vec::new()];
+            for round in 1..=rounds {
+                for stalled in [0, 1] {
+                    log(format!("round {round}: {sessions} sessions, {stalled} stalled"));
+                    let options = fanout::ClientOptions { stalled, ..Default::default() };
+                    let (r, bytes) = ours_fanout(&bin, &data, &work, sessions, seconds, options).await?;
+                    let short = if r.sessions_connected < sessions { " (short: not quoted)" } else { "" };
+                    println!(
+                        "| {round} | {stalled} | {}{short} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                        r.sessions_connected,
+                        r.messages_per_second,
+                        r.delivery.p50_ms,
+                        r.delivery.p99_ms,
+                        r.delivery.max_ms,
+                        bytes / 1024.0
+                    );
+                    if short.is_empty() {
+                        p99[stalled].push(r.delivery.p99_ms);
+                    }
+                }
+            }
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+            };
+            let (without, with) = (median(&mut p99[0]), median(&mut p99[1]));
+            println!("\nmedian p99: {without:.1} ms without, {with:.1} ms with one stalled session ({:+.1} %)\n", (with / without - 1.0) * 100.0);
+            log(format!("mass reconnect of {reconnect_sessions} sessions"));
+            let options = fanout::ClientOptions { reconnect: true, ..Default::default() };
+            let (r, _) = ours_fanout(&bin, &data, &work, reconnect_sessions, seconds, options).await?;
+            let storm = r.reconnect.unwrap_or_default();
+            println!("| sessions | connected before | resynced within 30 s | resync p50 ms | p99 ms | max ms | probe subscribe: longest answered wait ms | unanswered in 5 s / sent | connect retries |");
+            println!("|---|---|---|---|---|---|---|---|---|");
+            println!(
+                "| {} | {} | {} ({:.1} %) | {:.0} | {:.0} | {:.0} | {:.0} | {} / {} | {} |",
+                storm.sessions,
+                r.sessions_connected,
+                storm.resynced_within_30s,
+                storm.resynced_within_30s as f64 * 100.0 / storm.sessions.max(1) as f64,
+                storm.resync.p50_ms,
+                storm.resync.p99_ms,
+                storm.resync.max_ms,
+                storm.probe_max_ms,
+                storm.probe_unanswered,
+                storm.probes,
+                r.connect_retries
+            );
+            let _ = std::fs::remove_dir_all(&work);
+            Ok(())
+        }),
         Cmd::BroadcastServer { addr, rate } => runtime.block_on(fanout::broadcast_server(&addr, rate)),
         Cmd::Run { quick, bin, out } => runtime.block_on(run(quick, &bin, &out)),
-        Cmd::Scale { processors, rate, seconds, bin } => runtime.block_on(async {
+        Cmd::Scale { processors, pipeline_depths, rate, seconds, bin } => runtime.block_on(async {
             let work = std::env::temp_dir().join(format!("ttpulse-bench-scale-{}", std::process::id()));
             std::fs::create_dir_all(&work)?;
             println!(
-                "| processors | events/s processed | processor CPU (cores) | events per processor CPU-second | \
+                "| processors | pipeline depth | events/s processed | processor CPU (cores) | events per processor CPU-second | \
                  CPU µs per event: processor / cache / api / ingester | consumer lag at the end |"
             );
-            println!("|---|---|---|---|---|---|");
-            for n in processors {
-                log(format!("{n} processor(s), simulator at {rate}/s"));
-                let db = format!("bench_scale_{}_{n}", std::process::id());
-                let stack = Stack::start(&bin, &work, &work, &db, rate, n)?;
+            println!("|---|---|---|---|---|---|---|");
+            let runs = processors.iter().flat_map(|&n| pipeline_depths.iter().map(move |&depth| (n, depth)));
+            for (n, depth) in runs {
+                log(format!("{n} processor(s), pipeline depth {depth}, simulator at {rate}/s"));
+                let db = format!("bench_scale_{}_{n}_{depth}", std::process::id());
+                let depth_env = [("TTPULSE_PIPELINE_DEPTH", depth.to_string())];
+                let stack = Stack::start(&bin, &work, &work, &db, rate, n, &depth_env)?;
                 let row = scale_row(&stack, Duration::from_secs(seconds)).await;
                 let per_event = |role: &str| row.micros_per_event.get(role).copied().unwrap_or(0.0);
                 println!(
-                    "| {n} | {:.0} | {:.2} | {:.0} | {:.1} / {:.1} / {:.1} / {:.1} | {:.0} |",
+                    "| {n} | {depth} | {:.0} | {:.2} | {:.0} | {:.1} / {:.1} / {:.1} / {:.1} | {:.0} |",
                     row.events_per_sec,
                     row.processor_cores,
                     row.events_per_cpu_second,
@@ -335,7 +420,7 @@ async fn run(quick: bool, bin: &Path, out: &Path) -> anyhow::Result<()> {
 
     for &rate in &plan.rates {
         log(format!("distributed end-to-end at {rate} events/s, then the raw broker and Redis trips"));
-        let stack = Stack::start(bin, &work, &logs, &format!("bench_{}_{rate}", std::process::id()), rate, 1)?;
+        let stack = Stack::start(bin, &work, &logs, &format!("bench_{}_{rate}", std::process::id()), rate, 1, &[])?;
         let ws = stack.api_url.replacen("http", "ws", 1) + "/ws";
         let role_refs: Vec<&Proc> = stack.roles.iter().collect();
         let before = server_histogram(&stack.api_admin);
@@ -369,7 +454,8 @@ async fn run(quick: bool, bin: &Path, out: &Path) -> anyhow::Result<()> {
     }
     log("throughput, distributed");
     for &target in &plan.distributed_steps {
-        let stack = Stack::start(bin, &work, &logs, &format!("bench_tp_{}_{target}", std::process::id()), target, 1)?;
+        let stack =
+            Stack::start(bin, &work, &logs, &format!("bench_tp_{}_{target}", std::process::id()), target, 1, &[])?;
         let step = throughput_step(&stack.api_url, &stack.processor_admin, target, &plan).await?;
         log(format!("  {target}/s: achieved {:.0}/s, p99 {:.1} ms, lag {:.0}", step.achieved, step.p99_ms, step.lag));
         report.throughput_distributed.push(step);
@@ -499,7 +585,16 @@ struct Stack {
 }
 
 impl Stack {
-    fn start(bin: &Path, work: &Path, logs: &Path, db: &str, rate: u32, processors: usize) -> anyhow::Result<Self> {
+    /// `processor_env`: settings of the processors only, on top of the common ones.
+    fn start(
+        bin: &Path,
+        work: &Path,
+        logs: &Path,
+        db: &str,
+        rate: u32,
+        processors: usize,
+        processor_env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let (broker, brokers) = procs::broker(logs)?;
         let redis_dir = work.join(format!("redis-{db}"));
         std::fs::create_dir_all(&redis_dir)?;
@@ -519,7 +614,9 @@ impl Stack {
         };
         let mut processor_roles = Vec::new();
         for _ in 0..processors.max(1) {
-            processor_roles.push(procs::ttpulse(bin, "processor", &common("processor", 0), logs)?.0);
+            let mut settings = common("processor", 0);
+            settings.extend(env(processor_env));
+            processor_roles.push(procs::ttpulse(bin, "processor", &settings, logs)?.0);
         }
         let processor_admins: Vec<String> = processor_roles.iter().map(|p| p.admin.clone()).collect();
         let (cache, _) = procs::ttpulse(bin, "cache", &common("cache", 0), logs)?;
@@ -560,13 +657,15 @@ fn fanout_client(
     url: &str,
     sessions: usize,
     seconds: u64,
-    batched: bool,
+    options: fanout::ClientOptions,
     server_pid: u32,
 ) -> anyhow::Result<(fanout::FanoutResult, u64)> {
     let me = std::env::current_exe()?;
     let mut child = Command::new(me)
         .args(["fanout-client", "--url", url, "--sessions", &sessions.to_string(), "--seconds", &seconds.to_string()])
-        .args(batched.then_some("--batched"))
+        .args(["--stalled", &options.stalled.to_string()])
+        .args(options.batched.then_some("--batched"))
+        .args(options.reconnect.then_some("--reconnect"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -579,7 +678,7 @@ fn fanout_client(
         let _ = tx.send(line);
     });
     let mut rss = 0;
-    let deadline = Instant::now() + Duration::from_secs(180 + seconds);
+    let deadline = Instant::now() + Duration::from_secs(180 + seconds + if options.reconnect { 180 } else { 0 });
     let line = loop {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
             break line;
@@ -600,7 +699,7 @@ async fn ours_fanout(
     logs: &Path,
     sessions: usize,
     seconds: u64,
-    batched: bool,
+    options: fanout::ClientOptions,
 ) -> anyhow::Result<(fanout::FanoutResult, f64)> {
     let _ = std::fs::remove_dir_all(data);
     let (server, url) = procs::ttpulse(
@@ -624,7 +723,7 @@ async fn ours_fanout(
     let ws = url.replacen("http", "ws", 1) + "/ws";
     let pid = server.pid();
     let (result, peak) =
-        tokio::task::spawn_blocking(move || fanout_client(&ws, sessions, seconds, batched, pid)).await??;
+        tokio::task::spawn_blocking(move || fanout_client(&ws, sessions, seconds, options, pid)).await??;
     drop(server);
     let per_session = peak.saturating_sub(idle) as f64 / result.sessions_connected.max(1) as f64;
     Ok((result, per_session))
@@ -632,8 +731,11 @@ async fn ours_fanout(
 
 async fn fanout_row(bin: &Path, work: &Path, logs: &Path, sessions: usize, seconds: u64) -> anyhow::Result<FanoutRow> {
     let data = work.join(format!("fanout-{sessions}"));
-    let (ours, ours_bytes_per_session) = ours_fanout(bin, &data, logs, sessions, seconds, false).await?;
-    let (ours_batched, ours_batched_bytes_per_session) = ours_fanout(bin, &data, logs, sessions, seconds, true).await?;
+    let (ours, ours_bytes_per_session) =
+        ours_fanout(bin, &data, logs, sessions, seconds, fanout::ClientOptions::default()).await?;
+    let (ours_batched, ours_batched_bytes_per_session) =
+        ours_fanout(bin, &data, logs, sessions, seconds, fanout::ClientOptions { batched: true, ..Default::default() })
+            .await?;
 
     // The same sessions on a plain broadcast server, sending each session the rate ttpulse did.
     let per_session = (ours.messages_per_second / ours.sessions_connected.max(1) as f64).max(1.0).round() as u32;
@@ -646,8 +748,10 @@ async fn fanout_row(bin: &Path, work: &Path, logs: &Path, sessions: usize, secon
     let base = broadcast_server.usage().1;
     let ws = format!("ws://{addr}/");
     let pid = broadcast_server.pid();
-    let (broadcast, broadcast_peak) =
-        tokio::task::spawn_blocking(move || fanout_client(&ws, sessions, seconds, false, pid)).await??;
+    let (broadcast, broadcast_peak) = tokio::task::spawn_blocking(move || {
+        fanout_client(&ws, sessions, seconds, fanout::ClientOptions::default(), pid)
+    })
+    .await??;
     drop(broadcast_server);
     Ok(FanoutRow {
         sessions,
