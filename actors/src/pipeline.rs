@@ -117,12 +117,16 @@ impl<T> CommitWindow<T> {
 mod tests {
     use super::*;
 
+    /// A window of `capacity` holding `items` in order, and their tickets.
+    fn holding<T: std::fmt::Debug, const N: usize>(capacity: usize, items: [T; N]) -> (CommitWindow<T>, [Ticket; N]) {
+        let mut window = CommitWindow::new(capacity);
+        let tickets = items.map(|item| window.push(item).unwrap());
+        (window, tickets)
+    }
+
     #[test]
     fn batches_commit_in_order_however_they_finish() {
-        let mut window = CommitWindow::new(3);
-        let a = window.push("a").unwrap();
-        let b = window.push("b").unwrap();
-        let c = window.push("c").unwrap();
+        let (mut window, [a, b, c]) = holding(3, ["a", "b", "c"]);
         // The last and the middle finish first: nothing may be committed past `a`.
         window.finish(c, true);
         window.finish(b, true);
@@ -135,11 +139,7 @@ mod tests {
 
     #[test]
     fn only_the_finished_prefix_is_committed() {
-        let mut window = CommitWindow::new(4);
-        let a = window.push(1).unwrap();
-        let b = window.push(2).unwrap();
-        let _c = window.push(3).unwrap();
-        let d = window.push(4).unwrap();
+        let (mut window, [a, b, _c, d]) = holding(4, [1, 2, 3, 4]);
         window.finish(a, true);
         window.finish(b, true);
         window.finish(d, true);
@@ -151,11 +151,7 @@ mod tests {
 
     #[test]
     fn a_failed_batch_blocks_every_later_one_and_all_are_offered_again_in_order() {
-        let mut window = CommitWindow::new(4);
-        let a = window.push("a").unwrap();
-        let b = window.push("b").unwrap();
-        let c = window.push("c").unwrap();
-        let d = window.push("d").unwrap();
+        let (mut window, [a, b, c, d]) = holding(4, ["a", "b", "c", "d"]);
         // c and d were stored, but b failed: their offsets must not be committed.
         window.finish(c, true);
         window.finish(d, true);

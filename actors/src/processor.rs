@@ -587,6 +587,28 @@ mod tests {
         }
     }
 
+    /// A fresh SQLite file with its database actor, and what a processor beside it needs.
+    struct TestDb {
+        path: std::path::PathBuf,
+        catalog: Arc<InstrumentCatalog>,
+        metrics: Arc<Metrics>,
+        registry: Arc<HealthRegistry>,
+        db: Addr<DbActor>,
+    }
+
+    impl TestDb {
+        fn fresh(name: &str) -> Self {
+            let path = std::env::temp_dir().join(format!("ttpulse-{name}-{}.db", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            let pool = DbPool::open_sqlite(&path, 2).unwrap();
+            let catalog = Arc::new(InstrumentCatalog::default_futures());
+            let metrics = Arc::new(Metrics::new());
+            let registry = HealthRegistry::new();
+            let db = DbActor::start(1, pool, catalog.clone(), metrics.clone(), registry.register("db", "DbActor"));
+            Self { path, catalog, metrics, registry, db }
+        }
+    }
+
     fn fill_seqs(published: &Mutex<Vec<Published>>) -> Vec<u64> {
         let published = published.lock().unwrap();
         published
@@ -600,13 +622,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn the_next_batch_is_calculated_while_the_previous_one_goes_out_and_nothing_is_stored_before_it_did() {
-        let path = std::env::temp_dir().join(format!("ttpulse-pipeline-{}.db", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let pool = DbPool::open_sqlite(&path, 2).unwrap();
-        let catalog = Arc::new(InstrumentCatalog::default_futures());
-        let metrics = Arc::new(Metrics::new());
-        let registry = HealthRegistry::new();
-        let db = DbActor::start(1, pool, catalog.clone(), metrics.clone(), registry.register("db", "DbActor"));
+        let TestDb { path, catalog, metrics, registry, db } = TestDb::fresh("pipeline");
         // A downstream hop that takes nothing until the test says so: a slow produce.
         let gate = Arc::new(Semaphore::new(0));
         let taken = Arc::new(Mutex::new(Vec::new()));
@@ -697,13 +713,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_panic_restarts_the_processor_from_the_database_and_a_repeat_offender_is_quarantined() {
-        let path = std::env::temp_dir().join(format!("ttpulse-crash-{}.db", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let pool = DbPool::open_sqlite(&path, 2).unwrap();
-        let catalog = Arc::new(InstrumentCatalog::default_futures());
-        let metrics = Arc::new(Metrics::new());
-        let registry = HealthRegistry::new();
-        let db = DbActor::start(1, pool, catalog.clone(), metrics.clone(), registry.register("db", "DbActor"));
+        let TestDb { path, catalog, metrics, registry, db } = TestDb::fresh("crash");
         let published = Arc::new(Mutex::new(Vec::new()));
         let sink = Sink(published.clone()).start();
         let health = registry.register("processor", "ProcessorActor");
