@@ -541,7 +541,23 @@ async fn unreachable_broker_and_redis_at_start_are_retried_not_fatal() {
     services.start_broker();
     services.start_redis();
     assert!(healthy(&all).await, "did not recover:\n{}", all.log_text());
-    ingest(&all, &[quote("u:1", "ZNH7", "112.5", "112.515625")]).await;
+    // The first produce to a broker that has just come up can still time out; the 503 then
+    // names the event ids, and a client resends them as they were (seq 1 below: counted once).
+    let body = json!([quote("u:1", "ZNH7", "112.5", "112.515625")]).to_string();
+    let url = format!("{}/api/ingest", all.url);
+    let mut refused = Vec::new();
+    let taken = eventually(WAIT, async || {
+        let (status, receipt) = post(&url, body.clone()).await;
+        if status != 200 {
+            refused.push((status, receipt));
+        }
+        status == 200
+    })
+    .await;
+    assert!(taken, "the ingest was not taken once the services were back: {refused:?}");
+    for (status, receipt) in &refused {
+        assert_eq!((*status, &receipt["event_ids"]), (503, &json!(["u:1"])), "{receipt}");
+    }
     let flowed = eventually(WAIT, async || {
         let (_, snapshot) = get_json(&format!("{}/api/snapshot?instruments=ZNH7", all.url)).await;
         snapshot["instruments"][0]["seq"] == 1
