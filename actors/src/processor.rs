@@ -104,27 +104,29 @@ impl Writer {
         (std::mem::take(&mut staged.changes), std::mem::take(&mut staged.waiters))
     }
 
+    /// Writes `changes` until they commit, then tells the batches waiting on them. The caller
+    /// holds the write slot.
+    async fn store(&self, changes: Changes, waiters: Vec<Waiter>) {
+        write_until_stored(&self.db_write, Arc::new(changes), &self.health).await;
+        for waiter in waiters {
+            let _ = waiter.send(Ok(()));
+        }
+    }
+
     /// Sends the staged changes to the database if no write is in flight (else they wait for
     /// the next tick). Batches waiting on them are told when they are stored.
     fn flush(&self) {
         let Ok(permit) = self.slot.clone().try_acquire_owned() else {
             return;
         };
-        let (changes, waiters) = {
-            let mut staged = self.lock();
-            if staged.changes.is_empty() && staged.waiters.is_empty() {
-                return;
-            }
-            (std::mem::take(&mut staged.changes), std::mem::take(&mut staged.waiters))
-        };
-        self.health.set_queue_depth(0);
-        let (db_write, health) = (self.db_write.clone(), self.health.clone());
+        let (changes, waiters) = self.take();
+        if changes.is_empty() && waiters.is_empty() {
+            return;
+        }
+        let writer = self.clone();
         actix::spawn(async move {
-            write_until_stored(&db_write, Arc::new(changes), &health).await;
+            writer.store(changes, waiters).await;
             drop(permit);
-            for waiter in waiters {
-                let _ = waiter.send(Ok(()));
-            }
         });
     }
 }
@@ -470,10 +472,7 @@ impl Actor for ProcessorActor {
             }
             let permit = writer.slot.clone().acquire_owned().await;
             let (changes, waiters) = writer.take();
-            write_until_stored(&writer.db_write, Arc::new(changes), &writer.health).await;
-            for waiter in waiters {
-                let _ = waiter.send(Ok(()));
-            }
+            writer.store(changes, waiters).await;
             drop(permit);
             db_load.send(LoadSnapshot).await.unwrap_or_else(|e| Err(StoreError::from(e)))
         }
