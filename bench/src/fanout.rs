@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message;
+use ttpulse_actors::ingest::simulator::SIM_ACCOUNTS;
 use ttpulse_actors::session::BATCH_PROTOCOL;
 
 use crate::measure::{Frame, Latency, histogram, now_micros};
@@ -35,6 +36,108 @@ pub struct FanoutResult {
     /// With `--reconnect`: every session dropped at once after the window, then reconnected.
     #[serde(default)]
     pub reconnect: Option<Reconnect>,
+    #[serde(default)]
+    pub profile: Profile,
+    /// Under a rate cap (`max_rate`), market states only: the delay the server added beyond what
+    /// the cap requires, i.e. arrival minus the later of `ingest_ts` and the moment the cap
+    /// allowed the key's next update. That moment is taken as the key's previous arrival plus
+    /// `1/max_rate`; the previous frame's own transit makes this an underestimate by at most
+    /// that transit, which `delivery` shows.
+    #[serde(default)]
+    pub added_delay: Option<Latency>,
+    /// Fills only (the account lane, never resampled): arrival minus `ingest_ts`.
+    #[serde(default)]
+    pub fills: Option<Latency>,
+}
+
+/// What each measured session subscribes to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// Three instruments each (the fan-out rows).
+    #[default]
+    Watch3,
+    /// Connected and subscribed to nothing: what a session costs by itself.
+    Idle,
+    /// One instrument each (many quiet sessions).
+    Quiet,
+    /// A 12-instrument watchlist at 1 update per key per second, and one account's positions
+    /// and fills (a realistic dashboard).
+    Dashboard,
+    /// Every instrument, account and print at full rate.
+    Firehose,
+}
+
+impl Profile {
+    /// The `max_rate` the profile's subscribe asks for (0: every update as it comes).
+    pub fn max_rate(self) -> u32 {
+        if self == Profile::Dashboard { 1 } else { 0 }
+    }
+
+    /// Session `i`'s subscribe, if the profile subscribes at all.
+    fn subscription(self, i: usize) -> Option<Message> {
+        use serde_json::json;
+        let body = match self {
+            Profile::Idle => return None,
+            Profile::Watch3 => return Some(subscription(i)),
+            Profile::Quiet => json!({"op": "subscribe", "instruments": [SYMBOLS[i % SYMBOLS.len()]]}),
+            Profile::Dashboard => json!({
+                "op": "subscribe",
+                "instruments": SYMBOLS,
+                "positions": [SIM_ACCOUNTS[i % SIM_ACCOUNTS.len()]],
+                "max_rate": self.max_rate(),
+            }),
+            Profile::Firehose => json!({"op": "subscribe", "instruments": ["*"], "positions": ["*"], "trades": ["*"]}),
+        };
+        Some(Message::text(body.to_string()))
+    }
+}
+
+/// What one received update adds to the measurements.
+#[derive(Clone, Copy)]
+enum Sample {
+    /// Arrival minus `ingest_ts`, every update.
+    Delivery(u64),
+    /// The delay added beyond the rate cap (market states under a cap).
+    Added(u64),
+    /// Arrival minus `ingest_ts`, fills.
+    Fill(u64),
+}
+
+/// Turns one session's received updates into samples, remembering when each key last arrived
+/// (to know when the rate cap allowed its next update).
+struct SessionMeter {
+    interval_micros: Option<i64>,
+    last_arrival: std::collections::HashMap<String, i64>,
+}
+
+impl SessionMeter {
+    fn new(max_rate: u32) -> Self {
+        Self {
+            interval_micros: (max_rate > 0).then(|| 1_000_000 / i64::from(max_rate)),
+            last_arrival: Default::default(),
+        }
+    }
+
+    fn record(&mut self, update: &Frame, now: i64, measuring: bool, out: &tokio::sync::mpsc::UnboundedSender<Sample>) {
+        let delay = |since: i64| (now - since).max(1) as u64;
+        if update.update_kind == "fill" {
+            if measuring {
+                let _ = out.send(Sample::Fill(delay(update.ingest_ts)));
+            }
+        } else if let Some(interval) = self.interval_micros
+            && update.update_kind != "trade"
+        {
+            let allowed = self.last_arrival.get(&update.key).map_or(update.ingest_ts, |last| last + interval);
+            if measuring {
+                let _ = out.send(Sample::Added(delay(allowed.max(update.ingest_ts))));
+            }
+            self.last_arrival.insert(update.key.clone(), now);
+        }
+        if measuring {
+            let _ = out.send(Sample::Delivery(delay(update.ingest_ts)));
+        }
+    }
 }
 
 /// A mass reconnect: every measured session's socket dropped at once (no close frame, as when a
@@ -66,6 +169,7 @@ pub struct ClientOptions {
     pub stalled: usize,
     /// After the window, drop every measured session at once and reconnect them all.
     pub reconnect: bool,
+    pub profile: Profile,
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -92,20 +196,24 @@ async fn connect(url: &str, batched: bool, retries: &AtomicU64) -> Option<Ws> {
     None
 }
 
+/// Session `i`'s three-instrument subscribe (the fan-out rows', the reconnect storm's and the
+/// probe's).
 fn subscription(i: usize) -> Message {
     let wanted: Vec<&str> = (0..3).map(|k| SYMBOLS[(i * 3 + k) % SYMBOLS.len()]).collect();
     Message::text(serde_json::json!({"op": "subscribe", "instruments": wanted}).to_string())
 }
 
-/// Opens `sessions` WebSockets, each subscribed to 3 instruments, and measures delivery latency
-/// (`now - ingest_ts`) of every update for `duration` once all are connected.
+/// Opens `sessions` WebSockets, each subscribed as `options.profile` says, and measures delivery
+/// latency (`now - ingest_ts`) of every update for `duration` once all are connected. Prints
+/// `{"phase":"measuring"}` and `{"phase":"measured"}` lines around the window, so that the
+/// caller can read the server's CPU over exactly that window.
 pub async fn client(
     url: &str,
     sessions: usize,
     duration: Duration,
     options: ClientOptions,
 ) -> anyhow::Result<FanoutResult> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Sample>();
     let frames = Arc::new(AtomicU64::new(0));
     let connected = Arc::new(AtomicU64::new(0));
     let retries = Arc::new(AtomicU64::new(0));
@@ -137,22 +245,30 @@ pub async fn client(
         tasks.push(tokio::spawn(async move {
             let permit = limit.acquire_owned().await;
             let Some(mut ws) = connect(&url, options.batched, &retries).await else { return };
-            if ws.send(subscription(i)).await.is_err() {
+            if let Some(subscribe) = options.profile.subscription(i)
+                && ws.send(subscribe).await.is_err()
+            {
                 return;
             }
             drop(permit);
             connected.fetch_add(1, Ordering::Relaxed);
+            let mut meter = SessionMeter::new(options.profile.max_rate());
             while let Some(Ok(frame)) = ws.next().await {
                 let Message::Text(text) = frame else { continue };
-                if !measuring.load(Ordering::Relaxed) {
+                let measuring = measuring.load(Ordering::Relaxed);
+                // Under a rate cap every arrival counts, so that the cap's timing is known when
+                // the window opens; otherwise nothing is parsed outside the window.
+                if !measuring && meter.interval_micros.is_none() {
                     continue;
                 }
-                frames.fetch_add(1, Ordering::Relaxed);
+                if measuring {
+                    frames.fetch_add(1, Ordering::Relaxed);
+                }
                 let Ok(frame) = serde_json::from_str::<Frame>(&text) else { continue };
                 let now = now_micros();
                 let updates = if frame.kind == "batch" { frame.updates } else { vec![frame] };
                 for update in updates.iter().filter(|u| u.kind == "update" && u.ingest_ts > 0) {
-                    let _ = tx.send((now - update.ingest_ts).max(1) as u64);
+                    meter.record(update, now, measuring, &tx);
                 }
             }
         }));
@@ -164,13 +280,19 @@ pub async fn client(
     }
     // Settle, then measure.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    println!(r#"{{"phase":"measuring"}}"#);
     measuring.store(true, Ordering::Relaxed);
-    let mut hist = histogram();
+    let (mut hist, mut added, mut fills) = (histogram(), histogram(), histogram());
     let end = Instant::now() + duration;
-    while let Ok(Some(latency)) = tokio::time::timeout_at(end.into(), rx.recv()).await {
-        hist.saturating_record(latency);
+    while let Ok(Some(sample)) = tokio::time::timeout_at(end.into(), rx.recv()).await {
+        match sample {
+            Sample::Delivery(micros) => hist.saturating_record(micros),
+            Sample::Added(micros) => added.saturating_record(micros),
+            Sample::Fill(micros) => fills.saturating_record(micros),
+        }
     }
     measuring.store(false, Ordering::Relaxed);
+    println!(r#"{{"phase":"measured"}}"#);
     let frames_per_second = frames.load(Ordering::Relaxed) as f64 / duration.as_secs_f64();
     let sessions_connected = connected.load(Ordering::Relaxed) as usize;
     for task in tasks.iter().chain(&stalled) {
@@ -178,7 +300,9 @@ pub async fn client(
     }
     let reconnect =
         if options.reconnect { Some(reconnect(url, sessions, options.batched, &retries).await) } else { None };
-    let delivery = Latency::from(&hist, duration.as_secs_f64());
+    let seconds = duration.as_secs_f64();
+    let delivery = Latency::from(&hist, seconds);
+    let capped = options.profile.max_rate() > 0;
     Ok(FanoutResult {
         sessions_wanted: sessions,
         sessions_connected,
@@ -188,6 +312,9 @@ pub async fn client(
         delivery,
         stalled: options.stalled,
         reconnect,
+        profile: options.profile,
+        added_delay: capped.then(|| Latency::from(&added, seconds)),
+        fills: (!fills.is_empty()).then(|| Latency::from(&fills, seconds)),
     })
 }
 
@@ -312,5 +439,72 @@ pub async fn broadcast_server(addr: &str, rate: u32) -> anyhow::Result<()> {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(kind: &str, key: &str, ingest_ts: i64) -> Frame {
+        serde_json::from_value(serde_json::json!({"type": "update", "key": key, "kind": kind, "ingest_ts": ingest_ts}))
+            .unwrap()
+    }
+
+    fn samples(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Sample>) -> Vec<(char, u64)> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|s| match s {
+                Sample::Delivery(m) => ('d', m),
+                Sample::Added(m) => ('a', m),
+                Sample::Fill(m) => ('f', m),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn under_a_cap_the_added_delay_starts_when_the_cap_allowed_the_keys_next_update() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut meter = SessionMeter::new(1);
+        // Before the window: nothing is recorded, but the key's arrival is remembered.
+        meter.record(&update("instrument", "inst:ESZ6", 1_000), 1_500, false, &tx);
+        assert!(samples(&mut rx).is_empty());
+        // Ingested long before and held back by the cap: the cap allowed it at 1_001_500.
+        meter.record(&update("instrument", "inst:ESZ6", 2_000), 1_201_500, true, &tx);
+        assert_eq!(samples(&mut rx), [('a', 200_000), ('d', 1_199_500)]);
+        // Ingested after the cap allowed it: the delay starts at ingest.
+        meter.record(&update("instrument", "inst:ESZ6", 2_500_000), 2_500_300, true, &tx);
+        assert_eq!(samples(&mut rx), [('a', 300), ('d', 300)]);
+        // A key seen for the first time starts at its ingest.
+        meter.record(&update("candle", "candle:ESZ6:1s", 2_500_000), 2_500_050, true, &tx);
+        assert_eq!(samples(&mut rx), [('a', 50), ('d', 50)]);
+    }
+
+    #[test]
+    fn fills_and_prints_are_not_counted_as_held_back_by_the_cap() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut meter = SessionMeter::new(1);
+        meter.record(&update("fill", "fills:ACC1:ESZ6", 1_000), 4_000, true, &tx);
+        meter.record(&update("trade", "trades:ESZ6", 1_000), 2_000, true, &tx);
+        assert_eq!(samples(&mut rx), [('f', 3_000), ('d', 3_000), ('d', 1_000)]);
+    }
+
+    #[test]
+    fn without_a_cap_only_delivery_and_fills_are_measured() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut meter = SessionMeter::new(0);
+        meter.record(&update("instrument", "inst:ESZ6", 1_000), 1_200, true, &tx);
+        meter.record(&update("instrument", "inst:ESZ6", 1_300), 1_300, true, &tx);
+        assert_eq!(samples(&mut rx), [('d', 200), ('d', 1)]);
+    }
+
+    #[test]
+    fn each_profile_subscribes_as_documented() {
+        let text = |p: Profile, i| p.subscription(i).map(|m| m.into_text().unwrap().to_string());
+        assert_eq!(text(Profile::Idle, 0), None);
+        assert_eq!(text(Profile::Quiet, 13).unwrap(), r#"{"instruments":["NQZ6"],"op":"subscribe"}"#);
+        let dashboard: serde_json::Value = serde_json::from_str(&text(Profile::Dashboard, 4).unwrap()).unwrap();
+        assert_eq!(dashboard["instruments"].as_array().unwrap().len(), 12);
+        assert_eq!(dashboard["positions"], serde_json::json!(["ACC2"]));
+        assert_eq!(dashboard["max_rate"], 1);
     }
 }

@@ -67,6 +67,9 @@ enum Cmd {
         /// After the window, drop every session at once and reconnect them all.
         #[arg(long)]
         reconnect: bool,
+        /// What each session subscribes to.
+        #[arg(long, value_enum, default_value = "watch3")]
+        profile: fanout::Profile,
     },
     /// Only the fan-out rows (ttpulse v1, ttpulse v2, plain broadcast), as JSON on stdout.
     Fanout {
@@ -108,6 +111,28 @@ enum Cmd {
         rounds: usize,
         #[arg(long, default_value_t = 5_000)]
         reconnect_sessions: usize,
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+        #[arg(long, default_value = "target/release/ttpulse")]
+        bin: PathBuf,
+    },
+    /// Many sessions of one profile on a fresh server with default settings (session limits
+    /// lifted): `quiet` (one instrument each), `dashboard` (a 12-instrument watchlist at 1
+    /// update per key per second and one account), `firehose` (everything at full rate, beside
+    /// the plain broadcast server sending each session as many updates), `idle` (connected,
+    /// subscribed to nothing). Markdown rows on stdout.
+    Sessions {
+        #[arg(long, value_enum)]
+        profile: fanout::Profile,
+        /// Session counts, comma-separated, each on a fresh server.
+        #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000")]
+        sessions: Vec<usize>,
+        /// The simulator's rate (events/s).
+        #[arg(long, default_value_t = 1000)]
+        sim_rate: u32,
+        /// Offer wire version 2 (batched frames).
+        #[arg(long)]
+        batched: bool,
         #[arg(long, default_value_t = 8)]
         seconds: u64,
         #[arg(long, default_value = "target/release/ttpulse")]
@@ -193,8 +218,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     match cli.command {
-        Cmd::FanoutClient { url, sessions, seconds, batched, stalled, reconnect } => {
-            let options = fanout::ClientOptions { batched, stalled, reconnect };
+        Cmd::FanoutClient { url, sessions, seconds, batched, stalled, reconnect, profile } => {
+            let options = fanout::ClientOptions { batched, stalled, reconnect, profile };
             let result = runtime.block_on(fanout::client(&url, sessions, Duration::from_secs(seconds), options))?;
             println!("{}", serde_json::to_string(&result)?);
             Ok(())
@@ -221,7 +246,8 @@ fn main() -> anyhow::Result<()> {
                 for stalled in [0, 1] {
                     log(format!("round {round}: {sessions} sessions, {stalled} stalled"));
                     let options = fanout::ClientOptions { stalled, ..Default::default() };
-                    let (r, bytes) = ours_fanout(&bin, &data, &work, sessions, seconds, options).await?;
+                    let Served { result: r, bytes_per_session: bytes, .. } =
+                        ours_fanout(&bin, &data, &work, sessions, seconds, options, FANOUT_SIM_RATE).await?;
                     let short = if r.sessions_connected < sessions { " (short: not quoted)" } else { "" };
                     println!(
                         "| {round} | {stalled} | {}{short} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} |",
@@ -245,7 +271,7 @@ fn main() -> anyhow::Result<()> {
             println!("\nmedian p99: {without:.1} ms without, {with:.1} ms with one stalled session ({:+.1} %)\n", (with / without - 1.0) * 100.0);
             log(format!("mass reconnect of {reconnect_sessions} sessions"));
             let options = fanout::ClientOptions { reconnect: true, ..Default::default() };
-            let (r, _) = ours_fanout(&bin, &data, &work, reconnect_sessions, seconds, options).await?;
+            let r = ours_fanout(&bin, &data, &work, reconnect_sessions, seconds, options, FANOUT_SIM_RATE).await?.result;
             let storm = r.reconnect.unwrap_or_default();
             println!("| sessions | connected before | resynced within 30 s | resync p50 ms | p99 ms | max ms | probe subscribe: longest answered wait ms | unanswered in 5 s / sent | connect retries |");
             println!("|---|---|---|---|---|---|---|---|---|");
@@ -263,6 +289,29 @@ fn main() -> anyhow::Result<()> {
                 storm.probes,
                 r.connect_retries
             );
+            let _ = std::fs::remove_dir_all(&work);
+            Ok(())
+        }),
+        Cmd::Sessions { profile, sessions, sim_rate, batched, seconds, bin } => runtime.block_on(async {
+            let work = std::env::temp_dir().join(format!("ttpulse-bench-sessions-{}", std::process::id()));
+            std::fs::create_dir_all(&work)?;
+            let data = work.join("data");
+            println!(
+                "| server | profile | wire | sessions | connected | updates/s | frames/s | delivery p50 / p99 / max ms | \
+                 added delay p99 ms | fills p99 ms | server CPU (cores) | server KiB per session |"
+            );
+            println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+            let wire = if batched { "v2" } else { "v1" };
+            for n in sessions {
+                log(format!("{n} {profile:?} sessions ({wire}), simulator at {sim_rate}/s"));
+                let options = fanout::ClientOptions { batched, profile, ..Default::default() };
+                let ours = ours_fanout(&bin, &data, &work, n, seconds, options, sim_rate).await?;
+                println!("{}", sessions_row("ttpulse", wire, &ours));
+                if profile == fanout::Profile::Firehose {
+                    let plain = broadcast_fanout(n, seconds, &ours.result).await?;
+                    println!("{}", sessions_row("plain broadcast", "v1", &plain));
+                }
+            }
             let _ = std::fs::remove_dir_all(&work);
             Ok(())
         }),
@@ -651,48 +700,70 @@ impl Drop for Stack {
     }
 }
 
-/// Runs the fan-out client (its own process) against `url`; returns its result and the server's
-/// resident memory once every session is connected.
+/// A fan-out run seen from both ends: the client's result, the server's peak resident memory
+/// during the run, its memory per connected session (that peak minus the server's memory before
+/// any session connected) and the cores it used over the measured window.
+struct Served {
+    result: fanout::FanoutResult,
+    peak_rss: u64,
+    bytes_per_session: f64,
+    cpu_cores: f64,
+}
+
+/// Runs the fan-out client (its own process) against `url` while sampling the server's memory,
+/// and its CPU at the client's `measuring` and `measured` lines; `bytes_per_session` is left 0.
 fn fanout_client(
     url: &str,
     sessions: usize,
     seconds: u64,
     options: fanout::ClientOptions,
     server_pid: u32,
-) -> anyhow::Result<(fanout::FanoutResult, u64)> {
+) -> anyhow::Result<Served> {
     let me = std::env::current_exe()?;
+    let profile = serde_json::to_value(options.profile)?;
     let mut child = Command::new(me)
         .args(["fanout-client", "--url", url, "--sessions", &sessions.to_string(), "--seconds", &seconds.to_string()])
         .args(["--stalled", &options.stalled.to_string()])
+        .args(["--profile", profile.as_str().unwrap_or("watch3")])
         .args(options.batched.then_some("--batched"))
         .args(options.reconnect.then_some("--reconnect"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
     let stdout = child.stdout.take().context("stdout")?;
-    // The client settles 1 s after connecting everything; sample the server's memory inside the
-    // measurement window.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let line = std::io::BufReader::new(stdout).lines().map_while(Result::ok).last();
-        let _ = tx.send(line);
-    });
-    let mut rss = 0;
-    let deadline = Instant::now() + Duration::from_secs(180 + seconds + if options.reconnect { 180 } else { 0 });
-    let line = loop {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
-            break line;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
         }
+    });
+    let (mut rss, mut window_start, mut window_cpu) = (0, None, None);
+    let deadline = Instant::now() + Duration::from_secs(180 + seconds + if options.reconnect { 180 } else { 0 });
+    let result = loop {
         rss = rss.max(procs::usage(server_pid).1);
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(line) if line.contains(r#""phase":"measuring""#) => {
+                window_start = Some((Instant::now(), procs::usage(server_pid).0));
+            }
+            Ok(line) if line.contains(r#""phase":"measured""#) => {
+                window_cpu =
+                    window_start.map(|(at, cpu)| (procs::usage(server_pid).0 - cpu) / at.elapsed().as_secs_f64());
+            }
+            Ok(line) => break serde_json::from_str::<fanout::FanoutResult>(&line)?,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => anyhow::bail!("no result from the fan-out client"),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
         anyhow::ensure!(Instant::now() < deadline, "the fan-out client did not finish");
     };
     let _ = child.wait();
-    let result: fanout::FanoutResult = serde_json::from_str(&line.context("no result from the fan-out client")?)?;
-    Ok((result, rss))
+    Ok(Served { result, peak_rss: rss, bytes_per_session: 0.0, cpu_cores: window_cpu.unwrap_or(f64::NAN) })
 }
 
-/// One ttpulse server (fresh, same seed) and the fan-out client against it; returns the client's
-/// result and the server's memory per connected session.
+/// The simulator's rate under the fan-out, resilience and reconnect rows.
+const FANOUT_SIM_RATE: u32 = 1000;
+
+/// One ttpulse server (fresh, same seed, the simulator at `sim_rate`) and the fan-out client
+/// against it.
 async fn ours_fanout(
     bin: &Path,
     data: &Path,
@@ -700,13 +771,14 @@ async fn ours_fanout(
     sessions: usize,
     seconds: u64,
     options: fanout::ClientOptions,
-) -> anyhow::Result<(fanout::FanoutResult, f64)> {
+    sim_rate: u32,
+) -> anyhow::Result<Served> {
     let _ = std::fs::remove_dir_all(data);
     let (server, url) = procs::ttpulse(
         bin,
         "fanout",
         &env(&[
-            ("TTPULSE_SIM_RATE", "1000".into()),
+            ("TTPULSE_SIM_RATE", sim_rate.to_string()),
             ("TTPULSE_DATA_DIR", data.display().to_string()),
             ("TTPULSE_SIM_SEED", "7".into()),
             // The load generator opens thousands of sessions at once: lift the session limits.
@@ -722,45 +794,75 @@ async fn ours_fanout(
     let idle = server.usage().1;
     let ws = url.replacen("http", "ws", 1) + "/ws";
     let pid = server.pid();
-    let (result, peak) =
-        tokio::task::spawn_blocking(move || fanout_client(&ws, sessions, seconds, options, pid)).await??;
+    let served = tokio::task::spawn_blocking(move || fanout_client(&ws, sessions, seconds, options, pid)).await??;
     drop(server);
-    let per_session = peak.saturating_sub(idle) as f64 / result.sessions_connected.max(1) as f64;
-    Ok((result, per_session))
+    Ok(served.per_session_over(idle))
 }
 
-async fn fanout_row(bin: &Path, work: &Path, logs: &Path, sessions: usize, seconds: u64) -> anyhow::Result<FanoutRow> {
-    let data = work.join(format!("fanout-{sessions}"));
-    let (ours, ours_bytes_per_session) =
-        ours_fanout(bin, &data, logs, sessions, seconds, fanout::ClientOptions::default()).await?;
-    let (ours_batched, ours_batched_bytes_per_session) =
-        ours_fanout(bin, &data, logs, sessions, seconds, fanout::ClientOptions { batched: true, ..Default::default() })
-            .await?;
+impl Served {
+    fn per_session_over(self, before: u64) -> Self {
+        let connected = self.result.sessions_connected.max(1) as f64;
+        Self { bytes_per_session: self.peak_rss.saturating_sub(before) as f64 / connected, ..self }
+    }
+}
 
-    // The same sessions on a plain broadcast server, sending each session the rate ttpulse did.
+/// The plain broadcast server with `sessions` clients, sending each the updates per second that
+/// ttpulse sent each session in `ours`.
+async fn broadcast_fanout(sessions: usize, seconds: u64, ours: &fanout::FanoutResult) -> anyhow::Result<Served> {
     let per_session = (ours.messages_per_second / ours.sessions_connected.max(1) as f64).max(1.0).round() as u32;
     let addr = format!("127.0.0.1:{}", procs::free_port());
     let me = std::env::current_exe()?;
     let child =
         Command::new(me).args(["broadcast-server", "--addr", &addr, "--rate", &per_session.to_string()]).spawn()?;
-    let broadcast_server = procs::adopt("broadcast", child);
-    std::thread::sleep(Duration::from_millis(500));
-    let base = broadcast_server.usage().1;
-    let ws = format!("ws://{addr}/");
-    let pid = broadcast_server.pid();
-    let (broadcast, broadcast_peak) = tokio::task::spawn_blocking(move || {
+    let server = procs::adopt("broadcast", child);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = server.usage().1;
+    let (ws, pid) = (format!("ws://{addr}/"), server.pid());
+    let served = tokio::task::spawn_blocking(move || {
         fanout_client(&ws, sessions, seconds, fanout::ClientOptions::default(), pid)
     })
     .await??;
-    drop(broadcast_server);
+    drop(server);
+    Ok(served.per_session_over(before))
+}
+
+/// One markdown row of `ttpulse-bench sessions`; a run that connected fewer sessions than asked
+/// says so (and is not to be quoted).
+fn sessions_row(server: &str, wire: &str, served: &Served) -> String {
+    let r = &served.result;
+    let short = if r.sessions_connected < r.sessions_wanted { " (short: not quoted)" } else { "" };
+    let p99 = |latency: &Option<Latency>| latency.as_ref().map_or("-".to_owned(), |l| format!("{:.1}", l.p99_ms));
+    format!(
+        "| {server} | {} | {wire} | {} | {}{short} | {:.0} | {:.0} | {:.1} / {:.1} / {:.1} | {} | {} | {:.2} | {:.1} |",
+        serde_json::to_value(r.profile).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+        r.sessions_wanted,
+        r.sessions_connected,
+        r.messages_per_second,
+        r.frames_per_second,
+        r.delivery.p50_ms,
+        r.delivery.p99_ms,
+        r.delivery.max_ms,
+        p99(&r.added_delay),
+        p99(&r.fills),
+        served.cpu_cores,
+        served.bytes_per_session / 1024.0
+    )
+}
+
+async fn fanout_row(bin: &Path, work: &Path, logs: &Path, sessions: usize, seconds: u64) -> anyhow::Result<FanoutRow> {
+    let data = work.join(format!("fanout-{sessions}"));
+    let ours = ours_fanout(bin, &data, logs, sessions, seconds, Default::default(), FANOUT_SIM_RATE).await?;
+    let batched = fanout::ClientOptions { batched: true, ..Default::default() };
+    let ours_batched = ours_fanout(bin, &data, logs, sessions, seconds, batched, FANOUT_SIM_RATE).await?;
+    // The same sessions on a plain broadcast server, sending each session the rate ttpulse did.
+    let broadcast = broadcast_fanout(sessions, seconds, &ours.result).await?;
     Ok(FanoutRow {
         sessions,
-        ours_bytes_per_session,
-        ours_batched,
-        ours_batched_bytes_per_session,
-        broadcast_bytes_per_session: broadcast_peak.saturating_sub(base) as f64
-            / broadcast.sessions_connected.max(1) as f64,
-        ours,
-        broadcast,
+        ours_bytes_per_session: ours.bytes_per_session,
+        ours_batched: ours_batched.result,
+        ours_batched_bytes_per_session: ours_batched.bytes_per_session,
+        broadcast_bytes_per_session: broadcast.bytes_per_session,
+        ours: ours.result,
+        broadcast: broadcast.result,
     })
 }

@@ -50,13 +50,18 @@ impl Latency {
     }
 }
 
-/// The two fields of a server message the measurements read.
+/// The fields of a server message the measurements read.
 #[derive(Deserialize)]
 pub struct Frame {
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default)]
     pub ingest_ts: i64,
+    /// An update's key (`inst:ESZ6`) and kind (`instrument`, `fill`...).
+    #[serde(default)]
+    pub key: String,
+    #[serde(default, rename = "kind")]
+    pub update_kind: String,
     /// A `batch` frame's updates (wire version 2).
     #[serde(default)]
     pub updates: Vec<Frame>,
