@@ -133,6 +133,10 @@ enum Cmd {
         /// Offer wire version 2 (batched frames).
         #[arg(long)]
         batched: bool,
+        /// Also run the plain broadcast server with as many sessions, sending each the updates
+        /// per second ttpulse did (always on with `--profile firehose`).
+        #[arg(long)]
+        broadcast: bool,
         #[arg(long, default_value_t = 8)]
         seconds: u64,
         #[arg(long, default_value = "target/release/ttpulse")]
@@ -292,24 +296,25 @@ fn main() -> anyhow::Result<()> {
             let _ = std::fs::remove_dir_all(&work);
             Ok(())
         }),
-        Cmd::Sessions { profile, sessions, sim_rate, batched, seconds, bin } => runtime.block_on(async {
+        Cmd::Sessions { profile, sessions, sim_rate, batched, broadcast, seconds, bin } => runtime.block_on(async {
             let work = std::env::temp_dir().join(format!("ttpulse-bench-sessions-{}", std::process::id()));
             std::fs::create_dir_all(&work)?;
             let data = work.join("data");
             println!(
                 "| server | profile | wire | sessions | connected | updates/s | frames/s | delivery p50 / p99 / max ms | \
-                 added delay p99 ms | fills p99 ms | server CPU (cores) | server KiB per session |"
+                 added delay p99 ms | fills p99 ms | server CPU (cores) | load generator CPU (cores) | server KiB per session |"
             );
-            println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+            println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
             let wire = if batched { "v2" } else { "v1" };
             for n in sessions {
                 log(format!("{n} {profile:?} sessions ({wire}), simulator at {sim_rate}/s"));
                 let options = fanout::ClientOptions { batched, profile, ..Default::default() };
                 let ours = ours_fanout(&bin, &data, &work, n, seconds, options, sim_rate).await?;
-                println!("{}", sessions_row("ttpulse", wire, &ours));
-                if profile == fanout::Profile::Firehose {
+                let shape = serde_json::to_value(profile)?.as_str().unwrap_or_default().to_owned();
+                println!("{}", sessions_row("ttpulse", &shape, wire, &ours));
+                if broadcast || profile == fanout::Profile::Firehose {
                     let plain = broadcast_fanout(n, seconds, &ours.result).await?;
-                    println!("{}", sessions_row("plain broadcast", "v1", &plain));
+                    println!("{}", sessions_row("plain broadcast", "ttpulse's updates/s", "v1", &plain));
                 }
             }
             let _ = std::fs::remove_dir_all(&work);
@@ -708,6 +713,8 @@ struct Served {
     peak_rss: u64,
     bytes_per_session: f64,
     cpu_cores: f64,
+    /// The load generator's cores over the same window (it shares the machine).
+    client_cpu_cores: f64,
 }
 
 /// Runs the fan-out client (its own process) against `url` while sampling the server's memory,
@@ -731,6 +738,7 @@ fn fanout_client(
         .stderr(Stdio::null())
         .spawn()?;
     let stdout = child.stdout.take().context("stdout")?;
+    let cpu = |client: u32| (procs::usage(server_pid).0, procs::usage(client).0);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -743,11 +751,14 @@ fn fanout_client(
         rss = rss.max(procs::usage(server_pid).1);
         match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(line) if line.contains(r#""phase":"measuring""#) => {
-                window_start = Some((Instant::now(), procs::usage(server_pid).0));
+                window_start = Some((Instant::now(), cpu(child.id())));
             }
             Ok(line) if line.contains(r#""phase":"measured""#) => {
-                window_cpu =
-                    window_start.map(|(at, cpu)| (procs::usage(server_pid).0 - cpu) / at.elapsed().as_secs_f64());
+                window_cpu = window_start.map(|(at, (server, client))| {
+                    let (server_now, client_now) = cpu(child.id());
+                    let seconds = at.elapsed().as_secs_f64();
+                    ((server_now - server) / seconds, (client_now - client) / seconds)
+                });
             }
             Ok(line) => break serde_json::from_str::<fanout::FanoutResult>(&line)?,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => anyhow::bail!("no result from the fan-out client"),
@@ -756,7 +767,8 @@ fn fanout_client(
         anyhow::ensure!(Instant::now() < deadline, "the fan-out client did not finish");
     };
     let _ = child.wait();
-    Ok(Served { result, peak_rss: rss, bytes_per_session: 0.0, cpu_cores: window_cpu.unwrap_or(f64::NAN) })
+    let (cpu_cores, client_cpu_cores) = window_cpu.unwrap_or((f64::NAN, f64::NAN));
+    Ok(Served { result, peak_rss: rss, bytes_per_session: 0.0, cpu_cores, client_cpu_cores })
 }
 
 /// The simulator's rate under the fan-out, resilience and reconnect rows.
@@ -828,13 +840,12 @@ async fn broadcast_fanout(sessions: usize, seconds: u64, ours: &fanout::FanoutRe
 
 /// One markdown row of `ttpulse-bench sessions`; a run that connected fewer sessions than asked
 /// says so (and is not to be quoted).
-fn sessions_row(server: &str, wire: &str, served: &Served) -> String {
+fn sessions_row(server: &str, shape: &str, wire: &str, served: &Served) -> String {
     let r = &served.result;
     let short = if r.sessions_connected < r.sessions_wanted { " (short: not quoted)" } else { "" };
     let p99 = |latency: &Option<Latency>| latency.as_ref().map_or("-".to_owned(), |l| format!("{:.1}", l.p99_ms));
     format!(
-        "| {server} | {} | {wire} | {} | {}{short} | {:.0} | {:.0} | {:.1} / {:.1} / {:.1} | {} | {} | {:.2} | {:.1} |",
-        serde_json::to_value(r.profile).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+        "| {server} | {shape} | {wire} | {} | {}{short} | {:.0} | {:.0} | {:.1} / {:.1} / {:.1} | {} | {} | {:.2} | {:.2} | {:.1} |",
         r.sessions_wanted,
         r.sessions_connected,
         r.messages_per_second,
@@ -845,6 +856,7 @@ fn sessions_row(server: &str, wire: &str, served: &Served) -> String {
         p99(&r.added_delay),
         p99(&r.fills),
         served.cpu_cores,
+        served.client_cpu_cores,
         served.bytes_per_session / 1024.0
     )
 }

@@ -6,6 +6,7 @@
 use std::fmt;
 
 use super::candles::Interval;
+use super::updates::Topic;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Key<'a> {
@@ -43,6 +44,17 @@ impl<'a> Key<'a> {
             _ => return None,
         };
         parts.next().is_none().then_some(key)
+    }
+
+    /// The subscription topic an update of this key is routed by.
+    pub fn topic(&self) -> Topic<'a> {
+        match *self {
+            Key::Instrument(symbol) | Key::Candle(symbol, _) => Topic::Instrument(symbol),
+            Key::Position { account, .. } | Key::Fills { account, .. } | Key::Pnl { account, .. } => {
+                Topic::Account(account)
+            }
+            Key::Trades(symbol) => Topic::Prints(symbol),
+        }
     }
 
     /// The account of an account's key (its position or its fills).
@@ -89,6 +101,11 @@ mod tests {
         assert_eq!(Key::Fills { account: "A", symbol: "ESZ6" }.to_string(), "fills:A:ESZ6");
         assert_eq!(Key::parse("pos:A:ESZ6").and_then(|k| k.account()), Some("A"));
         assert_eq!(Key::parse("inst:ESZ6").and_then(|k| k.account()), None);
+        let topic = |text: &'static str| Key::parse(text).map(|k| k.topic());
+        assert_eq!(topic("candle:ESZ6:1m"), Some(Topic::Instrument("ESZ6")));
+        assert_eq!(topic("pos:A:ESZ6"), Some(Topic::Account("A")));
+        assert_eq!(topic("pnl:A:1s"), Some(Topic::Account("A")));
+        assert_eq!(topic("trades:CLF7"), Some(Topic::Prints("CLF7")));
         for bad in ["", "inst", "inst:A:B", "fills:A", "fills:A:B:C", "candle:ESZ6:5m", "other:A:B"] {
             assert_eq!(Key::parse(bad), None, "{bad}");
         }

@@ -204,8 +204,6 @@ pub struct SessionActor {
     recovered: Option<String>,
     /// The server's default and cap for a subscribe's `max_rate` (0: none).
     rates: MaxRates,
-    /// When a drain is already scheduled for the next state held back by the maximum rate.
-    drain_due: Option<Instant>,
     /// Set when the session is cut off for flooding: its connection is dropped, not drained.
     cut_off: Rc<Cell<bool>>,
     /// The client chose wire version 2 (`BATCH_PROTOCOL`): updates go out in `batch` frames.
@@ -352,7 +350,6 @@ pub fn start_session(
         recovering: false,
         recovered: None,
         rates: config.max_rates,
-        drain_due: None,
         cut_off: Rc::default(),
         batched: offers_protocol(req, BATCH_PROTOCOL),
     };
@@ -552,9 +549,9 @@ impl SessionActor {
                 // With lanes to recover, nothing is written until the missed fills are read: the
                 // client then gets the snapshot, the `recovered` fills, and the stream after them.
                 self.recovering = !recover.is_empty();
-                // The latest subscribe's rate holds for the session's whole market lane.
+                // The latest subscribe's rate holds for the session's whole market lane; the hub
+                // resamples for it.
                 let max_rate = self.rates.grant(max_rate);
-                self.outbox.set_max_rate(max_rate);
                 self.hub
                     .send(Subscribe { id, instruments, accounts: positions, trades, max_rate })
                     .into_actor(self)
@@ -679,17 +676,6 @@ impl SessionActor {
             ctx.stop();
         } else if drained.more {
             ctx.notify(Wake);
-        } else if let Some(due) = drained.next_due
-            && self.drain_due.is_none_or(|scheduled| due < scheduled)
-        {
-            // States held back by the maximum rate: drain again when the first is due.
-            self.drain_due = Some(due);
-            ctx.run_later(due.saturating_duration_since(Instant::now()), move |act, ctx| {
-                if act.drain_due == Some(due) {
-                    act.drain_due = None;
-                }
-                act.drain(ctx);
-            });
         }
     }
 }

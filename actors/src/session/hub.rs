@@ -1,6 +1,8 @@
 //! `Hub`: the session registry. It routes each update to the sessions subscribed to its
 //! instrument or account, serializing it once, and answers subscriptions with a snapshot.
-//! It never waits on a session: it pushes into each session's bounded outbox.
+//! It never waits on a session: it pushes into each session's bounded outbox. Sessions are
+//! grouped by their granted `max_rate`, and each group resamples its market states once
+//! ([`Resampler`]), so a rate cap saves the hub work as well as the client.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash as _, Hasher as _};
@@ -12,6 +14,7 @@ use bytestring::ByteString;
 use serde::Serialize;
 
 use super::outbox::{Frame, Outbox, Pushed};
+use super::resampler::{Due, Resampler, Turn};
 use crate::cache::{Filter, Snapshot, StateStore};
 use crate::domain::{InstrumentCatalog, Key, Lane, Topic};
 use crate::health::ActorHealth;
@@ -45,23 +48,67 @@ struct Entry {
 
 impl Entry {
     fn wants_key(&self, key: &str) -> bool {
-        let wants = |one: TopicKey, all: TopicKey| self.topics.contains(&all) || self.topics.contains(&one);
-        match Key::parse(key) {
-            Some(Key::Instrument(symbol) | Key::Candle(symbol, _)) => {
-                wants(TopicKey::Instrument(symbol.into()), TopicKey::AllInstruments)
+        Key::parse(key).is_some_and(|key| {
+            let (one, all) = topic_keys(key.topic());
+            self.topics.contains(&all) || self.topics.contains(&one)
+        })
+    }
+}
+
+/// The subscription entries that want an update of `topic`: its own, and its kind's `*`.
+fn topic_keys(topic: Topic<'_>) -> (TopicKey, TopicKey) {
+    match topic {
+        Topic::Instrument(s) => (TopicKey::Instrument(s.to_owned()), TopicKey::AllInstruments),
+        Topic::Account(a) => (TopicKey::Account(a.to_owned()), TopicKey::AllAccounts),
+        Topic::Prints(s) => (TopicKey::Prints(s.to_owned()), TopicKey::AllPrints),
+    }
+}
+
+/// The sessions granted one `max_rate`: who subscribed to what, and (for a rate, not 0) the
+/// resampler they share.
+struct RateGroup {
+    subscribers: HashMap<TopicKey, HashSet<SessionId>>,
+    resampler: Option<Resampler>,
+}
+
+impl RateGroup {
+    fn new(rate: u32) -> Self {
+        Self { subscribers: HashMap::new(), resampler: (rate > 0).then(|| Resampler::new(rate)) }
+    }
+
+    fn targets(&self, (one, all): &(TopicKey, TopicKey)) -> Vec<SessionId> {
+        [one, all].into_iter().filter_map(|key| self.subscribers.get(key)).flatten().copied().collect()
+    }
+
+    fn index<'a>(&mut self, id: SessionId, topics: impl IntoIterator<Item = &'a TopicKey>) {
+        for topic in topics {
+            self.subscribers.entry(topic.clone()).or_default().insert(id);
+        }
+    }
+
+    fn unindex<'a>(&mut self, id: SessionId, topics: impl IntoIterator<Item = &'a TopicKey>) {
+        for topic in topics {
+            if let Some(ids) = self.subscribers.get_mut(topic) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.subscribers.remove(topic);
+                }
             }
-            Some(Key::Position { account, .. } | Key::Fills { account, .. } | Key::Pnl { account, .. }) => {
-                wants(TopicKey::Account(account.into()), TopicKey::AllAccounts)
-            }
-            Some(Key::Trades(symbol)) => wants(TopicKey::Prints(symbol.into()), TopicKey::AllPrints),
-            None => false,
         }
     }
 }
 
+/// A state held back by a rate group's resampler, to release when its turn comes.
+struct HeldState {
+    rate: u32,
+    key: String,
+    due: Instant,
+}
+
 pub struct Hub {
     sessions: HashMap<SessionId, Entry>,
-    subscribers: HashMap<TopicKey, HashSet<SessionId>>,
+    /// By granted rate (0: every update as it comes); a group goes when its last session does.
+    groups: HashMap<u32, RateGroup>,
     next_id: SessionId,
     store: StateStore,
     catalog: Arc<InstrumentCatalog>,
@@ -92,7 +139,7 @@ impl Hub {
     ) -> Self {
         Self {
             sessions: HashMap::new(),
-            subscribers: HashMap::new(),
+            groups: HashMap::new(),
             next_id: 1,
             store,
             catalog,
@@ -104,56 +151,58 @@ impl Hub {
 
     fn remove(&mut self, id: SessionId) {
         if let Some(entry) = self.sessions.remove(&id) {
-            for topic in entry.topics {
-                if let Some(ids) = self.subscribers.get_mut(&topic) {
-                    ids.remove(&id);
-                    if ids.is_empty() {
-                        self.subscribers.remove(&topic);
-                    }
-                }
-            }
+            self.unindex(id, entry.max_rate, &entry.topics);
         }
         self.health.set_queue_depth(self.sessions.len() as i64);
     }
 
-    fn targets(&self, topic: Topic<'_>) -> Vec<SessionId> {
-        let (one, all) = match topic {
-            Topic::Instrument(s) => (TopicKey::Instrument(s.to_owned()), TopicKey::AllInstruments),
-            Topic::Account(a) => (TopicKey::Account(a.to_owned()), TopicKey::AllAccounts),
-            Topic::Prints(s) => (TopicKey::Prints(s.to_owned()), TopicKey::AllPrints),
-        };
-        let mut ids: Vec<SessionId> = Vec::new();
-        for key in [one, all] {
-            if let Some(set) = self.subscribers.get(&key) {
-                ids.extend(set.iter().copied());
+    fn unindex<'a>(&mut self, id: SessionId, rate: u32, topics: impl IntoIterator<Item = &'a TopicKey>) {
+        if let Some(group) = self.groups.get_mut(&rate) {
+            group.unindex(id, topics);
+            if group.subscribers.is_empty() {
+                self.groups.remove(&rate);
             }
         }
-        ids
     }
 
     /// Acts on what a push into a session's outbox did; returns whether the session must go.
     fn after_push(&self, entry: &Entry, pushed: Pushed, lane: Lane) -> bool {
-        match pushed {
-            Pushed::Wake => {
-                // A full mailbox already holds a Wake; a closed one means the session is gone.
-                matches!(entry.wake.try_send(Wake), Err(SendError::Closed(_)))
+        after_push(&self.metrics, entry, pushed, lane)
+    }
+
+    /// Pushes `frame` into each target's outbox; sessions that must go are added to `gone`.
+    fn deliver(&self, targets: &[SessionId], frame: &Arc<Frame>, now: Instant, gone: &mut Vec<SessionId>) {
+        for id in targets {
+            let Some(entry) = self.sessions.get(id) else { continue };
+            if self.after_push(entry, entry.outbox.push(frame, now), frame.lane) {
+                gone.push(*id);
             }
-            Pushed::Queued | Pushed::Stale => false,
-            Pushed::Conflated(dropped) => {
-                self.metrics.updates_conflated.with_label_values(&[lane.as_str()]).inc_by(dropped as u64);
-                false
+        }
+    }
+}
+
+/// Acts on what a push into a session's outbox did; returns whether the session must go.
+fn after_push(metrics: &Metrics, entry: &Entry, pushed: Pushed, lane: Lane) -> bool {
+    match pushed {
+        Pushed::Wake => {
+            // A full mailbox already holds a Wake; a closed one means the session is gone.
+            matches!(entry.wake.try_send(Wake), Err(SendError::Closed(_)))
+        }
+        Pushed::Queued | Pushed::Stale => false,
+        Pushed::Conflated(dropped) => {
+            metrics.updates_conflated.with_label_values(&[lane.as_str()]).inc_by(dropped as u64);
+            false
+        }
+        Pushed::Closed(reason) => {
+            if reason.just_closed {
+                tracing::warn!(code = reason.code, reason = %reason.reason, "closing a slow session");
+                metrics.ws_slow_disconnects.with_label_values(&[&reason.code.to_string()]).inc();
+                let dropped = &metrics.updates_dropped;
+                dropped.with_label_values(&["market"]).inc_by(reason.dropped_market as u64);
+                dropped.with_label_values(&["account"]).inc_by(reason.dropped_account as u64);
             }
-            Pushed::Closed(reason) => {
-                if reason.just_closed {
-                    tracing::warn!(code = reason.code, reason = %reason.reason, "closing a slow session");
-                    self.metrics.ws_slow_disconnects.with_label_values(&[&reason.code.to_string()]).inc();
-                    let dropped = &self.metrics.updates_dropped;
-                    dropped.with_label_values(&["market"]).inc_by(reason.dropped_market as u64);
-                    dropped.with_label_values(&["account"]).inc_by(reason.dropped_account as u64);
-                }
-                let _ = entry.wake.try_send(Wake);
-                true
-            }
+            let _ = entry.wake.try_send(Wake);
+            true
         }
     }
 }
@@ -251,14 +300,19 @@ impl Handler<Subscribe> for Hub {
                 return Err(SubscribeError::TooMany(self.max_subscriptions));
             }
         }
-        for topic in &topics {
-            self.subscribers.entry(topic.clone()).or_default().insert(msg.id);
-        }
         let Some(entry) = self.sessions.get_mut(&msg.id) else {
             return Err(SubscribeError::NotConnected(msg.id));
         };
         entry.topics.extend(topics);
-        entry.max_rate = msg.max_rate;
+        // The latest subscribe's rate holds for the session's whole market lane.
+        let old_rate = std::mem::replace(&mut entry.max_rate, msg.max_rate);
+        if old_rate != msg.max_rate {
+            self.leave_group(msg.id, old_rate);
+        }
+        let Some(entry) = self.sessions.get_mut(&msg.id) else {
+            return Err(SubscribeError::NotConnected(msg.id));
+        };
+        self.groups.entry(msg.max_rate).or_insert_with(|| RateGroup::new(msg.max_rate)).index(msg.id, &entry.topics);
         // The store already holds every update this hub has routed (the cache writes it before
         // notifying), so the snapshot is never behind the stream; the outbox skips what the
         // snapshot already covers.
@@ -287,6 +341,49 @@ impl Handler<Subscribe> for Hub {
 }
 
 impl Hub {
+    /// A session granted a new rate leaves the group of its old one. What that group holds back
+    /// for it goes to it now: the subscribe's snapshot may not cover those keys.
+    fn leave_group(&mut self, id: SessionId, old_rate: u32) {
+        let Some(entry) = self.sessions.get(&id) else { return };
+        let waiting = match self.groups.get(&old_rate).and_then(|group| group.resampler.as_ref()) {
+            Some(resampler) => resampler.waiting(|key| entry.wants_key(key)),
+            None => Vec::new(),
+        };
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        for frame in &waiting {
+            self.deliver(&[id], frame, now, &mut gone);
+        }
+        let topics: Vec<TopicKey> = entry.topics.iter().cloned().collect();
+        self.unindex(id, old_rate, &topics);
+        for id in gone {
+            self.remove(id);
+        }
+    }
+
+    /// A state held back by a rate group, when its turn has come.
+    fn release(&mut self, rate: u32, key: &str, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let Some(group) = self.groups.get_mut(&rate) else { return };
+        let Some(resampler) = group.resampler.as_mut() else { return };
+        let frame = match resampler.release(key, now) {
+            Due::Now(frame) => frame,
+            Due::At(due) => return self.release_at(rate, key.to_owned(), due, ctx),
+            Due::Nothing => return,
+        };
+        let Some(topic) = Key::parse(key).map(|key| topic_keys(key.topic())) else { return };
+        let targets = group.targets(&topic);
+        let mut gone = Vec::new();
+        self.deliver(&targets, &frame, now, &mut gone);
+        for id in gone {
+            self.remove(id);
+        }
+    }
+
+    fn release_at(&mut self, rate: u32, key: String, due: Instant, ctx: &mut Context<Self>) {
+        ctx.run_later(due.saturating_duration_since(Instant::now()), move |hub, ctx| hub.release(rate, &key, ctx));
+    }
+
     /// The current state of what a session subscribed to, serialized, with its key seqs.
     fn snapshot_for(&self, instruments: &Filter, accounts: &Filter, max_rate: u32) -> (ByteString, Vec<(String, u64)>) {
         let snapshot = self.store.snapshot(instruments, accounts);
@@ -394,14 +491,8 @@ impl Handler<Unsubscribe> for Hub {
         // The outbox forgets the keys dropped, so the next subscribe is answered in full.
         entry.last_snapshot = None;
         entry.outbox.forget(|key| entry.wants_key(key));
-        for topic in dropped {
-            if let Some(ids) = self.subscribers.get_mut(&topic) {
-                ids.remove(&msg.id);
-                if ids.is_empty() {
-                    self.subscribers.remove(&topic);
-                }
-            }
-        }
+        let rate = entry.max_rate;
+        self.unindex(msg.id, rate, &dropped);
     }
 }
 
@@ -410,32 +501,51 @@ impl Handler<UpdateBatch> for Hub {
 
     fn handle(&mut self, batch: UpdateBatch, ctx: &mut Context<Self>) -> Self::Result {
         let health = self.health.clone();
-        contain_or_restart::<Self, _>(&health, ctx, || self.fan_out(&batch))
+        let held = contain_or_restart::<Self, _>(&health, ctx, || self.fan_out(&batch))?;
+        for HeldState { rate, key, due } in held {
+            self.release_at(rate, key, due, ctx);
+        }
+        Ok(())
     }
 }
 
 impl Hub {
-    fn fan_out(&mut self, batch: &UpdateBatch) {
+    /// Routes each update to its subscribers, group by group; a state a group's rate holds back
+    /// is returned, to be released when due.
+    fn fan_out(&mut self, batch: &UpdateBatch) -> Vec<HeldState> {
         let _span = tracing::debug_span!("fan_out", updates = batch.updates.len()).entered();
         self.health.handled_n(batch.updates.len() as u64);
         let now = Instant::now();
         let mut gone: Vec<SessionId> = Vec::new();
+        let mut held = Vec::new();
+        let mut deliveries: Vec<(Vec<SessionId>, Arc<Frame>)> = Vec::new();
         for update in batch.updates.iter() {
-            let targets = self.targets(update.update.topic());
-            if targets.is_empty() {
-                continue;
-            }
-            let frame = Frame::new(update);
-            for id in targets {
-                let Some(entry) = self.sessions.get(&id) else { continue };
-                if self.after_push(entry, entry.outbox.push(&frame, now), frame.lane) {
-                    gone.push(id);
+            let topic = topic_keys(update.update.topic());
+            // Serialized once, for every group and session that sends it.
+            let mut frame: Option<Arc<Frame>> = None;
+            for (&rate, group) in &mut self.groups {
+                let targets = group.targets(&topic);
+                if targets.is_empty() {
+                    continue;
                 }
+                let frame = frame.get_or_insert_with(|| Frame::new(update));
+                if frame.resampled
+                    && let Some(resampler) = &mut group.resampler
+                    && let Turn::Held(due) = resampler.offer(frame, now)
+                {
+                    held.extend(due.map(|due| HeldState { rate, key: frame.key.clone(), due }));
+                    continue;
+                }
+                deliveries.push((targets, frame.clone()));
+            }
+            for (targets, frame) in deliveries.drain(..) {
+                self.deliver(&targets, &frame, now, &mut gone);
             }
         }
         for id in gone {
             self.remove(id);
         }
+        held
     }
 }
 
@@ -549,5 +659,88 @@ mod tests {
         assert_eq!(snapshots_sent(&outbox).len(), 1, "the resnapshot itself");
         hub.send(subscribe(&["ESZ6", "NQZ6"])).await.expect("hub").expect("subscribed");
         assert_eq!(snapshots_sent(&outbox).len(), 1);
+    }
+
+    /// The seqs of one key's updates waiting in an outbox, taken out as a client would read them.
+    fn seqs_sent(outbox: &Outbox, key: &str) -> Vec<u64> {
+        outbox.drain(usize::MAX).updates.iter().filter(|f| f.key == key).map(|f| f.seq).collect()
+    }
+
+    #[actix_rt::test]
+    async fn sessions_of_one_rate_share_its_resampling_and_fills_are_never_held() {
+        let health = HealthRegistry::new().register("hub", "hub");
+        let catalog = Arc::new(InstrumentCatalog::default_futures());
+        let hub = Hub::new(StateStore::new(), catalog, Arc::new(Metrics::new()), health, 200).start();
+        let mut sessions = Vec::new();
+        for max_rate in [0, 10, 10] {
+            let outbox = Outbox::new(OutboxLimits::default());
+            let id =
+                hub.send(Connect { outbox: outbox.clone(), wake: Sleeper.start().recipient() }).await.expect("hub");
+            let subscribe = Subscribe {
+                id,
+                instruments: vec!["ESZ6".into()],
+                accounts: vec!["ACC1".into()],
+                trades: vec![],
+                max_rate,
+            };
+            hub.send(subscribe).await.expect("hub").expect("subscribed");
+            outbox.drain(usize::MAX); // the snapshot
+            sessions.push((id, outbox));
+        }
+        let batch = |updates: Vec<Published>| UpdateBatch { updates: updates.into() };
+        let states = (1..=5).map(|seq| instrument("ESZ6", seq)).chain([fill("ACC1", "ESZ6", 1)]).collect();
+        hub.send(batch(states)).await.expect("hub").expect("fanned out");
+
+        let (every, capped) = (&sessions[0].1, [&sessions[1].1, &sessions[2].1]);
+        assert_eq!(seqs_sent(every, "inst:ESZ6"), [1, 2, 3, 4, 5], "no rate: every state");
+        for outbox in capped {
+            let drained = outbox.drain(usize::MAX);
+            let keys: Vec<(&str, u64)> = drained.updates.iter().map(|f| (f.key.as_str(), f.seq)).collect();
+            // (The account lane drains first.)
+            assert_eq!(keys, [("fills:ACC1:ESZ6", 1), ("inst:ESZ6", 1)], "the first state at once, the fill too");
+        }
+        // One resampler for the rate, whatever the number of its sessions.
+        let rates = hub.send(GroupRates).await.expect("hub");
+        assert_eq!(rates, [(0, false), (10, true)]);
+
+        // The newest state follows within the interval (100 ms), to both capped sessions.
+        actix_rt::time::sleep(Duration::from_millis(250)).await;
+        for outbox in capped {
+            assert_eq!(seqs_sent(outbox, "inst:ESZ6"), [5]);
+        }
+
+        // A held state goes to a session that moves to another rate (its subscribe's snapshot
+        // covers only what that subscribe names), and is still released to the one that stays.
+        hub.send(batch(vec![instrument("ESZ6", 6), instrument("ESZ6", 7)])).await.expect("hub").expect("fanned out");
+        assert_eq!(seqs_sent(capped[0], "inst:ESZ6"), [6]);
+        assert_eq!(seqs_sent(capped[1], "inst:ESZ6"), [6]);
+        let (mover, _) = &sessions[1];
+        let subscribe =
+            Subscribe { id: *mover, instruments: vec!["NQZ6".into()], accounts: vec![], trades: vec![], max_rate: 0 };
+        hub.send(subscribe).await.expect("hub").expect("subscribed");
+        assert_eq!(seqs_sent(capped[0], "inst:ESZ6"), [7], "handed over at once");
+        actix_rt::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(seqs_sent(capped[1], "inst:ESZ6"), [7]);
+        assert_eq!(seqs_sent(capped[0], "inst:ESZ6"), Vec::<u64>::new(), "not twice");
+        hub.send(batch(vec![instrument("ESZ6", 8), instrument("ESZ6", 9)])).await.expect("hub").expect("fanned out");
+        assert_eq!(seqs_sent(capped[0], "inst:ESZ6"), [8, 9], "every state at its new rate");
+        let rates = hub.send(GroupRates).await.expect("hub");
+        assert_eq!(rates, [(0, false), (10, true)]);
+    }
+
+    /// The rates the hub holds a group for, and whether each resamples (tests).
+    #[derive(Message)]
+    #[rtype(result = "Vec<(u32, bool)>")]
+    struct GroupRates;
+
+    impl Handler<GroupRates> for Hub {
+        type Result = Vec<(u32, bool)>;
+
+        fn handle(&mut self, _: GroupRates, _: &mut Context<Self>) -> Self::Result {
+            let mut rates: Vec<(u32, bool)> =
+                self.groups.iter().map(|(rate, group)| (*rate, group.resampler.is_some())).collect();
+            rates.sort();
+            rates
+        }
     }
 }

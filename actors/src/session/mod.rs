@@ -4,6 +4,7 @@
 pub mod actor;
 pub mod hub;
 pub mod outbox;
+mod resampler;
 
 pub use actor::{BATCH_PROTOCOL, MaxRates, SessionConfig, SessionUser, start_session};
 pub use hub::Hub;

@@ -11,10 +11,8 @@
 //!   update; a slow one sees seq jumps on market keys, never stale values.
 //! - Per key, an update at or below the seq already queued or sent is skipped, which makes a
 //!   snapshot and the stream after it join with no gap and no duplicate.
-//! - With a maximum rate (a subscribe's `max_rate`), the market lane's states are resampled per
-//!   key: a key sent less than 1/rate ago waits, a newer state of it replaces the waiting one,
-//!   and the newest state goes out at most 1/rate after the last one sent. Prints and the
-//!   account lane are never held.
+//! - A maximum rate (a subscribe's `max_rate`) is applied before the outbox, once per rate by
+//!   the hub (`Resampler`): what is pushed here is already resampled.
 //! - A session that makes no progress (a non-empty queue it does not drain) for longer than
 //!   `max_behind` is closed with [`CLOSE_TOO_SLOW`]; the hub checks on every push and sweeps
 //!   all sessions every second.
@@ -128,8 +126,6 @@ pub struct Drained {
     pub close: Option<CloseReason>,
     /// More is queued than was taken: drain again.
     pub more: bool,
-    /// When the next state held back by the maximum rate is due: drain again then.
-    pub next_due: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -138,11 +134,6 @@ struct Inner {
     account: VecDeque<Arc<Frame>>,
     market: VecDeque<Arc<Frame>>,
     last_seq: HashMap<String, u64>,
-    /// Resampling (a maximum rate): the shortest time between two frames of one key, when each
-    /// key was last sent, and the newest state of each key waiting for its turn.
-    min_interval: Option<Duration>,
-    sent_at: HashMap<String, Instant>,
-    held: HashMap<String, Arc<Frame>>,
     wake_pending: bool,
     behind_since: Option<Instant>,
     closed: Option<CloseReason>,
@@ -186,7 +177,6 @@ impl Outbox {
         inner.control.clear();
         inner.account.clear();
         inner.market.clear();
-        inner.held.clear();
         reason
     }
 
@@ -221,7 +211,6 @@ impl Outbox {
             *last = (*last).max(*seq);
         }
         inner.market.retain(|f| covered.get(f.key.as_str()).is_none_or(|&seq| f.seq > seq));
-        inner.held.retain(|key, f| covered.get(key.as_str()).is_none_or(|&seq| f.seq > seq));
         inner.control.push_back(text);
         match self.mark_queued(&mut inner, now) {
             Ok(true) => Pushed::Wake,
@@ -289,34 +278,10 @@ impl Outbox {
         inner.last_seq.retain(|key, _| keep(key));
         inner.market.retain(|f| keep(&f.key));
         inner.account.retain(|f| keep(&f.key));
-        inner.held.retain(|key, _| keep(key));
-        inner.sent_at.retain(|key, _| keep(key));
     }
 
-    /// Sends each market state at most `rate` times a second per key (0: as they come). A lower
-    /// rate applies from the next drain; states already held are released on their old schedule.
-    pub fn set_max_rate(&self, rate: u32) {
-        let mut inner = self.lock();
-        inner.min_interval = (rate > 0).then(|| Duration::from_secs(1) / rate);
-        if inner.min_interval.is_none() {
-            // Unlimited again: what waits goes out with the next drain, ahead of the queue (a
-            // held state is older than any queued state of its key), in key order.
-            let mut held: Vec<Arc<Frame>> = inner.held.drain().map(|(_, f)| f).collect();
-            held.sort_by(|a, b| b.key.cmp(&a.key));
-            for frame in held {
-                inner.market.push_front(frame);
-            }
-        }
-    }
-
-    /// Takes up to `max` frames: control first, then the account lane, then the market lane
-    /// (with a maximum rate: the held states now due, then the queue, holding back each state
-    /// whose key was sent too recently).
+    /// Takes up to `max` frames: control first, then the account lane, then the market lane.
     pub fn drain(&self, max: usize) -> Drained {
-        self.drain_at(max, Instant::now())
-    }
-
-    fn drain_at(&self, max: usize, now: Instant) -> Drained {
         let mut inner = self.lock();
         let inner = &mut *inner;
         let mut out = Drained { close: inner.closed.clone(), ..Drained::default() };
@@ -328,41 +293,11 @@ impl Outbox {
             let Some(frame) = inner.account.pop_front() else { break };
             out.updates.push(frame);
         }
-        let interval = inner.min_interval;
-        let due = |sent_at: &HashMap<String, Instant>, key: &str| Some(*sent_at.get(key)? + interval?);
-        if interval.is_some() {
-            let mut ready: Vec<String> =
-                inner.held.keys().filter(|key| due(&inner.sent_at, key).is_none_or(|at| at <= now)).cloned().collect();
-            ready.sort();
-            for key in ready {
-                if out.control.len() + out.updates.len() >= max {
-                    break;
-                }
-                if let Some(frame) = inner.held.remove(&key) {
-                    inner.sent_at.insert(key, now);
-                    out.updates.push(frame);
-                }
-            }
-        }
         while out.control.len() + out.updates.len() < max {
             let Some(frame) = inner.market.pop_front() else { break };
-            // Without a maximum rate nothing is resampled, and no send time is kept.
-            let resampled = frame.resampled && interval.is_some();
-            let waits = resampled
-                && (inner.held.contains_key(&frame.key) || due(&inner.sent_at, &frame.key).is_some_and(|at| at > now));
-            if waits {
-                // The newest state of the key replaces the one waiting (seq order per key).
-                inner.held.insert(frame.key.clone(), frame);
-            } else {
-                if resampled {
-                    inner.sent_at.insert(frame.key.clone(), now);
-                }
-                out.updates.push(frame);
-            }
+            out.updates.push(frame);
         }
-        out.next_due = inner.held.keys().filter_map(|key| due(&inner.sent_at, key)).min();
-        out.more = !inner.is_empty()
-            || (out.control.len() + out.updates.len() >= max && out.next_due.is_some_and(|at| at <= now));
+        out.more = !inner.is_empty();
         // Progress restarts the clock; an empty queue stops it.
         inner.behind_since = if out.more { Some(Instant::now()) } else { None };
         if !out.more {
@@ -571,86 +506,5 @@ mod tests {
             Pushed::Closed(reason) => assert_eq!(reason.code, CLOSE_TOO_SLOW),
             other => panic!("expected a close, got {other:?}"),
         }
-    }
-
-    fn trade(symbol: &str, seq: u64) -> Arc<Frame> {
-        let print = crate::domain::TradePrint {
-            symbol: symbol.into(),
-            seq,
-            event_id: format!("t:{seq}"),
-            price: 1.into(),
-            qty: 1,
-            aggressor: Side::Buy,
-            ts: 0,
-        };
-        Frame::new(&Published::new(Update::Trade(print), 0))
-    }
-
-    fn seqs(drained: &Drained) -> Vec<(String, u64)> {
-        drained.updates.iter().map(|f| (f.key.clone(), f.seq)).collect()
-    }
-
-    #[test]
-    fn a_maximum_rate_resamples_each_market_key_and_the_newest_state_follows_within_the_interval() {
-        let outbox = Outbox::new(OutboxLimits::default());
-        outbox.set_max_rate(10); // 100 ms per key
-        let t0 = Instant::now();
-        outbox.push(&inst("ESZ6", 1), t0);
-        outbox.push(&inst("NQZ6", 1), t0);
-        let first = outbox.drain_at(100, t0);
-        assert_eq!(
-            seqs(&first),
-            [("inst:ESZ6".into(), 1), ("inst:NQZ6".into(), 1)],
-            "the first state of a key goes at once"
-        );
-        assert_eq!(first.next_due, None);
-
-        // Within the interval: held, the newest replacing the older, due 100 ms after the send.
-        for seq in 2..=5 {
-            outbox.push(&inst("ESZ6", seq), t0);
-        }
-        let held = outbox.drain_at(100, t0 + Duration::from_millis(30));
-        assert!(held.updates.is_empty() && !held.more, "{:?}", seqs(&held));
-        assert_eq!(held.next_due, Some(t0 + Duration::from_millis(100)));
-        let early = outbox.drain_at(100, t0 + Duration::from_millis(99));
-        assert!(early.updates.is_empty());
-        let due = outbox.drain_at(100, t0 + Duration::from_millis(100));
-        assert_eq!(seqs(&due), [("inst:ESZ6".into(), 5)], "only the newest state, when due");
-        assert_eq!(due.next_due, None);
-
-        // Fills and prints are events: never held, whatever the rate.
-        outbox.push(&fill(1), t0 + Duration::from_millis(101));
-        outbox.push(&fill(2), t0 + Duration::from_millis(101));
-        outbox.push(&trade("ESZ6", 1), t0 + Duration::from_millis(101));
-        outbox.push(&trade("ESZ6", 2), t0 + Duration::from_millis(101));
-        outbox.push(&inst("ESZ6", 6), t0 + Duration::from_millis(101));
-        let events = outbox.drain_at(100, t0 + Duration::from_millis(101));
-        assert_eq!(
-            seqs(&events),
-            [
-                ("fills:ACC1:ESZ6".into(), 1),
-                ("fills:ACC1:ESZ6".into(), 2),
-                ("trades:ESZ6".into(), 1),
-                ("trades:ESZ6".into(), 2)
-            ]
-        );
-        assert_eq!(events.next_due, Some(t0 + Duration::from_millis(200)), "inst:ESZ6 6 waits for its turn");
-
-        // A snapshot that covers the held state drops it; back to no limit, nothing waits.
-        outbox.push(&inst("NQZ6", 2), t0 + Duration::from_millis(102));
-        outbox.push(&inst("NQZ6", 3), t0 + Duration::from_millis(102));
-        let nq = outbox.drain_at(100, t0 + Duration::from_millis(102));
-        assert_eq!(seqs(&nq), [("inst:NQZ6".into(), 2)], "its interval had passed: 2 goes, 3 waits");
-        outbox.push_snapshot("{}".into(), &[("inst:ESZ6".into(), 6)], t0 + Duration::from_millis(103));
-        // A newer NQZ6 state queued after the held one: released in order, never older after newer.
-        outbox.push(&inst("NQZ6", 4), t0 + Duration::from_millis(103));
-        outbox.set_max_rate(0);
-        let after = outbox.drain_at(100, t0 + Duration::from_millis(104));
-        assert_eq!(after.control.len(), 1);
-        assert_eq!(
-            seqs(&after),
-            [("inst:NQZ6".into(), 3), ("inst:NQZ6".into(), 4)],
-            "the held NQZ6 state goes out at once, before the newer one; ESZ6 6 was covered"
-        );
     }
 }
