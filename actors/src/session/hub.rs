@@ -109,6 +109,9 @@ pub struct Hub {
     sessions: HashMap<SessionId, Entry>,
     /// By granted rate (0: every update as it comes); a group goes when its last session does.
     groups: HashMap<u32, RateGroup>,
+    /// The rates whose group has subscribers of each topic, so that an update visits only the
+    /// groups that want it (a client may pick any rate).
+    topic_rates: HashMap<TopicKey, HashSet<u32>>,
     next_id: SessionId,
     store: StateStore,
     catalog: Arc<InstrumentCatalog>,
@@ -140,6 +143,7 @@ impl Hub {
         Self {
             sessions: HashMap::new(),
             groups: HashMap::new(),
+            topic_rates: HashMap::new(),
             next_id: 1,
             store,
             catalog,
@@ -156,12 +160,29 @@ impl Hub {
         self.health.set_queue_depth(self.sessions.len() as i64);
     }
 
+    fn index<'a>(&mut self, id: SessionId, rate: u32, topics: impl IntoIterator<Item = &'a TopicKey>) {
+        let group = self.groups.entry(rate).or_insert_with(|| RateGroup::new(rate));
+        for topic in topics {
+            group.index(id, [topic]);
+            self.topic_rates.entry(topic.clone()).or_default().insert(rate);
+        }
+    }
+
     fn unindex<'a>(&mut self, id: SessionId, rate: u32, topics: impl IntoIterator<Item = &'a TopicKey>) {
-        if let Some(group) = self.groups.get_mut(&rate) {
-            group.unindex(id, topics);
-            if group.subscribers.is_empty() {
-                self.groups.remove(&rate);
+        let Some(group) = self.groups.get_mut(&rate) else { return };
+        for topic in topics {
+            group.unindex(id, [topic]);
+            if !group.subscribers.contains_key(topic)
+                && let Some(rates) = self.topic_rates.get_mut(topic)
+            {
+                rates.remove(&rate);
+                if rates.is_empty() {
+                    self.topic_rates.remove(topic);
+                }
             }
+        }
+        if group.subscribers.is_empty() {
+            self.groups.remove(&rate);
         }
     }
 
@@ -236,6 +257,17 @@ impl Actor for Hub {
         self.health.set_running();
         // Sessions that get no more updates are checked here, not only when pushed to.
         ctx.run_interval(Duration::from_secs(1), |act, _| act.sweep());
+        // After a restart (a contained panic, or the admin's restart) the groups and what they
+        // hold survive but the context's timers do not: schedule every waiting release again.
+        let pending: Vec<(u32, String, Instant)> = self
+            .groups
+            .iter()
+            .filter_map(|(&rate, group)| Some((rate, group.resampler.as_ref()?.pending())))
+            .flat_map(|(rate, pending)| pending.into_iter().map(move |(key, due)| (rate, key, due)))
+            .collect();
+        for (rate, key, due) in pending {
+            self.release_at(rate, key, due, ctx);
+        }
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -306,13 +338,18 @@ impl Handler<Subscribe> for Hub {
         entry.topics.extend(topics);
         // The latest subscribe's rate holds for the session's whole market lane.
         let old_rate = std::mem::replace(&mut entry.max_rate, msg.max_rate);
+        let topics: Vec<TopicKey> = entry.topics.iter().cloned().collect();
         if old_rate != msg.max_rate {
             self.leave_group(msg.id, old_rate);
         }
+        // Handing over what the old group held may have found the session gone (too slow).
+        if !self.sessions.contains_key(&msg.id) {
+            return Err(SubscribeError::NotConnected(msg.id));
+        }
+        self.index(msg.id, msg.max_rate, &topics);
         let Some(entry) = self.sessions.get_mut(&msg.id) else {
             return Err(SubscribeError::NotConnected(msg.id));
         };
-        self.groups.entry(msg.max_rate).or_insert_with(|| RateGroup::new(msg.max_rate)).index(msg.id, &entry.topics);
         // The store already holds every update this hub has routed (the cache writes it before
         // notifying), so the snapshot is never behind the stream; the outbox skips what the
         // snapshot already covers.
@@ -523,7 +560,14 @@ impl Hub {
             let topic = topic_keys(update.update.topic());
             // Serialized once, for every group and session that sends it.
             let mut frame: Option<Arc<Frame>> = None;
-            for (&rate, group) in &mut self.groups {
+            // A session of `X` and `*` is in both: visit its group once (its resampler must see
+            // each state once).
+            let mut rates: Vec<u32> =
+                [&topic.0, &topic.1].into_iter().filter_map(|t| self.topic_rates.get(t)).flatten().copied().collect();
+            rates.sort_unstable();
+            rates.dedup();
+            for rate in rates {
+                let Some(group) = self.groups.get_mut(&rate) else { continue };
                 let targets = group.targets(&topic);
                 if targets.is_empty() {
                     continue;
@@ -726,6 +770,58 @@ mod tests {
         assert_eq!(seqs_sent(capped[0], "inst:ESZ6"), [8, 9], "every state at its new rate");
         let rates = hub.send(GroupRates).await.expect("hub");
         assert_eq!(rates, [(0, false), (10, true)]);
+    }
+
+    /// A capped session of ESZ6 at `rate`, on `hub`; its outbox, with the snapshot read.
+    async fn capped_session(hub: &Addr<Hub>, instruments: &[&str], rate: u32) -> (SessionId, Arc<Outbox>) {
+        let outbox = Outbox::new(OutboxLimits::default());
+        let id = hub.send(Connect { outbox: outbox.clone(), wake: Sleeper.start().recipient() }).await.expect("hub");
+        let instruments = instruments.iter().map(|s| s.to_string()).collect();
+        let subscribe = Subscribe { id, instruments, accounts: vec![], trades: vec![], max_rate: rate };
+        hub.send(subscribe).await.expect("hub").expect("subscribed");
+        outbox.drain(usize::MAX);
+        (id, outbox)
+    }
+
+    fn states(seqs: impl IntoIterator<Item = u64>) -> UpdateBatch {
+        UpdateBatch { updates: seqs.into_iter().map(|seq| instrument("ESZ6", seq)).collect::<Vec<_>>().into() }
+    }
+
+    /// A restart (a contained panic, or the admin's) loses the context's timers but not what the
+    /// groups hold: the waiting state is still released, and the key keeps updating.
+    #[actix_rt::test]
+    async fn a_restarted_hub_still_releases_what_its_groups_hold() {
+        let health = HealthRegistry::new().register("hub", "hub");
+        let catalog = Arc::new(InstrumentCatalog::default_futures());
+        let metrics = Arc::new(Metrics::new());
+        let hub = Supervisor::start(move |_| Hub::new(StateStore::new(), catalog, metrics, health, 200));
+        let (_, outbox) = capped_session(&hub, &["ESZ6"], 10).await;
+        hub.send(states([1, 2])).await.expect("hub").expect("fanned out");
+        assert_eq!(seqs_sent(&outbox, "inst:ESZ6"), [1]);
+        hub.send(crate::messages::Restart).await.expect("hub");
+        actix_rt::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(seqs_sent(&outbox, "inst:ESZ6"), [2], "released after the restart");
+        hub.send(states([3, 4])).await.expect("hub").expect("fanned out");
+        actix_rt::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(seqs_sent(&outbox, "inst:ESZ6"), [3, 4], "3 at once (2 went 250 ms ago), 4 when due");
+    }
+
+    /// A session of `ESZ6` and of `*` at one rate: its group sees each state once, so a state
+    /// after a quiet interval still goes at once.
+    #[actix_rt::test]
+    async fn a_session_of_a_symbol_and_of_all_is_resampled_once() {
+        let health = HealthRegistry::new().register("hub", "hub");
+        let catalog = Arc::new(InstrumentCatalog::default_futures());
+        let hub = Hub::new(StateStore::new(), catalog, Arc::new(Metrics::new()), health, 200).start();
+        let (id, outbox) = capped_session(&hub, &["ESZ6"], 10).await;
+        let all = Subscribe { id, instruments: vec!["*".into()], accounts: vec![], trades: vec![], max_rate: 10 };
+        hub.send(all).await.expect("hub").expect("subscribed");
+        outbox.drain(usize::MAX);
+        hub.send(states([1])).await.expect("hub").expect("fanned out");
+        assert_eq!(seqs_sent(&outbox, "inst:ESZ6"), [1]);
+        actix_rt::time::sleep(Duration::from_millis(150)).await;
+        hub.send(states([2])).await.expect("hub").expect("fanned out");
+        assert_eq!(seqs_sent(&outbox, "inst:ESZ6"), [2], "the interval had passed: at once");
     }
 
     /// The rates the hub holds a group for, and whether each resamples (tests).

@@ -95,6 +95,13 @@ impl Resampler {
         self.held.remove(key).map_or(Due::Nothing, Due::Now)
     }
 
+    /// Every key that waits, with when its turn comes (to schedule its release again after the
+    /// hub restarted and lost its timers).
+    pub fn pending(&self) -> Vec<(String, Instant)> {
+        let due = |key: &String| self.sent_at.get(key).map_or_else(Instant::now, |sent| *sent + self.interval);
+        self.held.keys().map(|key| (key.clone(), due(key))).collect()
+    }
+
     /// What waits whose key `wanted` says, in key order (for a session that leaves this rate:
     /// it gets them at once instead of never).
     pub fn waiting(&self, wanted: impl Fn(&str) -> bool) -> Vec<Arc<Frame>> {
@@ -158,6 +165,9 @@ mod tests {
         let keys = |frames: Vec<Arc<Frame>>| frames.iter().map(|f| f.key.clone()).collect::<Vec<_>>();
         assert_eq!(keys(r.waiting(|_| true)), ["inst:CLF7", "inst:ESZ6", "inst:NQZ6"]);
         assert_eq!(keys(r.waiting(|k| k == "inst:ESZ6")), ["inst:ESZ6"]);
+        assert_eq!(r.pending().iter().filter(|(key, _)| key == "inst:ESZ6").count(), 1);
+        assert!(r.pending().iter().all(|(_, due)| *due == t0 + 500 * MS));
         assert_eq!(r.release("inst:ESZ6", t0 + 500 * MS).seq(), Some(2));
+        assert_eq!(r.pending().len(), 2);
     }
 }
