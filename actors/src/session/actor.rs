@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::hub::Hub;
 use super::outbox::{Outbox, OutboxLimits};
-use crate::domain::Key;
+use crate::domain::{Key, Lane};
 use crate::health::now_micros;
 use crate::messages::{Connect, Disconnect, QueryFills, SessionId, Subscribe, Subscribed, Unsubscribe, Wake};
 use crate::metrics::Metrics;
@@ -635,6 +635,8 @@ impl SessionActor {
         }
         let now = now_micros();
         let mut batch = BatchFrame::default();
+        // Counted per lane once per drain, not per frame.
+        let (mut account_sent, mut market_sent) = (0u64, 0u64);
         for frame in &drained.updates {
             // Defence in depth: subscriptions are checked already, but no frame of an account
             // the user may not see ever leaves.
@@ -645,7 +647,10 @@ impl SessionActor {
                 tracing::error!(key = %frame.key, "withheld a frame of an account the session may not see");
                 continue;
             }
-            self.metrics.updates_sent.with_label_values(&[frame.lane.as_str()]).inc();
+            match frame.lane {
+                Lane::Account => account_sent += 1,
+                Lane::Market => market_sent += 1,
+            }
             // State restored after a restart has no ingest time (0): it measures nothing.
             if frame.ingest_ts > 0 {
                 self.metrics.end_to_end_seconds.observe((now - frame.ingest_ts).max(0) as f64 / 1e6);
@@ -667,6 +672,11 @@ impl SessionActor {
         }
         if let Some(last) = batch.finish() {
             ctx.text(last);
+        }
+        for (lane, sent) in [(Lane::Account, account_sent), (Lane::Market, market_sent)] {
+            if sent > 0 {
+                self.metrics.updates_sent.with_label_values(&[lane.as_str()]).inc_by(sent);
+            }
         }
         if let Some(reason) = drained.close {
             ctx.close(Some(ws::CloseReason {

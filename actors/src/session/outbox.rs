@@ -224,10 +224,14 @@ impl Outbox {
         if let Some(reason) = &inner.closed {
             return Pushed::Closed(reason.clone());
         }
-        if inner.last_seq.get(&frame.key).is_some_and(|&last| frame.seq <= last) {
-            return Pushed::Stale;
+        // The key is copied only the first time the session sees it.
+        match inner.last_seq.get_mut(&frame.key) {
+            Some(last) if frame.seq <= *last => return Pushed::Stale,
+            Some(last) => *last = frame.seq,
+            None => {
+                inner.last_seq.insert(frame.key.clone(), frame.seq);
+            }
         }
-        inner.last_seq.insert(frame.key.clone(), frame.seq);
         let mut conflated = 0;
         match frame.lane {
             Lane::Market => {
