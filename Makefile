@@ -1,7 +1,7 @@
 # ttpulse: the two commands are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run build test test-fairness deps bench bench-page bench-quick frontend test-frontend fuzz test-unit test-embedded test-distributed fmt lint migrate clean up down status
+.PHONY: run build test test-fairness deps bench bench-sessions bench-page bench-quick frontend test-frontend fuzz test-unit test-embedded test-distributed fmt lint migrate clean up down status
 
 ## run: build ttpulse (release) and the dashboard, start both on the embedded default (every role
 ## in one process); prints the dashboard URL
@@ -53,7 +53,21 @@ bench: deps
 	$(CARGO) build --release --locked -p ttpulse --bin ttpulse
 	$(CARGO) build --release --locked -p ttpulse-bench
 	./target/release/ttpulse-bench run --out bench/results
+	$(MAKE) bench-sessions
 	$(MAKE) bench-page
+
+## bench-sessions: many sessions of one shape each (idle; quiet: one instrument, simulator at 100/s;
+## dashboard: 12 instruments at max_rate 1 plus an account, wire v2; firehose: everything, beside
+## the plain broadcast server), 1,000 to 10,000 sessions, markdown rows to bench/results/sessions/
+SESSIONS_BENCH = ./target/release/ttpulse-bench sessions --sessions 1000,5000,10000
+bench-sessions:
+	$(CARGO) build --release --locked -p ttpulse --bin ttpulse
+	$(CARGO) build --release --locked -p ttpulse-bench
+	mkdir -p bench/results/sessions
+	$(SESSIONS_BENCH) --profile idle > bench/results/sessions/idle.md
+	$(SESSIONS_BENCH) --profile quiet --sim-rate 100 --broadcast > bench/results/sessions/quiet.md
+	$(SESSIONS_BENCH) --profile dashboard --batched --broadcast > bench/results/sessions/dashboard.md
+	$(SESSIONS_BENCH) --profile firehose > bench/results/sessions/firehose.md
 
 ## bench-page: what the dashboard costs the browser to keep open (headless Chromium, main
 ## thread busy at 200 and 2,000 events/s and quiet), to bench/results/page-cost.json
