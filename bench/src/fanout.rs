@@ -48,6 +48,9 @@ pub struct FanoutResult {
     /// Fills only (the account lane, never resampled): arrival minus `ingest_ts`.
     #[serde(default)]
     pub fills: Option<Latency>,
+    /// The load generator's open-file limit, raised to its hard limit (0: unknown).
+    #[serde(default)]
+    pub open_files_limit: u64,
 }
 
 /// What each measured session subscribes to.
@@ -315,6 +318,7 @@ pub async fn client(
         profile: options.profile,
         added_delay: capped.then(|| Latency::from(&added, seconds)),
         fills: (!fills.is_empty()).then(|| Latency::from(&fills, seconds)),
+        open_files_limit: 0,
     })
 }
 

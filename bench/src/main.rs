@@ -224,7 +224,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Cmd::FanoutClient { url, sessions, seconds, batched, stalled, reconnect, profile } => {
             let options = fanout::ClientOptions { batched, stalled, reconnect, profile };
-            let result = runtime.block_on(fanout::client(&url, sessions, Duration::from_secs(seconds), options))?;
+            // One descriptor per session: take the hard limit, and report it with the result.
+            let open_files = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
+            let mut result = runtime.block_on(fanout::client(&url, sessions, Duration::from_secs(seconds), options))?;
+            result.open_files_limit = open_files;
             println!("{}", serde_json::to_string(&result)?);
             Ok(())
         }
@@ -843,6 +846,12 @@ async fn broadcast_fanout(sessions: usize, seconds: u64, ours: &fanout::FanoutRe
 fn sessions_row(server: &str, shape: &str, wire: &str, served: &Served) -> String {
     let r = &served.result;
     let short = if r.sessions_connected < r.sessions_wanted { " (short: not quoted)" } else { "" };
+    if !short.is_empty() {
+        log(format!(
+            "{server}: {} of {} sessions connected (the load generator's open-file limit: {})",
+            r.sessions_connected, r.sessions_wanted, r.open_files_limit
+        ));
+    }
     let p99 = |latency: &Option<Latency>| latency.as_ref().map_or("-".to_owned(), |l| format!("{:.1}", l.p99_ms));
     format!(
         "| {server} | {shape} | {wire} | {} | {}{short} | {:.0} | {:.0} | {:.1} / {:.1} / {:.1} | {} | {} | {:.2} | {:.2} | {:.1} |",
