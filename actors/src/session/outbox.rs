@@ -352,11 +352,12 @@ impl Outbox {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::{FillReport, InstrumentState, PositionState, Side, Update};
 
-    fn inst(symbol: &str, seq: u64) -> Arc<Frame> {
+    /// A frame of an instrument's state at `seq` (also the resampler's tests).
+    pub(crate) fn inst(symbol: &str, seq: u64) -> Arc<Frame> {
         let mut s = InstrumentState::empty(symbol);
         s.seq = seq;
         Frame::new(&Published::new(Update::Instrument(s), 0))

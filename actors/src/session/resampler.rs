@@ -114,13 +114,7 @@ impl Resampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{InstrumentState, Published, Update};
-
-    fn inst(symbol: &str, seq: u64) -> Arc<Frame> {
-        let mut s = InstrumentState::empty(symbol);
-        s.seq = seq;
-        Frame::new(&Published::new(Update::Instrument(s), 0))
-    }
+    use crate::session::outbox::tests::inst;
 
     const MS: Duration = Duration::from_millis(1);
 
