@@ -45,6 +45,9 @@ enum Cmd {
     Latency {
         #[arg(long)]
         rate: u32,
+        /// Offer wire version 2 (batched frames).
+        #[arg(long)]
+        batched: bool,
         #[arg(long, default_value_t = 8)]
         seconds: u64,
         #[arg(long, default_value = "target/release/ttpulse")]
@@ -356,14 +359,14 @@ fn main() -> anyhow::Result<()> {
             let _ = std::fs::remove_dir_all(&work);
             Ok(())
         }),
-        Cmd::Latency { rate, seconds, bin } => runtime.block_on(async {
+        Cmd::Latency { rate, batched, seconds, bin } => runtime.block_on(async {
             let work = std::env::temp_dir().join(format!("ttpulse-bench-latency-{}", std::process::id()));
             std::fs::create_dir_all(&work)?;
             let env = env(&[("TTPULSE_SIM_RATE", rate.to_string()), ("TTPULSE_DATA_DIR", work.display().to_string())]);
             let (server, url) = procs::ttpulse(&bin, "embedded", &env, &work)?;
             let ws = url.replacen("http", "ws", 1) + "/ws";
             let ((latency, _), cost) =
-                with_cost(&[&server], measure::ws_latency(&ws, Duration::from_secs(2), Duration::from_secs(seconds)))
+                with_cost(&[&server], measure::ws_latency_on(&ws, batched, Duration::from_secs(2), Duration::from_secs(seconds)))
                     .await?;
             println!("{}", serde_json::json!({"rate": rate, "latency": latency, "cost": cost}));
             drop(server);

@@ -70,7 +70,22 @@ pub struct Frame {
 /// Subscribes to everything and records `now - ingest_ts` of every update after `warmup`.
 /// Returns the measured window and what the warm-up saw (reported apart).
 pub async fn ws_latency(url: &str, warmup: Duration, duration: Duration) -> anyhow::Result<(Latency, Latency)> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.with_context(|| format!("connect {url}"))?;
+    ws_latency_on(url, false, warmup, duration).await
+}
+
+/// [`ws_latency`], offering wire version 2 (batched frames) when `batched`.
+pub async fn ws_latency_on(
+    url: &str,
+    batched: bool,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<(Latency, Latency)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut request = url.into_client_request()?;
+    if batched {
+        request.headers_mut().insert("sec-websocket-protocol", ttpulse_actors::session::BATCH_PROTOCOL.parse()?);
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.with_context(|| format!("connect {url}"))?;
     ws.send(Message::text(r#"{"op":"subscribe","instruments":["*"],"positions":["*"]}"#)).await?;
     let (mut warm, mut hist) = (histogram(), histogram());
     let start = Instant::now();
@@ -78,12 +93,12 @@ pub async fn ws_latency(url: &str, warmup: Duration, duration: Duration) -> anyh
     while let Ok(Some(frame)) = tokio::time::timeout_at(end.into(), ws.next()).await {
         let Message::Text(text) = frame? else { continue };
         let Ok(frame) = serde_json::from_str::<Frame>(&text) else { continue };
-        if frame.kind != "update" || frame.ingest_ts <= 0 {
-            continue;
-        }
-        let latency = (now_micros() - frame.ingest_ts).max(1) as u64;
+        let now = now_micros();
         let target = if start.elapsed() < warmup { &mut warm } else { &mut hist };
-        target.saturating_record(latency);
+        let updates = if frame.kind == "batch" { frame.updates } else { vec![frame] };
+        for update in updates.iter().filter(|u| u.kind == "update" && u.ingest_ts > 0) {
+            target.saturating_record((now - update.ingest_ts).max(1) as u64);
+        }
     }
     Ok((Latency::from(&hist, duration.as_secs_f64()), Latency::from(&warm, warmup.as_secs_f64())))
 }
