@@ -188,7 +188,28 @@ impl Hub {
 
     /// Acts on what a push into a session's outbox did; returns whether the session must go.
     fn after_push(&self, entry: &Entry, pushed: Pushed, lane: Lane) -> bool {
-        after_push(&self.metrics, entry, pushed, lane)
+        match pushed {
+            Pushed::Wake => {
+                // A full mailbox already holds a Wake; a closed one means the session is gone.
+                matches!(entry.wake.try_send(Wake), Err(SendError::Closed(_)))
+            }
+            Pushed::Queued | Pushed::Stale => false,
+            Pushed::Conflated(dropped) => {
+                self.metrics.updates_conflated.with_label_values(&[lane.as_str()]).inc_by(dropped as u64);
+                false
+            }
+            Pushed::Closed(reason) => {
+                if reason.just_closed {
+                    tracing::warn!(code = reason.code, reason = %reason.reason, "closing a slow session");
+                    self.metrics.ws_slow_disconnects.with_label_values(&[&reason.code.to_string()]).inc();
+                    let dropped = &self.metrics.updates_dropped;
+                    dropped.with_label_values(&["market"]).inc_by(reason.dropped_market as u64);
+                    dropped.with_label_values(&["account"]).inc_by(reason.dropped_account as u64);
+                }
+                let _ = entry.wake.try_send(Wake);
+                true
+            }
+        }
     }
 
     /// Pushes `frame` into each target's outbox; sessions that must go are added to `gone`.
@@ -198,32 +219,6 @@ impl Hub {
             if self.after_push(entry, entry.outbox.push(frame, now), frame.lane) {
                 gone.push(*id);
             }
-        }
-    }
-}
-
-/// Acts on what a push into a session's outbox did; returns whether the session must go.
-fn after_push(metrics: &Metrics, entry: &Entry, pushed: Pushed, lane: Lane) -> bool {
-    match pushed {
-        Pushed::Wake => {
-            // A full mailbox already holds a Wake; a closed one means the session is gone.
-            matches!(entry.wake.try_send(Wake), Err(SendError::Closed(_)))
-        }
-        Pushed::Queued | Pushed::Stale => false,
-        Pushed::Conflated(dropped) => {
-            metrics.updates_conflated.with_label_values(&[lane.as_str()]).inc_by(dropped as u64);
-            false
-        }
-        Pushed::Closed(reason) => {
-            if reason.just_closed {
-                tracing::warn!(code = reason.code, reason = %reason.reason, "closing a slow session");
-                metrics.ws_slow_disconnects.with_label_values(&[&reason.code.to_string()]).inc();
-                let dropped = &metrics.updates_dropped;
-                dropped.with_label_values(&["market"]).inc_by(reason.dropped_market as u64);
-                dropped.with_label_values(&["account"]).inc_by(reason.dropped_account as u64);
-            }
-            let _ = entry.wake.try_send(Wake);
-            true
         }
     }
 }
