@@ -80,21 +80,19 @@ impl RateGroup {
         [one, all].into_iter().filter_map(|key| self.subscribers.get(key)).flatten().copied().collect()
     }
 
-    fn index<'a>(&mut self, id: SessionId, topics: impl IntoIterator<Item = &'a TopicKey>) {
-        for topic in topics {
-            self.subscribers.entry(topic.clone()).or_default().insert(id);
-        }
+    fn index(&mut self, id: SessionId, topic: &TopicKey) {
+        self.subscribers.entry(topic.clone()).or_default().insert(id);
     }
 
-    fn unindex<'a>(&mut self, id: SessionId, topics: impl IntoIterator<Item = &'a TopicKey>) {
-        for topic in topics {
-            if let Some(ids) = self.subscribers.get_mut(topic) {
-                ids.remove(&id);
-                if ids.is_empty() {
-                    self.subscribers.remove(topic);
-                }
-            }
+    /// Takes `id` off `topic`; true when it was the topic's last subscriber here.
+    fn unindex(&mut self, id: SessionId, topic: &TopicKey) -> bool {
+        let Some(ids) = self.subscribers.get_mut(topic) else { return false };
+        ids.remove(&id);
+        let emptied = ids.is_empty();
+        if emptied {
+            self.subscribers.remove(topic);
         }
+        emptied
     }
 }
 
@@ -163,7 +161,7 @@ impl Hub {
     fn index<'a>(&mut self, id: SessionId, rate: u32, topics: impl IntoIterator<Item = &'a TopicKey>) {
         let group = self.groups.entry(rate).or_insert_with(|| RateGroup::new(rate));
         for topic in topics {
-            group.index(id, [topic]);
+            group.index(id, topic);
             self.topic_rates.entry(topic.clone()).or_default().insert(rate);
         }
     }
@@ -171,8 +169,7 @@ impl Hub {
     fn unindex<'a>(&mut self, id: SessionId, rate: u32, topics: impl IntoIterator<Item = &'a TopicKey>) {
         let Some(group) = self.groups.get_mut(&rate) else { return };
         for topic in topics {
-            group.unindex(id, [topic]);
-            if !group.subscribers.contains_key(topic)
+            if group.unindex(id, topic)
                 && let Some(rates) = self.topic_rates.get_mut(topic)
             {
                 rates.remove(&rate);
@@ -517,9 +514,9 @@ impl Handler<Unsubscribe> for Hub {
         for name in &msg.trades {
             dropped.push(if name == "*" { TopicKey::AllPrints } else { TopicKey::Prints(name.clone()) });
         }
-        for topic in &dropped {
-            entry.topics.remove(topic);
-        }
+        // Only what the session held costs the indices anything (a flood of unknown names
+        // does not).
+        dropped.retain(|topic| entry.topics.remove(topic));
         // The outbox forgets the keys dropped, so the next subscribe is answered in full.
         entry.last_snapshot = None;
         entry.outbox.forget(|key| entry.wants_key(key));
