@@ -558,12 +558,9 @@ impl Hub {
                 [&topic.0, &topic.1].into_iter().filter_map(|t| self.topic_rates.get(t)).flatten().copied().collect();
             rates.sort_unstable();
             rates.dedup();
+            // (`topic_rates` names only groups with subscribers of the topic.)
             for rate in rates {
                 let Some(group) = self.groups.get_mut(&rate) else { continue };
-                let targets = group.targets(&topic);
-                if targets.is_empty() {
-                    continue;
-                }
                 let frame = frame.get_or_insert_with(|| Frame::new(update));
                 if frame.resampled
                     && let Some(resampler) = &mut group.resampler
@@ -572,7 +569,8 @@ impl Hub {
                     held.extend(due.map(|due| HeldState { rate, key: frame.key.clone(), due }));
                     continue;
                 }
-                deliveries.push((targets, frame.clone()));
+                // Targets are listed only for what goes out now, not for a held state.
+                deliveries.push((group.targets(&topic), frame.clone()));
             }
             for (targets, frame) in deliveries.drain(..) {
                 self.deliver(&targets, &frame, now, &mut gone);
