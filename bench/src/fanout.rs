@@ -72,6 +72,12 @@ pub enum Profile {
 }
 
 impl Profile {
+    /// The name `--profile` takes and the report shows.
+    pub fn name(self) -> String {
+        use clap::ValueEnum as _;
+        self.to_possible_value().map(|value| value.get_name().to_owned()).unwrap_or_default()
+    }
+
     /// The `max_rate` the profile's subscribe asks for (0: every update as it comes).
     pub fn max_rate(self) -> u32 {
         if self == Profile::Dashboard { 1 } else { 0 }
@@ -269,9 +275,8 @@ pub async fn client(
                 }
                 let Ok(frame) = serde_json::from_str::<Frame>(&text) else { continue };
                 let now = now_micros();
-                let updates = if frame.kind == "batch" { frame.updates } else { vec![frame] };
-                for update in updates.iter().filter(|u| u.kind == "update" && u.ingest_ts > 0) {
-                    meter.record(update, now, measuring, &tx);
+                for update in frame.into_updates() {
+                    meter.record(&update, now, measuring, &tx);
                 }
             }
         }));
@@ -499,6 +504,14 @@ mod tests {
         meter.record(&update("instrument", "inst:ESZ6", 1_000), 1_200, true, &tx);
         meter.record(&update("instrument", "inst:ESZ6", 1_300), 1_300, true, &tx);
         assert_eq!(samples(&mut rx), [('d', 200), ('d', 1)]);
+    }
+
+    #[test]
+    fn a_profile_is_named_alike_on_the_command_line_and_in_the_result() {
+        for profile in [Profile::Watch3, Profile::Idle, Profile::Quiet, Profile::Dashboard, Profile::Firehose] {
+            assert_eq!(serde_json::to_value(profile).unwrap(), profile.name(), "{profile:?}");
+        }
+        assert_eq!(Profile::Watch3.name(), "watch3");
     }
 
     #[test]

@@ -316,8 +316,7 @@ fn main() -> anyhow::Result<()> {
                 log(format!("{n} {profile:?} sessions ({wire}), simulator at {sim_rate}/s"));
                 let options = fanout::ClientOptions { batched, profile, ..Default::default() };
                 let ours = ours_fanout(&bin, &data, &work, n, seconds, options, sim_rate).await?;
-                let shape = serde_json::to_value(profile)?.as_str().unwrap_or_default().to_owned();
-                println!("{}", sessions_row("ttpulse", &shape, wire, &ours));
+                println!("{}", sessions_row("ttpulse", &profile.name(), wire, &ours));
                 if broadcast || profile == fanout::Profile::Firehose {
                     let plain = broadcast_fanout(n, seconds, &ours.result).await?;
                     println!("{}", sessions_row("plain broadcast", "ttpulse's updates/s", "v1", &plain));
@@ -733,11 +732,10 @@ fn fanout_client(
     server_pid: u32,
 ) -> anyhow::Result<Served> {
     let me = std::env::current_exe()?;
-    let profile = serde_json::to_value(options.profile)?;
     let mut child = Command::new(me)
         .args(["fanout-client", "--url", url, "--sessions", &sessions.to_string(), "--seconds", &seconds.to_string()])
         .args(["--stalled", &options.stalled.to_string()])
-        .args(["--profile", profile.as_str().unwrap_or("watch3")])
+        .args(["--profile", &options.profile.name()])
         .args(options.batched.then_some("--batched"))
         .args(options.reconnect.then_some("--reconnect"))
         .stdout(Stdio::piped())

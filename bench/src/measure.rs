@@ -67,6 +67,14 @@ pub struct Frame {
     pub updates: Vec<Frame>,
 }
 
+impl Frame {
+    /// The updates a frame carries (one, or a batch's) that have an ingest time to measure from.
+    pub fn into_updates(self) -> impl Iterator<Item = Frame> {
+        let updates = if self.kind == "batch" { self.updates } else { vec![self] };
+        updates.into_iter().filter(|u| u.kind == "update" && u.ingest_ts > 0)
+    }
+}
+
 /// Subscribes to everything and records `now - ingest_ts` of every update after `warmup`.
 /// Returns the measured window and what the warm-up saw (reported apart).
 pub async fn ws_latency(url: &str, warmup: Duration, duration: Duration) -> anyhow::Result<(Latency, Latency)> {
@@ -95,8 +103,7 @@ pub async fn ws_latency_on(
         let Ok(frame) = serde_json::from_str::<Frame>(&text) else { continue };
         let now = now_micros();
         let target = if start.elapsed() < warmup { &mut warm } else { &mut hist };
-        let updates = if frame.kind == "batch" { frame.updates } else { vec![frame] };
-        for update in updates.iter().filter(|u| u.kind == "update" && u.ingest_ts > 0) {
+        for update in frame.into_updates() {
             target.saturating_record((now - update.ingest_ts).max(1) as u64);
         }
     }
