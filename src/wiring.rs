@@ -166,12 +166,12 @@ fn sample_pnl_in_background(writer: Recipient<SamplePnl>, downstream: Recipient<
     });
 }
 
-/// The librdkafka settings passed through from `TTPULSE_KAFKA_<setting>` variables.
 fn session_config(config: &Config, fills: Option<Recipient<QueryFills>>) -> SessionConfig {
     SessionConfig {
         outbox: OutboxLimits {
             account_capacity: config.sessions.ws_account_queue as usize,
             market_capacity: config.sessions.ws_market_queue as usize,
+            conflate_after: Duration::from_millis(config.sessions.ws_conflate_after_ms),
             max_behind: Duration::from_secs(config.sessions.ws_max_behind_secs),
         },
         message_rate: config.sessions.ws_message_rate,

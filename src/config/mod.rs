@@ -158,6 +158,13 @@ pub struct Server {
     #[arg(long, env = "TTPULSE_TCP_USER_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3_600))]
     pub tcp_user_timeout_secs: u64,
 
+    /// Bytes of written but unsent data a connection's kernel buffer may hold before the server
+    /// stops writing to it (TCP_NOTSENT_LOWAT): what a slow client cannot take then waits in its
+    /// session's queue, where it is conflated to the latest state per key, instead of in the
+    /// kernel, where it only grows old. 0 leaves the system default (no limit).
+    #[arg(long, env = "TTPULSE_TCP_NOTSENT_LOWAT", default_value_t = 131_072, value_parser = clap::value_parser!(u32).range(0..=67_108_864))]
+    pub tcp_notsent_lowat: u32,
+
     /// Longest a graceful shutdown (SIGTERM, Ctrl-C) takes before the process exits anyway, in
     /// seconds; a second signal exits at once.
     #[arg(long, env = "TTPULSE_SHUTDOWN_GRACE_SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
@@ -286,6 +293,12 @@ pub struct Sessions {
     /// latest state per key.
     #[arg(long, env = "TTPULSE_WS_MARKET_QUEUE", default_value_t = 1_024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub ws_market_queue: u64,
+
+    /// Milliseconds a WebSocket session's market updates may keep waiting (the queue never
+    /// empty) before they are conflated to the latest state per key: how far behind the feed a
+    /// slow client may fall before it gets the newest states instead of the backlog.
+    #[arg(long, env = "TTPULSE_WS_CONFLATE_AFTER_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub ws_conflate_after_ms: u64,
 
     /// Seconds a WebSocket session may stay behind before it is closed (4009).
     #[arg(long, env = "TTPULSE_WS_MAX_BEHIND_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
@@ -491,6 +504,9 @@ impl Config {
         config.sessions.max_connections_per_address = 0;
         config.sessions.ws_connect_rate_per_address = 0;
         config.intake.ingest_max_rate = 0;
+        // Tests that count every update must not depend on how soon a loaded machine schedules
+        // a session; the tests of conflation set their own bound.
+        config.sessions.ws_conflate_after_ms = 10_000;
         config
     }
 }

@@ -82,6 +82,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let config_data = web::Data::new(Config::clone(&config));
     let tcp_user_timeout = (config.server.tcp_user_timeout_secs > 0)
         .then(|| std::time::Duration::from_secs(config.server.tcp_user_timeout_secs));
+    let notsent_lowat = config.server.tcp_notsent_lowat;
     let server = HttpServer::new(move || {
         let mut app = App::new()
             .app_data(data.clone())
@@ -132,6 +133,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             && let Err(e) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(timeout))
         {
             tracing::warn!(error = %e, "cannot set TCP_USER_TIMEOUT");
+        }
+        if notsent_lowat > 0
+            && let Err(e) = socket2::SockRef::from(tcp).set_tcp_notsent_lowat(notsent_lowat)
+        {
+            tracing::warn!(error = %e, "cannot set TCP_NOTSENT_LOWAT");
         }
     })
     // Signals are handled by the binary, which shuts the pipeline down in order.

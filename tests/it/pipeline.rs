@@ -8,7 +8,7 @@ mod recovery;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::common::{TestServer, fill, holds_all, quote, trade};
+use crate::common::{TestServer, fill, holds_all, metric, quote, trade};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -444,6 +444,54 @@ async fn a_slow_client_is_conflated_and_never_holds_up_the_others() {
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seqs only grow");
     let (_, metrics) = server.get_text("/metrics").await;
     assert!(metrics.contains(r#"ttpulse_updates_conflated_total{lane="market"}"#), "{metrics}");
+}
+
+/// A client that cannot take the feed gets the newest state of each key soon after it reads
+/// again, not the backlog: its queue conflates once it has waited `ws_conflate_after_ms`, long
+/// before any count of waiting updates would (the capacity is out of reach here).
+#[actix_rt::test]
+async fn a_client_that_falls_behind_gets_the_latest_states_not_the_backlog() {
+    let server = TestServer::start_with(|c| {
+        c.sessions.ws_max_behind_secs = 120;
+        c.sessions.ws_market_queue = 1_000_000;
+        c.sessions.ws_conflate_after_ms = 100;
+    })
+    .await;
+    let mut slow = server.ws().await;
+    slow.subscribe(&["ESZ6"], &[]).await;
+    // Few enough that the client's silence stays under the server's 15 s heartbeat timeout.
+    const TOTAL: usize = 30_000;
+    for chunk in 0..TOTAL / 5_000 {
+        let events: Vec<Value> = (0..5_000)
+            .map(|i| {
+                let n = chunk * 5_000 + i + 1;
+                let bid = 6_000 + (n % 400);
+                quote(&format!("behind:{n}"), "ESZ6", &format!("{bid}.00"), &format!("{bid}.25"))
+            })
+            .collect();
+        let (status, _) = server.ingest(&json!(events)).await;
+        assert_eq!(status, 200);
+        if chunk == 0 {
+            // The first 5,000 (1.6 MB) fill the socket's buffers and actix's write buffer;
+            // what comes after waits in the session's queue.
+            actix_rt::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let got = slow.updates_until(Duration::from_secs(30), |got| got.last().is_some_and(|u| u["seq"] == TOTAL)).await;
+    assert_eq!(got.last().map(|u| u["seq"].clone()), Some(json!(TOTAL)), "the latest state arrived");
+    // What the buffers held when the client stopped reading (at most the first 5,000 and what
+    // the kernel took), then the newest state: where a backlog would be all 30,000.
+    assert!(got.len() < 10_000, "the slow client was sent the backlog: {} updates", got.len());
+    let (_, metrics) = server.get_text("/metrics").await;
+    assert!(metric(&metrics, r#"ttpulse_updates_conflated_total{lane="market"}"#) > 15_000.0, "{metrics}");
+    let seqs: Vec<u64> = got.iter().filter_map(|u| u["seq"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seqs only grow");
+    // The next normal update still arrives, and a session that keeps up sees it.
+    let (status, _) =
+        server.ingest(&json!([quote(&format!("behind:{}", TOTAL + 1), "ESZ6", "6500.00", "6500.25")])).await;
+    assert_eq!(status, 200);
+    let next = slow.updates_until(WAIT, |got| got.iter().any(|u| u["seq"] == TOTAL + 1)).await;
+    assert_eq!(next.len(), 1, "{next:?}");
 }
 
 #[actix_rt::test]

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::common::{TestServer, fill, quote, raw_ws_session};
+use crate::common::{TestServer, fill, metric, quote, raw_ws_session};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use ttpulse::config::{AdminAccess, MarketAccess};
@@ -428,11 +428,6 @@ async fn every_answer_carries_the_browser_hardening_headers() {
         assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"), "{path}");
         assert_eq!(header("referrer-policy").as_deref(), Some("no-referrer"), "{path}");
     }
-}
-
-/// The metric line `name{labels} value` as a number (0 when absent).
-fn metric(metrics: &str, series: &str) -> f64 {
-    metrics.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
 }
 
 /// One abuser floods 64 KiB `unsubscribe` frames and never reads. It is rate-limited and then

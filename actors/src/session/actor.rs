@@ -548,7 +548,7 @@ impl SessionActor {
                 };
                 // With lanes to recover, nothing is written until the missed fills are read: the
                 // client then gets the snapshot, the `recovered` fills, and the stream after them.
-                self.recovering = !recover.is_empty();
+                self.set_recovering(!recover.is_empty());
                 // The latest subscribe's rate holds for the session's whole market lane; the hub
                 // resamples for it.
                 let max_rate = self.rates.grant(max_rate);
@@ -559,11 +559,11 @@ impl SessionActor {
                         Ok(Ok(subscribed)) if !recover.is_empty() => act.recover(recover, subscribed, ctx),
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => {
-                            act.recovering = false;
+                            act.set_recovering(false);
                             ctx.text(error_json("bad_subscription", &e.to_string()));
                         }
                         Err(e) => {
-                            act.recovering = false;
+                            act.set_recovering(false);
                             ctx.text(error_json("unavailable", &format!("hub unavailable: {e}")));
                         }
                     })
@@ -588,6 +588,13 @@ impl SessionActor {
                     .wait(ctx);
             }
         }
+    }
+
+    /// While recovering, the session holds its writes; its outbox must not take that wait for
+    /// a slow client's.
+    fn set_recovering(&mut self, recovering: bool) {
+        self.recovering = recovering;
+        self.outbox.hold(recovering, Instant::now());
     }
 
     /// Reads the fills each lane missed (after the client's seq, up to the snapshot's), and
@@ -616,7 +623,7 @@ impl SessionActor {
             .map(|lanes, act, ctx| {
                 let text = serde_json::json!({"type": "recovered", "v": 1, "lanes": lanes}).to_string();
                 act.recovered = Some(text);
-                act.recovering = false;
+                act.set_recovering(false);
                 ctx.notify(Wake);
             })
             .wait(ctx);

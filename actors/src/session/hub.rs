@@ -544,11 +544,13 @@ impl Hub {
     fn fan_out(&mut self, batch: &UpdateBatch) -> Vec<HeldState> {
         let _span = tracing::debug_span!("fan_out", updates = batch.updates.len()).entered();
         self.health.handled_n(batch.updates.len() as u64);
-        let now = Instant::now();
         let mut gone: Vec<SessionId> = Vec::new();
         let mut held = Vec::new();
         let mut deliveries: Vec<(Vec<SessionId>, Arc<Frame>)> = Vec::new();
         for update in batch.updates.iter() {
+            // Read per update, not per batch: an outbox times how long its lane waits from it,
+            // and a large batch to many sessions takes a while.
+            let now = Instant::now();
             let topic = topic_keys(update.update.topic());
             // Serialized once, for every group and session that sends it.
             let mut frame: Option<Arc<Frame>> = None;
@@ -591,6 +593,11 @@ mod tests {
     use crate::domain::{FillReport, InstrumentState, Published, Update};
     use crate::health::HealthRegistry;
     use crate::session::outbox::OutboxLimits;
+
+    /// An outbox no one drains: its lane's wait must not conflate what the tests count.
+    fn test_outbox() -> Arc<Outbox> {
+        Outbox::new(OutboxLimits { conflate_after: Duration::from_secs(600), ..OutboxLimits::default() })
+    }
 
     /// Stands in for a session actor: takes the hub's wake-ups and does nothing.
     struct Sleeper;
@@ -641,7 +648,7 @@ mod tests {
         let health = HealthRegistry::new().register("hub", "hub");
         let catalog = Arc::new(InstrumentCatalog::default_futures());
         let hub = Hub::new(store.clone(), catalog, Arc::new(Metrics::new()), health, 200).start();
-        let outbox = Outbox::new(OutboxLimits::default());
+        let outbox = test_outbox();
         let connect = Connect { outbox: outbox.clone(), wake: Sleeper.start().recipient() };
         let id = hub.send(connect).await.expect("hub");
         let subscribe = |instruments: &[&str]| Subscribe {
@@ -707,7 +714,7 @@ mod tests {
         let hub = Hub::new(StateStore::new(), catalog, Arc::new(Metrics::new()), health, 200).start();
         let mut sessions = Vec::new();
         for max_rate in [0, 10, 10] {
-            let outbox = Outbox::new(OutboxLimits::default());
+            let outbox = test_outbox();
             let id =
                 hub.send(Connect { outbox: outbox.clone(), wake: Sleeper.start().recipient() }).await.expect("hub");
             let subscribe = Subscribe {
@@ -764,7 +771,7 @@ mod tests {
 
     /// A capped session of ESZ6 at `rate`, on `hub`; its outbox, with the snapshot read.
     async fn capped_session(hub: &Addr<Hub>, instruments: &[&str], rate: u32) -> (SessionId, Arc<Outbox>) {
-        let outbox = Outbox::new(OutboxLimits::default());
+        let outbox = test_outbox();
         let id = hub.send(Connect { outbox: outbox.clone(), wake: Sleeper.start().recipient() }).await.expect("hub");
         let instruments = instruments.iter().map(|s| s.to_string()).collect();
         let subscribe = Subscribe { id, instruments, accounts: vec![], trades: vec![], max_rate: rate };

@@ -4,11 +4,15 @@
 //! - Control frames (snapshots) go first, in order.
 //! - Account lane (fills): FIFO, never conflated or dropped; if it overflows, the session is
 //!   closed with [`CLOSE_ACCOUNT_OVERFLOW`] and the client resubscribes for a fresh snapshot.
-//! - Market lane (instrument states, candles, positions): FIFO while the session keeps up;
-//!   once more than `market_capacity` frames wait, the lane is conflated to the latest frame
-//!   per key (each carries the full state of its key), so its size stays bounded by the
-//!   larger of the capacity and the number of subscribed keys. A fast client sees every
-//!   update; a slow one sees seq jumps on market keys, never stale values.
+//! - Market lane (instrument states, candles, positions, prints): FIFO while the session keeps
+//!   up. A session falls behind when its lane has not been empty for `conflate_after`, or holds
+//!   more than `market_capacity` frames: the lane is then conflated to the latest frame per key
+//!   (each carries the full state of its key) and stays *merging* until it is empty again: a
+//!   newer frame of a queued key replaces the queued one in its place in the queue, so the
+//!   newest state goes out as early as the old one would have, and the lane holds at most one
+//!   frame per subscribed key. A session that empties its lane within `conflate_after` sees
+//!   every update; a slower one sees seq jumps on market keys, never stale values. While the
+//!   session holds its own writes ([`Outbox::hold`]), the wait does not count.
 //! - Per key, an update at or below the seq already queued or sent is skipped, which makes a
 //!   snapshot and the stream after it join with no gap and no duplicate.
 //! - A maximum rate (a subscribe's `max_rate`) is applied before the outbox, once per rate by
@@ -82,12 +86,20 @@ impl Frame {
 pub struct OutboxLimits {
     pub account_capacity: usize,
     pub market_capacity: usize,
+    /// How long the market lane may stay non-empty before it is conflated (a session that
+    /// cannot take the feed then gets the latest state of each key, not a growing backlog).
+    pub conflate_after: Duration,
     pub max_behind: Duration,
 }
 
 impl Default for OutboxLimits {
     fn default() -> Self {
-        Self { account_capacity: 4096, market_capacity: 1024, max_behind: Duration::from_secs(10) }
+        Self {
+            account_capacity: 4096,
+            market_capacity: 1024,
+            conflate_after: Duration::from_millis(100),
+            max_behind: Duration::from_secs(10),
+        }
     }
 }
 
@@ -128,12 +140,31 @@ pub struct Drained {
     pub more: bool,
 }
 
+/// What the outbox knows of one key.
+struct KeyState {
+    /// The newest seq queued or sent.
+    seq: u64,
+    /// Where its newest market frame was queued (see [`Inner::market_taken`]); while merging,
+    /// the lane's only frame of the key, which a newer one replaces.
+    queued_at: u64,
+}
+
 #[derive(Default)]
 struct Inner {
     control: VecDeque<ByteString>,
     account: VecDeque<Arc<Frame>>,
     market: VecDeque<Arc<Frame>>,
-    last_seq: HashMap<String, u64>,
+    /// How many market frames were ever taken out of the lane: the position of its front, so
+    /// that a key's `queued_at` stays valid while frames before it are taken.
+    market_taken: u64,
+    /// Since when the market lane has not been empty.
+    market_waiting_since: Option<Instant>,
+    /// The market lane holds one frame per key, and a newer frame replaces the queued one.
+    merging: bool,
+    /// The session itself holds its writes (recovering fills): the lane's wait is not the
+    /// client's, so it does not count towards `conflate_after`.
+    held: bool,
+    keys: HashMap<String, KeyState>,
     wake_pending: bool,
     behind_since: Option<Instant>,
     closed: Option<CloseReason>,
@@ -146,6 +177,51 @@ impl Inner {
 
     fn len(&self) -> usize {
         self.control.len() + self.account.len() + self.market.len()
+    }
+
+    /// Records where each queued market frame is, after frames were removed from the middle of
+    /// the lane (a snapshot or an unsubscribe).
+    fn reindex_market(&mut self) {
+        for (offset, frame) in self.market.iter().enumerate() {
+            if let Some(state) = self.keys.get_mut(&frame.key) {
+                state.queued_at = self.market_taken + offset as u64;
+            }
+        }
+    }
+
+    /// Empties the market lane's bookkeeping once the lane is empty.
+    fn market_emptied(&mut self) {
+        if self.market.is_empty() {
+            self.market_waiting_since = None;
+            self.merging = false;
+        }
+    }
+
+    /// Queues a market frame whose key state is `state`; returns how many queued frames it
+    /// replaced (0 or 1).
+    fn queue_market(&mut self, frame: &Arc<Frame>, limits: &OutboxLimits, now: Instant) -> usize {
+        let Self { market, keys, market_taken, market_waiting_since, merging, held, .. } = self;
+        let state = keys.get_mut(&frame.key).expect("the key's seq was recorded before queueing");
+        if *merging
+            && let Some(offset) = state.queued_at.checked_sub(*market_taken)
+            && let Some(queued) = market.get_mut(offset as usize)
+            && queued.key == frame.key
+        {
+            *queued = frame.clone();
+            return 1;
+        }
+        state.queued_at = *market_taken + market.len() as u64;
+        market.push_back(frame.clone());
+        let waiting_since = *market_waiting_since.get_or_insert(now);
+        let behind = market.len() > limits.market_capacity
+            || (!*held && now.duration_since(waiting_since) > limits.conflate_after);
+        if *merging || !behind {
+            return 0;
+        }
+        *merging = true;
+        let dropped = Outbox::conflate(market);
+        self.reindex_market();
+        dropped
     }
 }
 
@@ -207,10 +283,15 @@ impl Outbox {
         }
         let covered: HashMap<&str, u64> = key_seqs.iter().map(|(k, s)| (k.as_str(), *s)).collect();
         for (key, seq) in key_seqs {
-            let last = inner.last_seq.entry(key.clone()).or_insert(0);
-            *last = (*last).max(*seq);
+            let state = inner.keys.entry(key.clone()).or_insert(KeyState { seq: 0, queued_at: 0 });
+            state.seq = state.seq.max(*seq);
         }
+        let queued = inner.market.len();
         inner.market.retain(|f| covered.get(f.key.as_str()).is_none_or(|&seq| f.seq > seq));
+        if inner.market.len() < queued {
+            inner.reindex_market();
+            inner.market_emptied();
+        }
         inner.control.push_back(text);
         match self.mark_queued(&mut inner, now) {
             Ok(true) => Pushed::Wake,
@@ -225,21 +306,16 @@ impl Outbox {
             return Pushed::Closed(reason.clone());
         }
         // The key is copied only the first time the session sees it.
-        match inner.last_seq.get_mut(&frame.key) {
-            Some(last) if frame.seq <= *last => return Pushed::Stale,
-            Some(last) => *last = frame.seq,
+        match inner.keys.get_mut(&frame.key) {
+            Some(state) if frame.seq <= state.seq => return Pushed::Stale,
+            Some(state) => state.seq = frame.seq,
             None => {
-                inner.last_seq.insert(frame.key.clone(), frame.seq);
+                inner.keys.insert(frame.key.clone(), KeyState { seq: frame.seq, queued_at: 0 });
             }
         }
         let mut conflated = 0;
         match frame.lane {
-            Lane::Market => {
-                inner.market.push_back(frame.clone());
-                if inner.market.len() > self.limits.market_capacity {
-                    conflated = Self::conflate(&mut inner.market);
-                }
-            }
+            Lane::Market => conflated = inner.queue_market(frame, &self.limits, now),
             Lane::Account => {
                 if inner.account.len() >= self.limits.account_capacity {
                     let capacity = self.limits.account_capacity;
@@ -276,12 +352,24 @@ impl Outbox {
         before - market.len()
     }
 
+    /// Holds (or releases) the session's own writes: while held, the market lane's wait does
+    /// not make it conflate (its capacity still does); on release, its clock starts again.
+    pub fn hold(&self, held: bool, now: Instant) {
+        let mut inner = self.lock();
+        inner.held = held;
+        if !held && !inner.market.is_empty() {
+            inner.market_waiting_since = Some(now);
+        }
+    }
+
     /// Forgets the seq of keys that are no longer subscribed, and drops their queued updates.
     pub fn forget(&self, keep: impl Fn(&str) -> bool) {
         let mut inner = self.lock();
-        inner.last_seq.retain(|key, _| keep(key));
+        inner.keys.retain(|key, _| keep(key));
         inner.market.retain(|f| keep(&f.key));
         inner.account.retain(|f| keep(&f.key));
+        inner.reindex_market();
+        inner.market_emptied();
     }
 
     /// Takes up to `max` frames: control first, then the account lane, then the market lane.
@@ -299,8 +387,10 @@ impl Outbox {
         }
         while out.control.len() + out.updates.len() < max {
             let Some(frame) = inner.market.pop_front() else { break };
+            inner.market_taken += 1;
             out.updates.push(frame);
         }
+        inner.market_emptied();
         out.more = !inner.is_empty();
         // Progress restarts the clock; an empty queue stops it.
         inner.behind_since = if out.more { Some(Instant::now()) } else { None };
@@ -391,7 +481,12 @@ pub(crate) mod tests {
     }
 
     fn limits(account_capacity: usize) -> OutboxLimits {
-        OutboxLimits { account_capacity, market_capacity: 3, max_behind: Duration::from_secs(10) }
+        OutboxLimits {
+            account_capacity,
+            market_capacity: 3,
+            conflate_after: Duration::from_secs(60),
+            max_behind: Duration::from_secs(10),
+        }
     }
 
     /// An outbox (account capacity 10) that `frames` were pushed to, in order, at `now`.
@@ -430,6 +525,111 @@ pub(crate) mod tests {
         assert_eq!(outbox.len(), 2);
         let drained = outbox.drain(100);
         assert_eq!(sent(&drained), vec![("inst:CLF7", 1), ("inst:ESZ6", 3)]);
+    }
+
+    #[test]
+    fn a_merging_lane_replaces_a_queued_frame_in_its_place_until_it_is_empty() {
+        let now = Instant::now();
+        let outbox = outbox_with(&[inst("ESZ6", 1), inst("CLF7", 1), inst("ESZ6", 2)], now);
+        assert_eq!(outbox.push(&inst("ESZ6", 3), now), Pushed::Conflated(2));
+        // Merging: CLF7's newer state takes the place of the queued one, ahead of ESZ6.
+        assert_eq!(outbox.push(&inst("CLF7", 2), now), Pushed::Conflated(1));
+        assert_eq!(outbox.push(&inst("NQH7", 1), now), Pushed::Queued, "a new key goes to the back");
+        assert_eq!(outbox.len(), 3);
+        let drained = outbox.drain(2);
+        assert_eq!(sent(&drained), vec![("inst:CLF7", 2), ("inst:ESZ6", 3)]);
+        // Still merging (not empty yet): NQH7 is replaced where it waits.
+        assert_eq!(outbox.push(&inst("NQH7", 2), now), Pushed::Conflated(1));
+        // A key that was sent is queued again, at the back.
+        assert_eq!(outbox.push(&inst("ESZ6", 4), now), Pushed::Queued);
+        assert_eq!(sent(&outbox.drain(10)), vec![("inst:NQH7", 2), ("inst:ESZ6", 4)]);
+        // Emptied: FIFO again, every update kept.
+        for seq in 5..=7 {
+            outbox.push(&inst("ESZ6", seq), now);
+        }
+        assert_eq!(sent(&outbox.drain(10)), vec![("inst:ESZ6", 5), ("inst:ESZ6", 6), ("inst:ESZ6", 7)]);
+    }
+
+    #[test]
+    fn a_lane_that_stays_non_empty_longer_than_conflate_after_is_conflated() {
+        let outbox = Outbox::new(OutboxLimits {
+            market_capacity: 1_000,
+            conflate_after: Duration::from_millis(100),
+            ..limits(10)
+        });
+        let start = Instant::now();
+        assert_eq!(outbox.push(&inst("ESZ6", 1), start), Pushed::Wake);
+        assert_eq!(outbox.push(&inst("ESZ6", 2), start + Duration::from_millis(50)), Pushed::Queued);
+        // Drained in part: the lane was never empty, so its clock runs on.
+        assert_eq!(sent(&outbox.drain(1)), vec![("inst:ESZ6", 1)]);
+        assert_eq!(outbox.push(&inst("CLF7", 1), start + Duration::from_millis(90)), Pushed::Queued);
+        assert_eq!(outbox.push(&inst("ESZ6", 3), start + Duration::from_millis(150)), Pushed::Conflated(1));
+        assert_eq!(sent(&outbox.drain(10)), vec![("inst:CLF7", 1), ("inst:ESZ6", 3)]);
+        // Emptied: the clock restarts with the next update, however late it comes.
+        let later = start + Duration::from_secs(5);
+        assert_eq!(outbox.push(&inst("ESZ6", 4), later), Pushed::Wake);
+        assert_eq!(outbox.push(&inst("ESZ6", 5), later + Duration::from_millis(99)), Pushed::Queued);
+        assert_eq!(sent(&outbox.drain(10)), vec![("inst:ESZ6", 4), ("inst:ESZ6", 5)]);
+    }
+
+    #[test]
+    fn a_session_holding_its_own_writes_is_not_taken_for_a_slow_client() {
+        let outbox = Outbox::new(OutboxLimits {
+            market_capacity: 1_000,
+            conflate_after: Duration::from_millis(100),
+            ..limits(10)
+        });
+        let start = Instant::now();
+        outbox.hold(true, start);
+        outbox.push(&inst("ESZ6", 1), start);
+        // Two seconds of recovering: the wait is the session's, nothing is conflated.
+        assert_eq!(outbox.push(&inst("ESZ6", 2), start + Duration::from_secs(2)), Pushed::Queued);
+        // Released: the clock starts again then.
+        let released = start + Duration::from_secs(3);
+        outbox.hold(false, released);
+        assert_eq!(outbox.push(&inst("ESZ6", 3), released + Duration::from_millis(50)), Pushed::Queued);
+        assert_eq!(outbox.push(&inst("ESZ6", 4), released + Duration::from_millis(150)), Pushed::Conflated(3));
+        assert_eq!(sent(&outbox.drain(10)), vec![("inst:ESZ6", 4)]);
+    }
+
+    #[test]
+    fn a_lane_emptied_by_a_snapshot_while_merging_is_fifo_again() {
+        let now = Instant::now();
+        let outbox = outbox_with(&[inst("ESZ6", 1), inst("ESZ6", 2), inst("ESZ6", 3), inst("ESZ6", 4)], now);
+        assert_eq!(outbox.len(), 1, "merging");
+        outbox.push_snapshot("snap".into(), &[("inst:ESZ6".into(), 4)], now);
+        for seq in 5..=7 {
+            outbox.push(&inst("ESZ6", seq), now);
+        }
+        let drained = outbox.drain(10);
+        assert_eq!(sent(&drained), vec![("inst:ESZ6", 5), ("inst:ESZ6", 6), ("inst:ESZ6", 7)]);
+    }
+
+    #[test]
+    fn fills_are_never_conflated_however_long_they_wait() {
+        let outbox = Outbox::new(OutboxLimits { conflate_after: Duration::ZERO, ..limits(10) });
+        let start = Instant::now();
+        for seq in 1..=5 {
+            outbox.push(&fill(seq), start + Duration::from_secs(seq));
+        }
+        let seqs: Vec<u64> = outbox.drain(10).updates.iter().map(|f| f.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_snapshot_or_an_unsubscribe_while_merging_keeps_each_key_in_its_place() {
+        let now = Instant::now();
+        let outbox = outbox_with(&[inst("ESZ6", 1), inst("CLF7", 1), inst("NQH7", 1), inst("ESZ6", 2)], now);
+        assert_eq!(outbox.len(), 3, "merging: CLF7, NQH7, ESZ6");
+        // A snapshot at CLF7 seq 1 removes the queued CLF7 from the front of the lane...
+        outbox.push_snapshot("snap".into(), &[("inst:CLF7".into(), 1)], now);
+        // ...and the keys behind it are still replaced where they wait.
+        assert_eq!(outbox.push(&inst("ESZ6", 3), now), Pushed::Conflated(1));
+        outbox.forget(|key| key != "inst:NQH7");
+        assert_eq!(outbox.push(&inst("ESZ6", 4), now), Pushed::Conflated(1));
+        let drained = outbox.drain(10);
+        assert_eq!(drained.control, vec![ByteString::from("snap")]);
+        assert_eq!(sent(&drained), vec![("inst:ESZ6", 4)]);
     }
 
     #[test]

@@ -127,6 +127,11 @@ impl TestServer {
     }
 }
 
+/// The metric line `name{labels} value` as a number (0 when absent).
+pub fn metric(metrics: &str, series: &str) -> f64 {
+    metrics.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+}
+
 /// Whether `got` holds an update of every `(key, seq)` in `wanted`.
 pub fn holds_all(got: &[Value], wanted: &[(&str, u64)]) -> bool {
     wanted.iter().all(|&(key, seq)| got.iter().any(|u| u["key"] == key && u["seq"] == seq))

@@ -126,6 +126,8 @@ impl Services {
             .env("TTPULSE_DATABASE_URL", self.database_url())
             .env("TTPULSE_DATA_DIR", self.dir.path().join("data"))
             .env("TTPULSE_SOURCE", "none")
+            // As in `Config::for_tests`: counted updates must not depend on the scheduler.
+            .env("TTPULSE_WS_CONFLATE_AFTER_MS", "10000")
             .stderr(std::fs::File::create(&log_path).expect("log"));
         for (key, value) in extra {
             cmd.env(key, value);
