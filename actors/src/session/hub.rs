@@ -117,6 +117,9 @@ pub struct Hub {
     health: Arc<ActorHealth>,
     /// Most topics (instruments plus accounts, `*` counting one) one session may hold.
     max_subscriptions: usize,
+    /// `updates_conflated_total` of the market and the account lane, looked up once: a session
+    /// that is behind conflates on nearly every push.
+    conflated: [prometheus::IntCounter; 2],
 }
 
 #[derive(Serialize)]
@@ -138,6 +141,8 @@ impl Hub {
         health: Arc<ActorHealth>,
         max_subscriptions: usize,
     ) -> Self {
+        let conflated =
+            [Lane::Market, Lane::Account].map(|lane| metrics.updates_conflated.with_label_values(&[lane.as_str()]));
         Self {
             sessions: HashMap::new(),
             groups: HashMap::new(),
@@ -148,6 +153,7 @@ impl Hub {
             metrics,
             health,
             max_subscriptions,
+            conflated,
         }
     }
 
@@ -192,7 +198,7 @@ impl Hub {
             }
             Pushed::Queued | Pushed::Stale => false,
             Pushed::Conflated(dropped) => {
-                self.metrics.updates_conflated.with_label_values(&[lane.as_str()]).inc_by(dropped as u64);
+                self.conflated[usize::from(lane == Lane::Account)].inc_by(dropped as u64);
                 false
             }
             Pushed::Closed(reason) => {
