@@ -410,6 +410,16 @@ async fn state_survives_a_restart_of_the_whole_server() {
     assert_eq!(position["realized_pnl"], "-12.5");
 }
 
+/// Quotes of ESZ6 numbered `numbers` (event ids `<source>:<n>`), each moving the bid.
+fn es_quotes(source: &str, numbers: std::ops::RangeInclusive<usize>) -> Vec<Value> {
+    numbers
+        .map(|n| {
+            let bid = 6_000 + (n % 400);
+            quote(&format!("{source}:{n}"), "ESZ6", &format!("{bid}.00"), &format!("{bid}.25"))
+        })
+        .collect()
+}
+
 #[actix_rt::test]
 async fn a_slow_client_is_conflated_and_never_holds_up_the_others() {
     let server = TestServer::start_with(|c| c.sessions.ws_max_behind_secs = 120).await;
@@ -421,14 +431,7 @@ async fn a_slow_client_is_conflated_and_never_holds_up_the_others() {
     // Far more updates than the slow client's socket buffers hold; it reads nothing meanwhile.
     const TOTAL: usize = 60_000;
     for chunk in 0..TOTAL / 5_000 {
-        let events: Vec<Value> = (0..5_000)
-            .map(|i| {
-                let n = chunk * 5_000 + i + 1;
-                let bid = 6_000 + (n % 400);
-                quote(&format!("slow:{n}"), "ESZ6", &format!("{bid}.00"), &format!("{bid}.25"))
-            })
-            .collect();
-        let (status, _) = server.ingest(&json!(events)).await;
+        let (status, _) = server.ingest(&json!(es_quotes("slow", chunk * 5_000 + 1..=(chunk + 1) * 5_000))).await;
         assert_eq!(status, 200);
         // The fast client keeps up meanwhile.
         let want = (chunk + 1) * 5_000;
@@ -462,14 +465,7 @@ async fn a_client_that_falls_behind_gets_the_latest_states_not_the_backlog() {
     // Few enough that the client's silence stays under the server's 15 s heartbeat timeout.
     const TOTAL: usize = 30_000;
     for chunk in 0..TOTAL / 5_000 {
-        let events: Vec<Value> = (0..5_000)
-            .map(|i| {
-                let n = chunk * 5_000 + i + 1;
-                let bid = 6_000 + (n % 400);
-                quote(&format!("behind:{n}"), "ESZ6", &format!("{bid}.00"), &format!("{bid}.25"))
-            })
-            .collect();
-        let (status, _) = server.ingest(&json!(events)).await;
+        let (status, _) = server.ingest(&json!(es_quotes("behind", chunk * 5_000 + 1..=(chunk + 1) * 5_000))).await;
         assert_eq!(status, 200);
         if chunk == 0 {
             // The first 5,000 (1.6 MB) fill the socket's buffers and actix's write buffer;
