@@ -197,8 +197,8 @@ impl Inner {
         }
     }
 
-    /// Queues a market frame whose key state is `state`; returns how many queued frames it
-    /// replaced (0 or 1).
+    /// Queues a market frame whose key's seq `push` has just recorded; returns how many queued
+    /// frames it replaced or conflated away.
     fn queue_market(&mut self, frame: &Arc<Frame>, limits: &OutboxLimits, now: Instant) -> usize {
         let Self { market, keys, market_taken, market_waiting_since, merging, held, .. } = self;
         let state = keys.get_mut(&frame.key).expect("the key's seq was recorded before queueing");
