@@ -5,6 +5,9 @@
 //! - hop 1, raw events:      `Recipient<RawBatch>`    ingester  -> processor
 //! - hop 2, processed state: `Recipient<UpdateBatch>` processor -> cache
 //! - hop 3, notifications:   `Recipient<UpdateBatch>` cache     -> hub (sessions)
+//!
+//! In distributed mode hop 2 arrives at the cache role as [`StoreUpdates`], whose answer
+//! carries a [`Durable`]: the Redis writes are pipelined like the processor's effects.
 
 use std::sync::Arc;
 
@@ -101,6 +104,20 @@ impl From<MailboxError> for HopError {
 #[rtype(result = "Result<(), HopError>")]
 pub struct UpdateBatch {
     pub updates: Arc<[Published]>,
+}
+
+/// Processed updates read from `tt_processed_data`, for the cache role to write to Redis.
+/// Answered once the cache has taken them: its write is on its way, and the [`Durable`]
+/// resolves when Redis has applied it, so the consumer reads on while earlier writes are out.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Durable, HopError>")]
+pub struct StoreUpdates {
+    pub updates: Arc<[Published]>,
+    /// Counts the consumer's restarts: when a write fails, the batch is offered again with
+    /// every batch after it, under the next run. The cache numbers each run's writes from 1,
+    /// and Redis applies a write only right after the one before it in its run, so that nothing
+    /// overtakes a write that failed.
+    pub run: u64,
 }
 
 // ---- ingest (HTTP push and other external sources) --------------------------------------

@@ -103,6 +103,22 @@ enum Cmd {
         #[arg(long, default_value = "target/release/ttpulse")]
         bin: PathBuf,
     },
+    /// The cache role's Redis writes (issue 15): `tt_processed_data` filled by the processor
+    /// while no cache runs, then a cache started with each `TTPULSE_PIPELINE_DEPTH` (1: one write
+    /// at a time), each on a fresh stack, timed from its first message to its last. Markdown
+    /// rows on stdout.
+    CacheDrain {
+        /// The cache's `TTPULSE_PIPELINE_DEPTH`s, comma-separated, alternated in one run.
+        #[arg(long, value_delimiter = ',', default_value = "1,3,1,3")]
+        pipeline_depths: Vec<u32>,
+        /// How long the ingester's simulator fills the backlog.
+        #[arg(long, default_value_t = 10)]
+        fill_seconds: u64,
+        #[arg(long, default_value_t = 20_000)]
+        rate: u32,
+        #[arg(long, default_value = "target/release/ttpulse")]
+        bin: PathBuf,
+    },
     /// Slow and stalled clients (issue 14): the measured sessions' delivery with and without one
     /// session that never reads, alternated on fresh servers; then a mass reconnect of
     /// `--reconnect-sessions` at once. Markdown rows on stdout.
@@ -353,6 +369,36 @@ fn main() -> anyhow::Result<()> {
                     per_event("api"),
                     per_event("ingester"),
                     row.lag
+                );
+            }
+            let _ = std::fs::remove_dir_all(&work);
+            Ok(())
+        }),
+        Cmd::CacheDrain { pipeline_depths, fill_seconds, rate, bin } => runtime.block_on(async {
+            let work = std::env::temp_dir().join(format!("ttpulse-bench-drain-{}", std::process::id()));
+            std::fs::create_dir_all(&work)?;
+            println!(
+                "| cache pipeline depth | updates in the backlog | drained in (s) | updates/s | \
+                 CPU (cores): cache / Redis / api | CPU µs per update: cache / Redis / api |"
+            );
+            println!("|---|---|---|---|---|---|");
+            for (run, depth) in pipeline_depths.into_iter().enumerate() {
+                log(format!("cache pipeline depth {depth}: filling the backlog for {fill_seconds} s at {rate}/s"));
+                let db = format!("bench_drain_{}_{run}", std::process::id());
+                let mut stack = Stack::start(&bin, &work, &work, &db, rate, 1, &[])?;
+                let row = drain_row(&mut stack, depth, Duration::from_secs(fill_seconds)).await?;
+                let per_update = |cores: f64| cores * 1e6 / row.updates_per_sec.max(1.0);
+                println!(
+                    "| {depth} | {} | {:.2} | {:.0} | {:.2} / {:.2} / {:.2} | {:.1} / {:.1} / {:.1} |",
+                    row.backlog,
+                    row.seconds,
+                    row.updates_per_sec,
+                    row.cores[0],
+                    row.cores[1],
+                    row.cores[2],
+                    per_update(row.cores[0]),
+                    per_update(row.cores[1]),
+                    per_update(row.cores[2]),
                 );
             }
             let _ = std::fs::remove_dir_all(&work);
@@ -626,6 +672,65 @@ async fn scale_row(stack: &Stack, window: Duration) -> ScaleRow {
     }
 }
 
+/// A cache's drain of a backlog: how many updates, how long from its first to its last, and
+/// the cores the cache, Redis and the api used meanwhile.
+struct DrainRow {
+    backlog: u64,
+    seconds: f64,
+    updates_per_sec: f64,
+    cores: [f64; 3],
+}
+
+/// Stops the stack's cache, lets the ingester fill `tt_processed_data` for `fill`, stops it and
+/// waits for the processor to publish everything, then starts a cache with `depth` and times
+/// its drain of the backlog.
+async fn drain_row(stack: &mut Stack, depth: u32, fill: Duration) -> anyhow::Result<DrainRow> {
+    let counter = |admin: &str, name: &str| {
+        procs::metric(&procs::http_get(&format!("{admin}/metrics")).unwrap_or_default(), name)
+    };
+    stack.stop("cache");
+    tokio::time::sleep(fill).await;
+    stack.stop("ingester");
+    let produced = || counter(&stack.processor_admin, "ttpulse_kafka_produced_total") as u64;
+    // The processor catches up with its own lag: done once its count stops moving.
+    let mut last = produced();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = produced();
+        if now == last && now > 0 {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the processor did not finish its backlog in 300 s");
+        last = now;
+    }
+    let backlog = last;
+    let cache = stack.start_role("cache", &[("TTPULSE_PIPELINE_DEPTH", depth.to_string())])?;
+    let consumed = || counter(&cache, "ttpulse_kafka_consumed_total") as u64;
+    let usage = |stack: &Stack| {
+        let role = |name: &str| stack.roles.iter().filter(|p| p.name == name).map(|p| p.usage().0).sum::<f64>();
+        [role("cache"), stack.redis.usage().0, role("api")]
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    // From its first message (the group join is not the writes' time) to the last.
+    let (start, first, cpu_before) = loop {
+        let seen = consumed();
+        if seen > 0 {
+            break (Instant::now(), seen, usage(stack));
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the cache consumed nothing in 600 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    while consumed() < backlog {
+        anyhow::ensure!(Instant::now() < deadline, "the cache did not drain {backlog} updates in 600 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let cpu_after = usage(stack);
+    let cores = std::array::from_fn(|i| (cpu_after[i] - cpu_before[i]) / seconds);
+    Ok(DrainRow { backlog, seconds, updates_per_sec: (backlog - first) as f64 / seconds, cores })
+}
+
 /// Broker, Redis, a database and one ttpulse process per role (`processors` of the processor
 /// role, sharing the partitions), the ingester's simulator at `rate`.
 struct Stack {
@@ -641,6 +746,10 @@ struct Stack {
     broker: Proc,
     redis: Proc,
     db: String,
+    /// What starts one more role process: the binary, its logs' folder and each role's settings.
+    bin: PathBuf,
+    logs: PathBuf,
+    settings: std::collections::HashMap<&'static str, Vec<(String, String)>>,
 }
 
 impl Stack {
@@ -678,7 +787,8 @@ impl Stack {
             processor_roles.push(procs::ttpulse(bin, "processor", &settings, logs)?.0);
         }
         let processor_admins: Vec<String> = processor_roles.iter().map(|p| p.admin.clone()).collect();
-        let (cache, _) = procs::ttpulse(bin, "cache", &common("cache", 0), logs)?;
+        let settings = std::collections::HashMap::from([("cache", common("cache", 0))]);
+        let (cache, _) = procs::ttpulse(bin, "cache", &settings["cache"], logs)?;
         let (api, api_url) = procs::ttpulse(bin, "api", &common("api", 0), logs)?;
         // Let the consumer groups settle before the first event.
         std::thread::sleep(Duration::from_secs(2));
@@ -699,7 +809,25 @@ impl Stack {
             broker,
             redis,
             db: db.to_owned(),
+            bin: bin.to_owned(),
+            logs: logs.to_owned(),
+            settings,
         })
+    }
+
+    /// Stops every process of `role`.
+    fn stop(&mut self, role: &str) {
+        self.roles.retain(|p| p.name != role);
+    }
+
+    /// Starts one more process of `role` (its usual settings and `extra`); its admin URL.
+    fn start_role(&mut self, role: &'static str, extra: &[(&str, String)]) -> anyhow::Result<String> {
+        let mut settings = self.settings.get(role).context("a role the stack knows")?.clone();
+        settings.extend(env(extra));
+        let (proc, _) = procs::ttpulse(&self.bin, role, &settings, &self.logs)?;
+        let admin = proc.admin.clone();
+        self.roles.push(proc);
+        Ok(admin)
     }
 }
 

@@ -211,7 +211,8 @@ pub struct Storage {
     pub db_flush_rows: u64,
 
     /// Batches the processor may have calculated whose updates (hop 2) and database write are
-    /// not yet done: the next batch is calculated meanwhile. 1 turns the overlap off.
+    /// not yet done: the next batch is calculated meanwhile. In the cache role, batches whose
+    /// Redis writes are on the wire at once. 1 turns the overlap off.
     #[arg(long, env = "TTPULSE_PIPELINE_DEPTH", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=16))]
     pub pipeline_depth: u64,
 

@@ -14,6 +14,7 @@ use ttpulse_actors::ingest::simulator::Simulator;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+mod cache_writes;
 mod scale_out;
 
 async fn healthy(role: &Role) -> bool {

@@ -3,8 +3,11 @@
 //! - [`RedisCacheActor`] (cache role): keeps the latest state of every key in Redis, one hash
 //!   per key (`tt:inst:{symbol}`, `tt:pos:{account}:{symbol}`, `tt:candle:{symbol}:{interval}`,
 //!   `tt:fills:{account}:{symbol}`, fields `seq` and `json`), the set `tt:keys` of them, and publishes
-//!   each change on `tt_updates`. A Lua script applies a batch atomically and only where the
-//!   seq is newer, so replays and rebuilds never move a key backwards. When Redis comes back
+//!   each change on `tt_updates`. A Lua script applies up to 500 updates at a time, atomically
+//!   and only where the seq is newer, so replays and rebuilds never move a key backwards.
+//!   Several batches' writes are on the wire at once (pipelined); the script applies each only
+//!   right after the one before it ([`Writer`]), so a write that fails is never overtaken and
+//!   updates are published in the order they were read. When Redis comes back
 //!   empty (no marker key `tt:epoch`), the state is rebuilt from the database and a `resync`
 //!   notice is published.
 //! - [`RedisFeedActor`] (api role): subscribes to `tt_updates`, loads every key from Redis
@@ -25,7 +28,7 @@ use redis::aio::ConnectionManager;
 use crate::backoff::Backoff;
 use crate::domain::{Engine, InstrumentCatalog, Micros, Published};
 use crate::health::ActorHealth;
-use crate::messages::{HopError, LoadSnapshot, Resnapshot, UpdateBatch};
+use crate::messages::{Durable, HopError, LoadSnapshot, Resnapshot, StoreUpdates, UpdateBatch};
 use crate::metrics::Metrics;
 
 /// Why a Redis client could not be made from the settings.
@@ -73,6 +76,15 @@ macro_rules! redis_names {
     (channel) => {
         "tt_updates"
     };
+    // The key holding the number of a writer's last applied write (see `Writer`).
+    (writer) => {
+        concat!(redis_names!(prefix), "writer:")
+    };
+    // Seconds a writer's number is kept after its last write. A writer idle for longer has its
+    // next write refused once (out of order) and goes on under a new id.
+    (writer_ttl) => {
+        "86400"
+    };
 }
 
 pub const UPDATES_CHANNEL: &str = redis_names!(channel);
@@ -82,10 +94,30 @@ const KEYS_SET: &str = concat!(redis_names!(prefix), "keys");
 const EPOCH_KEY: &str = concat!(redis_names!(prefix), "epoch");
 const RESYNC: &str = r#"{"type":"resync","v":1}"#;
 
-/// ARGV: key, seq, json, key, seq, json, ... Applies each where seq is newer; returns how many.
+/// The error code of a write refused because an earlier write of its writer is not applied.
+const OUT_OF_ORDER: &str = "TTORDER";
+/// Updates per script call: a large batch is several calls, each its own numbered write.
+const UPDATES_PER_CALL: usize = 500;
+
+/// ARGV: writer id, write number, then key, seq, json, key, seq, json, ...
+/// Applies each update where its seq is newer and returns how many. A numbered write (not 0)
+/// is applied only right after the writer's previous one: one that overtook a write that failed
+/// is refused whole (`TTORDER`), so that no key's newer state is published before an older
+/// change of it that is still to be offered again (a fill would be lost to the clients).
 const APPLY_LUA: &str = concat!(
+    "local w = tonumber(ARGV[2])\n",
+    "local writer = '",
+    redis_names!(writer),
+    "' .. ARGV[1]\n",
+    "local last = 0\n",
+    "if w > 0 then\n",
+    "  last = tonumber(redis.call('GET', writer) or '0')\n",
+    "  if w > last + 1 then\n",
+    "    return redis.error_reply('TTORDER write ' .. w .. ' of writer ' .. ARGV[1] .. ' before its write ' .. (last + 1))\n",
+    "  end\n",
+    "end\n",
     "local applied = 0\n",
-    "for i = 1, #ARGV, 3 do\n",
+    "for i = 3, #ARGV, 3 do\n",
     "  local key = '",
     redis_names!(prefix),
     "' .. ARGV[i]\n",
@@ -102,25 +134,73 @@ const APPLY_LUA: &str = concat!(
     "    applied = applied + 1\n",
     "  end\n",
     "end\n",
+    "if w > last then\n",
+    "  redis.call('SET', writer, ARGV[2], 'EX', ",
+    redis_names!(writer_ttl),
+    ")\n",
+    "end\n",
     "return applied\n",
 );
 
+/// Who numbers the cache's writes, so that Redis applies them in the order they were taken
+/// although several are on the wire at once. The consumer starts a new run when it offers a
+/// failed write again (with every write after it): the run's first write makes a new writer,
+/// whose numbers start at 1 again. Until then, every write of the old writer after the one that
+/// failed is refused by the script, so none of them can overtake it.
+#[derive(Debug)]
+struct Writer {
+    id: String,
+    run: u64,
+    next: u64,
+}
+
+impl Writer {
+    fn fresh(run: u64) -> Self {
+        use std::hash::BuildHasher as _;
+        // Random per call (the OS seeds each `RandomState`), so that two cache processes, or
+        // two lives of one, never share an id.
+        let id = std::hash::RandomState::new().hash_one(crate::health::now_micros());
+        Self { id: format!("{id:016x}"), run, next: 1 }
+    }
+
+    /// The writer and the number of the first script call of `updates`, taken in `run`; the
+    /// batch's further calls take the numbers after it.
+    fn reserve(&mut self, run: u64, updates: usize) -> (String, u64) {
+        if run != self.run {
+            *self = Self::fresh(run);
+        }
+        let first = self.next;
+        self.next += updates.div_ceil(UPDATES_PER_CALL) as u64;
+        (self.id.clone(), first)
+    }
+}
+
 /// Writes the updates (stamped as cached at `cached`) and publishes the ones that are newer.
+/// `order`: the writer and the number of the first call, or `None` for a write that is not
+/// ordered against others (a rebuild of the whole state).
+///
+/// The calls go out together as one pipeline, with the script's text (`EVAL`, not `EVALSHA`):
+/// a script missing from a restarted Redis would otherwise be loaded and the call sent again
+/// after calls sent later, which the writer's numbers would refuse.
 async fn apply(
     conn: &mut ConnectionManager,
-    script: &redis::Script,
+    order: Option<(&str, u64)>,
     updates: &[Published],
     cached: Micros,
 ) -> redis::RedisResult<i64> {
-    let mut applied = 0;
-    for chunk in updates.chunks(500) {
-        let mut invocation = script.prepare_invoke();
+    let mut calls = redis::pipe();
+    for (call, chunk) in updates.chunks(UPDATES_PER_CALL).enumerate() {
+        let eval = calls.cmd("EVAL").arg(APPLY_LUA).arg(0);
+        match order {
+            Some((writer, first)) => eval.arg(writer).arg(first + call as u64),
+            None => eval.arg("-").arg(0),
+        };
         for update in chunk {
-            invocation.arg(&update.key).arg(update.seq()).arg(update.to_json_cached_at(cached));
+            eval.arg(&update.key).arg(update.seq()).arg(update.to_json_cached_at(cached));
         }
-        applied += invocation.invoke_async::<i64>(conn).await?;
     }
-    Ok(applied)
+    let applied: Vec<i64> = calls.query_async(conn).await?;
+    Ok(applied.iter().sum())
 }
 
 /// Reads Redis' `used_memory` into the metrics.
@@ -137,10 +217,11 @@ async fn record_memory(conn: &mut ConnectionManager, metrics: &Metrics) {
 pub struct RedisCacheActor {
     client: redis::Client,
     conn: Option<ConnectionManager>,
-    script: redis::Script,
     catalog: Arc<InstrumentCatalog>,
     db_load: Recipient<LoadSnapshot>,
     rebuilding: bool,
+    /// Numbers the writes, which may be several on the wire at once.
+    writer: Writer,
     metrics: Arc<Metrics>,
     health: Arc<ActorHealth>,
 }
@@ -153,16 +234,7 @@ impl RedisCacheActor {
         metrics: Arc<Metrics>,
         health: Arc<ActorHealth>,
     ) -> Self {
-        Self {
-            client,
-            conn: None,
-            script: redis::Script::new(APPLY_LUA),
-            catalog,
-            db_load,
-            rebuilding: false,
-            metrics,
-            health,
-        }
+        Self { client, conn: None, catalog, db_load, rebuilding: false, writer: Writer::fresh(0), metrics, health }
     }
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
@@ -193,8 +265,7 @@ impl RedisCacheActor {
             return;
         }
         self.rebuilding = true;
-        let (db_load, catalog, script, metrics) =
-            (self.db_load.clone(), self.catalog.clone(), self.script.clone(), self.metrics.clone());
+        let (db_load, catalog, metrics) = (self.db_load.clone(), self.catalog.clone(), self.metrics.clone());
         let check = async move {
             record_memory(&mut conn, &metrics).await;
             let present: bool = redis::cmd("EXISTS").arg(EPOCH_KEY).query_async(&mut conn).await?;
@@ -204,7 +275,7 @@ impl RedisCacheActor {
             let snapshot = db_load.send(LoadSnapshot).await??;
             let state = Engine::restore(catalog, snapshot).current_state();
             // Restored state took no hop just now: no cached time.
-            let applied = apply(&mut conn, &script, &state, 0).await?;
+            let applied = apply(&mut conn, None, &state, 0).await?;
             let _: () =
                 redis::cmd("SET").arg(EPOCH_KEY).arg(crate::health::now_micros()).query_async(&mut conn).await?;
             let _: () = redis::cmd("PUBLISH").arg(UPDATES_CHANNEL).arg(RESYNC).query_async(&mut conn).await?;
@@ -248,19 +319,21 @@ crate::supervised!(
     reset = |act| {
         act.conn = None;
         act.rebuilding = false;
+        // The writer is kept: a write the old life lost makes every later one of the same run
+        // refused, until the consumer offers them again under its next run.
     }
 );
 
-impl Handler<UpdateBatch> for RedisCacheActor {
-    type Result = AtomicResponse<Self, Result<(), HopError>>;
+impl Handler<StoreUpdates> for RedisCacheActor {
+    type Result = Result<Durable, HopError>;
 
-    fn handle(&mut self, batch: UpdateBatch, _: &mut Context<Self>) -> Self::Result {
+    /// Takes the batch and sends its write at once, without waiting for earlier writes: the
+    /// consumer bounds how many are out (`TTPULSE_PIPELINE_DEPTH`) and offers a failed one
+    /// again with every one after it; the writer's numbers keep Redis applying them in order.
+    fn handle(&mut self, batch: StoreUpdates, ctx: &mut Context<Self>) -> Self::Result {
         let Some(mut conn) = self.conn.clone() else {
-            return AtomicResponse::new(Box::pin(fut::ready(Err(HopError::Unavailable(
-                "not connected to Redis".into(),
-            )))));
+            return Err(HopError::Unavailable("not connected to Redis".into()));
         };
-        let script = self.script.clone();
         let count = batch.updates.len() as u64;
         let cached = crate::health::now_micros();
         self.metrics.observe_cached(batch.updates.iter(), cached);
@@ -272,8 +345,11 @@ impl Handler<UpdateBatch> for RedisCacheActor {
         } else {
             batch.updates
         };
-        let write = async move { apply(&mut conn, &script, &updates, cached).await }.into_actor(self).map(
-            move |result, act, _| match result {
+        let (writer, first) = self.writer.reserve(batch.run, updates.len());
+        let (stored, durable) = Durable::pending();
+        let write = async move { apply(&mut conn, Some((&writer, first)), &updates, cached).await };
+        let settle = write.into_actor(self).map(move |result, act, _| {
+            let outcome = match result {
                 Ok(_) => {
                     act.health.handled_n(count);
                     act.health.set_detail(Some("connected".into()));
@@ -281,12 +357,19 @@ impl Handler<UpdateBatch> for RedisCacheActor {
                 }
                 Err(e) => {
                     act.metrics.redis_errors.inc();
-                    act.health.set_detail(Some(format!("Redis write failed: {e}")));
+                    if e.code() == Some(OUT_OF_ORDER) {
+                        tracing::debug!(error = %e, "a Redis write refused behind one that failed");
+                    } else {
+                        act.health.set_detail(Some(format!("Redis write failed: {e}")));
+                    }
                     Err(HopError::Unavailable(format!("Redis write failed: {e}")))
                 }
-            },
-        );
-        AtomicResponse::new(Box::pin(write))
+            };
+            // The consumer may have stopped waiting (it offers the batch again meanwhile).
+            let _ = stored.send(outcome);
+        });
+        ctx.spawn(settle);
+        Ok(durable)
     }
 }
 

@@ -5,10 +5,12 @@
 //! downstream. A batch the next actor refuses is offered again, never skipped.
 //!
 //! Pipelined (`pipeline_depth` batches): the processor answers when a batch is calculated and
-//! its effects (hop 2 and the database) are stored later, so the next batch is read and handed
-//! on meanwhile. Offsets are still committed in batch order, each only when that batch and every
+//! its effects (hop 2 and the database) are stored later, and the Redis cache when it has sent
+//! a batch's write, which Redis applies later; so the next batch is read and handed on
+//! meanwhile. Offsets are still committed in batch order, each only when that batch and every
 //! batch before it are stored ([`CommitWindow`]); a batch that is not stored is offered again
-//! with every batch after it, and no offset is committed past it.
+//! with every batch after it, under a new *run*, and no offset is committed past it. (The cache
+//! numbers its writes per run so that Redis refuses any write that overtook a failed one.)
 //!
 //! On a partition assignment the processor is told to reload its state from the database
 //! (another processor may have moved those instruments on), before any new batch reaches it.
@@ -31,7 +33,7 @@ use crate::backoff::Backoff;
 use crate::domain::trace_context::{TRACEPARENT, TraceContext, from_traceparent};
 use crate::domain::{EventId, InstrumentCatalog, Published, RawEvent};
 use crate::health::{ActorHealth, now_micros};
-use crate::messages::{Durable, HopError, RawBatch, Restart, UpdateBatch};
+use crate::messages::{Durable, HopError, RawBatch, Restart, StoreUpdates};
 use crate::metrics::Metrics;
 use crate::pipeline::{CommitWindow, Settled, Ticket};
 
@@ -45,8 +47,18 @@ const LINGER: Duration = Duration::from_millis(2);
 pub enum Feed {
     /// `tt_raw_data` into the processor; `reload` is told on every partition assignment.
     Raw { target: Recipient<RawBatch>, reload: Recipient<Restart>, catalog: Arc<InstrumentCatalog> },
-    /// `tt_processed_data` into a cache.
-    Processed { target: Recipient<UpdateBatch> },
+    /// `tt_processed_data` into the Redis cache.
+    Processed { target: Recipient<StoreUpdates> },
+}
+
+impl Feed {
+    /// Who stores the batches, as the log and the health detail name it.
+    fn next_actor(&self) -> &'static str {
+        match self {
+            Feed::Raw { .. } => "the processor",
+            Feed::Processed { .. } => "the cache",
+        }
+    }
 }
 
 struct RebalanceContext {
@@ -233,6 +245,8 @@ impl Pump {
         let mut window: CommitWindow<InFlight> = CommitWindow::new(self.pipeline_depth);
         let mut durables = FuturesUnordered::new();
         let mut again: VecDeque<Vec<Received>> = VecDeque::new();
+        // Counts the restarts below; the cache orders its writes within one run.
+        let mut run = 0;
         loop {
             let Settled { commit, redo } = window.settle();
             if !commit.is_empty() {
@@ -247,6 +261,7 @@ impl Pump {
                 // Their answers no longer count: they are handed on again under new tickets.
                 durables = FuturesUnordered::new();
                 again = redo.into_iter().map(|f| f.batch).chain(again).collect();
+                run += 1;
             }
             let next = if window.is_full() { None } else { again.pop_front() };
             let batch = match next {
@@ -255,8 +270,8 @@ impl Pump {
                     biased;
                     Some((ticket, outcome)) = durables.next(), if !durables.is_empty() => {
                         if let Err(e) = &outcome {
-                            tracing::warn!(topic = self.topic, error = %e, "the processor did not store a batch");
-                            self.health.set_detail(Some(format!("waiting for the processor: {e}")));
+                            tracing::warn!(topic = self.topic, error = %e, "{} did not store a batch", self.feed.next_actor());
+                            self.health.set_detail(Some(format!("waiting for {}: {e}", self.feed.next_actor())));
                         }
                         window.finish(ticket, outcome.is_ok());
                         continue;
@@ -272,7 +287,7 @@ impl Pump {
                     }
                 },
             };
-            let (in_flight, durable) = self.hand_on(batch).await;
+            let (in_flight, durable) = self.hand_on(batch, run).await;
             match window.push(in_flight) {
                 Ok(ticket) => durables.push(stored(ticket, durable)),
                 // Cannot happen (room is made before a batch is handed on): offered again, not lost.
@@ -313,7 +328,7 @@ impl Pump {
 
     /// Hands the batch on until the next actor took it; answers what is kept of it until its
     /// offsets are committed, and what resolves once its effects are stored.
-    async fn hand_on(&self, batch: Vec<Received>) -> (InFlight, Durable) {
+    async fn hand_on(&self, batch: Vec<Received>, run: u64) -> (InFlight, Durable) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let durable = match &self.feed {
             Feed::Raw { target, catalog, .. } => {
@@ -385,14 +400,16 @@ impl Pump {
                         Err(e) => self.dead_letter(message, &format!("not a processed update: {e}")).await,
                     }
                 }
-                if !updates.is_empty() {
+                if updates.is_empty() {
+                    Durable::already()
+                } else {
                     let updates: Arc<[Published]> = updates.into();
-                    // The cache answers once the batch is stored: nothing is left in flight.
+                    // The cache answers once it has sent the write; `durable` once Redis applied it.
                     loop {
-                        match target.send(UpdateBatch { updates: updates.clone() }).await {
-                            Ok(Ok(())) => break,
+                        match target.send(StoreUpdates { updates: updates.clone(), run }).await {
+                            Ok(Ok(durable)) => break durable,
                             Ok(Err(e)) => {
-                                tracing::warn!(topic = self.topic, error = %e, "the cache did not store the batch; offering it again")
+                                tracing::warn!(topic = self.topic, error = %e, "the cache did not take the batch; offering it again")
                             }
                             Err(e) => {
                                 tracing::warn!(topic = self.topic, error = %e, "the cache is unavailable; offering the batch again")
@@ -401,7 +418,6 @@ impl Pump {
                         actix_rt::time::sleep(backoff.next_delay()).await;
                     }
                 }
-                Durable::already()
             }
         };
         self.health.handled_n(batch.len() as u64);
