@@ -161,6 +161,21 @@ enum Cmd {
         #[arg(long, default_value = "target/release/ttpulse")]
         bin: PathBuf,
     },
+    /// The hub's hottest path alone (issue 14): every update pushed into every session's outbox,
+    /// each outbox drained every `--drain-every` updates as a session that keeps up would. No
+    /// sockets, no actors: run it under `valgrind --tool=callgrind` to count instructions per
+    /// push, which the machine's load does not change. Prints ns and pushes.
+    OutboxPush {
+        #[arg(long, default_value_t = 1_000)]
+        sessions: usize,
+        #[arg(long, default_value_t = 2_000)]
+        updates: u64,
+        /// Distinct instruments the updates cycle through.
+        #[arg(long, default_value_t = 30)]
+        keys: u64,
+        #[arg(long, default_value_t = 10)]
+        drain_every: u64,
+    },
     /// The minimal WebSocket broadcast server ttpulse's fan-out is compared with.
     BroadcastServer {
         #[arg(long)]
@@ -341,6 +356,10 @@ fn main() -> anyhow::Result<()> {
             let _ = std::fs::remove_dir_all(&work);
             Ok(())
         }),
+        Cmd::OutboxPush { sessions, updates, keys, drain_every } => {
+            outbox_push(sessions, updates, keys, drain_every);
+            Ok(())
+        }
         Cmd::BroadcastServer { addr, rate } => runtime.block_on(fanout::broadcast_server(&addr, rate)),
         Cmd::Run { quick, bin, out } => runtime.block_on(run(quick, &bin, &out)),
         Cmd::Scale { processors, pipeline_depths, rate, seconds, bin } => runtime.block_on(async {
@@ -672,6 +691,42 @@ async fn scale_row(stack: &Stack, window: Duration) -> ScaleRow {
     }
 }
 
+/// See `Cmd::OutboxPush`.
+fn outbox_push(sessions: usize, updates: u64, keys: u64, drain_every: u64) {
+    use ttpulse_actors::domain::{InstrumentState, Published, Update};
+    use ttpulse_actors::session::outbox::{Frame, Outbox, OutboxLimits};
+    // A session that keeps up: nothing conflates, nothing is closed.
+    let limits = OutboxLimits { conflate_after: Duration::from_secs(3600), ..OutboxLimits::default() };
+    let outboxes: Vec<_> = (0..sessions).map(|_| Outbox::new(limits)).collect();
+    let frames: Vec<_> = (0..updates)
+        .map(|n| {
+            let mut state = InstrumentState::empty(&format!("SYM{}", n % keys));
+            state.seq = n / keys + 1;
+            Frame::new(&Published::new(Update::Instrument(state), 0))
+        })
+        .collect();
+    let (mut pushes, mut drained) = (0u64, 0usize);
+    let start = Instant::now();
+    for (n, frame) in frames.iter().enumerate() {
+        let now = Instant::now();
+        for outbox in &outboxes {
+            std::hint::black_box(outbox.push(frame, now));
+            pushes += 1;
+        }
+        if (n as u64 + 1).is_multiple_of(drain_every) {
+            drained += outboxes.iter().map(|o| o.drain(usize::MAX).updates.len()).sum::<usize>();
+        }
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "{}",
+        serde_json::json!({
+            "sessions": sessions, "updates": updates, "pushes": pushes, "drained": drained,
+            "ns_per_push": elapsed.as_nanos() as f64 / pushes as f64,
+        })
+    );
+}
+
 /// A cache's drain of a backlog: how many updates, how long from its first to its last, and
 /// the cores the cache, Redis and the api used meanwhile.
 struct DrainRow {
@@ -691,21 +746,27 @@ async fn drain_row(stack: &mut Stack, depth: u32, fill: Duration) -> anyhow::Res
     stack.stop("cache");
     tokio::time::sleep(fill).await;
     stack.stop("ingester");
-    let produced = || counter(&stack.processor_admin, "ttpulse_kafka_produced_total") as u64;
-    // The processor catches up with its own lag: done once its count stops moving.
-    let mut last = produced();
+    // The processor catches up with its own lag: done once it reads no more raw events. (What it
+    // publishes still grows a little: it samples each account's P&L every second.)
+    let raw_read = || counter(&stack.processor_admin, "ttpulse_kafka_consumed_total") as u64;
+    let mut last = raw_read();
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let now = produced();
+        let now = raw_read();
         if now == last && now > 0 {
             break;
         }
         anyhow::ensure!(Instant::now() < deadline, "the processor did not finish its backlog in 300 s");
         last = now;
     }
-    let backlog = last;
-    let cache = stack.start_role("cache", &[("TTPULSE_PIPELINE_DEPTH", depth.to_string())])?;
+    let backlog = counter(&stack.processor_admin, "ttpulse_kafka_produced_total") as u64;
+    // A consumer group of its own reads the topic from its start, whatever the first cache took
+    // before it was stopped.
+    let cache = stack.start_role(
+        "cache",
+        &[("TTPULSE_PIPELINE_DEPTH", depth.to_string()), ("TTPULSE_KAFKA_GROUP", format!("{}-drain", stack.db))],
+    )?;
     let consumed = || counter(&cache, "ttpulse_kafka_consumed_total") as u64;
     let usage = |stack: &Stack| {
         let role = |name: &str| stack.roles.iter().filter(|p| p.name == name).map(|p| p.usage().0).sum::<f64>();

@@ -98,12 +98,16 @@ const RESYNC: &str = r#"{"type":"resync","v":1}"#;
 const OUT_OF_ORDER: &str = "TTORDER";
 /// Updates per script call: a large batch is several calls, each its own numbered write.
 const UPDATES_PER_CALL: usize = 500;
+/// How long one batch's calls may take to be answered, queued behind the writes before them
+/// (redis-rs would give up after 500 ms; a write given up on is offered again).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// ARGV: writer id, write number, then key, seq, json, key, seq, json, ...
 /// Applies each update where its seq is newer and returns how many. A numbered write (not 0)
-/// is applied only right after the writer's previous one: one that overtook a write that failed
-/// is refused whole (`TTORDER`), so that no key's newer state is published before an older
-/// change of it that is still to be offered again (a fill would be lost to the clients).
+/// is applied only right after the writer's previous one (its number is the last applied plus
+/// one): one that overtook a write that failed is refused whole (`TTORDER`), so that no key's
+/// newer state is published before an older change of it that is still to be offered again (a
+/// fill would be lost to the clients).
 const APPLY_LUA: &str = concat!(
     "local w = tonumber(ARGV[2])\n",
     "local writer = '",
@@ -112,7 +116,7 @@ const APPLY_LUA: &str = concat!(
     "local last = 0\n",
     "if w > 0 then\n",
     "  last = tonumber(redis.call('GET', writer) or '0')\n",
-    "  if w > last + 1 then\n",
+    "  if w ~= last + 1 then\n",
     "    return redis.error_reply('TTORDER write ' .. w .. ' of writer ' .. ARGV[1] .. ' before its write ' .. (last + 1))\n",
     "  end\n",
     "end\n",
@@ -179,28 +183,49 @@ impl Writer {
 /// `order`: the writer and the number of the first call, or `None` for a write that is not
 /// ordered against others (a rebuild of the whole state).
 ///
-/// The calls go out together as one pipeline, with the script's text (`EVAL`, not `EVALSHA`):
-/// a script missing from a restarted Redis would otherwise be loaded and the call sent again
-/// after calls sent later, which the writer's numbers would refuse.
+/// A numbered write's calls go out together as one pipeline, with the script's text (`EVAL`,
+/// not `EVALSHA`): a script missing from a restarted Redis would otherwise be loaded and the
+/// call sent again after calls sent later, which the writer's numbers would refuse. A rebuild,
+/// which may hold every key there is, goes one call at a time.
 async fn apply(
     conn: &mut ConnectionManager,
     order: Option<(&str, u64)>,
     updates: &[Published],
     cached: Micros,
 ) -> redis::RedisResult<i64> {
-    let mut calls = redis::pipe();
-    for (call, chunk) in updates.chunks(UPDATES_PER_CALL).enumerate() {
-        let eval = calls.cmd("EVAL").arg(APPLY_LUA).arg(0);
+    let call = |number: u64, chunk: &[Published], pipe: &mut redis::Pipeline| {
+        let eval = pipe.cmd("EVAL").arg(APPLY_LUA).arg(0);
         match order {
-            Some((writer, first)) => eval.arg(writer).arg(first + call as u64),
+            Some((writer, _)) => eval.arg(writer).arg(number),
             None => eval.arg("-").arg(0),
         };
         for update in chunk {
             eval.arg(&update.key).arg(update.seq()).arg(update.to_json_cached_at(cached));
         }
+    };
+    let chunks = updates.chunks(UPDATES_PER_CALL);
+    let mut applied = 0;
+    match order {
+        Some((_, first)) => {
+            let mut calls = redis::pipe();
+            for (n, chunk) in chunks.enumerate() {
+                call(first + n as u64, chunk, &mut calls);
+            }
+            if !calls.is_empty() {
+                let counts: Vec<i64> = calls.query_async(conn).await?;
+                applied = counts.iter().sum();
+            }
+        }
+        None => {
+            for chunk in chunks {
+                let mut one = redis::pipe();
+                call(0, chunk, &mut one);
+                let counts: Vec<i64> = one.query_async(conn).await?;
+                applied += counts.iter().sum::<i64>();
+            }
+        }
     }
-    let applied: Vec<i64> = calls.query_async(conn).await?;
-    Ok(applied.iter().sum())
+    Ok(applied)
 }
 
 /// Reads Redis' `used_memory` into the metrics.
@@ -239,7 +264,8 @@ impl RedisCacheActor {
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
         let client = self.client.clone();
-        async move { ConnectionManager::new(client).await }
+        let config = redis::aio::ConnectionManagerConfig::new().set_response_timeout(Some(WRITE_TIMEOUT));
+        async move { ConnectionManager::new_with_config(client, config).await }
             .into_actor(self)
             .map(|result, act, ctx| match result {
                 Ok(conn) => {
@@ -357,7 +383,8 @@ impl Handler<StoreUpdates> for RedisCacheActor {
                 }
                 Err(e) => {
                     act.metrics.redis_errors.inc();
-                    if e.code() == Some(OUT_OF_ORDER) {
+                    // (Inside a pipeline's error, which names no code of its own.)
+                    if e.to_string().contains(OUT_OF_ORDER) {
                         tracing::debug!(error = %e, "a Redis write refused behind one that failed");
                     } else {
                         act.health.set_detail(Some(format!("Redis write failed: {e}")));

@@ -247,21 +247,29 @@ impl Pump {
         let mut again: VecDeque<Vec<Received>> = VecDeque::new();
         // Counts the restarts below; the cache orders its writes within one run.
         let mut run = 0;
+        let mut redo_backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             let Settled { commit, redo } = window.settle();
             if !commit.is_empty() {
                 self.commit(commit);
+                redo_backoff.reset();
             }
             if !redo.is_empty() {
+                let delay = redo_backoff.next_delay();
                 tracing::warn!(
                     topic = self.topic,
                     batches = redo.len(),
+                    retry_in_ms = delay.as_millis() as u64,
                     "a batch was not stored; it and the batches after it are offered again, and no offset is committed past it"
                 );
                 // Their answers no longer count: they are handed on again under new tickets.
                 durables = FuturesUnordered::new();
                 again = redo.into_iter().map(|f| f.batch).chain(again).collect();
                 run += 1;
+                // After a pause, as for a batch refused outright: a store that fails at once
+                // (Redis loading its data or out of memory, say) is not hammered. The window is
+                // empty meanwhile: the redo took every batch in it.
+                actix_rt::time::sleep(delay).await;
             }
             let next = if window.is_full() { None } else { again.pop_front() };
             let batch = match next {

@@ -95,12 +95,20 @@ impl Cache {
         cmd.query(&mut conn).expect("a Redis command")
     }
 
-    /// The keys and seqs published so far, in order.
-    fn published(&self) -> Vec<(String, u64)> {
-        // A publication reaches the subscriber's thread a moment after the write's answer.
-        std::thread::sleep(Duration::from_millis(300));
-        self.published
-            .try_iter()
+    /// The keys and seqs published since the last call, in order, once `count` have come (a
+    /// publication reaches the subscriber a moment after the write's answer), or after 10 s;
+    /// and for a moment longer, to see any that should not have come.
+    fn published(&self, count: usize) -> Vec<(String, u64)> {
+        let mut seen = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while seen.len() < count && std::time::Instant::now() < deadline {
+            if let Ok(text) = self.published.recv_timeout(Duration::from_millis(100)) {
+                seen.push(text);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        seen.extend(self.published.try_iter());
+        seen.iter()
             .map(|text| {
                 let update = Published::from_json(text.as_bytes()).expect("a published update");
                 let seq = update.seq();
@@ -153,7 +161,7 @@ async fn pipelined_writes_are_applied_and_published_in_order() {
     for durable in durables {
         durable.wait().await.expect("stored");
     }
-    let published = cache.published();
+    let published = cache.published(9_600);
     let fills: Vec<u64> = published.iter().filter(|(k, _)| k == "fills:ACC1:ESZ6").map(|(_, s)| *s).collect();
     let states: Vec<u64> = published.iter().filter(|(k, _)| k == "inst:ESZ6").map(|(_, s)| *s).collect();
     assert_eq!(fills.len(), 3_200, "every fill published once");
@@ -172,7 +180,7 @@ async fn pipelined_writes_are_applied_and_published_in_order() {
 async fn a_failed_write_is_not_overtaken_by_the_writes_behind_it() {
     let cache = Cache::start().await;
     cache.store(vec![fill(1)], 0).await.wait().await.expect("the first fill stored");
-    assert_eq!(cache.published(), vec![("fills:ACC1:ESZ6".to_owned(), 1)]);
+    assert_eq!(cache.published(1), vec![("fills:ACC1:ESZ6".to_owned(), 1)]);
 
     // Not a hash: the script's HGET of this key fails, before it applies anything.
     let _: Option<String> = cache.redis(&["SET", "tt:inst:NQZ6", "not a hash"]);
@@ -184,7 +192,7 @@ async fn a_failed_write_is_not_overtaken_by_the_writes_behind_it() {
     assert!(failed.to_string().contains("WRONGTYPE"), "{failed}");
     let refused = second.wait().await.expect_err("the write behind a failed one is refused");
     assert!(refused.to_string().contains("TTORDER"), "{refused}");
-    assert_eq!(cache.published(), vec![], "nothing published past the failed write");
+    assert_eq!(cache.published(0), vec![], "nothing published past the failed write");
     assert_eq!(cache.redis(&["HGET", "tt:fills:ACC1:ESZ6", "seq"]).as_deref(), Some("1"), "nothing applied");
 
     // Offered again in the same run (the consumer would not, but a late retry might): refused.
@@ -198,8 +206,24 @@ async fn a_failed_write_is_not_overtaken_by_the_writes_behind_it() {
     first.wait().await.expect("offered again, the first write is applied");
     second.wait().await.expect("and the one behind it");
     let expected = |keys: &[(&str, u64)]| keys.iter().map(|(k, s)| (k.to_string(), *s)).collect::<Vec<_>>();
-    assert_eq!(cache.published(), expected(&[("inst:NQZ6", 1), ("fills:ACC1:ESZ6", 2), ("fills:ACC1:ESZ6", 3)]));
+    assert_eq!(cache.published(3), expected(&[("inst:NQZ6", 1), ("fills:ACC1:ESZ6", 2), ("fills:ACC1:ESZ6", 3)]));
 
     cache.store(vec![fill(4)], 1).await.wait().await.expect("the next normal batch stored");
-    assert_eq!(cache.published(), expected(&[("fills:ACC1:ESZ6", 4)]));
+    assert_eq!(cache.published(1), expected(&[("fills:ACC1:ESZ6", 4)]));
+}
+
+/// Redis restarted empty lost the writer's last number: the writer's next write is refused (it
+/// cannot tell what came before), nothing of it is applied, and the next run goes through.
+#[actix_rt::test]
+async fn a_writer_whose_number_redis_lost_is_refused_once_then_the_next_run_writes() {
+    let cache = Cache::start().await;
+    cache.store(vec![fill(1)], 0).await.wait().await.expect("the first fill stored");
+    assert_eq!(cache.published(1).len(), 1);
+    let _: Option<String> = cache.redis(&["FLUSHALL"]);
+    let _: Option<String> = cache.redis(&["SET", "tt:epoch", "1"]);
+    let refused = cache.store(vec![fill(2)], 0).await.wait().await.expect_err("its predecessor is unknown");
+    assert!(refused.to_string().contains("TTORDER"), "{refused}");
+    assert_eq!(cache.redis(&["HGET", "tt:fills:ACC1:ESZ6", "seq"]), None, "nothing applied");
+    cache.store(vec![fill(2)], 1).await.wait().await.expect("offered again under the next run");
+    assert_eq!(cache.published(1), vec![("fills:ACC1:ESZ6".to_owned(), 2)]);
 }
