@@ -398,7 +398,7 @@ fn main() -> anyhow::Result<()> {
             std::fs::create_dir_all(&work)?;
             println!(
                 "| cache pipeline depth | updates in the backlog | drained in (s) | updates/s | \
-                 CPU (cores): cache / Redis / api | CPU µs per update: cache / Redis / api |"
+                 CPU (cores): cache / Redis / api / broker | CPU µs per update: cache / Redis / api |"
             );
             println!("|---|---|---|---|---|---|");
             for (run, depth) in pipeline_depths.into_iter().enumerate() {
@@ -408,13 +408,14 @@ fn main() -> anyhow::Result<()> {
                 let row = drain_row(&mut stack, depth, Duration::from_secs(fill_seconds)).await?;
                 let per_update = |cores: f64| cores * 1e6 / row.updates_per_sec.max(1.0);
                 println!(
-                    "| {depth} | {} | {:.2} | {:.0} | {:.2} / {:.2} / {:.2} | {:.1} / {:.1} / {:.1} |",
+                    "| {depth} | {} | {:.2} | {:.0} | {:.2} / {:.2} / {:.2} / {:.2} | {:.1} / {:.1} / {:.1} |",
                     row.backlog,
                     row.seconds,
                     row.updates_per_sec,
                     row.cores[0],
                     row.cores[1],
                     row.cores[2],
+                    row.cores[3],
                     per_update(row.cores[0]),
                     per_update(row.cores[1]),
                     per_update(row.cores[2]),
@@ -728,12 +729,12 @@ fn outbox_push(sessions: usize, updates: u64, keys: u64, drain_every: u64) {
 }
 
 /// A cache's drain of a backlog: how many updates, how long from its first to its last, and
-/// the cores the cache, Redis and the api used meanwhile.
+/// the cores the cache, Redis, the api and the broker used meanwhile.
 struct DrainRow {
     backlog: u64,
     seconds: f64,
     updates_per_sec: f64,
-    cores: [f64; 3],
+    cores: [f64; 4],
 }
 
 /// Stops the stack's cache, lets the ingester fill `tt_processed_data` for `fill`, stops it and
@@ -770,7 +771,7 @@ async fn drain_row(stack: &mut Stack, depth: u32, fill: Duration) -> anyhow::Res
     let consumed = || counter(&cache, "ttpulse_kafka_consumed_total") as u64;
     let usage = |stack: &Stack| {
         let role = |name: &str| stack.roles.iter().filter(|p| p.name == name).map(|p| p.usage().0).sum::<f64>();
-        [role("cache"), stack.redis.usage().0, role("api")]
+        [role("cache"), stack.redis.usage().0, role("api"), stack.broker.usage().0]
     };
     let deadline = Instant::now() + Duration::from_secs(600);
     // From its first message (the group join is not the writes' time) to the last.
