@@ -22,6 +22,8 @@
 //!   all sessions every second.
 
 use std::collections::{HashMap, VecDeque};
+
+use hashbrown::hash_map::EntryRef;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -144,27 +146,77 @@ pub struct Drained {
 struct KeyState {
     /// The newest seq queued or sent.
     seq: u64,
-    /// Where its newest market frame was queued (see [`Inner::market_taken`]); while merging,
+    /// Where its newest market frame was queued (see [`MarketLane::taken`]); while merging,
     /// the lane's only frame of the key, which a newer one replaces.
     queued_at: u64,
+}
+
+/// The market lane and what it needs to conflate and merge.
+#[derive(Default)]
+struct MarketLane {
+    queue: VecDeque<Arc<Frame>>,
+    /// How many frames were ever taken out of the lane: the position of its front, so that a
+    /// key's `queued_at` stays valid while frames before it are taken.
+    taken: u64,
+    /// Since when the lane has not been empty.
+    waiting_since: Option<Instant>,
+    /// The lane holds one frame per key, and a newer frame replaces the queued one.
+    merging: bool,
+    /// The session itself holds its writes (recovering fills): the lane's wait is not the
+    /// client's, so it does not count towards `conflate_after`.
+    held: bool,
+}
+
+/// What queueing a market frame did.
+enum Queued {
+    /// It replaced the key's waiting frame in its place (merging).
+    Replaced,
+    /// It went to the back of the lane.
+    Appended,
+    /// It went to the back of the lane, which has now fallen behind: conflate it.
+    Behind,
+}
+
+impl MarketLane {
+    /// Queues a frame whose key's seq `push` has just recorded in `state`.
+    fn queue(&mut self, frame: &Arc<Frame>, state: &mut KeyState, limits: &OutboxLimits, now: Instant) -> Queued {
+        if self.merging
+            && let Some(offset) = state.queued_at.checked_sub(self.taken)
+            && let Some(queued) = self.queue.get_mut(offset as usize)
+            && queued.key == frame.key
+        {
+            *queued = frame.clone();
+            return Queued::Replaced;
+        }
+        state.queued_at = self.taken + self.queue.len() as u64;
+        self.queue.push_back(frame.clone());
+        let waiting_since = *self.waiting_since.get_or_insert(now);
+        let behind = self.queue.len() > limits.market_capacity
+            || (!self.held && now.duration_since(waiting_since) > limits.conflate_after);
+        if self.merging || !behind {
+            return Queued::Appended;
+        }
+        self.merging = true;
+        Queued::Behind
+    }
+
+    /// Empties the lane's bookkeeping once the lane is empty.
+    fn emptied(&mut self) {
+        if self.queue.is_empty() {
+            self.waiting_since = None;
+            self.merging = false;
+        }
+    }
 }
 
 #[derive(Default)]
 struct Inner {
     control: VecDeque<ByteString>,
     account: VecDeque<Arc<Frame>>,
-    market: VecDeque<Arc<Frame>>,
-    /// How many market frames were ever taken out of the lane: the position of its front, so
-    /// that a key's `queued_at` stays valid while frames before it are taken.
-    market_taken: u64,
-    /// Since when the market lane has not been empty.
-    market_waiting_since: Option<Instant>,
-    /// The market lane holds one frame per key, and a newer frame replaces the queued one.
-    merging: bool,
-    /// The session itself holds its writes (recovering fills): the lane's wait is not the
-    /// client's, so it does not count towards `conflate_after`.
-    held: bool,
-    keys: HashMap<String, KeyState>,
+    market: MarketLane,
+    /// hashbrown's map for `entry_ref` (a key is looked up once per push and copied only when
+    /// new) and its fast hasher: keys are the server's own names, not a client's.
+    keys: hashbrown::HashMap<String, KeyState>,
     wake_pending: bool,
     behind_since: Option<Instant>,
     closed: Option<CloseReason>,
@@ -172,56 +224,21 @@ struct Inner {
 
 impl Inner {
     fn is_empty(&self) -> bool {
-        self.control.is_empty() && self.account.is_empty() && self.market.is_empty()
+        self.control.is_empty() && self.account.is_empty() && self.market.queue.is_empty()
     }
 
     fn len(&self) -> usize {
-        self.control.len() + self.account.len() + self.market.len()
+        self.control.len() + self.account.len() + self.market.queue.len()
     }
 
     /// Records where each queued market frame is, after frames were removed from the middle of
-    /// the lane (a snapshot or an unsubscribe).
+    /// the lane (a snapshot, an unsubscribe or a conflation).
     fn reindex_market(&mut self) {
-        for (offset, frame) in self.market.iter().enumerate() {
+        for (offset, frame) in self.market.queue.iter().enumerate() {
             if let Some(state) = self.keys.get_mut(&frame.key) {
-                state.queued_at = self.market_taken + offset as u64;
+                state.queued_at = self.market.taken + offset as u64;
             }
         }
-    }
-
-    /// Empties the market lane's bookkeeping once the lane is empty.
-    fn market_emptied(&mut self) {
-        if self.market.is_empty() {
-            self.market_waiting_since = None;
-            self.merging = false;
-        }
-    }
-
-    /// Queues a market frame whose key's seq `push` has just recorded; returns how many queued
-    /// frames it replaced or conflated away.
-    fn queue_market(&mut self, frame: &Arc<Frame>, limits: &OutboxLimits, now: Instant) -> usize {
-        let Self { market, keys, market_taken, market_waiting_since, merging, held, .. } = self;
-        let state = keys.get_mut(&frame.key).expect("the key's seq was recorded before queueing");
-        if *merging
-            && let Some(offset) = state.queued_at.checked_sub(*market_taken)
-            && let Some(queued) = market.get_mut(offset as usize)
-            && queued.key == frame.key
-        {
-            *queued = frame.clone();
-            return 1;
-        }
-        state.queued_at = *market_taken + market.len() as u64;
-        market.push_back(frame.clone());
-        let waiting_since = *market_waiting_since.get_or_insert(now);
-        let behind = market.len() > limits.market_capacity
-            || (!*held && now.duration_since(waiting_since) > limits.conflate_after);
-        if *merging || !behind {
-            return 0;
-        }
-        *merging = true;
-        let dropped = Outbox::conflate(market);
-        self.reindex_market();
-        dropped
     }
 }
 
@@ -245,14 +262,14 @@ impl Outbox {
             CloseReason { code, reason: reason.to_owned(), just_closed: false, dropped_market: 0, dropped_account: 0 };
         let reason = CloseReason {
             just_closed: true,
-            dropped_market: inner.market.len(),
+            dropped_market: inner.market.queue.len(),
             dropped_account: inner.account.len(),
             ..stored.clone()
         };
         inner.closed = Some(stored);
         inner.control.clear();
         inner.account.clear();
-        inner.market.clear();
+        inner.market.queue.clear();
         reason
     }
 
@@ -286,11 +303,11 @@ impl Outbox {
             let state = inner.keys.entry(key.clone()).or_insert(KeyState { seq: 0, queued_at: 0 });
             state.seq = state.seq.max(*seq);
         }
-        let queued = inner.market.len();
-        inner.market.retain(|f| covered.get(f.key.as_str()).is_none_or(|&seq| f.seq > seq));
-        if inner.market.len() < queued {
+        let queued = inner.market.queue.len();
+        inner.market.queue.retain(|f| covered.get(f.key.as_str()).is_none_or(|&seq| f.seq > seq));
+        if inner.market.queue.len() < queued {
             inner.reindex_market();
-            inner.market_emptied();
+            inner.market.emptied();
         }
         inner.control.push_back(text);
         match self.mark_queued(&mut inner, now) {
@@ -305,22 +322,33 @@ impl Outbox {
         if let Some(reason) = &inner.closed {
             return Pushed::Closed(reason.clone());
         }
-        // The key is copied only the first time the session sees it.
-        match inner.keys.get_mut(&frame.key) {
-            Some(state) if frame.seq <= state.seq => return Pushed::Stale,
-            Some(state) => state.seq = frame.seq,
-            None => {
-                inner.keys.insert(frame.key.clone(), KeyState { seq: frame.seq, queued_at: 0 });
+        let inner = &mut *inner;
+        // One look-up of the key per push (the hub's hottest path); the key is copied only the
+        // first time the session sees it.
+        let state = match inner.keys.entry_ref(frame.key.as_str()) {
+            EntryRef::Occupied(known) if frame.seq <= known.get().seq => return Pushed::Stale,
+            EntryRef::Occupied(known) => {
+                let state = known.into_mut();
+                state.seq = frame.seq;
+                state
             }
-        }
+            EntryRef::Vacant(new) => new.insert(KeyState { seq: frame.seq, queued_at: 0 }),
+        };
         let mut conflated = 0;
         match frame.lane {
-            Lane::Market => conflated = inner.queue_market(frame, &self.limits, now),
+            Lane::Market => match inner.market.queue(frame, state, &self.limits, now) {
+                Queued::Replaced => conflated = 1,
+                Queued::Appended => {}
+                Queued::Behind => {
+                    conflated = Self::conflate(&mut inner.market.queue);
+                    inner.reindex_market();
+                }
+            },
             Lane::Account => {
                 if inner.account.len() >= self.limits.account_capacity {
                     let capacity = self.limits.account_capacity;
                     let reason = Self::close(
-                        &mut inner,
+                        inner,
                         CLOSE_ACCOUNT_OVERFLOW,
                         &format!("too slow: more than {capacity} account events waiting"),
                     );
@@ -329,7 +357,7 @@ impl Outbox {
                 inner.account.push_back(frame.clone());
             }
         }
-        match self.mark_queued(&mut inner, now) {
+        match self.mark_queued(inner, now) {
             Err(reason) => Pushed::Closed(reason),
             Ok(_) if conflated > 0 => Pushed::Conflated(conflated),
             Ok(true) => Pushed::Wake,
@@ -356,9 +384,9 @@ impl Outbox {
     /// not make it conflate (its capacity still does); on release, its clock starts again.
     pub fn hold(&self, held: bool, now: Instant) {
         let mut inner = self.lock();
-        inner.held = held;
-        if !held && !inner.market.is_empty() {
-            inner.market_waiting_since = Some(now);
+        inner.market.held = held;
+        if !held && !inner.market.queue.is_empty() {
+            inner.market.waiting_since = Some(now);
         }
     }
 
@@ -366,10 +394,10 @@ impl Outbox {
     pub fn forget(&self, keep: impl Fn(&str) -> bool) {
         let mut inner = self.lock();
         inner.keys.retain(|key, _| keep(key));
-        inner.market.retain(|f| keep(&f.key));
+        inner.market.queue.retain(|f| keep(&f.key));
         inner.account.retain(|f| keep(&f.key));
         inner.reindex_market();
-        inner.market_emptied();
+        inner.market.emptied();
     }
 
     /// Takes up to `max` frames: control first, then the account lane, then the market lane.
@@ -386,11 +414,11 @@ impl Outbox {
             out.updates.push(frame);
         }
         while out.control.len() + out.updates.len() < max {
-            let Some(frame) = inner.market.pop_front() else { break };
-            inner.market_taken += 1;
+            let Some(frame) = inner.market.queue.pop_front() else { break };
+            inner.market.taken += 1;
             out.updates.push(frame);
         }
-        inner.market_emptied();
+        inner.market.emptied();
         out.more = !inner.is_empty();
         // Progress restarts the clock; an empty queue stops it.
         inner.behind_since = if out.more { Some(Instant::now()) } else { None };
