@@ -76,8 +76,14 @@ impl RateGroup {
         Self { subscribers: HashMap::new(), resampler: (rate > 0).then(|| Resampler::new(rate)) }
     }
 
-    fn targets(&self, (one, all): &(TopicKey, TopicKey)) -> Vec<SessionId> {
-        [one, all].into_iter().filter_map(|key| self.subscribers.get(key)).flatten().copied().collect()
+    fn targets(&self, topic: &(TopicKey, TopicKey)) -> Vec<SessionId> {
+        self.each_target(topic).collect()
+    }
+
+    /// The sessions of this group subscribed to the topic or to its kind's `*` (a session of
+    /// both comes twice; its outbox skips the second as stale).
+    fn each_target<'a>(&'a self, (one, all): &'a (TopicKey, TopicKey)) -> impl Iterator<Item = SessionId> + 'a {
+        [one, all].into_iter().filter_map(|key| self.subscribers.get(key)).flatten().copied()
     }
 
     fn index(&mut self, id: SessionId, topic: &TopicKey) {
@@ -120,6 +126,10 @@ pub struct Hub {
     /// `updates_conflated_total` of the market and the account lane, looked up once: a session
     /// that is behind conflates on nearly every push.
     conflated: [prometheus::IntCounter; 2],
+    /// What each session gets of the batch being routed, in update order, to push with one lock
+    /// and at most one wake per session, not one per update (kept between batches so that its
+    /// lists keep their room).
+    shares: hashbrown::HashMap<SessionId, Vec<Arc<Frame>>>,
 }
 
 #[derive(Serialize)]
@@ -154,10 +164,12 @@ impl Hub {
             health,
             max_subscriptions,
             conflated,
+            shares: hashbrown::HashMap::new(),
         }
     }
 
     fn remove(&mut self, id: SessionId) {
+        self.shares.remove(&id);
         if let Some(entry) = self.sessions.remove(&id) {
             self.unindex(id, entry.max_rate, &entry.topics);
         }
@@ -546,16 +558,15 @@ impl Handler<UpdateBatch> for Hub {
 
 impl Hub {
     /// Routes each update to its subscribers, group by group; a state a group's rate holds back
-    /// is returned, to be released when due.
+    /// is returned, to be released when due. Each session's share of the batch is pushed into
+    /// its outbox at once, at the end: one lock and at most one wake per session and batch.
     fn fan_out(&mut self, batch: &UpdateBatch) -> Vec<HeldState> {
         let _span = tracing::debug_span!("fan_out", updates = batch.updates.len()).entered();
         self.health.handled_n(batch.updates.len() as u64);
-        let mut gone: Vec<SessionId> = Vec::new();
         let mut held = Vec::new();
-        let mut deliveries: Vec<(Vec<SessionId>, Arc<Frame>)> = Vec::new();
+        let mut shares = std::mem::take(&mut self.shares);
         for update in batch.updates.iter() {
-            // Read per update, not per batch: an outbox times how long its lane waits from it,
-            // and a large batch to many sessions takes a while.
+            // The resamplers' clock.
             let now = Instant::now();
             let topic = topic_keys(update.update.topic());
             // Serialized once, for every group and session that sends it.
@@ -578,12 +589,28 @@ impl Hub {
                     continue;
                 }
                 // Targets are listed only for what goes out now, not for a held state.
-                deliveries.push((group.targets(&topic), frame.clone()));
-            }
-            for (targets, frame) in deliveries.drain(..) {
-                self.deliver(&targets, &frame, now, &mut gone);
+                for id in group.each_target(&topic) {
+                    shares.entry(id).or_default().push(frame.clone());
+                }
             }
         }
+        let mut gone: Vec<SessionId> = Vec::new();
+        for (id, frames) in shares.iter_mut().filter(|(_, frames)| !frames.is_empty()) {
+            let Some(entry) = self.sessions.get(id) else {
+                frames.clear();
+                continue;
+            };
+            // Read per session, not per batch: an outbox times how long its lane waits from it,
+            // and pushing a large batch to many sessions takes a while.
+            let (pushed, conflated) = entry.outbox.push_many(frames.drain(..), Instant::now());
+            if conflated > 0 {
+                self.conflated[0].inc_by(conflated as u64);
+            }
+            if self.after_push(entry, pushed, Lane::Market) {
+                gone.push(*id);
+            }
+        }
+        self.shares = shares;
         for id in gone {
             self.remove(id);
         }

@@ -167,6 +167,14 @@ struct MarketLane {
     held: bool,
 }
 
+/// What queueing one frame did, before the session is marked as due.
+enum Step {
+    /// Already queued or sent at this seq or later: skipped.
+    Stale,
+    /// Queued; this many queued market frames were replaced or conflated away.
+    Queued { conflated: usize },
+}
+
 /// What queueing a market frame did.
 enum Queued {
     /// It replaced the key's waiting frame in its place (merging).
@@ -179,17 +187,17 @@ enum Queued {
 
 impl MarketLane {
     /// Queues a frame whose key's seq `push` has just recorded in `state`.
-    fn queue(&mut self, frame: &Arc<Frame>, state: &mut KeyState, limits: &OutboxLimits, now: Instant) -> Queued {
+    fn queue(&mut self, frame: Arc<Frame>, state: &mut KeyState, limits: &OutboxLimits, now: Instant) -> Queued {
         if self.merging
             && let Some(offset) = state.queued_at.checked_sub(self.taken)
             && let Some(queued) = self.queue.get_mut(offset as usize)
             && queued.key == frame.key
         {
-            *queued = frame.clone();
+            *queued = frame;
             return Queued::Replaced;
         }
         state.queued_at = self.taken + self.queue.len() as u64;
-        self.queue.push_back(frame.clone());
+        self.queue.push_back(frame);
         let waiting_since = *self.waiting_since.get_or_insert(now);
         let behind = self.queue.len() > limits.market_capacity
             || (!self.held && now.duration_since(waiting_since) > limits.conflate_after);
@@ -319,14 +327,60 @@ impl Outbox {
 
     pub fn push(&self, frame: &Arc<Frame>, now: Instant) -> Pushed {
         let mut inner = self.lock();
+        let inner = &mut *inner;
         if let Some(reason) = &inner.closed {
             return Pushed::Closed(reason.clone());
         }
+        match self.queue_one(inner, frame.clone(), now) {
+            Err(reason) => Pushed::Closed(reason),
+            Ok(Step::Stale) => Pushed::Stale,
+            Ok(Step::Queued { conflated }) => match self.mark_queued(inner, now) {
+                Err(reason) => Pushed::Closed(reason),
+                Ok(_) if conflated > 0 => Pushed::Conflated(conflated),
+                Ok(true) => Pushed::Wake,
+                Ok(false) => Pushed::Queued,
+            },
+        }
+    }
+
+    /// Pushes several frames (in order) under one lock, for one wake: what the hub has for this
+    /// session from one batch of updates. Answers what the pushes did together (`Wake` if any
+    /// needs one, `Stale` if none was queued), and how many queued market frames they conflated.
+    pub fn push_many(&self, frames: impl IntoIterator<Item = Arc<Frame>>, now: Instant) -> (Pushed, usize) {
+        let mut inner = self.lock();
         let inner = &mut *inner;
+        if let Some(reason) = &inner.closed {
+            return (Pushed::Closed(reason.clone()), 0);
+        }
+        let (mut queued, mut conflated) = (false, 0);
+        for frame in frames {
+            match self.queue_one(inner, frame, now) {
+                Err(reason) => return (Pushed::Closed(reason), conflated),
+                Ok(Step::Stale) => {}
+                Ok(Step::Queued { conflated: dropped }) => {
+                    queued = true;
+                    conflated += dropped;
+                }
+            }
+        }
+        if !queued {
+            return (Pushed::Stale, conflated);
+        }
+        let pushed = match self.mark_queued(inner, now) {
+            Err(reason) => Pushed::Closed(reason),
+            Ok(true) => Pushed::Wake,
+            Ok(false) => Pushed::Queued,
+        };
+        (pushed, conflated)
+    }
+
+    /// Queues one frame of an open outbox, or skips it as stale; the caller marks the session
+    /// as due. Closes the outbox (and answers why) when the account lane overflows.
+    fn queue_one(&self, inner: &mut Inner, frame: Arc<Frame>, now: Instant) -> Result<Step, CloseReason> {
         // One look-up of the key per push (the hub's hottest path); the key is copied only the
         // first time the session sees it.
         let state = match inner.keys.entry_ref(frame.key.as_str()) {
-            EntryRef::Occupied(known) if frame.seq <= known.get().seq => return Pushed::Stale,
+            EntryRef::Occupied(known) if frame.seq <= known.get().seq => return Ok(Step::Stale),
             EntryRef::Occupied(known) => {
                 let state = known.into_mut();
                 state.seq = frame.seq;
@@ -347,22 +401,16 @@ impl Outbox {
             Lane::Account => {
                 if inner.account.len() >= self.limits.account_capacity {
                     let capacity = self.limits.account_capacity;
-                    let reason = Self::close(
+                    return Err(Self::close(
                         inner,
                         CLOSE_ACCOUNT_OVERFLOW,
                         &format!("too slow: more than {capacity} account events waiting"),
-                    );
-                    return Pushed::Closed(reason);
+                    ));
                 }
-                inner.account.push_back(frame.clone());
+                inner.account.push_back(frame);
             }
         }
-        match self.mark_queued(inner, now) {
-            Err(reason) => Pushed::Closed(reason),
-            Ok(_) if conflated > 0 => Pushed::Conflated(conflated),
-            Ok(true) => Pushed::Wake,
-            Ok(false) => Pushed::Queued,
-        }
+        Ok(Step::Queued { conflated })
     }
 
     /// Keeps only the newest frame of each key, in the order of those newest frames.
@@ -528,6 +576,39 @@ pub(crate) mod tests {
 
     fn sent(drained: &Drained) -> Vec<(&str, u64)> {
         drained.updates.iter().map(|f| (f.key.as_str(), f.seq)).collect()
+    }
+
+    #[test]
+    fn many_frames_pushed_at_once_are_queued_in_order_for_one_wake() {
+        let outbox = Outbox::new(OutboxLimits { market_capacity: 100, ..limits(10) });
+        let now = Instant::now();
+        let batch = [inst("ESZ6", 1), fill(1), inst("NQZ6", 1), inst("ESZ6", 2)];
+        assert_eq!(outbox.push_many(batch.iter().cloned(), now), (Pushed::Wake, 0));
+        assert_eq!(outbox.push_many([inst("ESZ6", 3)], now), (Pushed::Queued, 0), "already due: no second wake");
+        assert_eq!(outbox.push_many([inst("ESZ6", 2), fill(1)], now), (Pushed::Stale, 0), "nothing new");
+        let drained = outbox.drain(usize::MAX);
+        assert_eq!(
+            sent(&drained),
+            vec![("fills:ACC1:ESZ6", 1), ("inst:ESZ6", 1), ("inst:NQZ6", 1), ("inst:ESZ6", 2), ("inst:ESZ6", 3)]
+        );
+        // Over the market lane's capacity (3) within one push: conflated, and counted.
+        let outbox = Outbox::new(limits(10));
+        let (pushed, conflated) = outbox.push_many((4..=8).map(|seq| inst("ESZ6", seq)), now);
+        assert_eq!((pushed, conflated), (Pushed::Wake, 4));
+        assert_eq!(sent(&outbox.drain(usize::MAX)), vec![("inst:ESZ6", 8)]);
+    }
+
+    #[test]
+    fn an_account_overflow_within_many_frames_closes_and_takes_no_more() {
+        let outbox = Outbox::new(limits(2));
+        let now = Instant::now();
+        let (pushed, _) = outbox.push_many([fill(1), fill(2), fill(3), inst("ESZ6", 1)], now);
+        let Pushed::Closed(reason) = pushed else { panic!("closed, not {pushed:?}") };
+        assert_eq!((reason.code, reason.just_closed, reason.dropped_account), (CLOSE_ACCOUNT_OVERFLOW, true, 2));
+        assert!(matches!(
+            outbox.push_many([inst("ESZ6", 2)], now),
+            (Pushed::Closed(CloseReason { just_closed: false, .. }), 0)
+        ));
     }
 
     #[test]
