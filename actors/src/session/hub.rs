@@ -126,10 +126,6 @@ pub struct Hub {
     /// `updates_conflated_total` of the market and the account lane, looked up once: a session
     /// that is behind conflates on nearly every push.
     conflated: [prometheus::IntCounter; 2],
-    /// What each session gets of the batch being routed, in update order, to push with one lock
-    /// and at most one wake per session, not one per update (kept between batches so that its
-    /// lists keep their room).
-    shares: hashbrown::HashMap<SessionId, Vec<Arc<Frame>>>,
 }
 
 #[derive(Serialize)]
@@ -164,12 +160,10 @@ impl Hub {
             health,
             max_subscriptions,
             conflated,
-            shares: hashbrown::HashMap::new(),
         }
     }
 
     fn remove(&mut self, id: SessionId) {
-        self.shares.remove(&id);
         if let Some(entry) = self.sessions.remove(&id) {
             self.unindex(id, entry.max_rate, &entry.topics);
         }
@@ -564,7 +558,9 @@ impl Hub {
         let _span = tracing::debug_span!("fan_out", updates = batch.updates.len()).entered();
         self.health.handled_n(batch.updates.len() as u64);
         let mut held = Vec::new();
-        let mut shares = std::mem::take(&mut self.shares);
+        // What each session gets of this batch, in update order. A new map per batch: it holds
+        // only this batch's targets, and its random order changes which sessions go first.
+        let mut shares: hashbrown::HashMap<SessionId, Vec<Arc<Frame>>> = hashbrown::HashMap::new();
         for update in batch.updates.iter() {
             // The resamplers' clock.
             let now = Instant::now();
@@ -595,22 +591,25 @@ impl Hub {
             }
         }
         let mut gone: Vec<SessionId> = Vec::new();
-        for (id, frames) in shares.iter_mut().filter(|(_, frames)| !frames.is_empty()) {
-            let Some(entry) = self.sessions.get(id) else {
-                frames.clear();
-                continue;
-            };
-            // Read per session, not per batch: an outbox times how long its lane waits from it,
-            // and pushing a large batch to many sessions takes a while.
-            let (pushed, conflated) = entry.outbox.push_many(frames.drain(..), Instant::now());
-            if conflated > 0 {
-                self.conflated[0].inc_by(conflated as u64);
-            }
-            if self.after_push(entry, pushed, Lane::Market) {
-                gone.push(*id);
+        for (id, mut frames) in shares {
+            let Some(entry) = self.sessions.get(&id) else { continue };
+            // In pieces no larger than its market lane holds, each with its wake: a share of a
+            // large batch must not look like a backlog the session could not have drained.
+            let piece = entry.outbox.push_piece();
+            while !frames.is_empty() {
+                let taken = frames.len().min(piece);
+                // Read per piece, not per batch: an outbox times how long its lane waits from
+                // it, and pushing a large batch to many sessions takes a while.
+                let (pushed, conflated) = entry.outbox.push_many(frames.drain(..taken), Instant::now());
+                if conflated > 0 {
+                    self.conflated[0].inc_by(conflated as u64);
+                }
+                if self.after_push(entry, pushed, Lane::Market) {
+                    gone.push(id);
+                    break;
+                }
             }
         }
-        self.shares = shares;
         for id in gone {
             self.remove(id);
         }

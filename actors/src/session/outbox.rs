@@ -343,6 +343,13 @@ impl Outbox {
         }
     }
 
+    /// Most frames to push at once with [`Outbox::push_many`]: half the market lane (at most
+    /// 256), so that one push never fills the lane by itself, and the session, woken after
+    /// each, drains while the next is pushed.
+    pub fn push_piece(&self) -> usize {
+        (self.limits.market_capacity / 2).clamp(1, 256)
+    }
+
     /// Pushes several frames (in order) under one lock, for one wake: what the hub has for this
     /// session from one batch of updates. Answers what the pushes did together (`Wake` if any
     /// needs one, `Stale` if none was queued), and how many queued market frames they conflated.
