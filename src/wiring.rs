@@ -250,14 +250,10 @@ impl Parts {
         )
     }
 
-    /// The cache whose changes go to `notifier` (the hub); states it has not handed on merge
-    /// once they have waited longer than a session's market lane may (`config`).
-    fn local_cache(&self, config: &Config, notifier: Recipient<UpdateBatch>) -> Addr<CacheActor> {
+    fn local_cache(&self, notifier: Recipient<UpdateBatch>) -> Addr<CacheActor> {
         let (store, metrics, h) =
             (self.store.clone(), self.metrics.clone(), self.health.register(names::CACHE, "CacheActor"));
-        let conflate_after = Duration::from_millis(config.sessions.ws_conflate_after_ms);
-        let cache = move |_: &mut _| CacheActor::new(store, notifier, conflate_after, metrics, h);
-        watched(Supervisor::start(cache), &self.health, names::CACHE)
+        watched(Supervisor::start(move |_| CacheActor::new(store, notifier, metrics, h)), &self.health, names::CACHE)
     }
 
     fn processor(
@@ -313,7 +309,7 @@ async fn start_embedded(config: &Validated) -> anyhow::Result<Pipeline> {
     tracing::info!(database = pool.backend(), "database ready");
     let (writer, reader) = parts.databases(&pool).await?;
     let hub = parts.hub(config.sessions.ws_max_subscriptions);
-    let cache = parts.local_cache(config, hub.clone().recipient());
+    let cache = parts.local_cache(hub.clone().recipient());
     let processor = parts.processor(config, cache.clone().recipient(), &writer);
     prune_in_background(config, writer.clone().recipient());
     sample_pnl_in_background(writer.clone().recipient(), cache.clone().recipient());
@@ -458,7 +454,7 @@ async fn start_distributed(config: &Validated, brokers: &str) -> anyhow::Result<
         && let Some(client) = &redis
     {
         let api_hub = parts.hub(config.sessions.ws_max_subscriptions);
-        let cache = parts.local_cache(config, api_hub.clone().recipient());
+        let cache = parts.local_cache(api_hub.clone().recipient());
         let (client, cache_in, hub_in, metrics, h) = (
             client.clone(),
             cache.clone().recipient(),

@@ -297,8 +297,7 @@ pub struct Sessions {
 
     /// Milliseconds a WebSocket session's market updates may keep waiting (the queue never
     /// empty) before they are conflated to the latest state per key: how far behind the feed a
-    /// slow client may fall before it gets the newest states instead of the backlog. The
-    /// states waiting for the fan-out itself merge after as long.
+    /// slow client may fall before it gets the newest states instead of the backlog.
     #[arg(long, env = "TTPULSE_WS_CONFLATE_AFTER_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub ws_conflate_after_ms: u64,
 
