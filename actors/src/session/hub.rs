@@ -553,7 +553,8 @@ impl Handler<UpdateBatch> for Hub {
 impl Hub {
     /// Routes each update to its subscribers, group by group; a state a group's rate holds back
     /// is returned, to be released when due. Each session's share of the batch is pushed into
-    /// its outbox at once, at the end: one lock and at most one wake per session and batch.
+    /// its outbox at the end, in pieces of at most half its market lane: one lock and at most
+    /// one wake per piece, not per update.
     fn fan_out(&mut self, batch: &UpdateBatch) -> Vec<HeldState> {
         let _span = tracing::debug_span!("fan_out", updates = batch.updates.len()).entered();
         self.health.handled_n(batch.updates.len() as u64);
