@@ -497,6 +497,10 @@ def check_builds(compose: dict, repo: Repo) -> list[str]:
         for member in tomllib.loads(repo.read("Cargo.toml")).get("workspace", {}).get("members", []):
             if norm(member) not in copied:
                 errors.append(f"{TTPULSE_DOCKERFILE}: does not copy the workspace member `{member}` (Cargo.toml)")
+        # The build settings (the allocator's compile-time default): without them the image's
+        # binary would differ from the one measured.
+        if repo.exists(".cargo/config.toml") and ".cargo" not in copied and ".cargo/config.toml" not in copied:
+            errors.append(f"{TTPULSE_DOCKERFILE}: does not copy .cargo/config.toml (the build settings)")
         documented = documented_env_keys(repo)
         for key in parsed[TTPULSE_DOCKERFILE]["env"]:
             if key.startswith("TTPULSE_") and key not in documented:
@@ -694,6 +698,7 @@ def self_test() -> int:
         ("COPY --from of a later stage", {TTPULSE_DOCKERFILE: dockerfile.replace("--from=builder", "--from=runtime")}, "no earlier build stage"),
         ("COPY of a missing file", {TTPULSE_DOCKERFILE: dockerfile.replace("COPY src src", "COPY srcs src")}, "not in"),
         ("a workspace member not copied", {TTPULSE_DOCKERFILE: dockerfile.replace("COPY domain domain\n", "")}, "workspace member `domain`"),
+        ("build settings not copied", {TTPULSE_DOCKERFILE: dockerfile.replace("COPY .cargo .cargo\n", "")}, ".cargo/config.toml"),
         ("COPY of an ignored path", {".dockerignore": repo.read(".dockerignore") + "\nharness\n"}, ".dockerignore leaves out"),
         ("undocumented ENV", {TTPULSE_DOCKERFILE: dockerfile.replace("TTPULSE_DATA_DIR=", "TTPULSE_DATADIR=")}, "TTPULSE_DATADIR"),
         ("instruction before FROM", {TTPULSE_DOCKERFILE: "RUN true\n" + dockerfile}, "before the first FROM"),

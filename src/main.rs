@@ -7,6 +7,12 @@ use tracing_subscriber::EnvFilter;
 use ttpulse::cli::{Cli, Command};
 use ttpulse::{http, wiring};
 
+/// Every role allocates and frees many small, short-lived values per event (updates, their
+/// JSON, keys); glibc's allocator spent about a third of the CPU on them (BENCHMARKS.md,
+/// "The allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // A missing .env is normal; a broken one is worth saying.
     if let Err(e) = dotenvy::dotenv()
