@@ -161,6 +161,16 @@ enum Cmd {
         #[arg(long, default_value = "target/release/ttpulse")]
         bin: PathBuf,
     },
+    /// The raw-event decoder alone (issue 15): the same hop-1 lines (quotes, trades and fills
+    /// as the simulator writes them) decoded in one pass (`RawEvent::decode`) and through a JSON
+    /// tree (`RawEvent::from_value`, the path that names a field at fault), alternated in one
+    /// run. Prints ns per event for each.
+    Decode {
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        #[arg(long, default_value_t = 4)]
+        rounds: usize,
+    },
     /// The hub's hottest path alone (issue 14): every update pushed into every session's outbox,
     /// each outbox drained every `--drain-every` updates as a session that keeps up would. No
     /// sockets, no actors: run it under `valgrind --tool=callgrind` to count instructions per
@@ -356,6 +366,7 @@ fn main() -> anyhow::Result<()> {
             let _ = std::fs::remove_dir_all(&work);
             Ok(())
         }),
+        Cmd::Decode { events, rounds } => decode(events, rounds),
         Cmd::OutboxPush { sessions, updates, keys, drain_every } => {
             outbox_push(sessions, updates, keys, drain_every);
             Ok(())
@@ -690,6 +701,44 @@ async fn scale_row(stack: &Stack, window: Duration) -> ScaleRow {
         micros_per_event,
         lag,
     }
+}
+
+/// See `Cmd::Decode`.
+fn decode(events: usize, rounds: usize) -> anyhow::Result<()> {
+    use ttpulse_actors::domain::RawEvent;
+    let lines: Vec<Vec<u8>> = (0..events)
+        .map(|n| {
+            let (id, ts) = (format!("sim:{n}"), 1_764_000_000_000_000i64 + n as i64);
+            let body = match n % 10 {
+                0..=6 => serde_json::json!({"type": "quote", "instrument": "ESZ6", "bid": "6850.25", "bid_qty": 12,
+                    "ask": "6850.5", "ask_qty": 7}),
+                7..=8 => serde_json::json!({"type": "trade", "instrument": "NQZ6", "price": "21000.75", "qty": 3,
+                    "aggressor": "buy"}),
+                _ => serde_json::json!({"type": "fill", "account": "ACC1", "order_id": format!("o{n}"),
+                    "fill_id": format!("f{n}"), "instrument": "ESZ6", "side": "sell", "price": "6850.25", "qty": 2}),
+            };
+            let mut event = body;
+            event["event_id"] = id.into();
+            event["ts"] = ts.into();
+            event["ingest_ts"] = (ts + 50).into();
+            serde_json::to_vec(&event).expect("json")
+        })
+        .collect();
+    let time = |decode: &dyn Fn(&[u8]) -> Option<RawEvent>| {
+        let start = Instant::now();
+        let decoded = lines.iter().filter(|line| decode(line).is_some()).count();
+        assert_eq!(decoded, lines.len(), "every line decodes");
+        start.elapsed().as_nanos() as f64 / lines.len() as f64
+    };
+    let one_pass = |line: &[u8]| RawEvent::decode(line).ok();
+    let tree = |line: &[u8]| serde_json::from_slice(line).ok().and_then(|value| RawEvent::from_value(value).ok());
+    println!("| round | one pass (ns/event) | JSON tree (ns/event) | ratio |");
+    println!("|---|---|---|---|");
+    for round in 1..=rounds {
+        let (fast, slow) = (time(&one_pass), time(&tree));
+        println!("| {round} | {fast:.0} | {slow:.0} | {:.2} |", slow / fast);
+    }
+    Ok(())
 }
 
 /// See `Cmd::OutboxPush`.
