@@ -520,6 +520,62 @@ async fn an_event_the_processor_refuses_is_dead_lettered_with_its_reason() {
     assert_eq!(services.sql("SELECT net_qty FROM positions WHERE account = 'ACC1'"), "4");
 }
 
+/// A poison message in a batch that is offered again (a later write failed, here Redis refusing
+/// a key of the wrong type, again and again with backoff) goes to the dead-letter topic once,
+/// not once per attempt; when the cause is mended the stream goes on.
+#[actix_rt::test]
+async fn a_poison_message_offered_again_is_dead_lettered_once() {
+    use rdkafka::ClientConfig;
+    use rdkafka::message::Message;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let services = Services::start(false);
+    let all = all_roles_healthy(&services).await;
+    ingest(&all, &[quote("d:1", "ESZ6", "6850.00", "6850.25")]).await;
+    let cached = |seq: &'static str| {
+        let services = &services;
+        async move || services.redis_cli(&["HGET", "tt:inst:ESZ6", "seq"]) == seq
+    };
+    assert!(eventually(WAIT, cached("1")).await, "{}", all.log_text());
+
+    // Not a hash: every write of NQZ6's state fails, and its batch and those behind it are
+    // offered again with growing pauses.
+    services.redis_cli(&["SET", "tt:inst:NQZ6", "not a hash"]);
+    ingest(&all, &[quote("d:2", "NQZ6", "24500.00", "24500.25")]).await;
+    let failing = eventually(WAIT, async || all.log_text().contains("a batch was not stored")).await;
+    assert!(failing, "{}", all.log_text());
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", services.brokers()).create().expect("producer");
+    let poison = "{not an update";
+    producer
+        .send(FutureRecord::to("tt_processed_data").key("NQZ6").payload(poison), Duration::from_secs(10))
+        .await
+        .expect("produce");
+    // Several more attempts while the poison message is in the batches offered again.
+    actix_rt::time::sleep(Duration::from_secs(6)).await;
+    let attempts = all.log_text().matches("a batch was not stored").count();
+    assert!(attempts >= 3, "offered again only {attempts} times:\n{}", all.log_text());
+
+    services.redis_cli(&["DEL", "tt:inst:NQZ6"]);
+    assert!(
+        eventually(WAIT, async || services.redis_cli(&["HGET", "tt:inst:NQZ6", "seq"]) == "1").await,
+        "NQZ6 never stored once mended:\n{}",
+        all.log_text()
+    );
+    ingest(&all, &[quote("d:3", "ESZ6", "6851.00", "6851.25")]).await;
+    assert!(eventually(WAIT, cached("2")).await, "the next event after the mend:\n{}", all.log_text());
+
+    // Every dead letter there is: the poison message, once.
+    let consumer = services.reader("tt_dead_letter");
+    let mut letters = Vec::new();
+    while let Ok(Ok(message)) = actix_rt::time::timeout(Duration::from_secs(5), consumer.recv()).await {
+        letters.push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned());
+    }
+    assert_eq!(letters, vec![poison.to_owned()]);
+    let (_, metrics) = get_text(&format!("{}/metrics", all.admin)).await;
+    assert!(metrics.contains("ttpulse_dead_letters_total 1"), "{metrics}");
+}
+
 #[actix_rt::test]
 async fn unreachable_broker_and_redis_at_start_are_retried_not_fatal() {
     let mut services = Services::start(false);

@@ -106,6 +106,9 @@ struct Received {
     trace: Option<TraceContext>,
     /// Partition revocations this member had seen when it read the message.
     revocations: u64,
+    /// Sent to the dead-letter topic already: when its batch is offered again (a later store
+    /// failed), it is neither handed on nor dead-lettered a second time.
+    dead_lettered: bool,
 }
 
 /// Built field by field: every field is an input the supervisor hands over as it is.
@@ -336,7 +339,7 @@ impl Pump {
 
     /// Hands the batch on until the next actor took it; answers what is kept of it until its
     /// offsets are committed, and what resolves once its effects are stored.
-    async fn hand_on(&self, batch: Vec<Received>, run: u64) -> (InFlight, Durable) {
+    async fn hand_on(&self, mut batch: Vec<Received>, run: u64) -> (InFlight, Durable) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let durable = match &self.feed {
             Feed::Raw { target, catalog, .. } => {
@@ -344,7 +347,10 @@ impl Pump {
                 // The message each event came from, to dead-letter what the processor refuses.
                 let mut origins = Vec::with_capacity(batch.len());
                 let now = now_micros();
-                for (position, message) in batch.iter().enumerate() {
+                for (position, message) in batch.iter_mut().enumerate() {
+                    if message.dead_lettered {
+                        continue;
+                    }
                     let decoded = RawEvent::decode(&message.payload).and_then(|raw| {
                         // Events on the topic were stamped by an ingester (id and ingest time are
                         // kept); one without an id is given one from its topic position, which is
@@ -379,7 +385,7 @@ impl Pump {
                             // whatever becomes of the batch (read again after a revocation, a
                             // refused event may count as a duplicate of later ones).
                             for refusal in &ack.refused {
-                                if let Some(message) = origins.get(refusal.index).and_then(|&i| batch.get(i)) {
+                                if let Some(message) = origins.get(refusal.index).and_then(|&i| batch.get_mut(i)) {
                                     let reason = format!("refused by the processor: {}", refusal.error);
                                     self.dead_letter(message, &reason).await;
                                 }
@@ -397,7 +403,7 @@ impl Pump {
             }
             Feed::Processed { target } => {
                 let mut updates = Vec::with_capacity(batch.len());
-                for message in &batch {
+                for message in batch.iter_mut().filter(|message| !message.dead_lettered) {
                     match Published::from_json(&message.payload) {
                         Ok(mut update) => {
                             if message.trace.is_some() {
@@ -434,7 +440,7 @@ impl Pump {
 
     /// Sends a message that cannot be used to the dead-letter topic, with the reason and where
     /// it came from in headers. Keeps trying: a poison message must not be lost either.
-    async fn dead_letter(&self, message: &Received, reason: &str) {
+    async fn dead_letter(&self, message: &mut Received, reason: &str) {
         tracing::warn!(
             topic = self.topic,
             partition = message.partition,
@@ -454,7 +460,10 @@ impl Pump {
                 record = record.key(key);
             }
             match producer.send(record, Duration::from_secs(10)).await {
-                Ok(_) => return,
+                Ok(_) => {
+                    message.dead_lettered = true;
+                    return;
+                }
                 Err((e, _)) => {
                     tracing::warn!(error = %e, "dead-letter produce failed; retrying");
                     actix_rt::time::sleep(Duration::from_millis(500)).await;
@@ -527,6 +536,7 @@ async fn stored(ticket: Ticket, durable: Durable) -> (Ticket, Result<(), HopErro
 fn take(message: &rdkafka::message::BorrowedMessage<'_>, revocations: u64) -> Received {
     Received {
         revocations,
+        dead_lettered: false,
         partition: message.partition(),
         offset: message.offset(),
         key: message.key().map(<[u8]>::to_vec),
@@ -546,7 +556,7 @@ mod tests {
     use super::*;
 
     fn read(partition: i32, offset: i64, revocations: u64) -> Received {
-        Received { partition, offset, key: None, payload: Vec::new(), trace: None, revocations }
+        Received { partition, offset, key: None, payload: Vec::new(), trace: None, revocations, dead_lettered: false }
     }
 
     #[test]
