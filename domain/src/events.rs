@@ -290,13 +290,16 @@ struct Envelope {
 }
 
 /// Every field an event of any type may carry, each optional: the one-pass shape that
-/// [`RawEvent::decode`] tries first, without building a JSON tree. It takes exactly the events
-/// the tree path takes with every known field well-typed and no key repeated (all that
-/// ttpulse writes itself); anything else goes the tree path, which names the field at fault.
+/// [`RawEvent::decode`] tries first, without building a JSON tree. It takes a JSON object
+/// whose every key is one of these, once, with a value of the field's type (all that ttpulse
+/// writes itself); anything else goes the tree path, which validates the whole text (an unknown
+/// field's value too) and names the field at fault.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AnyEvent {
+    /// A string, as the tree path requires (an enum here would also take `{"quote":null}`).
     #[serde(rename = "type")]
-    kind: EventKind,
+    kind: String,
     event_id: Option<String>,
     ts: Option<Micros>,
     ingest_ts: Option<Micros>,
@@ -314,32 +317,24 @@ struct AnyEvent {
     fill_id: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum EventKind {
-    Quote,
-    Trade,
-    Fill,
-}
-
 impl AnyEvent {
     /// The event, if every field its type needs is there (`None`: the tree path says which is not).
     fn into_raw(self) -> Option<RawEvent> {
-        let body = match self.kind {
-            EventKind::Quote => EventBody::Quote(Quote {
+        let body = match self.kind.as_str() {
+            "quote" => EventBody::Quote(Quote {
                 instrument: self.instrument?,
                 bid: self.bid?,
                 bid_qty: self.bid_qty?,
                 ask: self.ask?,
                 ask_qty: self.ask_qty?,
             }),
-            EventKind::Trade => EventBody::Trade(Trade {
+            "trade" => EventBody::Trade(Trade {
                 instrument: self.instrument?,
                 price: self.price?,
                 qty: self.qty?,
                 aggressor: self.aggressor?,
             }),
-            EventKind::Fill => EventBody::Fill(Fill {
+            "fill" => EventBody::Fill(Fill {
                 account: self.account?,
                 order_id: self.order_id?,
                 fill_id: self.fill_id?,
@@ -348,6 +343,7 @@ impl AnyEvent {
                 price: self.price?,
                 qty: self.qty?,
             }),
+            _ => return None,
         };
         Some(RawEvent { event_id: self.event_id, ts: self.ts, ingest_ts: self.ingest_ts, body })
     }
@@ -358,10 +354,17 @@ impl RawEvent {
     pub fn decode(json: &[u8]) -> Result<Self, ValidationError> {
         // One pass when the event is well-formed (a quarter of the JSON tree's cost, BENCHMARKS.md);
         // the tree path for anything else, to say what is wrong and to ignore what a type does
-        // not use.
-        if let Some(raw) = serde_json::from_slice::<AnyEvent>(json).ok().and_then(AnyEvent::into_raw) {
+        // not use. Only an object: serde would also read a struct from an array.
+        let object = json.iter().find(|b| !b" \t\n\r".contains(b)) == Some(&b'{');
+        if object && let Some(raw) = serde_json::from_slice::<AnyEvent>(json).ok().and_then(AnyEvent::into_raw) {
             return Ok(raw);
         }
+        Self::decode_tree(json)
+    }
+
+    /// Decodes through a JSON tree: validates the whole text, ignores the fields the event's
+    /// type does not use, and names the field at fault.
+    fn decode_tree(json: &[u8]) -> Result<Self, ValidationError> {
         let value: serde_json::Value =
             serde_json::from_slice(json).map_err(|e| ValidationError::new("json", format!("malformed JSON: {e}")))?;
         Self::from_value(value)
@@ -694,8 +697,8 @@ mod tests {
 
         use super::*;
 
-        /// Every field of every event type, the envelope's and one unknown to all.
-        const NAMES: [&str; 16] = [
+        /// Every field of every event type and of the envelope.
+        const NAMES: [&str; 15] = [
             "event_id",
             "ts",
             "ingest_ts",
@@ -711,7 +714,6 @@ mod tests {
             "account",
             "order_id",
             "fill_id",
-            "venue",
         ];
 
         /// A value of the type the field `name` has.
@@ -784,6 +786,7 @@ mod tests {
                 arbitrary in prop::collection::vec(field_value(), NAMES.len()),
                 ticks in 1i64..1_000_000,
                 number in any::<i64>(),
+                venue in prop::option::weighted(0.25, field_value()),
             ) {
                 let mut object = serde_json::json!({"type": kind});
                 for ((name, choice), other) in NAMES.iter().zip(values).zip(arbitrary) {
@@ -792,12 +795,13 @@ mod tests {
                     // so is a whole event), else an arbitrary value.
                     object[*name] = if choice % 16 == 0 { other } else { typed_value(name, ticks, number) };
                 }
+                if let Some(venue) = venue {
+                    object["venue"] = venue;
+                }
+                // The same bytes both ways (a float read back from text may differ in its last
+                // bit from the one the object held).
                 let bytes = serde_json::to_vec(&object).map_err(|e| TestCaseError::fail(e.to_string()))?;
-                // The tree from the same bytes (a float read back from text may differ in its
-                // last bit from the one the object held).
-                let tree: serde_json::Value =
-                    serde_json::from_slice(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
-                prop_assert_eq!(RawEvent::decode(&bytes), RawEvent::from_value(tree));
+                prop_assert_eq!(RawEvent::decode(&bytes), RawEvent::decode_tree(&bytes));
             }
 
             // Valid events survive the wire: to JSON and back, equal.
@@ -824,6 +828,33 @@ mod tests {
         let EventBody::Trade(trade) = &raw.body else { panic!("a trade") };
         assert_eq!(trade.qty, 2);
         assert_eq!(Ok(raw), RawEvent::from_value(serde_json::from_slice(json).expect("json")));
+    }
+
+    /// Inputs a one-pass struct decoder would take and the tree path refuses: decoded the same
+    /// way by both (found by a review).
+    #[test]
+    fn what_the_tree_path_refuses_is_refused_by_decode_too() {
+        let quote = r#""instrument":"ESZ6","bid":"1","bid_qty":1,"ask":"2","ask_qty":1"#;
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let cases: Vec<Vec<u8>> = vec![
+            // A struct read from an array.
+            br#"["quote",null,null,null,"ESZ6","1",1,"2",1,null,null,null,null,null,null,null]"#.to_vec(),
+            // The type as an enum's map form.
+            format!(r#"{{"type":{{"quote":null}},{quote}}}"#).into_bytes(),
+            // Unknown fields whose values a skipping parser does not check.
+            format!(r#"{{"type":"quote",{quote},"venue":"\ud800"}}"#).into_bytes(),
+            format!(r#"{{"type":"quote",{quote},"venue":1e400}}"#).into_bytes(),
+            format!(r#"{{"type":"quote",{quote},"venue":{deep}}}"#).into_bytes(),
+            [format!(r#"{{"type":"quote",{quote},"venue":""#).as_bytes(), b"\xff\xfe", br#""}"#].concat(),
+        ];
+        for json in cases {
+            let decoded = RawEvent::decode(&json);
+            assert!(decoded.is_err(), "{} was taken: {decoded:?}", String::from_utf8_lossy(&json));
+            assert_eq!(decoded, RawEvent::decode_tree(&json));
+        }
+        // And the same quote, well-formed, is taken by both.
+        let json = format!(r#"{{"type":"quote",{quote}}}"#);
+        assert!(RawEvent::decode(json.as_bytes()).is_ok());
     }
 
     #[test]
