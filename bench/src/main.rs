@@ -163,7 +163,7 @@ enum Cmd {
     },
     /// The raw-event decoder alone (issue 15): the same hop-1 lines (quotes, trades and fills
     /// as the simulator writes them) decoded in one pass (`RawEvent::decode`) and through a JSON
-    /// tree (`RawEvent::from_value`, the path that names a field at fault), alternated in one
+    /// tree (`RawEvent::decode_tree`, the path that names a field at fault), alternated in one
     /// run. Prints ns per event for each.
     Decode {
         #[arg(long, default_value_t = 100_000)]
@@ -731,7 +731,7 @@ fn decode(events: usize, rounds: usize) -> anyhow::Result<()> {
         start.elapsed().as_nanos() as f64 / lines.len() as f64
     };
     let one_pass = |line: &[u8]| RawEvent::decode(line).ok();
-    let tree = |line: &[u8]| serde_json::from_slice(line).ok().and_then(|value| RawEvent::from_value(value).ok());
+    let tree = |line: &[u8]| RawEvent::decode_tree(line).ok();
     println!("| round | one pass (ns/event) | JSON tree (ns/event) | ratio |");
     println!("|---|---|---|---|");
     for round in 1..=rounds {
