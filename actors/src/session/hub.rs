@@ -23,7 +23,7 @@ use crate::messages::{
     UpdateBatch, Wake,
 };
 use crate::metrics::Metrics;
-use crate::supervision::contain_or_restart;
+use crate::supervision::contain;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum TopicKey {
@@ -473,6 +473,15 @@ impl Handler<Resnapshot> for Hub {
     type Result = ();
 
     fn handle(&mut self, _: Resnapshot, _: &mut Context<Self>) {
+        self.resnapshot_all();
+    }
+}
+
+impl Hub {
+    /// Puts a fresh snapshot of everything each session holds in front of its outbox: after
+    /// the state may have been reloaded, or after a batch some sessions may have missed. The
+    /// snapshot says where each fill lane stands, so a client refills the fills it missed.
+    fn resnapshot_all(&mut self) {
         let now = Instant::now();
         let mut gone = Vec::new();
         for (id, entry) in &self.sessions {
@@ -542,7 +551,10 @@ impl Handler<UpdateBatch> for Hub {
 
     fn handle(&mut self, batch: UpdateBatch, ctx: &mut Context<Self>) -> Self::Result {
         let health = self.health.clone();
-        let held = contain_or_restart::<Self, _>(&health, ctx, || self.fan_out(&batch))?;
+        let held = match contain(&health, || self.fan_out(&batch)) {
+            Ok(held) => held,
+            Err(panic) => return Err(self.recover_from_panic(panic, ctx)),
+        };
         for HeldState { rate, key, due } in held {
             self.release_at(rate, key, due, ctx);
         }
@@ -551,6 +563,20 @@ impl Handler<UpdateBatch> for Hub {
 }
 
 impl Hub {
+    /// After a panic in the middle of a batch: sessions routed before it have their share and
+    /// the others none, and the cache holds the whole batch. Every session is sent a fresh
+    /// snapshot now, ahead of the next batch, so none is left behind on a key; then the hub
+    /// restarts (its supervisor keeps the sessions and groups) and the sender is told.
+    fn recover_from_panic(&mut self, panic: String, ctx: &mut Context<Self>) -> HopError {
+        let health = self.health.clone();
+        if let Err(again) = contain(&health, || self.resnapshot_all()) {
+            tracing::error!(panic = %again, "the snapshots after a hub panic failed too; sessions resync when they subscribe again");
+        }
+        // Stopped right after this answer goes out (a stop inside the handler can drop it).
+        ctx.run_later(Duration::ZERO, |_, ctx| ctx.stop());
+        HopError::Unavailable(format!("{} crashed ({panic}); every session was sent a fresh snapshot", health.name))
+    }
+
     /// Routes each update to its subscribers, group by group; a state a group's rate holds back
     /// is returned, to be released when due. Each session's share of the batch is pushed into
     /// its outbox at the end, in pieces of at most half its market lane: one lock and at most
@@ -594,6 +620,8 @@ impl Hub {
         let mut gone: Vec<SessionId> = Vec::new();
         for (id, mut frames) in shares {
             let Some(entry) = self.sessions.get(&id) else { continue };
+            #[cfg(test)]
+            tests::crash_on_request(&frames);
             // In pieces no larger than its market lane holds, each with its wake: a share of a
             // large batch must not look like a backlog the session could not have drained.
             let piece = entry.outbox.push_piece();
@@ -624,8 +652,18 @@ mod tests {
 
     use super::*;
     use crate::domain::{FillReport, InstrumentState, Published, Update};
-    use crate::health::HealthRegistry;
+    use crate::health::{ActorState, HealthRegistry};
     use crate::session::outbox::OutboxLimits;
+
+    /// The key whose updates make the hub panic while it pushes them (tests only): a stand-in
+    /// for a bug no test foresaw.
+    const CRASH_KEY: &str = "inst:CRASH";
+
+    pub(super) fn crash_on_request(frames: &[Arc<Frame>]) {
+        if frames.iter().any(|frame| frame.key == CRASH_KEY) {
+            panic!("asked to crash");
+        }
+    }
 
     /// An outbox no one drains: its lane's wait must not conflate what the tests count.
     fn test_outbox() -> Arc<Outbox> {
@@ -733,6 +771,64 @@ mod tests {
         assert_eq!(snapshots_sent(&outbox).len(), 1, "the resnapshot itself");
         hub.send(subscribe(&["ESZ6", "NQZ6"])).await.expect("hub").expect("subscribed");
         assert_eq!(snapshots_sent(&outbox).len(), 1);
+    }
+
+    /// A panic while a batch is pushed leaves some sessions without their share: every session
+    /// is sent a fresh snapshot (the state the cache holds, with where each fill lane stands),
+    /// the sender is told, and the next batch reaches every session.
+    #[actix_rt::test]
+    async fn after_a_panic_mid_batch_every_session_gets_a_fresh_snapshot_and_the_stream_goes_on() {
+        let store = StateStore::new();
+        for update in [instrument("ESZ6", 1), fill("ACC1", "ESZ6", 3)] {
+            assert!(store.apply(&update));
+        }
+        let registry = HealthRegistry::new();
+        let health = registry.register("hub", "hub");
+        let catalog = Arc::new(InstrumentCatalog::default_futures());
+        let (metrics, hub_store) = (Arc::new(Metrics::new()), store.clone());
+        let hub = Supervisor::start(move |_| Hub::new(hub_store, catalog, metrics, health, 200));
+        let mut outboxes = Vec::new();
+        for _ in 0..4 {
+            let outbox = test_outbox();
+            let id =
+                hub.send(Connect { outbox: outbox.clone(), wake: Sleeper.start().recipient() }).await.expect("hub");
+            let subscribe = Subscribe {
+                id,
+                instruments: vec!["*".into()],
+                accounts: vec!["ACC1".into()],
+                trades: vec![],
+                max_rate: 0,
+            };
+            hub.send(subscribe).await.expect("hub").expect("subscribed");
+            assert_eq!(snapshots_sent(&outbox).len(), 1, "the subscribe's snapshot");
+            outboxes.push(outbox);
+        }
+
+        // The cache stores a batch, then hands it to the hub, which panics while pushing it.
+        let batch = [instrument("ESZ6", 2), fill("ACC1", "ESZ6", 4), instrument("CRASH", 1)];
+        for update in &batch {
+            assert!(store.apply(update));
+        }
+        let answer = hub.send(UpdateBatch { updates: batch.to_vec().into() }).await.expect("hub");
+        assert!(matches!(answer, Err(HopError::Unavailable(_))), "{answer:?}");
+        for outbox in &outboxes {
+            let sent = snapshots_sent(outbox);
+            assert_eq!(sent.len(), 1, "one fresh snapshot per session");
+            let esz6 = sent[0]["instruments"].as_array().expect("instruments").iter().find(|i| i["symbol"] == "ESZ6");
+            assert_eq!(esz6.expect("ESZ6")["seq"], 2, "the newest state");
+            let lane = sent[0]["accounts"].as_array().expect("accounts").iter().find(|a| a["symbol"] == "ESZ6");
+            assert_eq!(lane.expect("the ESZ6 lane")["fill_seq"], 4, "where the fill lane stands: 4 can be refilled");
+        }
+
+        // Restarted: the next batch reaches every session, after the snapshot.
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        assert!(store.apply(&instrument("ESZ6", 3)));
+        hub.send(states([3])).await.expect("hub").expect("fanned out");
+        for outbox in &outboxes {
+            assert_eq!(seqs_sent(outbox, "inst:ESZ6"), [3]);
+        }
+        let report = registry.get("hub").expect("the hub's health").report();
+        assert_eq!((report.panics, report.restarts, report.state), (1, 1, ActorState::Running), "{report:?}");
     }
 
     /// The seqs of one key's updates waiting in an outbox, taken out as a client would read them.
