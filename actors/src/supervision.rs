@@ -46,12 +46,17 @@ macro_rules! supervised {
 /// Runs `work`; a panic in it is caught, logged and recorded in `health` (state `crashed`,
 /// last error), and `Err` carries its message. The caller then stops the actor.
 pub fn contain<R>(health: &ActorHealth, work: impl FnOnce() -> R) -> Result<R, String> {
-    catch_unwind(AssertUnwindSafe(work)).map_err(|payload| {
-        let message = panic_message(payload.as_ref());
+    catch_panic(work).map_err(|message| {
         tracing::error!(actor = %health.name, panic = %message, "actor handler panicked; restarting the actor");
         health.crashed(&format!("panicked: {message}"));
         message
     })
+}
+
+/// Runs `work`; a panic in it becomes `Err` with its message, and nothing else (for a piece of
+/// work whose failure the caller handles without restarting the actor).
+pub fn catch_panic<R>(work: impl FnOnce() -> R) -> Result<R, String> {
+    catch_unwind(AssertUnwindSafe(work)).map_err(|payload| panic_message(payload.as_ref()))
 }
 
 /// [`contain`] for a handler of actor `A`: on a panic the actor is stopped (its supervisor

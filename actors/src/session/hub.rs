@@ -13,7 +13,7 @@ use actix::prelude::*;
 use bytestring::ByteString;
 use serde::Serialize;
 
-use super::outbox::{Frame, Outbox, Pushed};
+use super::outbox::{CLOSE_INTERNAL_ERROR, Frame, Outbox, Pushed};
 use super::resampler::{Due, Resampler, Turn};
 use crate::cache::{Filter, Snapshot, StateStore};
 use crate::domain::{InstrumentCatalog, Key, Lane, Topic};
@@ -23,7 +23,7 @@ use crate::messages::{
     UpdateBatch, Wake,
 };
 use crate::metrics::Metrics;
-use crate::supervision::contain;
+use crate::supervision::{catch_panic, contain};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum TopicKey {
@@ -47,6 +47,26 @@ struct Entry {
 }
 
 impl Entry {
+    /// The instruments and accounts the session holds, as snapshot filters.
+    fn filters(&self) -> (Filter, Filter) {
+        let filter = |all: TopicKey, one: fn(&TopicKey) -> Option<&String>| {
+            if self.topics.contains(&all) {
+                Filter::All
+            } else {
+                Filter::Only(self.topics.iter().filter_map(one).cloned().collect())
+            }
+        };
+        let instruments = filter(TopicKey::AllInstruments, |t| match t {
+            TopicKey::Instrument(s) => Some(s),
+            _ => None,
+        });
+        let accounts = filter(TopicKey::AllAccounts, |t| match t {
+            TopicKey::Account(a) => Some(a),
+            _ => None,
+        });
+        (instruments, accounts)
+    }
+
     fn wants_key(&self, key: &str) -> bool {
         Key::parse(key).is_some_and(|key| {
             let (one, all) = topic_keys(key.topic());
@@ -102,6 +122,9 @@ impl RateGroup {
     }
 }
 
+/// After a panic mid-batch, every session is sent a fresh snapshot at most this often.
+const RESNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// A state held back by a rate group's resampler, to release when its turn comes.
 struct HeldState {
     rate: u32,
@@ -126,6 +149,11 @@ pub struct Hub {
     /// `updates_conflated_total` of the market and the account lane, looked up once: a session
     /// that is behind conflates on nearly every push.
     conflated: [prometheus::IntCounter; 2],
+    /// When every session was last sent a fresh snapshot, and whether another is owed: after
+    /// a panic mid-batch, at most one a second (a panic that repeats on every batch must not
+    /// snapshot every session on every batch).
+    last_resnapshot: Option<Instant>,
+    resnapshot_pending: bool,
 }
 
 #[derive(Serialize)]
@@ -160,6 +188,8 @@ impl Hub {
             health,
             max_subscriptions,
             conflated,
+            last_resnapshot: None,
+            resnapshot_pending: false,
         }
     }
 
@@ -271,6 +301,15 @@ impl Actor for Hub {
             .collect();
         for (rate, key, due) in pending {
             self.release_at(rate, key, due, ctx);
+        }
+        if self.resnapshot_pending {
+            let wait =
+                self.last_resnapshot.map_or(Duration::ZERO, |at| RESNAPSHOT_INTERVAL.saturating_sub(at.elapsed()));
+            ctx.run_later(wait, |act, _| {
+                if act.resnapshot_pending {
+                    act.resnapshot_all();
+                }
+            });
         }
     }
 
@@ -483,29 +522,32 @@ impl Hub {
     /// snapshot says where each fill lane stands, so a client refills the fills it missed.
     fn resnapshot_all(&mut self) {
         let now = Instant::now();
+        self.last_resnapshot = Some(now);
+        self.resnapshot_pending = false;
         let mut gone = Vec::new();
         for (id, entry) in &self.sessions {
             if entry.topics.is_empty() {
                 continue;
             }
-            let filter = |all: TopicKey, one: fn(&TopicKey) -> Option<&String>| {
-                if entry.topics.contains(&all) {
-                    Filter::All
-                } else {
-                    Filter::Only(entry.topics.iter().filter_map(one).cloned().collect())
+            // One session's snapshot failing must not cost the others theirs: that session is
+            // closed instead, and its client reconnects and subscribes again.
+            let pushed = catch_panic(|| {
+                let (instruments, accounts) = entry.filters();
+                let (text, key_seqs) = self.snapshot_for(&instruments, &accounts, entry.max_rate);
+                entry.outbox.push_snapshot(text, &key_seqs, now)
+            });
+            match pushed {
+                Ok(pushed) => {
+                    if self.after_push(entry, pushed, Lane::Market) {
+                        gone.push(*id);
+                    }
                 }
-            };
-            let instruments = filter(TopicKey::AllInstruments, |t| match t {
-                TopicKey::Instrument(s) => Some(s),
-                _ => None,
-            });
-            let accounts = filter(TopicKey::AllAccounts, |t| match t {
-                TopicKey::Account(a) => Some(a),
-                _ => None,
-            });
-            let (text, key_seqs) = self.snapshot_for(&instruments, &accounts, entry.max_rate);
-            if self.after_push(entry, entry.outbox.push_snapshot(text, &key_seqs, now), Lane::Market) {
-                gone.push(*id);
+                Err(panic) => {
+                    tracing::error!(session = id, %panic, "a session's snapshot failed; closing it so that it resubscribes");
+                    entry.outbox.close_with(CLOSE_INTERNAL_ERROR, "internal error: reconnect and subscribe again");
+                    let _ = entry.wake.try_send(Wake);
+                    gone.push(*id);
+                }
             }
         }
         for id in gone {
@@ -569,8 +611,12 @@ impl Hub {
     /// restarts (its supervisor keeps the sessions and groups) and the sender is told.
     fn recover_from_panic(&mut self, panic: String, ctx: &mut Context<Self>) -> HopError {
         let health = self.health.clone();
-        if let Err(again) = contain(&health, || self.resnapshot_all()) {
-            tracing::error!(panic = %again, "the snapshots after a hub panic failed too; sessions resync when they subscribe again");
+        if self.last_resnapshot.is_some_and(|at| at.elapsed() < RESNAPSHOT_INTERVAL) {
+            // Panicking again within the interval: the snapshots follow when it is up (the
+            // restarted hub schedules them).
+            self.resnapshot_pending = true;
+        } else {
+            self.resnapshot_all();
         }
         // Stopped right after this answer goes out (a stop inside the handler can drop it).
         ctx.run_later(Duration::ZERO, |_, ctx| ctx.stop());
@@ -618,10 +664,15 @@ impl Hub {
             }
         }
         let mut gone: Vec<SessionId> = Vec::new();
+        #[cfg(test)]
+        let mut pushed_shares = 0;
         for (id, mut frames) in shares {
             let Some(entry) = self.sessions.get(&id) else { continue };
             #[cfg(test)]
-            tests::crash_on_request(&frames);
+            {
+                tests::crash_on_request(&frames, pushed_shares);
+                pushed_shares += 1;
+            }
             // In pieces no larger than its market lane holds, each with its wake: a share of a
             // large batch must not look like a backlog the session could not have drained.
             let piece = entry.outbox.push_piece();
@@ -659,8 +710,10 @@ mod tests {
     /// for a bug no test foresaw.
     const CRASH_KEY: &str = "inst:CRASH";
 
-    pub(super) fn crash_on_request(frames: &[Arc<Frame>]) {
-        if frames.iter().any(|frame| frame.key == CRASH_KEY) {
+    /// Panics on a share holding [`CRASH_KEY`] once another share of the batch was pushed: the
+    /// panic leaves some sessions with their share and others without.
+    pub(super) fn crash_on_request(frames: &[Arc<Frame>], pushed_before: usize) {
+        if pushed_before > 0 && frames.iter().any(|frame| frame.key == CRASH_KEY) {
             panic!("asked to crash");
         }
     }
@@ -773,13 +826,14 @@ mod tests {
         assert_eq!(snapshots_sent(&outbox).len(), 1);
     }
 
-    /// A panic while a batch is pushed leaves some sessions without their share: every session
-    /// is sent a fresh snapshot (the state the cache holds, with where each fill lane stands),
-    /// the sender is told, and the next batch reaches every session.
+    /// A panic while a batch is pushed leaves some sessions with their share and others
+    /// without: every session is sent a fresh snapshot (the state the cache holds, with where
+    /// each fill lane stands, of its own accounts only), nothing it covers follows it, the
+    /// sender is told, and the next batch reaches every session.
     #[actix_rt::test]
     async fn after_a_panic_mid_batch_every_session_gets_a_fresh_snapshot_and_the_stream_goes_on() {
         let store = StateStore::new();
-        for update in [instrument("ESZ6", 1), fill("ACC1", "ESZ6", 3)] {
+        for update in [instrument("ESZ6", 1), fill("ACC1", "ESZ6", 3), fill("ACC2", "ESZ6", 7)] {
             assert!(store.apply(&update));
         }
         let registry = HealthRegistry::new();
@@ -787,14 +841,15 @@ mod tests {
         let catalog = Arc::new(InstrumentCatalog::default_futures());
         let (metrics, hub_store) = (Arc::new(Metrics::new()), store.clone());
         let hub = Supervisor::start(move |_| Hub::new(hub_store, catalog, metrics, health, 200));
+        // Two sessions of everything (their shares hold the key that panics), two of ESZ6 only.
         let mut outboxes = Vec::new();
-        for _ in 0..4 {
+        for instruments in ["*", "*", "ESZ6", "ESZ6"] {
             let outbox = test_outbox();
             let id =
                 hub.send(Connect { outbox: outbox.clone(), wake: Sleeper.start().recipient() }).await.expect("hub");
             let subscribe = Subscribe {
                 id,
-                instruments: vec!["*".into()],
+                instruments: vec![instruments.into()],
                 accounts: vec!["ACC1".into()],
                 trades: vec![],
                 max_rate: 0,
@@ -804,20 +859,26 @@ mod tests {
             outboxes.push(outbox);
         }
 
-        // The cache stores a batch, then hands it to the hub, which panics while pushing it.
-        let batch = [instrument("ESZ6", 2), fill("ACC1", "ESZ6", 4), instrument("CRASH", 1)];
+        // The cache stores a batch, then hands it to the hub, which panics part-way through.
+        let batch = [instrument("ESZ6", 2), fill("ACC1", "ESZ6", 4), fill("ACC2", "ESZ6", 8), instrument("CRASH", 1)];
         for update in &batch {
             assert!(store.apply(update));
         }
         let answer = hub.send(UpdateBatch { updates: batch.to_vec().into() }).await.expect("hub");
         assert!(matches!(answer, Err(HopError::Unavailable(_))), "{answer:?}");
         for outbox in &outboxes {
-            let sent = snapshots_sent(outbox);
-            assert_eq!(sent.len(), 1, "one fresh snapshot per session");
-            let esz6 = sent[0]["instruments"].as_array().expect("instruments").iter().find(|i| i["symbol"] == "ESZ6");
+            let drained = outbox.drain(usize::MAX);
+            assert_eq!(drained.control.len(), 1, "one fresh snapshot per session");
+            assert!(!drained.control[0].contains("ACC2"), "another account's data: {}", &*drained.control[0]);
+            let snapshot: Value = serde_json::from_str(&drained.control[0]).expect("a snapshot");
+            let esz6 = snapshot["instruments"].as_array().expect("instruments").iter().find(|i| i["symbol"] == "ESZ6");
             assert_eq!(esz6.expect("ESZ6")["seq"], 2, "the newest state");
-            let lane = sent[0]["accounts"].as_array().expect("accounts").iter().find(|a| a["symbol"] == "ESZ6");
+            let lane = snapshot["accounts"].as_array().expect("accounts").iter().find(|a| a["symbol"] == "ESZ6");
             assert_eq!(lane.expect("the ESZ6 lane")["fill_seq"], 4, "where the fill lane stands: 4 can be refilled");
+            // Nothing the snapshot covers follows it (a session pushed before the panic had
+            // ESZ6 2 and fill 4 waiting).
+            let after: Vec<(&str, u64)> = drained.updates.iter().map(|f| (f.key.as_str(), f.seq)).collect();
+            assert!(after.iter().all(|(key, _)| *key == "inst:CRASH"), "{after:?}");
         }
 
         // Restarted: the next batch reaches every session, after the snapshot.
@@ -829,6 +890,23 @@ mod tests {
         }
         let report = registry.get("hub").expect("the hub's health").report();
         assert_eq!((report.panics, report.restarts, report.state), (1, 1, ActorState::Running), "{report:?}");
+
+        // Panicking again at once: the snapshots wait for the interval (one a second at most),
+        // then come once.
+        let again = [instrument("ESZ6", 4), instrument("CRASH", 2)];
+        for update in &again {
+            assert!(store.apply(update));
+        }
+        let answer = hub.send(UpdateBatch { updates: again.to_vec().into() }).await.expect("hub");
+        assert!(matches!(answer, Err(HopError::Unavailable(_))), "{answer:?}");
+        assert!(outboxes.iter().all(|outbox| outbox.drain(usize::MAX).control.is_empty()), "not at once");
+        actix_rt::time::sleep(RESNAPSHOT_INTERVAL + Duration::from_millis(200)).await;
+        for outbox in &outboxes {
+            let sent = snapshots_sent(outbox);
+            assert_eq!(sent.len(), 1, "one fresh snapshot when the interval is up");
+            let esz6 = sent[0]["instruments"].as_array().expect("instruments").iter().find(|i| i["symbol"] == "ESZ6");
+            assert_eq!(esz6.expect("ESZ6")["seq"], 4);
+        }
     }
 
     /// The seqs of one key's updates waiting in an outbox, taken out as a client would read them.

@@ -37,6 +37,9 @@ use crate::domain::{Lane, Micros, Published, TraceContext, Update};
 pub const CLOSE_ACCOUNT_OVERFLOW: u16 = 4008;
 /// Close code: the session stayed behind too long.
 pub const CLOSE_TOO_SLOW: u16 = 4009;
+/// Close code: the server could not serve the session (WebSocket's internal error); the client
+/// reconnects and subscribes again.
+pub const CLOSE_INTERNAL_ERROR: u16 = 1011;
 
 /// An update serialized once, shared by every session that sends it.
 #[derive(Debug)]
@@ -300,7 +303,9 @@ impl Outbox {
     }
 
     /// Queues a snapshot (already serialized) and records the seq of each key it holds.
-    /// Queued market updates it supersedes are dropped.
+    /// Queued updates it covers are dropped: market states it supersedes, and fills at or below
+    /// its lanes' `fill_seq`, so that after a snapshot a client gets only higher seqs (the
+    /// snapshot's `fill_seq` tells it to refill those fills if it lacks them).
     pub fn push_snapshot(&self, text: ByteString, key_seqs: &[(String, u64)], now: Instant) -> Pushed {
         let mut inner = self.lock();
         if let Some(reason) = &inner.closed {
@@ -312,11 +317,13 @@ impl Outbox {
             state.seq = state.seq.max(*seq);
         }
         let queued = inner.market.queue.len();
-        inner.market.queue.retain(|f| covered.get(f.key.as_str()).is_none_or(|&seq| f.seq > seq));
+        let later = |f: &Arc<Frame>| covered.get(f.key.as_str()).is_none_or(|&seq| f.seq > seq);
+        inner.market.queue.retain(later);
         if inner.market.queue.len() < queued {
             inner.reindex_market();
             inner.market.emptied();
         }
+        inner.account.retain(later);
         inner.control.push_back(text);
         match self.mark_queued(&mut inner, now) {
             Ok(true) => Pushed::Wake,
@@ -795,6 +802,21 @@ pub(crate) mod tests {
         let drained = outbox.drain(10);
         assert_eq!(drained.control, vec![ByteString::from("snap")]);
         assert_eq!(sent(&drained), vec![("inst:CLF7", 8), ("inst:ESZ6", 6)]);
+    }
+
+    /// Fills waiting when a snapshot covers their lane are not sent after it: the snapshot's
+    /// `fill_seq` says where the lane stands (the client refills what it lacks), and a fill
+    /// sent after it would be one the client may have refilled already.
+    #[test]
+    fn a_snapshot_drops_the_waiting_fills_it_covers_and_keeps_later_ones() {
+        let now = Instant::now();
+        let outbox = outbox_with(&[fill(3), fill(4), fill(5)], now);
+        outbox.push_snapshot("snap".into(), &[("fills:ACC1:ESZ6".into(), 4)], now);
+        assert_eq!(outbox.push(&fill(4), now), Pushed::Stale);
+        outbox.push(&fill(6), now);
+        let drained = outbox.drain(10);
+        assert_eq!(drained.control, vec![ByteString::from("snap")]);
+        assert_eq!(sent(&drained), vec![("fills:ACC1:ESZ6", 5), ("fills:ACC1:ESZ6", 6)]);
     }
 
     #[test]
