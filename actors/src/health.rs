@@ -118,6 +118,16 @@ impl ActorHealth {
         }
     }
 
+    /// A panic was contained in a piece of the actor's work that it recovers from without a
+    /// restart (one session's snapshot, say): counted and kept as the last error, the actor's
+    /// state unchanged.
+    pub fn record_panic(&self, message: &str) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some((now_micros(), format!("panicked: {message}")));
+        }
+    }
+
     /// Lets the health report see whether the actor's task still runs (an `Addr::connected`).
     pub fn watch(&self, alive: impl Fn() -> bool + Send + Sync + 'static) {
         let _ = self.alive.set(Box::new(alive));

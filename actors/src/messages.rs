@@ -328,6 +328,9 @@ pub enum SubscribeError {
     NotConnected(SessionId),
     #[error("at most {0} subscriptions (instruments plus accounts) per session")]
     TooMany(usize),
+    /// The hub failed on this subscribe (and restarts): subscribe again.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Puts a fresh snapshot of its subscriptions in every session's outbox (after the state was

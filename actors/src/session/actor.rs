@@ -24,7 +24,9 @@ use super::hub::Hub;
 use super::outbox::{Outbox, OutboxLimits};
 use crate::domain::{Key, Lane};
 use crate::health::now_micros;
-use crate::messages::{Connect, Disconnect, QueryFills, SessionId, Subscribe, Subscribed, Unsubscribe, Wake};
+use crate::messages::{
+    Connect, Disconnect, QueryFills, SessionId, Subscribe, SubscribeError, Subscribed, Unsubscribe, Wake,
+};
 use crate::metrics::Metrics;
 
 /// How often the server pings.
@@ -560,7 +562,11 @@ impl SessionActor {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => {
                             act.set_recovering(false);
-                            ctx.text(error_json("bad_subscription", &e.to_string()));
+                            let code = match e {
+                                SubscribeError::Unavailable(_) => "unavailable",
+                                _ => "bad_subscription",
+                            };
+                            ctx.text(error_json(code, &e.to_string()));
                         }
                         Err(e) => {
                             act.set_recovering(false);

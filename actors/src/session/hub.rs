@@ -23,7 +23,7 @@ use crate::messages::{
     UpdateBatch, Wake,
 };
 use crate::metrics::Metrics;
-use crate::supervision::{catch_panic, contain};
+use crate::supervision::{catch_panic, contain, contain_or_restart};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum TopicKey {
@@ -305,9 +305,10 @@ impl Actor for Hub {
         if self.resnapshot_pending {
             let wait =
                 self.last_resnapshot.map_or(Duration::ZERO, |at| RESNAPSHOT_INTERVAL.saturating_sub(at.elapsed()));
-            ctx.run_later(wait, |act, _| {
+            ctx.run_later(wait, |act, ctx| {
                 if act.resnapshot_pending {
-                    act.resnapshot_all();
+                    act.last_resnapshot = Some(Instant::now());
+                    act.resnapshot_or_restart(ctx);
                 }
             });
         }
@@ -346,7 +347,19 @@ impl Handler<Disconnect> for Hub {
 impl Handler<Subscribe> for Hub {
     type Result = Result<Subscribed, SubscribeError>;
 
-    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
+    /// A panic here (building the snapshot, say) restarts the hub and answers that it is
+    /// unavailable, as a panic in a batch does: it must not end the hub's task for every session.
+    fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) -> Self::Result {
+        let health = self.health.clone();
+        contain_or_restart::<Self, _>(&health, ctx, || self.subscribe(msg))
+            .map_err(|e| SubscribeError::Unavailable(e.to_string()))?
+    }
+}
+
+impl Hub {
+    fn subscribe(&mut self, msg: Subscribe) -> Result<Subscribed, SubscribeError> {
+        #[cfg(test)]
+        tests::crash_on_snapshot_request();
         if !self.sessions.contains_key(&msg.id) {
             return Err(SubscribeError::NotConnected(msg.id));
         }
@@ -511,18 +524,26 @@ impl Handler<CloseAll> for Hub {
 impl Handler<Resnapshot> for Hub {
     type Result = ();
 
-    fn handle(&mut self, _: Resnapshot, _: &mut Context<Self>) {
-        self.resnapshot_all();
+    fn handle(&mut self, _: Resnapshot, ctx: &mut Context<Self>) {
+        self.resnapshot_or_restart(ctx);
     }
 }
 
 impl Hub {
+    /// [`Hub::resnapshot_all`], with a panic outside any one session's snapshot (in the
+    /// indices, say) contained: the hub restarts instead of ending its task.
+    fn resnapshot_or_restart(&mut self, ctx: &mut Context<Self>) {
+        let health = self.health.clone();
+        if contain(&health, || self.resnapshot_all()).is_err() {
+            ctx.run_later(Duration::ZERO, |_, ctx| ctx.stop());
+        }
+    }
+
     /// Puts a fresh snapshot of everything each session holds in front of its outbox: after
     /// the state may have been reloaded, or after a batch some sessions may have missed. The
     /// snapshot says where each fill lane stands, so a client refills the fills it missed.
     fn resnapshot_all(&mut self) {
         let now = Instant::now();
-        self.last_resnapshot = Some(now);
         self.resnapshot_pending = false;
         let mut gone = Vec::new();
         for (id, entry) in &self.sessions {
@@ -532,6 +553,8 @@ impl Hub {
             // One session's snapshot failing must not cost the others theirs: that session is
             // closed instead, and its client reconnects and subscribes again.
             let pushed = catch_panic(|| {
+                #[cfg(test)]
+                tests::crash_on_snapshot_request();
                 let (instruments, accounts) = entry.filters();
                 let (text, key_seqs) = self.snapshot_for(&instruments, &accounts, entry.max_rate);
                 entry.outbox.push_snapshot(text, &key_seqs, now)
@@ -544,6 +567,7 @@ impl Hub {
                 }
                 Err(panic) => {
                     tracing::error!(session = id, %panic, "a session's snapshot failed; closing it so that it resubscribes");
+                    self.health.record_panic(&panic);
                     entry.outbox.close_with(CLOSE_INTERNAL_ERROR, "internal error: reconnect and subscribe again");
                     let _ = entry.wake.try_send(Wake);
                     gone.push(*id);
@@ -611,16 +635,24 @@ impl Hub {
     /// restarts (its supervisor keeps the sessions and groups) and the sender is told.
     fn recover_from_panic(&mut self, panic: String, ctx: &mut Context<Self>) -> HopError {
         let health = self.health.clone();
-        if self.last_resnapshot.is_some_and(|at| at.elapsed() < RESNAPSHOT_INTERVAL) {
+        let when = if self.last_resnapshot.is_some_and(|at| at.elapsed() < RESNAPSHOT_INTERVAL) {
             // Panicking again within the interval: the snapshots follow when it is up (the
             // restarted hub schedules them).
             self.resnapshot_pending = true;
+            "within a second"
         } else {
-            self.resnapshot_all();
-        }
+            self.last_resnapshot = Some(Instant::now());
+            if let Err(again) = contain(&health, || self.resnapshot_all()) {
+                tracing::error!(panic = %again, "the snapshots after a hub panic panicked too");
+            }
+            "now"
+        };
         // Stopped right after this answer goes out (a stop inside the handler can drop it).
         ctx.run_later(Duration::ZERO, |_, ctx| ctx.stop());
-        HopError::Unavailable(format!("{} crashed ({panic}); every session was sent a fresh snapshot", health.name))
+        HopError::Unavailable(format!(
+            "{} crashed ({panic}); every session is sent a fresh snapshot {when}",
+            health.name
+        ))
     }
 
     /// Routes each update to its subscribers, group by group; a state a group's rate holds back
@@ -709,6 +741,55 @@ mod tests {
     /// The key whose updates make the hub panic while it pushes them (tests only): a stand-in
     /// for a bug no test foresaw.
     const CRASH_KEY: &str = "inst:CRASH";
+
+    thread_local! {
+        /// Makes building a snapshot panic (tests only; the hub runs on the test's thread).
+        static CRASH_SNAPSHOTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    pub(super) fn crash_on_snapshot_request() {
+        if CRASH_SNAPSHOTS.with(|crash| crash.get()) {
+            panic!("asked to crash on a snapshot");
+        }
+    }
+
+    /// A session whose snapshot fails is closed with 1011 and the others get theirs; a subscribe
+    /// whose snapshot fails is answered `Unavailable` and the hub restarts: neither ends the
+    /// hub's task, and the next subscribe is answered.
+    #[actix_rt::test]
+    async fn a_failing_snapshot_closes_its_session_or_refuses_its_subscribe_and_the_hub_goes_on() {
+        let store = StateStore::new();
+        assert!(store.apply(&instrument("ESZ6", 1)));
+        let registry = HealthRegistry::new();
+        let health = registry.register("hub", "hub");
+        let catalog = Arc::new(InstrumentCatalog::default_futures());
+        let hub = Supervisor::start(move |_| Hub::new(store, catalog, Arc::new(Metrics::new()), health, 200));
+        let (_, first) = capped_session(&hub, &["ESZ6"], 0).await;
+        let (_, second) = capped_session(&hub, &["ESZ6"], 0).await;
+
+        // One session's snapshot fails (here every one: each is contained on its own).
+        CRASH_SNAPSHOTS.with(|crash| crash.set(true));
+        hub.send(Resnapshot).await.expect("hub");
+        for outbox in [&first, &second] {
+            assert_eq!(outbox.drain(usize::MAX).close.map(|c| c.code), Some(CLOSE_INTERNAL_ERROR));
+        }
+        let report = registry.get("hub").expect("the hub's health").report();
+        assert_eq!((report.panics, report.state), (2, ActorState::Running), "{report:?}");
+
+        // A subscribe whose snapshot fails: refused, the hub restarts.
+        let outbox = test_outbox();
+        let id = hub.send(Connect { outbox: outbox.clone(), wake: Sleeper.start().recipient() }).await.expect("hub");
+        let subscribe =
+            || Subscribe { id, instruments: vec!["ESZ6".into()], accounts: vec![], trades: vec![], max_rate: 0 };
+        let refused = hub.send(subscribe()).await.expect("the hub answers");
+        assert!(matches!(refused, Err(SubscribeError::Unavailable(_))), "{refused:?}");
+        CRASH_SNAPSHOTS.with(|crash| crash.set(false));
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        hub.send(subscribe()).await.expect("the hub answers").expect("subscribed");
+        assert_eq!(snapshots_sent(&outbox).len(), 1);
+        let report = registry.get("hub").expect("the hub's health").report();
+        assert_eq!((report.panics, report.restarts, report.state), (3, 1, ActorState::Running), "{report:?}");
+    }
 
     /// Panics on a share holding [`CRASH_KEY`] once another share of the batch was pushed: the
     /// panic leaves some sessions with their share and others without.
@@ -866,13 +947,16 @@ mod tests {
         }
         let answer = hub.send(UpdateBatch { updates: batch.to_vec().into() }).await.expect("hub");
         assert!(matches!(answer, Err(HopError::Unavailable(_))), "{answer:?}");
-        for outbox in &outboxes {
+        for (index, outbox) in outboxes.iter().enumerate() {
             let drained = outbox.drain(usize::MAX);
             assert_eq!(drained.control.len(), 1, "one fresh snapshot per session");
             assert!(!drained.control[0].contains("ACC2"), "another account's data: {}", &*drained.control[0]);
             let snapshot: Value = serde_json::from_str(&drained.control[0]).expect("a snapshot");
             let esz6 = snapshot["instruments"].as_array().expect("instruments").iter().find(|i| i["symbol"] == "ESZ6");
             assert_eq!(esz6.expect("ESZ6")["seq"], 2, "the newest state");
+            if index >= 2 {
+                assert_eq!(symbols(&snapshot), ["ESZ6"], "what the session subscribed to, no more");
+            }
             let lane = snapshot["accounts"].as_array().expect("accounts").iter().find(|a| a["symbol"] == "ESZ6");
             assert_eq!(lane.expect("the ESZ6 lane")["fill_seq"], 4, "where the fill lane stands: 4 can be refilled");
             // Nothing the snapshot covers follows it (a session pushed before the panic had

@@ -4,6 +4,8 @@
 //! - Control frames (snapshots) go first, in order.
 //! - Account lane (fills): FIFO, never conflated or dropped; if it overflows, the session is
 //!   closed with [`CLOSE_ACCOUNT_OVERFLOW`] and the client resubscribes for a fresh snapshot.
+//!   A snapshot drops only the queued fills its lanes' `fill_seq` covers (the client refills
+//!   what it lacks), so that after a snapshot only higher seqs follow.
 //! - Market lane (instrument states, candles, positions, prints): FIFO while the session keeps
 //!   up. A session falls behind when its lane has not been empty for `conflate_after`, or holds
 //!   more than `market_capacity` frames: the lane is then conflated to the latest frame per key
@@ -544,8 +546,12 @@ pub(crate) mod tests {
     }
 
     fn fill(seq: u64) -> Arc<Frame> {
+        fill_of("ACC1", seq)
+    }
+
+    fn fill_of(account: &str, seq: u64) -> Arc<Frame> {
         let report = FillReport {
-            account: "ACC1".into(),
+            account: account.into(),
             seq,
             fill_id: format!("f{seq}"),
             order_id: "o".into(),
@@ -554,7 +560,7 @@ pub(crate) mod tests {
             price: 1.into(),
             qty: 1,
             ts: 0,
-            position: PositionState::flat("ACC1", "ESZ6"),
+            position: PositionState::flat(account, "ESZ6"),
         };
         Frame::new(&Published::new(Update::Fill(report), 0))
     }
@@ -810,13 +816,14 @@ pub(crate) mod tests {
     #[test]
     fn a_snapshot_drops_the_waiting_fills_it_covers_and_keeps_later_ones() {
         let now = Instant::now();
-        let outbox = outbox_with(&[fill(3), fill(4), fill(5)], now);
+        let outbox = outbox_with(&[fill(3), fill_of("ACC2", 2), fill(4), fill(5)], now);
         outbox.push_snapshot("snap".into(), &[("fills:ACC1:ESZ6".into(), 4)], now);
         assert_eq!(outbox.push(&fill(4), now), Pushed::Stale);
         outbox.push(&fill(6), now);
         let drained = outbox.drain(10);
         assert_eq!(drained.control, vec![ByteString::from("snap")]);
-        assert_eq!(sent(&drained), vec![("fills:ACC1:ESZ6", 5), ("fills:ACC1:ESZ6", 6)]);
+        let expected = [("fills:ACC2:ESZ6", 2), ("fills:ACC1:ESZ6", 5), ("fills:ACC1:ESZ6", 6)];
+        assert_eq!(sent(&drained), expected, "a lane the snapshot does not hold keeps its fills");
     }
 
     #[test]
