@@ -58,9 +58,11 @@ bench: deps
 
 ## bench-sessions: many sessions of one shape each (idle; quiet: one instrument, simulator at 100/s;
 ## dashboard: 12 instruments at max_rate 1 plus an account, wire v2; firehose: everything, beside
-## the plain broadcast server), 1,000 to 10,000 sessions, markdown rows to bench/results/sessions/
+## the plain broadcast server), 1,000 to 10,000 sessions on one embedded process, and 10,000 to
+## 50,000 quiet ones on three api processes of the distributed mode; markdown rows to
+## bench/results/sessions/
 SESSIONS_BENCH = ./target/release/ttpulse-bench sessions --sessions 1000,5000,10000
-bench-sessions:
+bench-sessions: deps
 	$(CARGO) build --release --locked -p ttpulse --bin ttpulse
 	$(CARGO) build --release --locked -p ttpulse-bench
 	mkdir -p bench/results/sessions
@@ -68,6 +70,8 @@ bench-sessions:
 	$(SESSIONS_BENCH) --profile quiet --sim-rate 100 --broadcast > bench/results/sessions/quiet.md
 	$(SESSIONS_BENCH) --profile dashboard --batched --broadcast > bench/results/sessions/dashboard.md
 	$(SESSIONS_BENCH) --profile firehose > bench/results/sessions/firehose.md
+	./target/release/ttpulse-bench sessions --sessions 10000,25000,50000 --profile quiet --sim-rate 100 \
+		--api-nodes 3 > bench/results/sessions/quiet-distributed.md
 
 ## bench-page: what the dashboard costs the browser to keep open (headless Chromium, main
 ## thread busy at 200 and 2,000 events/s and quiet), to bench/results/page-cost.json

@@ -21,7 +21,7 @@ pub const SYMBOLS: [&str; 12] =
 pub struct FanoutResult {
     pub sessions_wanted: usize,
     pub sessions_connected: usize,
-    /// Connection attempts that failed and were retried (a session gives up after 5).
+    /// Connection attempts that failed and were retried (a session gives up after 12).
     #[serde(default)]
     pub connect_retries: u64,
     pub delivery: Latency,
@@ -183,12 +183,19 @@ pub struct ClientOptions {
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Connects, retrying a failed attempt up to 4 times (100 ms doubling): a burst of thousands of
-/// connects can overflow the server's accept backlog. Counts the failed attempts in `retries`.
+/// How long the load generator waits for all its sessions to connect: on a loaded machine a
+/// connect can take 10 ms of the server's time, so tens of thousands take minutes.
+pub fn connect_window(sessions: usize) -> Duration {
+    Duration::from_secs(120 + sessions as u64 / 100)
+}
+
+/// Connects, retrying a failed attempt up to 11 times (100 ms doubling, at most 2 s): a burst of
+/// thousands of connects can overflow the server's accept backlog, and a saturated server can
+/// take seconds to answer a handshake. Counts the failed attempts in `retries`.
 async fn connect(url: &str, batched: bool, retries: &AtomicU64) -> Option<Ws> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
     let mut delay = Duration::from_millis(100);
-    for _ in 0..5 {
+    for _ in 0..12 {
         let mut request = url.into_client_request().ok()?;
         if batched {
             request.headers_mut().insert("sec-websocket-protocol", BATCH_PROTOCOL.parse().ok()?);
@@ -198,7 +205,7 @@ async fn connect(url: &str, batched: bool, retries: &AtomicU64) -> Option<Ws> {
             Err(_) => {
                 retries.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(delay).await;
-                delay *= 2;
+                delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
     }
@@ -282,7 +289,7 @@ pub async fn client(
         }));
     }
     drop(tx);
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + connect_window(sessions);
     while (connected.load(Ordering::Relaxed) as usize) < sessions && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -158,6 +158,12 @@ enum Cmd {
         broadcast: bool,
         #[arg(long, default_value_t = 8)]
         seconds: u64,
+        /// 0: one embedded process (the default). N: the distributed mode (broker, Redis,
+        /// PostgreSQL, one processor and one cache process) with N api processes, the sessions
+        /// spread evenly over them, each api process with a load generator of its own: how
+        /// more sessions than one process may hold (its open files) are served.
+        #[arg(long, default_value_t = 0)]
+        api_nodes: usize,
         #[arg(long, default_value = "target/release/ttpulse")]
         bin: PathBuf,
     },
@@ -343,7 +349,7 @@ fn main() -> anyhow::Result<()> {
             let _ = std::fs::remove_dir_all(&work);
             Ok(())
         }),
-        Cmd::Sessions { profile, sessions, sim_rate, batched, broadcast, seconds, bin } => runtime.block_on(async {
+        Cmd::Sessions { profile, sessions, sim_rate, batched, broadcast, seconds, api_nodes, bin } => runtime.block_on(async {
             let work = std::env::temp_dir().join(format!("ttpulse-bench-sessions-{}", std::process::id()));
             std::fs::create_dir_all(&work)?;
             let data = work.join("data");
@@ -356,6 +362,14 @@ fn main() -> anyhow::Result<()> {
             for n in sessions {
                 log(format!("{n} {profile:?} sessions ({wire}), simulator at {sim_rate}/s"));
                 let options = fanout::ClientOptions { batched, profile, ..Default::default() };
+                if api_nodes > 0 {
+                    let ours = distributed_fanout(&bin, &work, n, seconds, options, sim_rate, api_nodes)?;
+                    let server = format!("ttpulse, {api_nodes} api processes");
+                    println!("{}", sessions_row(&server, &profile.name(), wire, &ours));
+                    // The plain broadcast server is one process: it cannot hold more sessions
+                    // than one process may have open files either.
+                    continue;
+                }
                 let ours = ours_fanout(&bin, &data, &work, n, seconds, options, sim_rate).await?;
                 println!("{}", sessions_row("ttpulse", &profile.name(), wire, &ours));
                 if broadcast || profile == fanout::Profile::Firehose {
@@ -898,7 +912,7 @@ impl Stack {
             processor_roles.push(procs::ttpulse(bin, "processor", &settings, logs)?.0);
         }
         let processor_admins: Vec<String> = processor_roles.iter().map(|p| p.admin.clone()).collect();
-        let settings = std::collections::HashMap::from([("cache", common("cache", 0))]);
+        let settings = std::collections::HashMap::from([("cache", common("cache", 0)), ("api", common("api", 0))]);
         let (cache, _) = procs::ttpulse(bin, "cache", &settings["cache"], logs)?;
         let (api, api_url) = procs::ttpulse(bin, "api", &common("api", 0), logs)?;
         // Let the consumer groups settle before the first event.
@@ -929,6 +943,16 @@ impl Stack {
     /// Stops every process of `role`.
     fn stop(&mut self, role: &str) {
         self.roles.retain(|p| p.name != role);
+    }
+
+    /// Starts one more api process (its usual settings and `extra`); its pid and base URL.
+    fn start_api(&mut self, extra: &[(&str, String)]) -> anyhow::Result<(u32, String)> {
+        let mut settings = self.settings.get("api").context("the api's settings")?.clone();
+        settings.extend(env(extra));
+        let (proc, url) = procs::ttpulse(&self.bin, "api", &settings, &self.logs)?;
+        let pid = proc.pid();
+        self.roles.push(proc);
+        Ok((pid, url))
     }
 
     /// Starts one more process of `role` (its usual settings and `extra`); its admin URL.
@@ -989,7 +1013,9 @@ fn fanout_client(
         }
     });
     let (mut rss, mut window_start, mut window_cpu) = (0, None, None);
-    let deadline = Instant::now() + Duration::from_secs(180 + seconds + if options.reconnect { 180 } else { 0 });
+    let deadline = Instant::now()
+        + fanout::connect_window(sessions)
+        + Duration::from_secs(60 + seconds + if options.reconnect { 180 } else { 0 });
     let result = loop {
         rss = rss.max(procs::usage(server_pid).1);
         match rx.recv_timeout(Duration::from_millis(500)) {
@@ -1036,13 +1062,10 @@ async fn ours_fanout(
             ("TTPULSE_SIM_RATE", sim_rate.to_string()),
             ("TTPULSE_DATA_DIR", data.display().to_string()),
             ("TTPULSE_SIM_SEED", "7".into()),
-            // The load generator opens thousands of sessions at once: lift the session limits.
-            ("TTPULSE_MAX_CONNECTIONS", "20000".into()),
-            ("TTPULSE_WS_CONNECT_RATE", "0".into()),
-            // Every load-test session comes from this host.
-            ("TTPULSE_MAX_CONNECTIONS_PER_ADDRESS", "0".into()),
-            ("TTPULSE_WS_CONNECT_RATE_PER_ADDRESS", "0".into()),
-        ]),
+        ])
+        .into_iter()
+        .chain(env(&SESSION_LIMITS_LIFTED.map(|(k, v)| (k, v.to_owned()))))
+        .collect::<Vec<_>>(),
         logs,
     )?;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1054,7 +1077,95 @@ async fn ours_fanout(
     Ok(served.per_session_over(idle))
 }
 
+/// The load generator opens thousands of sessions at once, all from this host: the session
+/// limits lifted.
+const SESSION_LIMITS_LIFTED: [(&str, &str); 4] = [
+    ("TTPULSE_MAX_CONNECTIONS", "20000"),
+    ("TTPULSE_WS_CONNECT_RATE", "0"),
+    ("TTPULSE_MAX_CONNECTIONS_PER_ADDRESS", "0"),
+    ("TTPULSE_WS_CONNECT_RATE_PER_ADDRESS", "0"),
+];
+
+/// The distributed stack with `api_nodes` api processes, the sessions spread evenly over them,
+/// one load generator per api process (each process, server or client, may hold at most its
+/// open-file limit of sockets). Delivery percentiles are the worst of the load generators'
+/// (an upper bound of the percentile over all sessions); CPU and memory are the api processes'.
+fn distributed_fanout(
+    bin: &Path,
+    work: &Path,
+    sessions: usize,
+    seconds: u64,
+    options: fanout::ClientOptions,
+    sim_rate: u32,
+    api_nodes: usize,
+) -> anyhow::Result<Served> {
+    let db = format!("bench_sessions_{}_{sessions}", std::process::id());
+    let mut stack = Stack::start(bin, work, work, &db, sim_rate, 1, &[])?;
+    // Its api process has the default limits: replaced by `api_nodes` with them lifted.
+    stack.stop("api");
+    let lifted: Vec<(&str, String)> = SESSION_LIMITS_LIFTED.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    let apis: Vec<(u32, String)> = (0..api_nodes).map(|_| stack.start_api(&lifted)).collect::<anyhow::Result<_>>()?;
+    std::thread::sleep(Duration::from_secs(1));
+    let idle: u64 = apis.iter().map(|(pid, _)| procs::usage(*pid).1).sum();
+    let clients: Vec<_> = apis
+        .iter()
+        .enumerate()
+        .map(|(i, (pid, url))| {
+            let share = sessions / api_nodes + usize::from(i < sessions % api_nodes);
+            let (ws, pid) = (url.replacen("http", "ws", 1) + "/ws", *pid);
+            std::thread::spawn(move || fanout_client(&ws, share, seconds, options, pid))
+        })
+        .collect();
+    let mut served = Vec::new();
+    for client in clients {
+        served.push(client.join().map_err(|_| anyhow::anyhow!("a load generator thread panicked"))??);
+    }
+    drop(stack);
+    Ok(Served::combined(&served, idle))
+}
+
 impl Served {
+    /// Several load generators' results as one row: counts and rates summed, each percentile
+    /// the worst of theirs, memory per session over the servers' memory before `idle`.
+    fn combined(parts: &[Served], idle: u64) -> Self {
+        let worst = |pick: fn(&fanout::FanoutResult) -> Option<&Latency>| -> Option<Latency> {
+            let all: Vec<&Latency> = parts.iter().filter_map(|p| pick(&p.result)).collect();
+            if all.is_empty() {
+                return None;
+            }
+            let max = |f: fn(&Latency) -> f64| all.iter().map(|l| f(l)).fold(0.0, f64::max);
+            Some(Latency {
+                samples: all.iter().map(|l| l.samples).sum(),
+                seconds: max(|l| l.seconds),
+                per_second: all.iter().map(|l| l.per_second).sum(),
+                p50_ms: max(|l| l.p50_ms),
+                p99_ms: max(|l| l.p99_ms),
+                p999_ms: max(|l| l.p999_ms),
+                max_ms: max(|l| l.max_ms),
+            })
+        };
+        let sum = |f: fn(&Served) -> f64| parts.iter().map(f).sum::<f64>();
+        let mut result = parts[0].result.clone();
+        result.sessions_wanted = parts.iter().map(|p| p.result.sessions_wanted).sum();
+        result.sessions_connected = parts.iter().map(|p| p.result.sessions_connected).sum();
+        result.connect_retries = parts.iter().map(|p| p.result.connect_retries).sum();
+        result.messages_per_second = sum(|p| p.result.messages_per_second);
+        result.frames_per_second = sum(|p| p.result.frames_per_second);
+        result.delivery = worst(|r| Some(&r.delivery)).unwrap_or_else(|| result.delivery.clone());
+        result.added_delay = worst(|r| r.added_delay.as_ref());
+        result.fills = worst(|r| r.fills.as_ref());
+        result.open_files_limit = parts.iter().map(|p| p.result.open_files_limit).min().unwrap_or(0);
+        let peak_rss = parts.iter().map(|p| p.peak_rss).sum();
+        Served {
+            result,
+            peak_rss,
+            bytes_per_session: 0.0,
+            cpu_cores: sum(|p| p.cpu_cores),
+            client_cpu_cores: sum(|p| p.client_cpu_cores),
+        }
+        .per_session_over(idle)
+    }
+
     fn per_session_over(self, before: u64) -> Self {
         let connected = self.result.sessions_connected.max(1) as f64;
         Self { bytes_per_session: self.peak_rss.saturating_sub(before) as f64 / connected, ..self }
@@ -1088,8 +1199,8 @@ fn sessions_row(server: &str, shape: &str, wire: &str, served: &Served) -> Strin
     let short = if r.sessions_connected < r.sessions_wanted { " (short: not quoted)" } else { "" };
     if !short.is_empty() {
         log(format!(
-            "{server}: {} of {} sessions connected (the load generator's open-file limit: {})",
-            r.sessions_connected, r.sessions_wanted, r.open_files_limit
+            "{server}: {} of {} sessions connected ({} failed connection attempts; the load generator's open-file limit: {})",
+            r.sessions_connected, r.sessions_wanted, r.connect_retries, r.open_files_limit
         ));
     }
     let p99 = |latency: &Option<Latency>| latency.as_ref().map_or("-".to_owned(), |l| format!("{:.1}", l.p99_ms));
@@ -1126,4 +1237,40 @@ async fn fanout_row(bin: &Path, work: &Path, logs: &Path, sessions: usize, secon
         ours: ours.result,
         broadcast: broadcast.result,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn latency(p50_ms: f64, p99_ms: f64, per_second: f64) -> Latency {
+        Latency { samples: 100, seconds: 8.0, per_second, p50_ms, p99_ms, p999_ms: p99_ms, max_ms: p99_ms * 2.0 }
+    }
+
+    fn served(connected: usize, p99_ms: f64, peak_rss: u64) -> Served {
+        let result = fanout::FanoutResult {
+            sessions_wanted: 10,
+            sessions_connected: connected,
+            delivery: latency(p99_ms / 2.0, p99_ms, 1000.0),
+            messages_per_second: 1000.0,
+            fills: None,
+            open_files_limit: 20_000,
+            ..Default::default()
+        };
+        Served { result, peak_rss, bytes_per_session: 0.0, cpu_cores: 0.5, client_cpu_cores: 0.25 }
+    }
+
+    /// Several load generators make one row: counts and rates add up, each percentile is the
+    /// worst of theirs (an upper bound over all sessions), memory is per connected session.
+    #[test]
+    fn load_generators_combine_into_one_row() {
+        let row = Served::combined(&[served(10, 100.0, 3_000), served(9, 300.0, 5_000)], 1_100);
+        let r = &row.result;
+        assert_eq!((r.sessions_wanted, r.sessions_connected), (20, 19));
+        assert_eq!((r.messages_per_second, r.delivery.per_second, r.delivery.samples), (2000.0, 2000.0, 200));
+        assert_eq!((r.delivery.p50_ms, r.delivery.p99_ms, r.delivery.max_ms), (150.0, 300.0, 600.0));
+        assert!(r.fills.is_none(), "no load generator measured fills");
+        assert_eq!((row.cpu_cores, row.client_cpu_cores, row.peak_rss), (1.0, 0.5, 8_000));
+        assert_eq!(row.bytes_per_session, (8_000.0 - 1_100.0) / 19.0);
+    }
 }
