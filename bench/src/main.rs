@@ -831,7 +831,7 @@ async fn drain_row(stack: &mut Stack, depth: u32, fill: Duration) -> anyhow::Res
         "cache",
         &[("TTPULSE_PIPELINE_DEPTH", depth.to_string()), ("TTPULSE_KAFKA_GROUP", format!("{}-drain", stack.db))],
     )?;
-    let consumed = || counter(&cache, "ttpulse_kafka_consumed_total") as u64;
+    let consumed = || counter(&cache.admin, "ttpulse_kafka_consumed_total") as u64;
     let usage = |stack: &Stack| {
         let role = |name: &str| stack.roles.iter().filter(|p| p.name == name).map(|p| p.usage().0).sum::<f64>();
         [role("cache"), stack.redis.usage().0, role("api"), stack.broker.usage().0]
@@ -945,25 +945,22 @@ impl Stack {
         self.roles.retain(|p| p.name != role);
     }
 
-    /// Starts one more api process (its usual settings and `extra`); its pid and base URL.
-    fn start_api(&mut self, extra: &[(&str, String)]) -> anyhow::Result<(u32, String)> {
-        let mut settings = self.settings.get("api").context("the api's settings")?.clone();
-        settings.extend(env(extra));
-        let (proc, url) = procs::ttpulse(&self.bin, "api", &settings, &self.logs)?;
-        let pid = proc.pid();
-        self.roles.push(proc);
-        Ok((pid, url))
-    }
-
-    /// Starts one more process of `role` (its usual settings and `extra`); its admin URL.
-    fn start_role(&mut self, role: &'static str, extra: &[(&str, String)]) -> anyhow::Result<String> {
+    /// Starts one more process of `role` (its usual settings and `extra`).
+    fn start_role(&mut self, role: &'static str, extra: &[(&str, String)]) -> anyhow::Result<Started> {
         let mut settings = self.settings.get(role).context("a role the stack knows")?.clone();
         settings.extend(env(extra));
-        let (proc, _) = procs::ttpulse(&self.bin, role, &settings, &self.logs)?;
-        let admin = proc.admin.clone();
+        let (proc, url) = procs::ttpulse(&self.bin, role, &settings, &self.logs)?;
+        let started = Started { pid: proc.pid(), url, admin: proc.admin.clone() };
         self.roles.push(proc);
-        Ok(admin)
+        Ok(started)
     }
+}
+
+/// A role process [`Stack::start_role`] started: its pid, base URL and admin URL.
+struct Started {
+    pid: u32,
+    url: String,
+    admin: String,
 }
 
 impl Drop for Stack {
@@ -1062,10 +1059,10 @@ async fn ours_fanout(
             ("TTPULSE_SIM_RATE", sim_rate.to_string()),
             ("TTPULSE_DATA_DIR", data.display().to_string()),
             ("TTPULSE_SIM_SEED", "7".into()),
-        ])
+        ]
         .into_iter()
-        .chain(env(&SESSION_LIMITS_LIFTED.map(|(k, v)| (k, v.to_owned()))))
-        .collect::<Vec<_>>(),
+        .chain(session_limits_lifted())
+        .collect::<Vec<_>>()),
         logs,
     )?;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1079,12 +1076,16 @@ async fn ours_fanout(
 
 /// The load generator opens thousands of sessions at once, all from this host: the session
 /// limits lifted.
-const SESSION_LIMITS_LIFTED: [(&str, &str); 4] = [
-    ("TTPULSE_MAX_CONNECTIONS", "20000"),
-    ("TTPULSE_WS_CONNECT_RATE", "0"),
-    ("TTPULSE_MAX_CONNECTIONS_PER_ADDRESS", "0"),
-    ("TTPULSE_WS_CONNECT_RATE_PER_ADDRESS", "0"),
-];
+fn session_limits_lifted() -> Vec<(&'static str, String)> {
+    [
+        ("TTPULSE_MAX_CONNECTIONS", "20000"),
+        ("TTPULSE_WS_CONNECT_RATE", "0"),
+        ("TTPULSE_MAX_CONNECTIONS_PER_ADDRESS", "0"),
+        ("TTPULSE_WS_CONNECT_RATE_PER_ADDRESS", "0"),
+    ]
+    .map(|(key, value)| (key, value.to_owned()))
+    .into()
+}
 
 /// The distributed stack with `api_nodes` api processes, the sessions spread evenly over them,
 /// one load generator per api process (each process, server or client, may hold at most its
@@ -1103,16 +1104,16 @@ fn distributed_fanout(
     let mut stack = Stack::start(bin, work, work, &db, sim_rate, 1, &[])?;
     // Its api process has the default limits: replaced by `api_nodes` with them lifted.
     stack.stop("api");
-    let lifted: Vec<(&str, String)> = SESSION_LIMITS_LIFTED.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-    let apis: Vec<(u32, String)> = (0..api_nodes).map(|_| stack.start_api(&lifted)).collect::<anyhow::Result<_>>()?;
+    let lifted = session_limits_lifted();
+    let apis: Vec<Started> = (0..api_nodes).map(|_| stack.start_role("api", &lifted)).collect::<anyhow::Result<_>>()?;
     std::thread::sleep(Duration::from_secs(1));
-    let idle: u64 = apis.iter().map(|(pid, _)| procs::usage(*pid).1).sum();
+    let idle: u64 = apis.iter().map(|api| procs::usage(api.pid).1).sum();
     let clients: Vec<_> = apis
         .iter()
         .enumerate()
-        .map(|(i, (pid, url))| {
+        .map(|(i, api)| {
             let share = sessions / api_nodes + usize::from(i < sessions % api_nodes);
-            let (ws, pid) = (url.replacen("http", "ws", 1) + "/ws", *pid);
+            let (ws, pid) = (api.url.replacen("http", "ws", 1) + "/ws", api.pid);
             std::thread::spawn(move || fanout_client(&ws, share, seconds, options, pid))
         })
         .collect();
